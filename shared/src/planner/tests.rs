@@ -1,0 +1,147 @@
+use super::*;
+use crate::model::GuestStatus;
+use proptest::prelude::*;
+
+const GIB: u64 = 1 << 30;
+
+fn node(name: &str, mem_gib: u64) -> Node {
+    Node {
+        name: name.into(),
+        status: NodeStatus::Online,
+        cpus: 32,
+        cpu_used: 0.0,
+        mem_total: mem_gib * GIB,
+        mem_used: 0,
+        disk_total: 100 * GIB,
+        disk_used: 0,
+        maintenance: false,
+    }
+}
+
+fn vm(vmid: u32, node: &str, mem_gib: u64) -> Guest {
+    Guest {
+        vmid,
+        name: format!("vm{vmid}"),
+        kind: GuestKind::Qemu,
+        node: node.into(),
+        status: GuestStatus::Running,
+        template: false,
+        cpus: 2.0,
+        cpu_used: 0.5,
+        mem_max: mem_gib * GIB,
+        mem_used: mem_gib * GIB,
+        disk_max: 0,
+        disk_used: 0,
+        tags: vec![],
+        pool: None,
+        lock: None,
+        ha_managed: false,
+    }
+}
+
+/// A snapshot whose node usage is exactly the sum of its running guests.
+fn cluster(nodes: Vec<Node>, guests: Vec<Guest>) -> ClusterSnapshot {
+    let mut s = ClusterSnapshot { nodes, guests, quorate: true, ..Default::default() };
+    for n in s.nodes.iter_mut() {
+        n.mem_used = s.guests.iter().filter(|g| g.node == n.name && g.is_running()).map(|g| g.mem_used).sum();
+        n.cpu_used = s.guests.iter().filter(|g| g.node == n.name && g.is_running()).map(|g| g.cpu_used).sum();
+    }
+    s
+}
+
+fn imbalanced() -> ClusterSnapshot {
+    let guests = (0..10).map(|i| vm(100 + i, "a", 8)).chain([vm(200, "b", 8)]).collect();
+    cluster(vec![node("a", 100), node("b", 100), node("c", 100)], guests)
+}
+
+#[test]
+fn moves_load_off_the_hot_node_and_narrows_the_spread() {
+    let s = imbalanced();
+    let p = plan(&s, &PlanRequest::default());
+    assert!(!p.steps.is_empty());
+    assert!(p.steps.iter().all(|st| st.from == "a"), "{:?}", p.steps);
+    assert!((p.spread_before - 80.0).abs() < 1e-6, "{}", p.spread_before);
+    assert!(p.spread_after <= 10.0, "spread after {}", p.spread_after);
+    assert!(p.steps[0].reason.starts_with("a memory 80.0% → 72.0%, c 0.0% → 8.0%"), "{}", p.steps[0].reason);
+}
+
+#[test]
+fn a_balanced_cluster_is_left_alone() {
+    let s = cluster(vec![node("a", 100), node("b", 100)], vec![vm(1, "a", 10), vm(2, "b", 12)]);
+    let p = plan(&s, &PlanRequest::default());
+    assert!(p.steps.is_empty());
+    assert!(p.notes[0].starts_with("balanced"), "{:?}", p.notes);
+}
+
+#[test]
+fn ignored_pinned_locked_and_templates_stay_put() {
+    let mut s = imbalanced();
+    s.guests[0].tags = vec!["plb_ignore_db".into()];
+    s.guests[1].tags = vec!["ignore".into()];
+    s.guests[2].tags = vec!["plb_pin_A".into()]; // node match is case-insensitive
+    s.guests[3].lock = Some("backup".into());
+    s.guests[4].template = true;
+    let p = plan(&s, &PlanRequest::default());
+    let moved: Vec<u32> = p.steps.iter().map(|st| st.vmid).collect();
+    for vmid in [100, 101, 102, 103, 104] {
+        assert!(!moved.contains(&vmid), "{vmid} moved: {moved:?}");
+    }
+    assert!(!p.steps.is_empty());
+}
+
+#[test]
+fn anti_affinity_keeps_group_members_apart() {
+    let mut s = imbalanced();
+    s.guests[10].tags = vec!["plb_anti_affinity_web".into()]; // on b
+    for g in s.guests.iter_mut().take(10) {
+        g.tags = vec!["plb_anti_affinity_web".into()];
+    }
+    let p = plan(&s, &PlanRequest::default());
+    assert!(p.steps.iter().all(|st| st.to != "b"), "{:?}", p.steps);
+    assert!(p.steps.iter().filter(|st| st.to == "c").count() <= 1, "{:?}", p.steps);
+}
+
+#[test]
+fn memory_reserve_is_never_used() {
+    let s = cluster(vec![node("a", 100), node("b", 20)], (0..9).map(|i| vm(i, "a", 10)).collect());
+    let req = PlanRequest { memory_reserve: 5 * GIB, balanciness: 1.0, ..Default::default() };
+    let after = apply(&s, &plan(&s, &req));
+    let b = after.node("b").unwrap();
+    assert!(b.mem_used <= b.mem_total - 5 * GIB, "{} > {}", b.mem_used, b.mem_total - 5 * GIB);
+}
+
+fn arb_cluster() -> impl Strategy<Value = ClusterSnapshot> {
+    (2usize..6, prop::collection::vec((0usize..6, 1u64..16, any::<bool>()), 1..40)).prop_map(|(n, gs)| {
+        let nodes = (0..n).map(|i| node(&format!("n{i}"), 64 + 32 * (i as u64 % 3))).collect::<Vec<_>>();
+        let guests = gs
+            .into_iter()
+            .enumerate()
+            .map(|(i, (at, mem, running))| {
+                let mut g = vm(100 + i as u32, &format!("n{}", at % n), mem);
+                if !running {
+                    g.status = GuestStatus::Stopped;
+                }
+                g
+            })
+            .collect();
+        cluster(nodes, guests)
+    })
+}
+
+proptest! {
+    #[test]
+    fn plans_conserve_guests_respect_capacity_and_do_not_oscillate(s in arb_cluster()) {
+        let req = PlanRequest { balanciness: 5.0, ..Default::default() };
+        let p = plan(&s, &req);
+        prop_assert!(p.spread_after <= p.spread_before + 1e-9);
+        prop_assert_eq!(&p, &plan(&s, &req), "deterministic");
+        let after = apply(&s, &p);
+        prop_assert_eq!(after.guests.len(), s.guests.len());
+        for (n, was) in after.nodes.iter().zip(&s.nodes) {
+            // A node that receives guests ends within its capacity (the input may start overcommitted).
+            prop_assert!(n.mem_used <= was.mem_used || n.mem_used <= n.mem_total, "{} over capacity", n.name);
+        }
+        let again = plan(&after, &req);
+        prop_assert!(again.steps.is_empty(), "re-plan proposed {:?}", again.steps);
+    }
+}
