@@ -1,1 +1,143 @@
-fn main() {}
+//! `pve-rebalancer`: the service (`serve`) and the command line (`plan`).
+
+use anyhow::Context;
+use backend::http::{router, AppState};
+use backend::pve::{Credentials, PveClient, PveOptions};
+use clap::{Args, Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "pve-rebalancer",
+    version,
+    about = "Load balancing and maintenance evacuation for Proxmox VE"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP API (and serve the panel with --panel-dir).
+    Serve {
+        #[command(flatten)]
+        pve: PveArgs,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8017")]
+        listen: SocketAddr,
+        /// Directory with the built panel (frontend/dist) to serve at `/`.
+        #[arg(long)]
+        panel_dir: Option<PathBuf>,
+    },
+    /// Collect once, plan, and print the plan as JSON.
+    Plan {
+        #[command(flatten)]
+        pve: PveArgs,
+        /// Balanciness in percentage points.
+        #[arg(long, default_value_t = 10.0)]
+        balanciness: f64,
+    },
+}
+
+#[derive(Args)]
+struct PveArgs {
+    /// PVE API base URL.
+    #[arg(long, default_value = "https://127.0.0.1:8006")]
+    pve_url: String,
+    /// PVE user for ticket login (e.g. root@pam).
+    #[arg(long, env = "PVE_REBALANCER_USER")]
+    user: Option<String>,
+    /// Password for --user (prefer the environment variable over the command line).
+    #[arg(long, env = "PVE_REBALANCER_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// API token id, `user@realm!tokenid`.
+    #[arg(long, env = "PVE_REBALANCER_TOKEN_ID")]
+    token_id: Option<String>,
+    #[arg(long, env = "PVE_REBALANCER_TOKEN_SECRET", hide_env_values = true)]
+    token_secret: Option<String>,
+    /// CA certificate (PEM) to verify the PVE API's TLS certificate with.
+    #[arg(long)]
+    pve_ca: Option<PathBuf>,
+    /// Do not verify the PVE API's TLS certificate.
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl PveArgs {
+    fn client(&self) -> anyhow::Result<PveClient> {
+        let credentials = match (&self.token_id, &self.token_secret, &self.user, &self.password) {
+            (Some(token_id), Some(secret), _, _) => {
+                Credentials::Token { token_id: token_id.clone(), secret: secret.clone() }
+            }
+            (None, None, Some(user), Some(password)) => {
+                Credentials::Password { user: user.clone(), password: password.clone() }
+            }
+            _ => anyhow::bail!(
+                "no PVE credentials: give --token-id and --token-secret, or --user and --password \
+                 (or the PVE_REBALANCER_* environment variables)"
+            ),
+        };
+        let ca_pem = match &self.pve_ca {
+            Some(p) => Some(
+                std::fs::read_to_string(p).with_context(|| format!("reading --pve-ca {}", p.display()))?,
+            ),
+            None => None,
+        };
+        Ok(PveClient::new(PveOptions {
+            base_url: self.pve_url.clone(),
+            credentials,
+            ca_pem,
+            insecure: self.insecure,
+            timeout: Duration::from_secs(30),
+        })?)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve { pve, listen, panel_dir } => {
+            let state = AppState { pve: Arc::new(pve.client()?) };
+            let listener =
+                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+            let addr = listener.local_addr()?;
+            println!("pve-rebalancer listening on http://{addr}");
+            tracing::info!(%addr, "serving");
+            axum::serve(listener, router(state, panel_dir)).with_graceful_shutdown(shutdown_signal()).await?;
+        }
+        Command::Plan { pve, balanciness } => {
+            let client = pve.client()?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+            let snapshot = backend::collect::snapshot(&client, now).await?;
+            let request = shared::PlanRequest { balanciness, ..Default::default() };
+            println!("{}", serde_json::to_string_pretty(&shared::planner::plan(&snapshot, &request))?);
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

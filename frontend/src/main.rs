@@ -1,1 +1,58 @@
-fn main() {}
+//! Entry point of the wasm module. Standalone it mounts the panel on `<body>`; inside the PVE UI
+//! the loader sets `window.__pveRebalancerEmbedded = true` first and calls `mount_panel` itself.
+//! The exports live in the binary crate so that they are kept in the module trunk builds.
+
+use frontend::views::Panel;
+use frontend::{PanelOptions, STYLE};
+use leptos::prelude::*;
+use wasm_bindgen::prelude::*;
+
+fn ensure_style() {
+    let Some(doc) = web_sys::window().and_then(|w| w.document()) else { return };
+    if doc.get_element_by_id("pvrb-style").is_some() {
+        return;
+    }
+    if let (Ok(style), Some(head)) = (doc.create_element("style"), doc.head()) {
+        style.set_id("pvrb-style");
+        style.set_text_content(Some(STYLE));
+        let _ = head.append_child(&style);
+    }
+}
+
+/// A mounted panel; `unmount()` removes it and stops its work (ExtJS destroys cards on tab switch).
+#[wasm_bindgen]
+pub struct PanelHandle {
+    mounted: Option<Box<dyn std::any::Any>>,
+}
+
+#[wasm_bindgen]
+impl PanelHandle {
+    pub fn unmount(&mut self) {
+        self.mounted.take();
+    }
+}
+
+/// Mounts the panel into `element`. `options` is `{apiBase, view, node, user, csrfToken}`.
+#[wasm_bindgen]
+pub fn mount_panel(element: web_sys::HtmlElement, options: JsValue) -> Result<PanelHandle, JsValue> {
+    ensure_style();
+    let opts: PanelOptions = if options.is_undefined() || options.is_null() {
+        PanelOptions::default()
+    } else {
+        serde_wasm_bindgen::from_value(options)
+            .map_err(|e| JsValue::from_str(&format!("mount_panel options: {e}")))?
+    };
+    let handle = leptos::mount::mount_to(element, move || view! { <Panel opts=opts.clone() /> });
+    Ok(PanelHandle { mounted: Some(Box::new(handle)) })
+}
+
+fn main() {
+    console_error_panic_hook::set_once();
+    let embedded = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("__pveRebalancerEmbedded"))
+        .map(|v| v.is_truthy())
+        .unwrap_or(false);
+    if !embedded {
+        ensure_style();
+        leptos::mount::mount_to_body(|| view! { <Panel opts=PanelOptions::default() /> });
+    }
+}

@@ -1,0 +1,13 @@
+//! The pve-rebalancer service: the imperative shell around `shared`'s pure engine.
+//!
+//! - [`pve`]: a typed client for the PVE API (login, tickets, tokens, `{data}` unwrapping, errors
+//!   that carry PVE's own message).
+//! - [`collect`]: turns PVE answers into a `shared::ClusterSnapshot`, in O(nodes) calls.
+//! - [`http`]: the `/api/v1` JSON API the panel calls, plus the panel's static files.
+//!
+//! Invariant: all planning happens in `shared`; this crate only gathers inputs and carries out
+//! decisions.
+
+pub mod collect;
+pub mod http;
+pub mod pve;

@@ -1,0 +1,6 @@
+//! Client for the Proxmox VE HTTP API (`/api2/json`).
+
+mod client;
+pub mod wire;
+
+pub use client::{Credentials, PveClient, PveError, PveOptions};
