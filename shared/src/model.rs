@@ -13,17 +13,71 @@ pub struct ClusterSnapshot {
     pub quorate: bool,
     pub nodes: Vec<Node>,
     pub guests: Vec<Guest>,
+    /// PVE 9 HA rules (`/cluster/ha/rules`), disabled ones included (the rule engine skips them).
+    #[serde(default)]
+    pub ha_rules: Vec<HaRule>,
+    /// Migrations done recently (by us or anyone), newest last: the engine's memory against
+    /// ping-pong (cooldown per guest, no quick return to a node a guest just left).
+    #[serde(default)]
+    pub recent_migrations: Vec<RecentMigration>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// One PVE 9 HA rule as `/cluster/ha/rules` returns it (strings kept raw; the rule engine parses
+/// them and reports what it cannot read).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HaRule {
+    /// Rule id (`rule`).
+    pub rule: String,
+    /// `node-affinity` or `resource-affinity` (anything else is reported and skipped).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `"vm:100,ct:101"`.
+    pub resources: String,
+    /// node-affinity: `"n1:2,n2"` (priority after the colon, default 0; higher wins).
+    #[serde(default)]
+    pub nodes: String,
+    /// node-affinity: strict (never run elsewhere) instead of a preference.
+    #[serde(default)]
+    pub strict: bool,
+    /// resource-affinity: `positive` (keep together) or `negative` (keep apart).
+    #[serde(default)]
+    pub affinity: String,
+    #[serde(default)]
+    pub disable: bool,
+}
+
+/// A migration that already happened, for cooldown and no-return checks.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RecentMigration {
+    pub vmid: u32,
+    pub from: String,
+    pub to: String,
+    /// Unix seconds when it finished (same clock as `ClusterSnapshot::collected_at`).
+    pub at: u64,
+}
+
+/// Pressure stall information in percent (10 s or hourly average, as collected).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Pressure {
+    pub cpu_some: f64,
+    pub cpu_full: f64,
+    pub memory_some: f64,
+    pub memory_full: f64,
+    pub io_some: f64,
+    pub io_full: f64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeStatus {
     Online,
     Offline,
+    #[default]
     Unknown,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     pub name: String,
     pub status: NodeStatus,
@@ -40,25 +94,34 @@ pub struct Node {
     /// In maintenance (PVE HA maintenance, or ours): no guest may be placed here.
     #[serde(default)]
     pub maintenance: bool,
+    /// Newest QEMU installed on the node (`pveversion -v`, e.g. "9.2.0"): a running VM cannot
+    /// live-migrate to a node whose QEMU is older than the one it runs on.
+    #[serde(default)]
+    pub qemu_version: Option<String>,
+    /// Host pressure (PSI), when collected.
+    #[serde(default)]
+    pub pressure: Option<Pressure>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GuestKind {
+    #[default]
     Qemu,
     Lxc,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GuestStatus {
     Running,
     Stopped,
     /// paused, suspended, prelaunch, unknown: not moved by the planner.
+    #[default]
     Other,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Guest {
     pub vmid: u32,
     pub name: String,
@@ -85,6 +148,25 @@ pub struct Guest {
     /// Managed by PVE HA (`hastate` present).
     #[serde(default)]
     pub ha_managed: bool,
+    /// QEMU version the VM is running on (`running-qemu`), for the live-migration check.
+    #[serde(default)]
+    pub running_qemu: Option<String>,
+    /// Local resources that pin a guest to its node (`hostpci0`, `usb1`, …, from the migrate
+    /// precondition check): such a guest cannot be migrated.
+    #[serde(default)]
+    pub local_resources: Vec<String>,
+    /// Bytes on node-local storage that a migration must copy (`with-local-disks`).
+    #[serde(default)]
+    pub local_disk_bytes: u64,
+    /// 95th percentile of CPU use over the collection window, in cores (percentile mode).
+    #[serde(default)]
+    pub cpu_p95: Option<f64>,
+    /// 95th percentile (or peak) of memory use, in bytes (percentile mode).
+    #[serde(default)]
+    pub mem_p95: Option<u64>,
+    /// Guest pressure (PSI), when collected.
+    #[serde(default)]
+    pub pressure: Option<Pressure>,
 }
 
 impl Guest {

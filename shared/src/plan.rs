@@ -1,7 +1,9 @@
 //! What the planner is asked for and what it answers.
 
 use crate::model::GuestKind;
+use crate::rules::{Diagnostic, RuleConfig};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Which resource the balance is measured on (ProxLB's `balancing.method`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -11,6 +13,8 @@ pub enum Method {
     Memory,
     Cpu,
     Disk,
+    /// Memory, CPU and disk together, weighted by `PlanRequest::weights`.
+    Weighted,
 }
 
 /// Which figure of that resource (ProxLB's `balancing.mode`).
@@ -22,6 +26,47 @@ pub enum Mode {
     Used,
     /// What the guests are configured with (vCPUs, max memory, disk size).
     Assigned,
+    /// The 95th percentile of use over the collection window (`cpu_p95`, `mem_p95`; a guest
+    /// without them counts with its current use).
+    Percentile,
+    /// Current use, plus host pressure (PSI) as a trigger: a node whose pressure for the balanced
+    /// resource reaches `psi_threshold` counts as overloaded.
+    Psi,
+}
+
+/// Weights of each resource in `Method::Weighted` (relative; need not sum to 1).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResourceWeights {
+    pub memory: f64,
+    pub cpu: f64,
+    pub disk: f64,
+}
+
+impl Default for ResourceWeights {
+    fn default() -> Self {
+        // Memory is the hard limit, CPU the soft one (PVE's TOPSIS weighs RAM far above CPU too).
+        ResourceWeights { memory: 2.0, cpu: 1.0, disk: 0.0 }
+    }
+}
+
+/// A percentage per resource; `None` = not set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ResourcePercents {
+    pub memory: Option<f64>,
+    pub cpu: Option<f64>,
+    pub disk: Option<f64>,
+}
+
+/// Which nodes may give or take guests in balancing (evacuation and rule fixes still may).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeRoles {
+    /// Never a source: guests here stay unless a hard rule makes them leave.
+    pub not_source: Vec<String>,
+    /// Never a target.
+    pub not_target: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -36,8 +81,44 @@ pub struct PlanRequest {
     pub max_moves: u32,
     /// A move must lower the spread by at least this many points, so plans never overshoot.
     pub min_gain: f64,
-    /// Memory kept free on every node, in bytes (ProxLB's `node_resource_reserve`).
+    /// Memory kept free on every node, in bytes (ProxLB's `node_resource_reserve.defaults`).
     pub memory_reserve: u64,
+    /// Per-node memory reserve in bytes; wins over `memory_reserve` for that node.
+    pub node_memory_reserve: BTreeMap<String, u64>,
+    /// DRS-like migration threshold 1–5. When set it replaces `balanciness`, `min_gain` and the
+    /// stop band: 1 = only mandatory moves (rules, maintenance), 5 = chase slight imbalance.
+    pub level: Option<u8>,
+    /// Hysteresis: once triggered, balance down to this spread (points); `None` = `balanciness`.
+    pub stop_spread: Option<f64>,
+    /// Resource weights for `Method::Weighted`.
+    pub weights: ResourceWeights,
+    /// A node above one of these percentages is overloaded: balancing triggers whatever the spread.
+    pub overload: ResourcePercents,
+    /// Balancing never fills a target above these percentages.
+    pub target_max: ResourcePercents,
+    /// Running vCPUs may reach this many times a node's cores; `None` = no limit.
+    pub cpu_overcommit: Option<f64>,
+    /// PSI threshold (`some` average, percent) for `Mode::Psi`.
+    pub psi_threshold: f64,
+    /// λ: imbalance points one GiB of migration traffic is worth. 0 = moves are free.
+    pub migration_cost_per_gib: f64,
+    /// A container restart (downtime) costs as much as moving this many GiB.
+    pub restart_cost_gib: f64,
+    /// Allow moving guests with local disks (copied by `with-local-disks`).
+    pub allow_local_disks: bool,
+    /// Budget: at most this many GiB (memory plus local disk) moved in one plan.
+    pub max_gib: Option<f64>,
+    /// Budget: at most this many migrations into or out of any one node.
+    pub max_moves_per_node: Option<u32>,
+    /// A guest migrated within this many seconds is not moved again for balance.
+    pub cooldown_secs: u64,
+    /// A guest does not return to a node it left within this many seconds.
+    pub no_return_secs: u64,
+    /// Which nodes may give or take guests.
+    pub roles: NodeRoles,
+    /// Rules from configuration (pools, ignore and maintenance lists); tags and HA rules come
+    /// with the snapshot.
+    pub rules: RuleConfig,
 }
 
 impl Default for PlanRequest {
@@ -49,6 +130,23 @@ impl Default for PlanRequest {
             max_moves: 20,
             min_gain: 0.5,
             memory_reserve: 0,
+            node_memory_reserve: BTreeMap::new(),
+            level: None,
+            stop_spread: None,
+            weights: ResourceWeights::default(),
+            overload: ResourcePercents::default(),
+            target_max: ResourcePercents::default(),
+            cpu_overcommit: None,
+            psi_threshold: 20.0,
+            migration_cost_per_gib: 0.01,
+            restart_cost_gib: 8.0,
+            allow_local_disks: true,
+            max_gib: None,
+            max_moves_per_node: None,
+            cooldown_secs: 3600,
+            no_return_secs: 6 * 3600,
+            roles: NodeRoles::default(),
+            rules: RuleConfig::default(),
         }
     }
 }
@@ -65,6 +163,23 @@ pub enum MigrationKind {
     Offline,
 }
 
+/// Why a step is in the plan.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepPurpose {
+    /// Evens out load.
+    #[default]
+    Balance,
+    /// Repairs a hard rule the current placement breaks (pin, affinity, anti-affinity).
+    Rule,
+    /// Leaves a node that is being drained.
+    Evacuate,
+    /// Temporary hop that frees room for a swap; a later step moves the guest on.
+    Park,
+    /// Back to its recorded home node.
+    ReturnHome,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlanStep {
     pub vmid: u32,
@@ -76,6 +191,25 @@ pub struct PlanStep {
     /// Memory that crosses the network (live) or is released/claimed, in bytes.
     pub mem_bytes: u64,
     /// Why, in units: "pve2 memory 91.0% → 74.2%, pve4 20.3% → 37.1%".
+    pub reason: String,
+    #[serde(default)]
+    pub purpose: StepPurpose,
+    /// Indices (into `Plan::steps`) of the steps that must finish before this one may start; a
+    /// parallel executor may run any step whose dependencies are done, and every state it can
+    /// pass through stays within capacity and hard rules.
+    #[serde(default)]
+    pub depends_on: Vec<usize>,
+    /// Bytes of local disk copied along.
+    #[serde(default)]
+    pub disk_bytes: u64,
+}
+
+/// A guest that stays, and why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WhyNot {
+    pub vmid: u32,
+    pub name: String,
+    pub node: String,
     pub reason: String,
 }
 
@@ -99,4 +233,28 @@ pub struct Plan {
     pub spread_after: f64,
     /// Plain-words notes: why nothing was done, which guests could not move.
     pub notes: Vec<String>,
+    /// Imbalance (capacity-weighted standard deviation of node use, in points) before and after.
+    #[serde(default)]
+    pub imbalance_before: f64,
+    #[serde(default)]
+    pub imbalance_after: f64,
+    /// Objective = imbalance + soft-rule penalties + λ·migration cost, before (no moves) and after.
+    #[serde(default)]
+    pub objective_before: f64,
+    #[serde(default)]
+    pub objective_after: f64,
+    /// Normalised coefficient of variation of node load, 0–1 (PVE 9.2's imbalance figure).
+    #[serde(default)]
+    pub cv_before: f64,
+    #[serde(default)]
+    pub cv_after: f64,
+    /// Memory plus local disk crossing the network, in GiB.
+    #[serde(default)]
+    pub gib_moved: f64,
+    /// Guests that could have helped (on a hot or drained node) but stay, with the reason.
+    #[serde(default)]
+    pub why_not: Vec<WhyNot>,
+    /// What the rule engine found (conflicts, malformed tags), each with its source.
+    #[serde(default)]
+    pub diagnostics: Vec<Diagnostic>,
 }

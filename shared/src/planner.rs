@@ -14,7 +14,7 @@ use crate::rules::GuestRules;
 
 /// The figure of `method`/`mode` one guest adds to its node.
 pub fn guest_load(guest: &Guest, method: Method, mode: Mode) -> f64 {
-    if !guest.is_running() && !(mode == Mode::Assigned && method == Method::Disk) {
+    if !(guest.is_running() || mode == Mode::Assigned && method == Method::Disk) {
         // A stopped guest uses nothing and is assigned nothing but its disk.
         return 0.0;
     }
@@ -25,6 +25,10 @@ pub fn guest_load(guest: &Guest, method: Method, mode: Mode) -> f64 {
         (Method::Cpu, Mode::Assigned) => guest.cpus,
         (Method::Disk, Mode::Used) => guest.disk_used as f64,
         (Method::Disk, Mode::Assigned) => guest.disk_max as f64,
+        (Method::Memory, _) => guest.mem_used as f64,
+        (Method::Cpu, _) => guest.cpu_used,
+        (Method::Disk, _) => guest.disk_used as f64,
+        (Method::Weighted, _) => 0.0,
     }
 }
 
@@ -34,6 +38,7 @@ fn node_total(node: &Node, method: Method) -> f64 {
         Method::Memory => node.mem_total as f64,
         Method::Cpu => f64::from(node.cpus),
         Method::Disk => node.disk_total as f64,
+        Method::Weighted => 100.0,
     }
 }
 
@@ -47,9 +52,13 @@ pub fn node_loads(snapshot: &ClusterSnapshot, method: Method, mode: Mode) -> Vec
                 (Method::Memory, Mode::Used) => node.mem_used as f64,
                 (Method::Cpu, Mode::Used) => node.cpu_used,
                 (Method::Disk, Mode::Used) => node.disk_used as f64,
+                (Method::Weighted, _) => 0.0,
                 (_, Mode::Assigned) => {
                     snapshot.guests_on(&node.name).map(|g| guest_load(g, method, mode)).sum()
                 }
+                (Method::Memory, _) => node.mem_used as f64,
+                (Method::Cpu, _) => node.cpu_used,
+                (Method::Disk, _) => node.disk_used as f64,
             };
             let total = node_total(node, method);
             NodeLoad { node: node.name.clone(), used, total, percent: percent(used, total) }
@@ -98,10 +107,8 @@ fn immovable_reason(guest: &Guest, rules: &GuestRules) -> Option<String> {
         Some("template".into())
     } else if rules.ignored {
         Some("ignored by tag".into())
-    } else if let Some(lock) = &guest.lock {
-        Some(format!("locked ({lock})"))
     } else {
-        None
+        guest.lock.as_ref().map(|lock| format!("locked ({lock})"))
     }
 }
 
@@ -204,6 +211,7 @@ pub fn plan(snapshot: &ClusterSnapshot, request: &PlanRequest) -> Plan {
             Method::Memory => "memory",
             Method::Cpu => "cpu",
             Method::Disk => "disk",
+            Method::Weighted => "load",
         };
         let reason = format!(
             "{} {resource} {:.1}% → {:.1}%, {} {:.1}% → {:.1}%",
@@ -233,12 +241,32 @@ pub fn plan(snapshot: &ClusterSnapshot, request: &PlanRequest) -> Plan {
                 migration: migration_kind(guest),
                 mem_bytes: guest.mem_used,
                 reason,
+                purpose: Default::default(),
+                depends_on: vec![],
+                disk_bytes: 0,
             }),
         }
         rounds += 1;
     }
     let spread_after = spread(&loads, &eligible);
-    Plan { request: request.clone(), steps, before, after: loads, spread_before, spread_after, notes }
+    Plan {
+        request: request.clone(),
+        steps,
+        before,
+        after: loads,
+        spread_before,
+        spread_after,
+        notes,
+        imbalance_before: 0.0,
+        imbalance_after: 0.0,
+        objective_before: 0.0,
+        objective_after: 0.0,
+        cv_before: 0.0,
+        cv_after: 0.0,
+        gib_moved: 0.0,
+        why_not: vec![],
+        diagnostics: vec![],
+    }
 }
 
 fn shift(loads: &mut [NodeLoad], from: usize, to: usize, delta: f64) {

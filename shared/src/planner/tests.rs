@@ -15,6 +15,7 @@ fn node(name: &str, mem_gib: u64) -> Node {
         disk_total: 100 * GIB,
         disk_used: 0,
         maintenance: false,
+        ..Default::default()
     }
 }
 
@@ -36,6 +37,7 @@ fn vm(vmid: u32, node: &str, mem_gib: u64) -> Guest {
         pool: None,
         lock: None,
         ha_managed: false,
+        ..Default::default()
     }
 }
 
