@@ -1,0 +1,111 @@
+//! `/nodes` and `/nodes/{node}/*` (node status, version, guest lists, RRD; guests and tasks delegated).
+
+use serde_json::{json, Value};
+
+use super::{ok, ApiError, ApiResult, Ctx};
+use crate::rrd;
+use crate::scenario::GuestType;
+use crate::server::{Sim, World};
+
+pub fn list(sim: &Sim, w: &World, cx: &Ctx) -> ApiResult {
+    let mut out = Vec::new();
+    for name in w.cluster.nodes.keys() {
+        let mut row = super::cluster::node_row(w, cx, name);
+        if let Some(o) = row.as_object_mut() {
+            o.remove("hastate");
+            o.remove("cgroup-mode");
+            o.insert("ssl_fingerprint".into(), sim.fingerprint.clone().into());
+        }
+        out.push(row);
+    }
+    ok(Value::Array(out))
+}
+
+/// 595 like pveproxy when the node a call is proxied to does not answer.
+fn unreachable(node: &str) -> ApiError {
+    ApiError::new(595, format!("Connection refused (node '{node}' is offline)"))
+}
+
+pub fn dispatch(sim: &Sim, w: &mut World, cx: &Ctx, node: &str, rest: &[&str]) -> ApiResult {
+    let m = cx.method.as_str();
+    let Some(n) = w.cluster.nodes.get(node) else {
+        return Err(ApiError::die(format!(
+            "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
+        )));
+    };
+    if !n.online {
+        return Err(unreachable(node));
+    }
+    match (m, rest) {
+        ("GET", []) => ok(json!([
+            {"name": "status"}, {"name": "version"}, {"name": "qemu"}, {"name": "lxc"},
+            {"name": "rrddata"}, {"name": "tasks"}
+        ])),
+        ("GET", ["status"]) => status(w, cx, node),
+        ("GET", ["version"]) => {
+            cx.require(w, &format!("/nodes/{node}"), "Sys.Audit").ok();
+            super::access::version(w)
+        }
+        ("GET", ["rrddata"]) => {
+            cx.require(w, &format!("/nodes/{node}"), "Sys.Audit")?;
+            let (tf, cf) = rrd::params(cx, w.cluster.version.is9())?;
+            ok(rrd::node_rows(&w.cluster, node, tf, cf, cx.now))
+        }
+        ("GET", ["qemu"]) => guest_list(w, cx, node, GuestType::Qemu),
+        ("GET", ["lxc"]) => guest_list(w, cx, node, GuestType::Lxc),
+        (_, ["qemu", vmid, tail @ ..]) => {
+            super::guests::dispatch(sim, w, cx, node, GuestType::Qemu, vmid, tail)
+        }
+        (_, ["lxc", vmid, tail @ ..]) => {
+            super::guests::dispatch(sim, w, cx, node, GuestType::Lxc, vmid, tail)
+        }
+        (_, ["tasks", tail @ ..]) => super::tasks::dispatch(w, cx, node, tail),
+        _ => Err(ApiError::not_implemented(m, cx.path)),
+    }
+}
+
+fn status(w: &World, cx: &Ctx, node: &str) -> ApiResult {
+    cx.require(w, &format!("/nodes/{node}"), "Sys.Audit")?;
+    let c = &w.cluster;
+    let n = &c.nodes[node];
+    let u = c.node_usage(node);
+    let load = u.cpu * u.maxcpu as f64;
+    let kernel = match c.version.major {
+        7 => "5.15.158-2-pve",
+        8 => "6.8.12-9-pve",
+        _ => "6.17.2-1-pve",
+    };
+    let sockets = n.spec.sockets.max(1);
+    ok(json!({
+        "cpu": u.cpu,
+        "wait": 0.001,
+        "loadavg": [format!("{:.2}", load), format!("{:.2}", load * 0.95), format!("{:.2}", load * 0.9)],
+        "uptime": (cx.now_i() - n.boot_time).max(0),
+        "idle": 0,
+        "memory": {"total": u.maxmem, "used": u.mem, "free": u.maxmem.saturating_sub(u.mem),
+                   "available": u.maxmem.saturating_sub(u.mem)},
+        "swap": {"total": 8u64 << 30, "used": 0, "free": 8u64 << 30},
+        "ksm": {"shared": 0},
+        "rootfs": {"total": u.maxdisk, "used": u.disk, "free": u.maxdisk.saturating_sub(u.disk),
+                   "avail": u.maxdisk.saturating_sub(u.disk)},
+        "cpuinfo": {"cpus": u.maxcpu, "cores": (u.maxcpu / sockets / 2).max(1), "sockets": sockets,
+                    "model": "Simulated CPU @ 3.00GHz", "mhz": "3000.000", "hvm": "1",
+                    "user_hz": 100, "flags": "fpu vme de pse tsc msr pae mce cx8 apic sep"},
+        "kversion": format!("Linux {kernel} #1 SMP PREEMPT_DYNAMIC PMX"),
+        "current-kernel": {"sysname": "Linux", "release": kernel, "version": "#1 SMP PREEMPT_DYNAMIC PMX", "machine": "x86_64"},
+        "boot-info": {"mode": "efi", "secureboot": 0},
+        "pveversion": format!("pve-manager/{}/5a1b0c7e", c.version.text),
+    }))
+}
+
+fn guest_list(w: &World, cx: &Ctx, node: &str, kind: GuestType) -> ApiResult {
+    let c = &w.cluster;
+    let mut out = Vec::new();
+    for g in c.guests.values().filter(|g| g.node == node && g.spec.kind == kind) {
+        if !cx.has(w, &format!("/vms/{}", g.spec.vmid), "VM.Audit") {
+            continue;
+        }
+        out.push(super::guests::status_row(w, cx, g, false));
+    }
+    ok(Value::Array(out))
+}
