@@ -1,1 +1,206 @@
-fn main() {}
+//! `cargo xtask <task>`: the project's tasks, so that the README needs two commands.
+//!
+//! - `setup`     install what is not a crate (Debian packages, trunk, wasm-bindgen-cli, venv)
+//! - `frontend`  build the panel with trunk into `frontend/dist` (`--optimize`: wasm-opt -Oz)
+//! - `test`      set up, build the panel, run every test (cargo, the PVE UI tests), fmt, clippy
+//! - `demo`      set up, build, start the simulator and the backend, print the panel's URL
+//!
+//! Every task is idempotent and quick when already done.
+
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    match args.first().map(String::as_str) {
+        Some("setup") => setup(flag("--with-wasm-opt")),
+        Some("frontend") => frontend(flag("--optimize")),
+        Some("test") => test(),
+        Some("demo") => {
+            demo(args.iter().position(|a| a == "--port").and_then(|i| args.get(i + 1)).map(String::as_str))
+        }
+        _ => {
+            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | demo [--port N]>");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn home() -> PathBuf {
+    PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into()))
+}
+
+/// Runs a command in the workspace root, failing with its command line if it fails.
+fn run(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("[xtask] {shown}");
+    let status = cmd.current_dir_if_unset(&root()).status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+trait CurrentDir {
+    fn current_dir_if_unset(&mut self, dir: &Path) -> &mut Self;
+}
+
+impl CurrentDir for Command {
+    fn current_dir_if_unset(&mut self, dir: &Path) -> &mut Self {
+        if self.get_current_dir().is_none() {
+            self.current_dir(dir);
+        }
+        self
+    }
+}
+
+fn setup(with_wasm_opt: bool) -> Result<()> {
+    let mut cmd = Command::new("bash");
+    cmd.arg(root().join("xtask/setup.sh"));
+    if with_wasm_opt {
+        cmd.env("WITH_WASM_OPT", "1");
+    }
+    run(&mut cmd)
+}
+
+/// Builds the panel with trunk, through Debian's cargo (build-std for wasm32).
+fn frontend(optimize: bool) -> Result<()> {
+    let web_bin = Path::new("/opt/rust-web/bin");
+    if !web_bin.join("rust-lld").exists() {
+        bail!("the wasm toolchain is not set up: run `cargo xtask setup` first");
+    }
+    let path = format!(
+        "{}:{}:{}",
+        web_bin.display(),
+        home().join(".cargo/bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new(home().join(".cargo/bin/trunk"));
+    cmd.args(["build", "--release"])
+        .current_dir(root().join("frontend"))
+        .env("PATH", path)
+        .env("RUSTC_BOOTSTRAP", "1")
+        // Rustup's variables would point Debian's cargo at the wrong rustc.
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTC")
+        .env_remove("CARGO")
+        .env_remove("RUSTDOC")
+        .env_remove("CARGO_TARGET_DIR");
+    run(&mut cmd)?;
+    if optimize {
+        let wasm = root().join("frontend/dist/frontend_bg.wasm");
+        run(Command::new(home().join(".cargo/bin/wasm-opt")).arg("-Oz").arg(&wasm).arg("-o").arg(&wasm))?;
+    }
+    Ok(())
+}
+
+fn test() -> Result<()> {
+    let started = Instant::now();
+    setup(false)?;
+    run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
+    frontend(false)?;
+    run(Command::new("cargo").args(["test", "--workspace", "--no-fail-fast"]))?;
+    run(Command::new("bash").arg(root().join("pve-integration/test/run.sh")))?;
+    run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    eprintln!("[xtask] all tests passed in {:.0} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Starts `cmd`, waits (bounded) for its line starting with `prefix`, returns the child and the
+/// rest of that line.
+fn start_and_wait(cmd: &mut Command, prefix: &str) -> Result<(Child, String)> {
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {shown}"))?;
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wanted = prefix.to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix(&wanted) {
+                let _ = tx.send(rest.trim().to_owned());
+            } else {
+                println!("{line}");
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(rest) => Ok((child, rest)),
+        Err(_) => {
+            let _ = child.kill();
+            bail!("{shown} did not report `{prefix}` within 60 s")
+        }
+    }
+}
+
+fn demo(port: Option<&str>) -> Result<()> {
+    setup(false)?;
+    frontend(false)?;
+    run(Command::new("cargo").args(["build", "-p", "pve-sim", "-p", "pve-rebalancer"]))?;
+    let work = root().join("target/demo");
+    std::fs::create_dir_all(&work)?;
+    let ca = work.join("sim-ca.pem");
+    let bin = root().join("target/debug");
+    let (mut sim, sim_url) = start_and_wait(
+        Command::new(bin.join("pve-sim"))
+            .arg("--scenario")
+            .arg(root().join("tests/pve-sim/scenarios/demo.yaml"))
+            .arg("--port")
+            .arg("0")
+            .arg("--ca-out")
+            .arg(&ca),
+        "pve-sim listening on",
+    )?;
+    let listen = format!("127.0.0.1:{}", port.unwrap_or("8017"));
+    let backend = start_and_wait(
+        Command::new(bin.join("pve-rebalancer"))
+            .args(["serve", "--pve-url", &sim_url, "--listen", &listen, "--user", "root@pam"])
+            .arg("--pve-ca")
+            .arg(&ca)
+            .arg("--panel-dir")
+            .arg(root().join("frontend/dist"))
+            .env("PVE_REBALANCER_PASSWORD", "demo"),
+        "pve-rebalancer listening on",
+    );
+    let (mut backend, url) = match backend {
+        Ok(b) => b,
+        Err(e) => {
+            let _ = sim.kill();
+            return Err(e);
+        }
+    };
+    println!("\n  Simulated PVE cluster: {sim_url}  (root@pam / demo)");
+    println!("  Rebalancing panel:     {url}/\n\n  Press Ctrl-C to stop.\n");
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))?;
+    while !stop.load(Ordering::SeqCst) {
+        if let Some(status) = sim.try_wait()? {
+            eprintln!("the simulator exited ({status})");
+            break;
+        }
+        if let Some(status) = backend.try_wait()? {
+            eprintln!("the backend exited ({status})");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = backend.kill();
+    let _ = sim.kill();
+    let _ = backend.wait();
+    let _ = sim.wait();
+    Ok(())
+}

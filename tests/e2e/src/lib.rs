@@ -1,1 +1,64 @@
-//! Placeholder
+//! Harness for end-to-end tests: a simulated cluster, a backend in front of it, and a WebDriver
+//! client for Debian's headless Chromium.
+//!
+//! Everything binds to 127.0.0.1 on a free port and every wait is bounded.
+
+pub mod webdriver;
+
+use backend::http::{router, AppState};
+use backend::pve::{Credentials, PveClient, PveOptions};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+}
+
+/// The built panel. Tests that need it fail (never skip) when it is missing.
+pub fn panel_dir() -> PathBuf {
+    let dir = workspace_root().join("frontend/dist");
+    assert!(
+        dir.join("index.html").exists() && dir.join("frontend_bg.wasm").exists(),
+        "the panel is not built at {}: run `cargo xtask frontend` (or `cargo xtask test`, which does it)",
+        dir.display()
+    );
+    dir
+}
+
+/// A simulator with the demo scenario and a backend serving the API (and the panel).
+pub struct Stack {
+    pub sim: pve_sim::RunningSim,
+    /// `http://127.0.0.1:PORT`
+    pub backend_url: String,
+    backend: tokio::task::JoinHandle<()>,
+}
+
+impl Stack {
+    pub async fn start(panel: Option<PathBuf>) -> anyhow::Result<Stack> {
+        let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path())?;
+        let mut cfg = pve_sim::SimConfig::new(scenario);
+        cfg.time_scale = 1000.0;
+        let sim = pve_sim::start(cfg).await?;
+        let pve = PveClient::new(PveOptions {
+            base_url: sim.base_url.clone(),
+            credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
+            ca_pem: Some(sim.ca_pem.clone()),
+            insecure: false,
+            timeout: Duration::from_secs(10),
+        })?;
+        let app = router(AppState { pve: Arc::new(pve) }, panel);
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let backend_url = format!("http://{}", listener.local_addr()?);
+        let backend = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(Stack { sim, backend_url, backend })
+    }
+
+    pub async fn stop(self) {
+        self.backend.abort();
+        self.sim.shutdown().await;
+    }
+}
