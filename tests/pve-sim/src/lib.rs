@@ -126,7 +126,7 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<RunningSim> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
     let cluster = Cluster::from_scenario(&cfg.scenario, now.floor() as i64)?;
     let tls = tls::generate()?;
-    let schema = schema::load_default().map(Arc::new);
+    let schema = schema::for_version(&cluster.version);
     let sim = Arc::new(server::Sim::new(cluster, cfg.time_scale, tls.fingerprint.clone(), schema));
     {
         let mut w = sim.world.lock().unwrap_or_else(|e| e.into_inner());

@@ -149,7 +149,7 @@ fn status_current(w: &World, cx: &Ctx) -> ApiResult {
     if has_ha {
         out.push(json!({"id": "master", "type": "master", "node": m, "status": format!("{m} (active, {})", ctime(now)), "timestamp": now}));
         if c.version.at_least(9, 1) {
-            out.push(json!({"id": "fencing", "type": "fencing", "armed-state": "armed"}));
+            out.push(json!({"id": "fencing", "type": "fencing", "node": m, "status": "armed", "armed-state": "armed"}));
         }
     }
     for name in c.nodes.keys() {
