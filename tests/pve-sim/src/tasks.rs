@@ -310,7 +310,9 @@ impl Cluster {
             TaskAction::Migrate { vmid, from, to, online, restart } => {
                 let target_ok = self.nodes.get(&to).is_some_and(|n| n.online);
                 if error.is_none() && !target_ok {
-                    error = Some(format!("migration aborted: target node '{to}' is not online"));
+                    error = Some(format!(
+                        "migration problems: Can't connect to destination address using public key (target node '{to}' is offline)"
+                    ));
                 }
                 if error.is_none() && !self.guests.contains_key(&vmid) {
                     error = Some(format!("migration aborted: guest {vmid} no longer exists"));
