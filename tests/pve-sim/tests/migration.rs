@@ -25,7 +25,8 @@ fn upid_ok(u: &str) -> bool {
 async fn preconditions_and_die_texts() {
     let sim = start_demo(1000.0).await;
     let s = Session::root(&sim).await;
-    let cases: &[(&str, &[(&str, &str)], u16, &str)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u16, &'a str);
+    let cases: &[Case] = &[
         (
             "/nodes/pve1/qemu/104/migrate",
             &[("target", "pve3")],
