@@ -84,8 +84,11 @@ fn slots(tf: Timeframe, is9: bool, now: f64) -> impl Iterator<Item = i64> {
     (0..rows).map(move |i| last - (rows - 1 - i) * step)
 }
 
-/// PSI pressure percentages (avg10) derived from node load: (cpu some, io some, io full, mem some, mem full).
-pub fn pressure(c: &Cluster, node: &str) -> (f64, f64, f64, f64, f64) {
+/// (cpu some, io some, io full, mem some, mem full) in percent.
+pub type Pressure = (f64, f64, f64, f64, f64);
+
+/// PSI pressure percentages (avg10) derived from node load.
+pub fn pressure(c: &Cluster, node: &str) -> Pressure {
     let u = c.node_usage(node);
     let memr = if u.maxmem > 0 { u.mem as f64 / u.maxmem as f64 } else { 0.0 };
     let cpu_some = ((u.cpu - 0.6).max(0.0) * 60.0).min(100.0);

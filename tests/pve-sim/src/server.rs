@@ -272,11 +272,12 @@ async fn sim_state(State(sim): State<Arc<Sim>>, ConnectInfo(peer): ConnectInfo<S
 
 /// Placement and usage overview (`GET /_sim/state`).
 pub fn state_summary(c: &Cluster) -> Value {
+    let usage = c.usage_map();
     let nodes: BTreeMap<&str, Value> = c
         .nodes
         .iter()
         .map(|(n, node)| {
-            let u = c.node_usage(n);
+            let u = usage[n];
             (
                 n.as_str(),
                 json!({"online": node.online, "cpu": u.cpu, "mem": u.mem, "maxmem": u.maxmem,

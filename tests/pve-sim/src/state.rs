@@ -297,6 +297,46 @@ impl Cluster {
         }
     }
 
+    /// Usage of every node, computed in one pass over the guests (O(guests + nodes)).
+    pub fn usage_map(&self) -> BTreeMap<String, NodeUsage> {
+        let mut acc: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+        for g in self.guests.values() {
+            if !g.running() {
+                continue;
+            }
+            let e = acc.entry(g.node.as_str()).or_default();
+            e.0 += g.cpu() * g.vcpus() as f64;
+            e.1 += g.mem() as f64;
+            if let Some(m) = g.migration.as_ref().filter(|m| m.online) {
+                let t = acc.entry(m.target.as_str()).or_default();
+                t.0 += 0.1;
+                t.1 += g.mem() as f64;
+            }
+        }
+        self.nodes
+            .iter()
+            .map(|(name, n)| {
+                let maxcpu = n.spec.cpus;
+                let maxmem = (n.spec.memory_gib * GIB) as u64;
+                let maxdisk = (n.spec.disk_gib * GIB) as u64;
+                let u = if !n.online {
+                    NodeUsage { cpu: 0.0, maxcpu, mem: 0, maxmem, disk: 0, maxdisk }
+                } else {
+                    let (c, m) = acc.get(name.as_str()).copied().unwrap_or_default();
+                    NodeUsage {
+                        cpu: ((n.spec.overhead.cpu * maxcpu as f64 + c) / maxcpu as f64).clamp(0.0, 1.0),
+                        maxcpu,
+                        mem: (n.spec.overhead.memory_gib * GIB + m) as u64,
+                        maxmem,
+                        disk: ((n.spec.overhead.disk_gib * GIB) as u64).min(maxdisk),
+                        maxdisk,
+                    }
+                };
+                (name.clone(), u)
+            })
+            .collect()
+    }
+
     /// Used bytes of a storage on a node (for shared storages: cluster-wide).
     pub fn storage_usage(&self, st: &StorageSpec, node: &str) -> (u64, u64) {
         let used: f64 = self
@@ -354,8 +394,7 @@ impl Cluster {
                 // allowed (real PVE shows them as unknown), not a violation
             }
         }
-        for name in self.nodes.keys() {
-            let u = self.node_usage(name);
+        for (name, u) in self.usage_map() {
             if u.mem > u.maxmem {
                 v.push(format!(
                     "node {name} memory over-committed: {:.1} GiB used of {:.1} GiB",

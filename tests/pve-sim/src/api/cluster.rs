@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 use super::{ok, ApiError, ApiResult, Ctx};
 use crate::scenario::{GuestType, GIB};
 use crate::server::World;
-use crate::state::{unit, Cluster, Guest};
+use crate::state::{unit, Cluster, Guest, NodeUsage};
 
 /// Network/disk I/O rates of a guest in bytes/s: (netin, netout, diskread, diskwrite).
 pub fn io_rates(c: &Cluster, g: &Guest) -> (f64, f64, f64, f64) {
@@ -21,7 +21,7 @@ pub fn io_rates(c: &Cluster, g: &Guest) -> (f64, f64, f64, f64) {
 }
 
 /// Node row as in `/cluster/resources` (and, with small changes, `/nodes`).
-pub fn node_row(w: &World, cx: &Ctx, name: &str) -> Value {
+pub fn node_row(w: &World, cx: &Ctx, name: &str, u: &NodeUsage) -> Value {
     let c = &w.cluster;
     let n = &c.nodes[name];
     let mut row = json!({
@@ -29,7 +29,6 @@ pub fn node_row(w: &World, cx: &Ctx, name: &str) -> Value {
         "status": if n.online { "online" } else { "offline" }, "level": "",
     });
     if cx.has(w, &format!("/nodes/{name}"), "Sys.Audit") {
-        let u = c.node_usage(name);
         let o = row.as_object_mut().expect("object");
         o.insert("maxcpu".into(), u.maxcpu.into());
         o.insert("maxmem".into(), u.maxmem.into());
@@ -148,8 +147,8 @@ pub fn resources(w: &World, cx: &Ctx) -> ApiResult {
         }
     }
     if matches!(ty.as_deref(), None | Some("node")) {
-        for name in c.nodes.keys() {
-            out.push(node_row(w, cx, name));
+        for (name, u) in c.usage_map() {
+            out.push(node_row(w, cx, &name, &u));
         }
     }
     if matches!(ty.as_deref(), None | Some("storage")) {

@@ -29,7 +29,8 @@ fn lookup<'w>(w: &'w World, node: &str, kind: GuestType, vmid: &str) -> Result<&
 }
 
 /// Row of `/nodes/{n}/qemu|lxc`; with `current`, the `status/current` object.
-pub fn status_row(w: &World, cx: &Ctx, g: &Guest, current: bool) -> Value {
+/// `pressure` is the node's PSI tuple from [`rrd::pressure`] (computed once per node by callers).
+pub fn status_row(w: &World, cx: &Ctx, g: &Guest, current: bool, pressure: rrd::Pressure) -> Value {
     let c = &w.cluster;
     let (ni, no, dr, dw) = super::cluster::io_rates(c, g);
     let up = g.uptime(cx.now_i());
@@ -62,8 +63,7 @@ pub fn status_row(w: &World, cx: &Ctx, g: &Guest, current: bool) -> Value {
         m.insert("template".into(), 1.into());
     }
     let is9 = c.version.is9();
-    let (ps, ios, iof, ms, mf) =
-        if g.running() { rrd::pressure(c, &g.node) } else { (0.0, 0.0, 0.0, 0.0, 0.0) };
+    let (ps, ios, iof, ms, mf) = if g.running() { pressure } else { (0.0, 0.0, 0.0, 0.0, 0.0) };
     match g.spec.kind {
         GuestType::Qemu => {
             if current || g.running() {
@@ -248,7 +248,7 @@ pub fn dispatch(
         }
         ("GET", ["status", "current"]) => {
             cx.require(w, &acl_path, "VM.Audit")?;
-            ok(status_row(w, cx, g, true))
+            ok(status_row(w, cx, g, true, rrd::pressure(&w.cluster, &g.node)))
         }
         ("GET", ["migrate"]) => {
             cx.require(w, &acl_path, "VM.Migrate")?;

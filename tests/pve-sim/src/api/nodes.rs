@@ -9,8 +9,8 @@ use crate::server::{Sim, World};
 
 pub fn list(sim: &Sim, w: &World, cx: &Ctx) -> ApiResult {
     let mut out = Vec::new();
-    for name in w.cluster.nodes.keys() {
-        let mut row = super::cluster::node_row(w, cx, name);
+    for (name, u) in w.cluster.usage_map() {
+        let mut row = super::cluster::node_row(w, cx, &name, &u);
         if let Some(o) = row.as_object_mut() {
             o.remove("hastate");
             o.remove("cgroup-mode");
@@ -101,11 +101,12 @@ fn status(w: &World, cx: &Ctx, node: &str) -> ApiResult {
 fn guest_list(w: &World, cx: &Ctx, node: &str, kind: GuestType) -> ApiResult {
     let c = &w.cluster;
     let mut out = Vec::new();
+    let pressure = rrd::pressure(c, node);
     for g in c.guests.values().filter(|g| g.node == node && g.spec.kind == kind) {
         if !cx.has(w, &format!("/vms/{}", g.spec.vmid), "VM.Audit") {
             continue;
         }
-        out.push(super::guests::status_row(w, cx, g, false));
+        out.push(super::guests::status_row(w, cx, g, false, pressure));
     }
     ok(Value::Array(out))
 }
