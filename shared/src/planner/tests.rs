@@ -1,5 +1,6 @@
 use super::*;
-use crate::model::GuestStatus;
+use crate::model::{GuestKind, GuestStatus, NodeStatus};
+use crate::plan::PlanStep;
 use proptest::prelude::*;
 
 const GIB: u64 = 1 << 30;
@@ -95,12 +96,19 @@ fn ignored_pinned_locked_and_templates_stay_put() {
 fn anti_affinity_keeps_group_members_apart() {
     let mut s = imbalanced();
     s.guests[10].tags = vec!["plb_anti_affinity_web".into()]; // on b
-    for g in s.guests.iter_mut().take(10) {
+    for g in s.guests.iter_mut().take(2) {
         g.tags = vec!["plb_anti_affinity_web".into()];
     }
     let p = plan(&s, &PlanRequest::default());
-    assert!(p.steps.iter().all(|st| st.to != "b"), "{:?}", p.steps);
-    assert!(p.steps.iter().filter(|st| st.to == "c").count() <= 1, "{:?}", p.steps);
+    let tagged = |st: &&PlanStep| st.vmid == 100 || st.vmid == 101;
+    assert!(p.steps.iter().filter(tagged).all(|st| st.to != "b"), "{:?}", p.steps);
+    assert!(p.steps.iter().filter(tagged).filter(|st| st.to == "c").count() <= 1, "{:?}", p.steps);
+    // A group larger than the cluster cannot hold: it becomes a preference, with a diagnostic.
+    for g in s.guests.iter_mut() {
+        g.tags = vec!["plb_anti_affinity_web".into()];
+    }
+    let p = plan(&s, &PlanRequest::default());
+    assert!(p.diagnostics.iter().any(|d| d.message.contains("kept as a preference")), "{:?}", p.diagnostics);
 }
 
 #[test]

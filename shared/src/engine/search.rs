@@ -1,0 +1,516 @@
+//! Best-improvement local search over moves, bundle moves and swaps.
+//!
+//! Each round first looks for a mandatory move (a guest or affinity bundle that breaks a hard
+//! rule or sits on a drained node, largest first, to the target that keeps the objective lowest);
+//! failing that, and while balancing is triggered, for the single move or swap that lowers the
+//! objective most, by at least `min_gain`. A move never adds a hard-rule violation, never
+//! overfills a node (memory with reserve, vCPU ratio, target maximum) and never lifts its target
+//! above where its source was (no overshoot). The search order is itself a valid execution order:
+//! each action is checked against the state the previous actions leave.
+
+// Per-dimension arithmetic indexes several arrays by the same `d`; index loops read best.
+#![allow(clippy::needless_range_loop)]
+
+use super::objective::State;
+use super::problem::{Problem, DIMS};
+use crate::plan::StepPurpose;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Action {
+    pub guest: usize,
+    pub from: usize,
+    pub to: usize,
+    pub purpose: StepPurpose,
+}
+
+pub struct Outcome {
+    pub state: State,
+    pub actions: Vec<Action>,
+    pub notes: Vec<String>,
+    /// Bundles that must move but cannot, with the reason.
+    pub stuck: Vec<(usize, String)>,
+}
+
+/// Above this many balanced nodes, balancing looks only at the hottest and coolest few.
+const FULL_SCAN_NODES: usize = 12;
+const HOT_NODES: usize = 8;
+const SWAP_NODES: usize = 4;
+const SWAP_GUESTS: usize = 48;
+
+struct Budget {
+    moved: Vec<bool>,
+    moves: u32,
+    gib: f64,
+    per_node: Vec<u32>,
+}
+
+#[derive(Clone)]
+struct Candidate {
+    moves: Vec<(usize, usize)>,
+    delta: f64,
+    cost: f64,
+    /// Soft and overload penalties after the moves.
+    pen_after: f64,
+    /// Combined use of the last target after the moves.
+    target_use: f64,
+}
+
+pub fn run(p: &Problem) -> Outcome {
+    let mut st = State::new(p);
+    let mut actions: Vec<Action> = Vec::new();
+    let mut notes = Vec::new();
+    let mut budget =
+        Budget { moved: vec![false; p.guests.len()], moves: 0, gib: 0.0, per_node: vec![0; p.nodes.len()] };
+    let req = &p.request;
+    let trigger = req.balanciness;
+    let stop = req.stop_spread.filter(|s| !s.is_nan()).unwrap_or(trigger).min(trigger);
+    let min_gain = req.min_gain.max(1e-9);
+    let mut pending: Vec<usize> = violating_bundles(p, &st);
+    let mut balancing = false;
+    let mut stop_note: Option<String> = None;
+    let limit = 4 * p.guests.len() + 64;
+    for _round in 0..limit {
+        if let Some(c) = best_mandatory(p, &mut st, &mut pending) {
+            commit(p, &mut st, &mut actions, &mut budget, &c, None);
+            continue;
+        }
+        if p.task.mandatory_only || !trigger.is_finite() {
+            break;
+        }
+        let spread = st.spread(p);
+        let penalised = st.penalties() > 1e-9;
+        if !balancing && (spread > trigger || st.over > 1e-9) {
+            balancing = true;
+        }
+        if balancing && spread <= stop && st.over <= 1e-9 {
+            balancing = false;
+        }
+        if !balancing && !penalised {
+            break;
+        }
+        if budget.moves >= req.max_moves {
+            stop_note =
+                Some(format!("stopped at spread {spread:.1} points: budget of {} moves used", req.max_moves));
+            break;
+        }
+        let found = best_balance(p, &mut st, &budget, balancing, min_gain, false)
+            .or_else(|| best_balance(p, &mut st, &budget, balancing, min_gain, true));
+        match found {
+            Some(c) => commit(p, &mut st, &mut actions, &mut budget, &c, Some(StepPurpose::Balance)),
+            None => {
+                if balancing {
+                    stop_note = Some(format!(
+                        "stopped at spread {spread:.1} points: no allowed move or swap improves the objective by {:.2}",
+                        req.min_gain
+                    ));
+                }
+                break;
+            }
+        }
+    }
+    notes.extend(stop_note);
+    pending.retain(|&b| bundle_violates(p, &st, b));
+    let stuck = pending.iter().map(|&b| (b, why_stuck(p, &mut st, b))).collect();
+    Outcome { state: st, actions, notes, stuck }
+}
+
+fn commit(
+    p: &Problem,
+    st: &mut State,
+    actions: &mut Vec<Action>,
+    budget: &mut Budget,
+    c: &Candidate,
+    purpose: Option<StepPurpose>,
+) {
+    for (i, &(g, to)) in c.moves.iter().enumerate() {
+        let from = st.pos[g];
+        st.shift(p, g, to);
+        let purpose = purpose.unwrap_or_else(|| {
+            if p.task.homes.contains_key(&p.guests[g].vmid) {
+                StepPurpose::ReturnHome
+            } else if p.nodes[from].drained {
+                StepPurpose::Evacuate
+            } else {
+                StepPurpose::Rule
+            }
+        });
+        // A guest that moves again later in the same candidate is parked first.
+        let parked = c.moves[i + 1..].iter().any(|&(h, _)| h == g);
+        actions.push(Action {
+            guest: g,
+            from,
+            to,
+            purpose: if parked { StepPurpose::Park } else { purpose },
+        });
+        budget.per_node[from] += 1;
+        budget.per_node[to] += 1;
+    }
+    st.commit();
+    for &(g, _) in &c.moves {
+        let away = st.pos[g] != p.guests[g].home;
+        if away != budget.moved[g] {
+            budget.moved[g] = away;
+            let sign = if away { 1.0 } else { -1.0 };
+            budget.moves = (budget.moves as i64 + sign as i64).max(0) as u32;
+            budget.gib += sign * p.guests[g].gib;
+        }
+    }
+}
+
+fn violating_bundles(p: &Problem, st: &State) -> Vec<usize> {
+    let mut list: Vec<usize> = (0..p.bundles.len()).filter(|&b| bundle_violates(p, st, b)).collect();
+    // Largest first (first-fit decreasing keeps big guests from being stranded).
+    let size = |b: usize| p.bundles[b].iter().map(|&g| p.guests[g].mem + p.guests[g].load[1]).sum::<f64>();
+    list.sort_by(|&a, &b| size(b).total_cmp(&size(a)).then(a.cmp(&b)));
+    list
+}
+
+fn bundle_violates(p: &Problem, st: &State, b: usize) -> bool {
+    let members = &p.bundles[b];
+    let first = st.pos[members[0]];
+    members.iter().any(|&g| {
+        st.pos[g] != first
+            || super::objective::place_violates(p, g, st.pos[g])
+            || st.apart_mates_on(p, g, st.pos[g]) > 0
+    })
+}
+
+/// Tries bundle `b` on node `t` (all members to `t`). Returns the candidate if it is feasible
+/// step by step and adds no violation.
+fn try_bundle(p: &Problem, st: &mut State, b: usize, t: usize, balance: bool) -> Option<(Candidate, i64)> {
+    let members = &p.bundles[b];
+    let mut moves = Vec::with_capacity(members.len());
+    for &g in members {
+        if st.pos[g] == t {
+            continue;
+        }
+        let info = &p.guests[g];
+        let blocked = if balance { info.frozen.is_some() } else { info.pinned_down.is_some() };
+        if blocked || p.static_allows(g, t).is_err() {
+            return None;
+        }
+        if balance && (info.no_return.binary_search(&t).is_ok() || !st.under_target_max(p, g, t)) {
+            return None;
+        }
+        moves.push((g, t));
+    }
+    if moves.is_empty() {
+        return None;
+    }
+    let before = st.objective(p);
+    let mark = st.mark();
+    let mut done: Vec<(usize, usize)> = Vec::with_capacity(moves.len());
+    let mut ok = true;
+    for &(g, to) in &moves {
+        if !st.has_room(p, g, to) {
+            ok = false;
+            break;
+        }
+        done.push((g, st.pos[g]));
+        st.shift(p, g, to);
+        // No step may add a hard-rule violation, not even in passing.
+        if st.added > 0 {
+            ok = false;
+            break;
+        }
+    }
+    let result = ok.then(|| {
+        let removed = st.removed;
+        let delta = st.objective(p) - before;
+        let cost: f64 = moves.iter().map(|&(g, _)| p.guests[g].cost_gib).sum();
+        let (pen_after, target_use) = (st.penalties(), st.use_pct(p, t));
+        (Candidate { moves, delta, cost, pen_after, target_use }, removed)
+    });
+    st.rollback(p, mark, &done);
+    result
+}
+
+fn best_mandatory(p: &Problem, st: &mut State, pending: &mut Vec<usize>) -> Option<Candidate> {
+    pending.retain(|&b| bundle_violates(p, st, b));
+    for &b in pending.iter() {
+        let mut best: Option<(Candidate, i64)> = None;
+        for t in 0..p.nodes.len() {
+            let Some((c, removed)) = try_mandatory(p, st, b, t) else { continue };
+            let better = match &best {
+                None => true,
+                Some((bc, br)) => removed > *br || (removed == *br && c.delta < bc.delta - 1e-12),
+            };
+            if better {
+                best = Some((c, removed));
+            }
+        }
+        if let Some((c, _)) = best {
+            return Some(c);
+        }
+    }
+    None
+}
+
+fn try_mandatory(p: &Problem, st: &mut State, b: usize, t: usize) -> Option<(Candidate, i64)> {
+    let members = &p.bundles[b];
+    let mut moves = Vec::new();
+    for &g in members {
+        if st.pos[g] == t {
+            continue;
+        }
+        if p.guests[g].pinned_down.is_some() || p.static_allows(g, t).is_err() {
+            return None;
+        }
+        moves.push((g, t));
+    }
+    if moves.is_empty() {
+        return None;
+    }
+    let before_v = st.violations;
+    let before = st.objective(p);
+    let mark = st.mark();
+    let mut done = Vec::new();
+    let mut ok = true;
+    for &(g, to) in &moves {
+        if !st.has_room(p, g, to) {
+            ok = false;
+            break;
+        }
+        done.push((g, st.pos[g]));
+        st.shift(p, g, to);
+        // A member may not join an anti-affinity mate or a forbidden node, even in passing.
+        if st.added > 0 {
+            ok = false;
+            break;
+        }
+    }
+    let after_v = st.violations;
+    let result = (ok && after_v < before_v).then(|| {
+        let delta = st.objective(p) - before;
+        let cost = moves.iter().map(|&(g, _)| p.guests[g].cost_gib).sum();
+        let (pen_after, target_use) = (st.penalties(), st.use_pct(p, t));
+        (Candidate { moves, delta, cost, pen_after, target_use }, before_v - after_v)
+    });
+    st.rollback(p, mark, &done);
+    result
+}
+
+fn why_stuck(p: &Problem, st: &mut State, b: usize) -> String {
+    let members = &p.bundles[b];
+    for &g in members {
+        if let Some(why) = &p.guests[g].pinned_down {
+            return why.clone();
+        }
+    }
+    let mut reasons: Vec<String> = Vec::new();
+    for t in 0..p.nodes.len() {
+        for &g in members {
+            if st.pos[g] == t {
+                continue;
+            }
+            let why = if let Err(e) = p.static_allows(g, t) {
+                e
+            } else if !st.has_room(p, g, t) {
+                format!("{} has no room", p.nodes[t].name)
+            } else if st.apart_mates_on(p, g, t) > 0 {
+                format!("anti-affinity with a guest on {}", p.nodes[t].name)
+            } else {
+                continue;
+            };
+            reasons.push(why);
+            break;
+        }
+    }
+    reasons.sort();
+    reasons.dedup();
+    if reasons.is_empty() {
+        "no node can take it without breaking a rule".into()
+    } else {
+        reasons.join("; ")
+    }
+}
+
+fn best_balance(
+    p: &Problem,
+    st: &mut State,
+    budget: &Budget,
+    balancing: bool,
+    min_gain: f64,
+    swaps: bool,
+) -> Option<Candidate> {
+    let mut order: Vec<usize> = (0..p.nodes.len()).filter(|&n| p.nodes[n].balanced).collect();
+    if order.len() < 2 {
+        return None;
+    }
+    let u: Vec<f64> = (0..p.nodes.len()).map(|n| st.use_pct(p, n)).collect();
+    order.sort_by(|&a, &b| u[b].total_cmp(&u[a]).then(a.cmp(&b)));
+    let full = order.len() <= FULL_SCAN_NODES;
+    let k = if swaps { SWAP_NODES } else { HOT_NODES };
+    let sources: Vec<usize> =
+        if full && !swaps { order.clone() } else { order.iter().copied().take(k).collect() };
+    let targets: Vec<usize> =
+        if full && !swaps { order.clone() } else { order.iter().rev().copied().take(k).collect() };
+    let mut guests_on: Vec<Vec<usize>> = vec![Vec::new(); p.nodes.len()];
+    let wanted: Vec<bool> = {
+        let mut w = vec![false; p.nodes.len()];
+        for &n in sources.iter().chain(if swaps { targets.iter() } else { [].iter() }) {
+            w[n] = true;
+        }
+        w
+    };
+    for (g, &n) in st.pos.iter().enumerate() {
+        if wanted[n] && p.guests[g].frozen.is_none() && weight_of(p, g) > 0.0 {
+            guests_on[n].push(g);
+        }
+    }
+    let base_pen = st.penalties();
+    let mut best: Option<Candidate> = None;
+    let accept = |c: &Candidate, pen_after: f64, best: &Option<Candidate>| {
+        c.delta < -min_gain
+            && (balancing || pen_after < base_pen - 1e-9)
+            && best.as_ref().is_none_or(|b| {
+                c.delta < b.delta - 1e-12 || (c.delta <= b.delta + 1e-12 && c.cost < b.cost - 1e-12)
+            })
+    };
+    if !swaps {
+        for &s in &sources {
+            for &g in &guests_on[s] {
+                let b = p.guests[g].bundle;
+                if p.bundles[b].len() > 1 && p.bundles[b].iter().any(|&m| st.pos[m] != s) {
+                    continue;
+                }
+                for &t in &targets {
+                    if t == s || !within_budget(p, budget, b, s, t) {
+                        continue;
+                    }
+                    let Some((c, _)) = try_bundle(p, st, b, t, true) else { continue };
+                    // The target must not end above where the source was (ProxLB's overshoot).
+                    if c.target_use > u[s] + 1e-9 {
+                        continue;
+                    }
+                    if accept(&c, c.pen_after, &best) {
+                        best = Some(c);
+                    }
+                }
+            }
+        }
+        return best;
+    }
+    // Swaps: a guest from a hot node for a smaller one from a cool node.
+    for &a in &sources {
+        let mut xs: Vec<usize> = guests_on[a].iter().copied().filter(|&g| single(p, g)).collect();
+        xs.sort_by(|&x, &y| weight_of(p, y).total_cmp(&weight_of(p, x)).then(x.cmp(&y)));
+        xs.truncate(SWAP_GUESTS);
+        for &bn in &targets {
+            if bn == a || u[bn] >= u[a] {
+                continue;
+            }
+            let mut ys: Vec<usize> = guests_on[bn].iter().copied().filter(|&g| single(p, g)).collect();
+            ys.sort_by(|&x, &y| weight_of(p, y).total_cmp(&weight_of(p, x)).then(x.cmp(&y)));
+            ys.truncate(SWAP_GUESTS);
+            for &x in &xs {
+                for &y in &ys {
+                    if weight_of(p, y) >= weight_of(p, x) {
+                        continue;
+                    }
+                    if let Some(c) = try_swap(p, st, budget, x, y) {
+                        if c.target_use <= u[a] + 1e-9 && accept(&c, c.pen_after, &best) {
+                            best = Some(c);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    best
+}
+
+fn single(p: &Problem, g: usize) -> bool {
+    p.bundles[p.guests[g].bundle].len() == 1
+}
+
+/// The guest's weight in the balanced dimensions, relative to an average node.
+fn weight_of(p: &Problem, g: usize) -> f64 {
+    (0..DIMS).map(|d| p.weights[d] * p.guests[g].load[d]).sum()
+}
+
+fn within_budget(p: &Problem, budget: &Budget, b: usize, s: usize, t: usize) -> bool {
+    let members = &p.bundles[b];
+    let new_moves = members.iter().filter(|&&g| !budget.moved[g]).count() as u32;
+    let new_gib: f64 = members.iter().filter(|&&g| !budget.moved[g]).map(|&g| p.guests[g].gib).sum();
+    let req = &p.request;
+    budget.moves + new_moves <= req.max_moves
+        && req.max_gib.is_none_or(|max| budget.gib + new_gib <= max + 1e-9)
+        && req.max_moves_per_node.is_none_or(|max| {
+            let n = members.len() as u32;
+            budget.per_node[s] + n <= max && budget.per_node[t] + n <= max
+        })
+}
+
+/// Swap x (on a) with y (on b), in an order that is valid at every step, parking x on a third
+/// node when neither order fits.
+fn try_swap(p: &Problem, st: &mut State, budget: &Budget, x: usize, y: usize) -> Option<Candidate> {
+    let (a, b) = (st.pos[x], st.pos[y]);
+    let req = &p.request;
+    for (g, t) in [(x, b), (y, a)] {
+        let info = &p.guests[g];
+        if p.static_allows(g, t).is_err() || info.no_return.binary_search(&t).is_ok() {
+            return None;
+        }
+    }
+    let new_moves = [x, y].iter().filter(|&&g| !budget.moved[g]).count() as u32;
+    let new_gib: f64 = [x, y].iter().filter(|&&g| !budget.moved[g]).map(|&g| p.guests[g].gib).sum();
+    if budget.moves + new_moves > req.max_moves
+        || req.max_gib.is_some_and(|max| budget.gib + new_gib > max + 1e-9)
+        || req
+            .max_moves_per_node
+            .is_some_and(|max| budget.per_node[a] + 2 > max || budget.per_node[b] + 2 > max)
+    {
+        return None;
+    }
+    let before = st.objective(p);
+    let orders: [&[(usize, usize)]; 2] = [&[(x, b), (y, a)], &[(y, a), (x, b)]];
+    for seq in orders {
+        if let Some(c) = try_sequence(p, st, seq, before, b) {
+            return Some(c);
+        }
+    }
+    // Park x on the coolest third node that fits it, then y to a, then x to b.
+    let mut parks: Vec<usize> =
+        (0..p.nodes.len()).filter(|&n| n != a && n != b && p.static_allows(x, n).is_ok()).collect();
+    parks.sort_by(|&m, &n| (st.mem[m] - p.nodes[m].mem_cap).total_cmp(&(st.mem[n] - p.nodes[n].mem_cap)));
+    for park in parks.into_iter().take(3) {
+        if let Some(c) = try_sequence(p, st, &[(x, park), (y, a), (x, b)], before, b) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+fn try_sequence(
+    p: &Problem,
+    st: &mut State,
+    seq: &[(usize, usize)],
+    before: f64,
+    watch: usize,
+) -> Option<Candidate> {
+    let mark = st.mark();
+    let mut done = Vec::new();
+    let mut ok = true;
+    for &(g, to) in seq {
+        if !st.has_room(p, g, to) || !st.under_target_max(p, g, to) || st.apart_mates_on(p, g, to) > 0 {
+            ok = false;
+            break;
+        }
+        done.push((g, st.pos[g]));
+        st.shift(p, g, to);
+        if st.added > 0 {
+            ok = false;
+            break;
+        }
+    }
+    let result = ok.then(|| Candidate {
+        moves: seq.to_vec(),
+        delta: st.objective(p) - before,
+        cost: seq.iter().map(|&(g, _)| p.guests[g].cost_gib).sum(),
+        pen_after: st.penalties(),
+        target_use: st.use_pct(p, watch),
+    });
+    st.rollback(p, mark, &done);
+    result
+}
