@@ -212,3 +212,6 @@ fn hot_node_why_not(p: &Problem, st: &State, already: &[WhyNot]) -> Vec<WhyNot> 
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,11 +9,15 @@
 //! - Sizes are bytes (`u64`), CPU is in cores (`f64`), percentages are 0–100.
 
 pub mod api;
+pub mod best_node;
 pub mod engine;
+pub mod evacuate;
 pub mod model;
 pub mod plan;
 pub mod planner;
 pub mod rules;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 pub use model::{ClusterSnapshot, Guest, GuestKind, GuestStatus, Node, NodeStatus};
 pub use plan::{Method, MigrationKind, Mode, NodeLoad, Plan, PlanRequest, PlanStep};

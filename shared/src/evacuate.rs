@@ -1,0 +1,103 @@
+//! Maintenance: drain nodes, bring guests back home, and check N+1 headroom.
+
+use crate::engine::problem::Task;
+use crate::model::{ClusterSnapshot, GuestStatus, NodeStatus};
+use crate::plan::{Plan, PlanRequest};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What to drain and how.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EvacuationRequest {
+    pub nodes: Vec<String>,
+    /// Stopped guests leave too (their configuration moves; nothing runs).
+    pub include_stopped: bool,
+    /// Guests ignored for balancing leave too (maintenance is an explicit decision).
+    pub move_ignored: bool,
+    /// Capacity, reserves, roles and rule configuration, as for a plan.
+    pub request: PlanRequest,
+}
+
+impl Default for EvacuationRequest {
+    fn default() -> Self {
+        EvacuationRequest {
+            nodes: vec![],
+            include_stopped: false,
+            move_ignored: true,
+            request: PlanRequest::default(),
+        }
+    }
+}
+
+/// Moves every guest off `nodes` that can leave, spreading the load over the remaining nodes
+/// (the drained nodes are out of the spread), respecting hard rules and capacity at every step;
+/// nothing else moves. Guests that cannot leave are in `why_not`. Steps carry dependencies so a
+/// parallel executor may run the independent ones at once.
+pub fn evacuate(snapshot: &ClusterSnapshot, evacuation: &EvacuationRequest) -> Plan {
+    let task = Task {
+        drain: evacuation.nodes.clone(),
+        drain_stopped: evacuation.include_stopped,
+        drain_ignored: evacuation.move_ignored,
+        mandatory_only: true,
+        ..Task::default()
+    };
+    crate::engine::run(snapshot, &evacuation.request, task)
+}
+
+/// A guest's recorded home (where it ran before an evacuation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestHome {
+    pub vmid: u32,
+    pub node: String,
+}
+
+/// The inverse of an evacuation: each guest goes back to its recorded home when rules and
+/// capacity allow (largest first); the others stay and say why.
+pub fn return_home(snapshot: &ClusterSnapshot, homes: &[GuestHome], request: &PlanRequest) -> Plan {
+    let homes: BTreeMap<u32, String> = homes.iter().map(|h| (h.vmid, h.node.clone())).collect();
+    let task = Task { homes, mandatory_only: true, ..Task::default() };
+    crate::engine::run(snapshot, request, task)
+}
+
+/// Could the cluster lose this node and restart its running guests elsewhere?
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailoverCheck {
+    pub node: String,
+    pub ok: bool,
+    /// Running guests that would find no node with room (or that rules keep there).
+    pub stranded: Vec<u32>,
+    pub stranded_mem_bytes: u64,
+}
+
+/// N+1 headroom: for each online node, whether its running guests fit on the others (memory with
+/// reserve, vCPU ratio, hard rules).
+pub fn headroom(snapshot: &ClusterSnapshot, request: &PlanRequest) -> Vec<FailoverCheck> {
+    snapshot
+        .nodes
+        .iter()
+        .filter(|n| n.status == NodeStatus::Online)
+        .map(|n| {
+            let plan = evacuate(
+                snapshot,
+                &EvacuationRequest {
+                    nodes: vec![n.name.clone()],
+                    include_stopped: false,
+                    move_ignored: true,
+                    request: request.clone(),
+                },
+            );
+            let moved: Vec<u32> = plan.steps.iter().map(|s| s.vmid).collect();
+            let stranded: Vec<&crate::model::Guest> = snapshot
+                .guests_on(&n.name)
+                .filter(|g| g.status == GuestStatus::Running && !moved.contains(&g.vmid))
+                .collect();
+            FailoverCheck {
+                node: n.name.clone(),
+                ok: stranded.is_empty(),
+                stranded: stranded.iter().map(|g| g.vmid).collect(),
+                stranded_mem_bytes: stranded.iter().map(|g| g.mem_used).sum(),
+            }
+        })
+        .collect()
+}
