@@ -3,14 +3,15 @@
 //! Handlers are thin: parse and validate, call `collect` / `shared`, answer. Every error is an
 //! `ApiError` body `{error, detail, field?}` with a fitting status; bad input changes nothing.
 
+use crate::auth::{require_user, AuthError, Authenticator, User};
 use crate::collect;
 use crate::pve::{PveClient, PveError};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use shared::api::{ApiError, ClusterView};
 use shared::{Plan, PlanRequest};
 use std::path::PathBuf;
@@ -19,16 +20,36 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Clone)]
 pub struct AppState {
+    /// The service's own PVE session (collection, execution).
     pub pve: Arc<PveClient>,
+    /// Checks callers' own PVE credentials.
+    pub auth: Arc<Authenticator>,
+}
+
+impl AppState {
+    pub fn new(pve: Arc<PveClient>) -> AppState {
+        AppState { auth: Arc::new(Authenticator::new(pve.clone())), pve }
+    }
+}
+
+/// Routes anyone may call: health, and login/logout for the standalone panel.
+fn public_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
+}
+
+/// Routes that need valid PVE credentials; each handler checks its privileges on top.
+fn protected_routes() -> Router<AppState> {
+    Router::new().route("/api/v1/cluster", get(cluster)).route("/api/v1/plan", post(plan))
 }
 
 /// The service's router. `panel_dir`, when given, is served at `/` (the standalone panel).
 pub fn router(state: AppState, panel_dir: Option<PathBuf>) -> Router {
-    let api = Router::new()
-        .route("/api/v1/health", get(health))
-        .route("/api/v1/cluster", get(cluster))
-        .route("/api/v1/plan", post(plan))
-        .with_state(state);
+    let protected = protected_routes()
+        .route_layer(axum::middleware::from_fn_with_state(state.auth.clone(), require_user));
+    let api = public_routes().merge(protected).with_state(state);
     let api = match panel_dir {
         Some(dir) => api.fallback_service(tower_http::services::ServeDir::new(dir)),
         None => api,
@@ -40,15 +61,68 @@ async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-async fn cluster(State(state): State<AppState>) -> Result<Json<ClusterView>, AppError> {
+#[derive(serde::Deserialize)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+/// Standalone panel login: PVE checks the password and issues a ticket, which we hand to the
+/// browser as PVE's own cookie (so the same ticket also works in the PVE UI, and vice versa).
+async fn login(State(state): State<AppState>, body: Result<Json<Login>, JsonRejection>) -> Response {
+    let Json(login) = match body {
+        Ok(b) => b,
+        Err(e) => return AppError::bad_input(None, e.body_text()).into_response(),
+    };
+    match state.pve.login_user(&login.username, &login.password).await {
+        Ok(answer) => {
+            let ticket = answer.get("ticket").and_then(|t| t.as_str()).unwrap_or_default();
+            let cookie = format!(
+                "PVEAuthCookie={}; Path=/; SameSite=Lax; HttpOnly",
+                crate::pve::escape_cookie(ticket)
+            );
+            let body = serde_json::json!({
+                "username": answer.get("username"),
+                "CSRFPreventionToken": answer.get("CSRFPreventionToken"),
+                "cap": answer.get("cap"),
+            });
+            let mut resp = Json(body).into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                resp.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            resp
+        }
+        Err(PveError::Api { status: 401, .. }) => {
+            AuthError::Unauthenticated("PVE refused the user name or password".into()).into_response()
+        }
+        Err(e) => AppError::from(e).into_response(),
+    }
+}
+
+async fn logout() -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    resp.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("PVEAuthCookie=; Path=/; Max-Age=0; SameSite=Lax"),
+    );
+    resp
+}
+
+async fn cluster(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+) -> Result<Json<ClusterView>, AppError> {
+    user.require("/", "Sys.Audit")?;
     let snapshot = collect::snapshot(&state.pve, unix_now()).await?;
     Ok(Json(ClusterView::of(snapshot)))
 }
 
 async fn plan(
     State(state): State<AppState>,
+    Extension(user): Extension<User>,
     body: Result<Json<PlanRequest>, JsonRejection>,
 ) -> Result<Json<Plan>, AppError> {
+    user.require("/", "Sys.Audit")?;
     let Json(request) = body.map_err(|e| AppError::bad_input(None, e.body_text()))?;
     validate(&request)?;
     let snapshot = collect::snapshot(&state.pve, unix_now()).await?;
@@ -101,6 +175,13 @@ impl From<PveError> for AppError {
             status: StatusCode::BAD_GATEWAY,
             body: ApiError { error: "the PVE API call failed".into(), detail: e.to_string(), field: None },
         }
+    }
+}
+
+impl From<AuthError> for AppError {
+    fn from(e: AuthError) -> AppError {
+        let (status, body) = e.parts();
+        AppError { status, body }
     }
 }
 

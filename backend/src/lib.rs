@@ -3,11 +3,14 @@
 //! - [`pve`]: a typed client for the PVE API (login, tickets, tokens, `{data}` unwrapping, errors
 //!   that carry PVE's own message).
 //! - [`collect`]: turns PVE answers into a `shared::ClusterSnapshot`, in O(nodes) calls.
+//! - [`auth`]: callers' PVE tickets/tokens verified with PVE; privileges checked per route.
 //! - [`http`]: the `/api/v1` JSON API the panel calls, plus the panel's static files.
 //!
 //! Invariant: all planning happens in `shared`; this crate only gathers inputs and carries out
 //! decisions.
 
+pub mod auth;
 pub mod collect;
+pub mod execute;
 pub mod http;
 pub mod pve;

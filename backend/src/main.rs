@@ -108,7 +108,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Serve { pve, listen, panel_dir } => {
-            let state = AppState { pve: Arc::new(pve.client()?) };
+            let state = AppState::new(Arc::new(pve.client()?));
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
             let addr = listener.local_addr()?;

@@ -99,6 +99,25 @@ impl PveClient {
         self.call(reqwest::Method::POST, "POST", path, form).await
     }
 
+    /// `DELETE path` (e.g. stopping a task); returns `data`.
+    pub async fn delete(&self, path: &str) -> Result<Value, PveError> {
+        self.call(reqwest::Method::DELETE, "DELETE", path, &[]).await
+    }
+
+    /// `GET path?query` with the query parameters percent-encoded; decodes `data`.
+    pub async fn get_with_query<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, PveError> {
+        let mut full = path.to_owned();
+        for (i, (k, v)) in query.iter().enumerate() {
+            full.push(if i == 0 { '?' } else { '&' });
+            full.push_str(&format!("{}={}", escape_cookie(k), escape_cookie(v)));
+        }
+        self.get(&full).await
+    }
+
     async fn call(
         &self,
         method: reqwest::Method,
@@ -160,7 +179,54 @@ impl PveClient {
     }
 }
 
-fn escape_cookie(ticket: &str) -> String {
+/// A PVE user's own credentials, as the panel sends them: checked by asking PVE as that user.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum UserCredential {
+    /// The `PVEAuthCookie` ticket (not escaped).
+    Ticket(String),
+    /// `user@realm!tokenid=secret`, from an `Authorization: PVEAPIToken=...` header.
+    Token(String),
+}
+
+impl PveClient {
+    /// `GET path` as the user behind `cred` (for permission checks), not as the service.
+    pub async fn get_as_user<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        cred: &UserCredential,
+    ) -> Result<T, PveError> {
+        let req = self.http.get(format!("{}{path}", self.base));
+        let req = match cred {
+            UserCredential::Ticket(t) => req.header("Cookie", format!("PVEAuthCookie={}", escape_cookie(t))),
+            UserCredential::Token(t) => req.header("Authorization", format!("PVEAPIToken={t}")),
+        };
+        let resp = req.send().await.map_err(|source| PveError::Transport {
+            method: "GET",
+            path: path.into(),
+            source,
+        })?;
+        let data = decode("GET", path, resp).await?;
+        serde_json::from_value(data)
+            .map_err(|e| PveError::Decode { path: path.into(), detail: e.to_string() })
+    }
+
+    /// Logs a user in at PVE (`POST /access/ticket`) and returns PVE's answer (`ticket`,
+    /// `CSRFPreventionToken`, `username`, `cap`).
+    pub async fn login_user(&self, username: &str, password: &str) -> Result<Value, PveError> {
+        let path = "/access/ticket";
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .form(&[("username", username), ("password", password)])
+            .send()
+            .await
+            .map_err(|source| PveError::Transport { method: "POST", path: path.into(), source })?;
+        decode("POST", path, resp).await
+    }
+}
+
+/// URI-escapes a ticket for the `PVEAuthCookie` cookie (it contains ':' and '=').
+pub fn escape_cookie(ticket: &str) -> String {
     ticket
         .bytes()
         .map(|b| match b {

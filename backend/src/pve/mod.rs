@@ -3,4 +3,4 @@
 mod client;
 pub mod wire;
 
-pub use client::{Credentials, PveClient, PveError, PveOptions};
+pub use client::{escape_cookie, Credentials, PveClient, PveError, PveOptions, UserCredential};

@@ -48,7 +48,7 @@ impl Stack {
             insecure: false,
             timeout: Duration::from_secs(10),
         })?;
-        let app = router(AppState { pve: Arc::new(pve) }, panel);
+        let app = router(AppState::new(Arc::new(pve)), panel);
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let backend_url = format!("http://{}", listener.local_addr()?);
         let backend = tokio::spawn(async move {
@@ -57,8 +57,41 @@ impl Stack {
         Ok(Stack { sim, backend_url, backend })
     }
 
+    /// Logs in at the backend as a PVE user: a client that keeps the `PVEAuthCookie`, and the
+    /// CSRF token to send on writes.
+    pub async fn login(&self, user: &str, password: &str) -> anyhow::Result<Session> {
+        let http = reqwest::Client::builder().cookie_store(true).build()?;
+        let resp = http
+            .post(format!("{}/api/v1/login", self.backend_url))
+            .json(&serde_json::json!({"username": user, "password": password}))
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status().is_success(), "login as {user} failed: {}", resp.text().await?);
+        let body: serde_json::Value = resp.json().await?;
+        let csrf = body["CSRFPreventionToken"].as_str().unwrap_or_default().to_owned();
+        Ok(Session { http, csrf, base: self.backend_url.clone() })
+    }
+
     pub async fn stop(self) {
         self.backend.abort();
         self.sim.shutdown().await;
+    }
+}
+
+/// A logged-in client of the backend.
+pub struct Session {
+    pub http: reqwest::Client,
+    pub csrf: String,
+    base: String,
+}
+
+impl Session {
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{path}", self.base))
+    }
+
+    /// A write, with the CSRF token as PVE's UI sends it.
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.base)).header("CSRFPreventionToken", &self.csrf)
     }
 }

@@ -7,20 +7,15 @@ use shared::Plan;
 #[tokio::test]
 async fn backend_collects_the_simulated_cluster_and_returns_a_plan_that_narrows_the_spread() {
     let stack = Stack::start(None).await.expect("stack starts");
-    let http = reqwest::Client::new();
+    let session = stack.login("root@pam", "demo").await.unwrap();
 
-    let view: ClusterView =
-        http.get(format!("{}/api/v1/cluster", stack.backend_url)).send().await.unwrap().json().await.unwrap();
+    let view: ClusterView = session.get("/api/v1/cluster").send().await.unwrap().json().await.unwrap();
     assert!(view.snapshot.nodes.len() >= 3, "nodes: {:?}", view.snapshot.nodes);
     assert!(view.snapshot.guests.len() >= 20, "guests: {}", view.snapshot.guests.len());
     assert!(view.memory_spread > 10.0, "the demo cluster is meant to be imbalanced: {}", view.memory_spread);
 
-    let resp = http
-        .post(format!("{}/api/v1/plan", stack.backend_url))
-        .json(&serde_json::json!({"balanciness": 5.0}))
-        .send()
-        .await
-        .unwrap();
+    let resp =
+        session.post("/api/v1/plan").json(&serde_json::json!({"balanciness": 5.0})).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let plan: Plan = resp.json().await.unwrap();
     assert!(!plan.steps.is_empty(), "no steps: {:?}", plan.notes);
@@ -40,18 +35,65 @@ async fn backend_collects_the_simulated_cluster_and_returns_a_plan_that_narrows_
 #[tokio::test]
 async fn bad_plan_input_gets_a_clear_error_naming_the_field() {
     let stack = Stack::start(None).await.expect("stack starts");
-    let http = reqwest::Client::new();
-    let url = format!("{}/api/v1/plan", stack.backend_url);
+    let session = stack.login("root@pam", "demo").await.unwrap();
 
-    let resp = http.post(&url).json(&serde_json::json!({"balanciness": 250})).send().await.unwrap();
+    let resp =
+        session.post("/api/v1/plan").json(&serde_json::json!({"balanciness": 250})).send().await.unwrap();
     assert_eq!(resp.status(), 400);
     let err: ApiError = resp.json().await.unwrap();
     assert_eq!(err.field.as_deref(), Some("balanciness"));
     assert!(err.detail.contains("0–100"), "{}", err.detail);
 
-    let resp = http.post(&url).json(&serde_json::json!({"method": "ram"})).send().await.unwrap();
+    let resp = session.post("/api/v1/plan").json(&serde_json::json!({"method": "ram"})).send().await.unwrap();
     assert_eq!(resp.status(), 400);
     let err: ApiError = resp.json().await.unwrap();
     assert!(err.detail.contains("method") && err.detail.contains("memory"), "{}", err.detail);
+    stack.stop().await;
+}
+
+#[tokio::test]
+async fn the_api_refuses_callers_pve_would_refuse() {
+    let stack = Stack::start(None).await.expect("stack starts");
+    let anonymous = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", stack.backend_url);
+
+    // Health is the one open route.
+    assert_eq!(anonymous.get(url("/api/v1/health")).send().await.unwrap().status(), 200);
+    // No credentials, a forged ticket, a wrong password.
+    assert_eq!(anonymous.get(url("/api/v1/cluster")).send().await.unwrap().status(), 401);
+    let forged = anonymous
+        .get(url("/api/v1/cluster"))
+        .header("Cookie", "PVEAuthCookie=PVE%3Aroot%40pam%3A00000000%3A%3Aforged")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    assert!(stack.login("root@pam", "wrong").await.is_err());
+
+    // A write with a valid ticket but no CSRF token.
+    let root = stack.login("root@pam", "demo").await.unwrap();
+    let no_csrf = root.http.post(url("/api/v1/plan")).json(&serde_json::json!({})).send().await.unwrap();
+    assert_eq!(no_csrf.status(), 401);
+    let err: ApiError = no_csrf.json().await.unwrap();
+    assert!(err.detail.contains("CSRFPreventionToken"), "{}", err.detail);
+
+    // A user PVE knows but who holds no privilege: 403 naming the privilege.
+    let nobody = stack.login("nobody@pve", "nobody").await.unwrap();
+    let resp = nobody.get("/api/v1/cluster").send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    let err: ApiError = resp.json().await.unwrap();
+    assert_eq!(err.detail, "Permission check failed (/, Sys.Audit)");
+
+    // An auditor sees the cluster; an API token works without a ticket or CSRF token.
+    let audit = stack.login("audit@pve", "audit").await.unwrap();
+    assert_eq!(audit.get("/api/v1/cluster").send().await.unwrap().status(), 200);
+    let token = anonymous
+        .post(url("/api/v1/plan"))
+        .header("Authorization", "PVEAPIToken=root@pam!rebalancer=5f3e6c2a-8d4b-4e7f-9a1c-2b3d4e5f6a7b")
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
     stack.stop().await;
 }
