@@ -48,3 +48,206 @@ pub struct ApiError {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
+
+// ---- Execution jobs (`/api/v1/plan/execute`, `/api/v1/jobs`) ----
+
+/// `POST /api/v1/plan/execute`: a plan as `POST /api/v1/plan` returned it, and optionally the
+/// vmids whose steps to run (all steps when absent). A selected step must not depend on an
+/// unselected one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteRequest {
+    pub plan: crate::plan::Plan,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Vec<u32>>,
+}
+
+/// Answer to `POST /api/v1/plan/execute` (202 Accepted).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteResponse {
+    pub job_id: u64,
+}
+
+/// Where one step of a job stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepState {
+    /// Not started yet.
+    Queued,
+    /// Being checked, submitted or tracked.
+    Running,
+    /// The guest is on its target (checked in `/cluster/resources`).
+    Done,
+    /// PVE refused or the task failed or timed out; `message` has PVE's words.
+    Failed,
+    /// Not attempted: a precondition did not hold or a step it depends on did not finish.
+    Skipped,
+    /// Stopped by the user (or never started because the job was cancelled).
+    Cancelled,
+    /// Contact with PVE was lost, or a restart found it ambiguous: check the guest in PVE.
+    Unknown,
+}
+
+impl StepState {
+    /// No further change will happen.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, StepState::Queued | StepState::Running)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Queued => "queued",
+            StepState::Running => "running",
+            StepState::Done => "done",
+            StepState::Failed => "failed",
+            StepState::Skipped => "skipped",
+            StepState::Cancelled => "cancelled",
+            StepState::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<StepState> {
+        [
+            StepState::Queued,
+            StepState::Running,
+            StepState::Done,
+            StepState::Failed,
+            StepState::Skipped,
+            StepState::Cancelled,
+            StepState::Unknown,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// Where a job stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Running,
+    /// Every step done.
+    Done,
+    /// No step failed, but some were skipped.
+    Partial,
+    /// At least one step failed or ended unknown.
+    Failed,
+    /// Cancelled by the user.
+    Cancelled,
+    /// The service stopped while the job ran; its in-flight steps were reconciled with PVE at the
+    /// next start and nothing was re-submitted.
+    Interrupted,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Running => "running",
+            JobState::Done => "done",
+            JobState::Partial => "partial",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+            JobState::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        [
+            JobState::Running,
+            JobState::Done,
+            JobState::Partial,
+            JobState::Failed,
+            JobState::Cancelled,
+            JobState::Interrupted,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
+    }
+}
+
+/// One step of a job: the planned move and what became of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepView {
+    /// Index of the step in the plan (what `depends_on` refers to).
+    pub index: usize,
+    pub vmid: u32,
+    pub name: String,
+    pub kind: crate::model::GuestKind,
+    pub from: String,
+    pub to: String,
+    /// As planned; the executor decides online/restart from the guest's status right before.
+    pub migration: crate::plan::MigrationKind,
+    #[serde(default)]
+    pub depends_on: Vec<usize>,
+    pub state: StepState,
+    /// What a running step is doing: `checking`, `submitting`, `migrating`, `waiting for HA`,
+    /// `verifying`, `stopping`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The UPID PVE answered to the migrate call (a `hamigrate` one for HA guests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upid: Option<String>,
+    /// The task being tracked when it differs from `upid` (the HA manager's `qmigrate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_upid: Option<String>,
+    /// Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<u64>,
+    /// Why it was skipped, PVE's error text, what a restart found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Steps per state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepCounts {
+    pub queued: usize,
+    pub running: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub cancelled: usize,
+    pub unknown: usize,
+}
+
+impl StepCounts {
+    pub fn of(steps: &[StepView]) -> StepCounts {
+        let mut c = StepCounts::default();
+        for s in steps {
+            *match s.state {
+                StepState::Queued => &mut c.queued,
+                StepState::Running => &mut c.running,
+                StepState::Done => &mut c.done,
+                StepState::Failed => &mut c.failed,
+                StepState::Skipped => &mut c.skipped,
+                StepState::Cancelled => &mut c.cancelled,
+                StepState::Unknown => &mut c.unknown,
+            } += 1;
+        }
+        c
+    }
+}
+
+/// `GET /api/v1/jobs` rows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobSummary {
+    pub id: u64,
+    pub state: JobState,
+    pub started_by: String,
+    /// Unix seconds.
+    pub created_at: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub counts: StepCounts,
+}
+
+/// `GET /api/v1/jobs/{id}`: the job and its steps in plan order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobView {
+    #[serde(flatten)]
+    pub job: JobSummary,
+    pub steps: Vec<StepView>,
+}

@@ -2,8 +2,8 @@
 //! groups of one guest, so its effect on the objective is computed in O(1) (O(groups)) instead of
 //! re-summing the cluster.
 //!
-//! Objective J = imbalance + soft-rule penalties + overload penalty + λ·migration cost, where
-//! imbalance = 100·√(Σ_d w_d·Var_d) and Var_d is the capacity-weighted variance of node use of
+//! Objective J = 100·n·Σ_d w_d·Var_d + soft-rule penalties + overload penalty + λ·migration cost,
+//! where n is the number of balanced nodes and Var_d is the capacity-weighted variance of node use of
 //! dimension d over the balanced nodes: Var = Σ L²/C / ΣC − (ΣL/ΣC)². Minimising Σ L²/C under a
 //! fixed total drives every node to the same use fraction (heterogeneous capacities included), and
 //! it only needs the running sums ΣL and ΣL²/C. Hard rules are not in J: they are counted apart
@@ -41,6 +41,8 @@ pub struct State {
     pub soft: f64,
     pub over: f64,
     pub cost: f64,
+    /// √(balanced nodes) (see `spread_term`).
+    scale: f64,
     journal: Vec<(usize, [f64; DIMS], f64, f64)>,
 }
 
@@ -76,6 +78,7 @@ impl State {
             soft: 0.0,
             over: 0.0,
             cost: 0.0,
+            scale: (p.nodes.iter().filter(|n| n.balanced).count().max(1) as f64).sqrt(),
             journal: Vec::new(),
         };
         for i in 0..n {
@@ -145,8 +148,16 @@ impl State {
         100.0 * var.sqrt()
     }
 
+    /// 100·n·Σ_d w_d·Var_d: the capacity-weighted *sum* of squared deviations. A move's gain on
+    /// it is about 200·size·(u_source − u_target) whatever the node count, so `min_gain` means
+    /// the same at 4 and at 500 nodes (a mean or a root would shrink gains as clusters grow).
+    fn spread_term(&self, p: &Problem) -> f64 {
+        let i = self.imbalance(p) / 100.0;
+        100.0 * self.scale * self.scale * i * i
+    }
+
     pub fn objective(&self, p: &Problem) -> f64 {
-        self.imbalance(p)
+        self.spread_term(p)
             + SOFT_PENALTY * self.soft
             + self.over
             + p.request.migration_cost_per_gib * self.cost
