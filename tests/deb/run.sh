@@ -17,7 +17,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-deb=${1:-$(ls -t "$root"/target/deb/pve-rebalancer_*.deb 2>/dev/null | grep -v dbgsym | head -n 1)}
+deb=${1:-$(ls -t "$root"/target/deb/pve-rebalancer_*.deb 2>/dev/null | head -n 1)}
 if [ -z "$deb" ] || [ ! -f "$deb" ]; then
     echo "deb: no package found; build it first with debian/build.sh" >&2
     echo "deb: 0 passed, 1 failed"
@@ -249,9 +249,16 @@ check "installs without pve-manager" bash -c "
         -i '$deb' >'$log.2' 2>&1"
 check "... and says it skipped the UI integration" grep -q "pve-manager is not installed" "$log.2"
 check "... without creating a template" test ! -e "$R2/usr/share/pve-manager/index.html.tpl"
-check "... and removes/purges cleanly" bash -c "
+# pve-manager installed after us (e.g. in the same apt run, ordered the other way): the
+# file trigger adds the line.
+TPL2=$R2/usr/share/pve-manager/index.html.tpl
+check "pve-manager installed afterwards: the trigger adds the line once" bash -c "
     timeout 120 dpkg --root='$R2' --log='$work/dpkg.log' --force-script-chrootless \
-        -P pve-rebalancer >>'$log.2' 2>&1"
+        -i '$work/pve-manager_9.9.0-1_all.deb' >>'$log.2' 2>&1 &&
+    [ \"\$(grep -c -F '$LINE_SRC' '$TPL2')\" = 1 ]"
+check "... and purging us restores its template byte for byte" bash -c "
+    timeout 120 dpkg --root='$R2' --log='$work/dpkg.log' --force-script-chrootless \
+        -P pve-rebalancer >>'$log.2' 2>&1 && cmp '$work/index.html.tpl' '$TPL2'"
 
 # 7. the unit file
 unit=$work/unit
