@@ -24,11 +24,13 @@ pub struct AppState {
     pub pve: Arc<PveClient>,
     /// Checks callers' own PVE credentials.
     pub auth: Arc<Authenticator>,
+    /// Runs plans; `None` disables the job routes (503). See `http_jobs`.
+    pub jobs: Option<Arc<crate::execute::Executor>>,
 }
 
 impl AppState {
     pub fn new(pve: Arc<PveClient>) -> AppState {
-        AppState { auth: Arc::new(Authenticator::new(pve.clone())), pve }
+        AppState { auth: Arc::new(Authenticator::new(pve.clone())), pve, jobs: None }
     }
 }
 
@@ -42,7 +44,8 @@ fn public_routes() -> Router<AppState> {
 
 /// Routes that need valid PVE credentials; each handler checks its privileges on top.
 fn protected_routes() -> Router<AppState> {
-    Router::new().route("/api/v1/cluster", get(cluster)).route("/api/v1/plan", post(plan))
+    let routes = Router::new().route("/api/v1/cluster", get(cluster)).route("/api/v1/plan", post(plan));
+    crate::http_jobs::add_routes(routes)
 }
 
 /// The service's router. `panel_dir`, when given, is served at `/` (the standalone panel).

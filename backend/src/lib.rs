@@ -13,4 +13,5 @@ pub mod auth;
 pub mod collect;
 pub mod execute;
 pub mod http;
+pub mod http_jobs;
 pub mod pve;

@@ -32,6 +32,8 @@ enum Command {
         /// Directory with the built panel (frontend/dist) to serve at `/`.
         #[arg(long)]
         panel_dir: Option<PathBuf>,
+        #[command(flatten)]
+        exec: backend::execute::ExecArgs,
     },
     /// Collect once, plan, and print the plan as JSON.
     Plan {
@@ -107,8 +109,23 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { pve, listen, panel_dir } => {
-            let state = AppState::new(Arc::new(pve.client()?));
+        Command::Serve { pve, listen, panel_dir, exec } => {
+            let client = Arc::new(pve.client()?);
+            let mut state = AppState::new(client.clone());
+            // Without a journal nothing may execute (a step must never be submitted unrecorded);
+            // the rest of the service still runs and the job routes say why they are off.
+            match exec.executor(client) {
+                Ok(executor) => {
+                    let recovering = executor.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = recovering.recover().await {
+                            tracing::error!(error = %e, "reconciling the execution journal failed");
+                        }
+                    });
+                    state = state.with_executor(executor);
+                }
+                Err(e) => tracing::error!(error = %e, "execution disabled: cannot open the journal"),
+            }
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
             let addr = listener.local_addr()?;

@@ -11,12 +11,14 @@
 //! a failed step leaves the guest where PVE left it and says so with PVE's words; steps that
 //! depend on a step that did not finish are skipped with the reason.
 
+pub mod cli;
 pub mod decide;
 pub mod executor;
 pub mod journal;
 pub mod lock;
 pub mod upid;
 
+pub use cli::ExecArgs;
 pub use executor::{CancelError, ExecConfig, ExecEvent, Executor, StartError};
 pub use journal::{Journal, JournalError};
 pub use lock::{ClusterLock, DirLock, Guard, LockGuard};

@@ -1,0 +1,40 @@
+//! The `serve` options of execution, and building the executor from them.
+
+use super::{DirLock, ExecConfig, Executor, Journal};
+use crate::pve::PveClient;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct ExecArgs {
+    /// SQLite journal of execution jobs (created 0600).
+    #[arg(long, default_value = super::journal::DEFAULT_PATH)]
+    pub journal: PathBuf,
+    /// Directory for the cluster-wide executor lock (pmxcfs: one holder cluster-wide).
+    #[arg(long, default_value = "/etc/pve/priv/lock")]
+    pub lock_dir: PathBuf,
+    /// Migrations in flight at once, cluster-wide.
+    #[arg(long, default_value_t = 2)]
+    pub max_parallel: usize,
+    /// Migrations in flight per node (as source or target).
+    #[arg(long, default_value_t = 1)]
+    pub max_per_node: usize,
+    /// A migration still running after this many seconds is stopped and recorded failed.
+    #[arg(long, default_value_t = 3600)]
+    pub step_timeout_secs: u64,
+}
+
+impl ExecArgs {
+    /// Opens the journal and builds the executor (call [`Executor::recover`] next).
+    pub fn executor(&self, pve: Arc<PveClient>) -> anyhow::Result<Arc<Executor>> {
+        let journal = Journal::open(&self.journal)?;
+        let cfg = ExecConfig {
+            max_parallel: self.max_parallel.max(1),
+            max_per_node: self.max_per_node.max(1),
+            step_timeout: Duration::from_secs(self.step_timeout_secs.max(1)),
+            ..ExecConfig::default()
+        };
+        Ok(Executor::new(pve, Arc::new(journal), Arc::new(DirLock::new(&self.lock_dir)), cfg))
+    }
+}
