@@ -1,6 +1,7 @@
 //! The panel's components. Data flows one way: `Panel` loads a `ClusterView`, the views render
 //! it; the plan view asks the backend for a plan and renders that.
 
+use crate::api::Failure;
 use crate::format::{bar_class, bar_width, gib};
 use crate::{api, PanelOptions};
 use leptos::prelude::*;
@@ -11,7 +12,7 @@ use shared::{Method, NodeLoad, NodeStatus, Plan, PlanRequest};
 #[component]
 pub fn Panel(opts: PanelOptions) -> impl IntoView {
     let opts = StoredValue::new(opts);
-    let (cluster, set_cluster) = signal(None::<Result<ClusterView, String>>);
+    let (cluster, set_cluster) = signal(None::<Result<ClusterView, Failure>>);
     let reload = move || {
         let o = opts.get_value();
         spawn_local(async move { set_cluster.set(Some(api::cluster(&o).await)) });
@@ -26,13 +27,47 @@ pub fn Panel(opts: PanelOptions) -> impl IntoView {
             </div>
             {move || match cluster.get() {
                 None => view! { <p class="pvrb-muted">"Loading cluster…"</p> }.into_any(),
-                Some(Err(e)) => view! { <p class="pvrb-error" role="alert">{e}</p> }.into_any(),
+                Some(Err(e)) if e.needs_login() => {
+                    view! { <Login opts=opts.get_value() on_done=Callback::new(move |_| reload()) reason=e.message /> }.into_any()
+                }
+                Some(Err(e)) => view! { <p class="pvrb-error" role="alert">{e.message}</p> }.into_any(),
                 Some(Ok(c)) => match maintenance_node.clone() {
                     Some(node) => view! { <Maintenance cluster=c node=node /> }.into_any(),
                     None => view! { <Summary cluster=c.clone() /> <Nodes cluster=c /> <PlanView opts=opts.get_value() /> }.into_any(),
                 },
             }}
         </div>
+    }
+}
+
+/// Shown when the backend wants credentials (standalone; inside the PVE UI the page's ticket is
+/// sent along). The password goes to PVE through the backend and is not kept.
+#[component]
+fn Login(opts: PanelOptions, on_done: Callback<()>, reason: String) -> impl IntoView {
+    let opts = StoredValue::new(opts);
+    let (user, set_user) = signal(String::from("root@pam"));
+    let (password, set_password) = signal(String::new());
+    let (error, set_error) = signal(None::<String>);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let (o, u, p) = (opts.get_value(), user.get(), password.get());
+        spawn_local(async move {
+            match api::login(&o, &u, &p).await {
+                Ok(()) => on_done.run(()),
+                Err(e) => set_error.set(Some(e.message)),
+            }
+        });
+    };
+    view! {
+        <form id="login" class="pvrb-login" on:submit=submit>
+            <p class="pvrb-muted">{reason}</p>
+            <label>"User name " <input id="login-user" prop:value=move || user.get()
+                on:input=move |ev| set_user.set(event_target_value(&ev)) /></label>
+            <label>"Password " <input id="login-password" type="password"
+                on:input=move |ev| set_password.set(event_target_value(&ev)) /></label>
+            <button id="login-submit" type="submit">"Log in"</button>
+            {move || error.get().map(|e| view! { <p class="pvrb-error" role="alert">{e}</p> })}
+        </form>
     }
 }
 
@@ -104,7 +139,7 @@ fn PlanView(opts: PanelOptions) -> impl IntoView {
     let opts = StoredValue::new(opts);
     let (balanciness, set_balanciness) = signal(PlanRequest::default().balanciness);
     let (method, set_method) = signal(Method::Memory);
-    let (plan, set_plan) = signal(None::<Result<Plan, String>>);
+    let (plan, set_plan) = signal(None::<Result<Plan, Failure>>);
     let (busy, set_busy) = signal(false);
     let compute = move |_| {
         let request =
@@ -141,7 +176,7 @@ fn PlanView(opts: PanelOptions) -> impl IntoView {
                 </button>
             </div>
             {move || plan.get().map(|p| match p {
-                Err(e) => view! { <p class="pvrb-error" role="alert">{e}</p> }.into_any(),
+                Err(e) => view! { <p class="pvrb-error" role="alert">{e.message}</p> }.into_any(),
                 Ok(p) => view! { <PlanResult plan=p /> }.into_any(),
             })}
         </div>

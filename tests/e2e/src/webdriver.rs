@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const ELEMENT_KEY: &str = "element-6066-11e4-a52f-4f58d1c9d8cf";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 pub struct Browser {
     http: reqwest::Client,
@@ -115,9 +115,10 @@ impl Browser {
         let v = self
             .cmd(reqwest::Method::POST, "/elements", Some(json!({"using": "css selector", "value": css})))
             .await?;
-        Ok(v.as_array()
-            .map(|a| a.iter().filter_map(|e| e[ELEMENT_KEY].as_str().map(str::to_owned)).collect())
-            .unwrap_or_default())
+        let Some(list) = v.as_array() else { bail!("WebDriver /elements answered {v}") };
+        list.iter()
+            .map(|e| e[ELEMENT_KEY].as_str().map(str::to_owned).ok_or_else(|| anyhow!("not an element: {e}")))
+            .collect()
     }
 
     pub async fn count(&self, css: &str) -> Result<usize> {
@@ -133,6 +134,15 @@ impl Browser {
     pub async fn click(&self, css: &str) -> Result<()> {
         let el = self.find_all(css).await?.into_iter().next().ok_or_else(|| anyhow!("no element `{css}`"))?;
         self.cmd(reqwest::Method::POST, &format!("/element/{el}/click"), Some(json!({}))).await.map(drop)
+    }
+
+    /// Types `text` into the element (after clearing it).
+    pub async fn fill(&self, css: &str, text: &str) -> Result<()> {
+        let el = self.find_all(css).await?.into_iter().next().ok_or_else(|| anyhow!("no element `{css}`"))?;
+        self.cmd(reqwest::Method::POST, &format!("/element/{el}/clear"), Some(json!({}))).await?;
+        self.cmd(reqwest::Method::POST, &format!("/element/{el}/value"), Some(json!({"text": text})))
+            .await
+            .map(drop)
     }
 
     /// Waits until at least `n` elements match `css`, at most `timeout`.

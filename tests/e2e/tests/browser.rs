@@ -12,6 +12,10 @@ async fn panel_shows_the_nodes_and_a_plan() {
     let shots = workspace_root().join("target/screenshots");
 
     browser.goto(&format!("{}/", stack.backend_url)).await.unwrap();
+    // Standalone, the panel asks for PVE credentials first.
+    browser.wait_for("#login", 1, Duration::from_secs(30)).await.unwrap();
+    browser.fill("#login-password", "demo").await.unwrap();
+    browser.click("#login-submit").await.unwrap();
     let rows = browser.wait_for("#nodes tbody tr", nodes, Duration::from_secs(30)).await.unwrap();
     assert_eq!(rows, nodes, "one row per simulated node");
     let first = browser.text("#nodes tbody tr td.name").await.unwrap();
