@@ -108,6 +108,8 @@ pub enum CancelError {
 #[derive(Default)]
 struct Active {
     job: Option<(u64, watch::Sender<bool>)>,
+    /// The running job's driver, so [`Executor::halt`] can stop it dead.
+    driver: Option<tokio::task::AbortHandle>,
     recovering: bool,
 }
 
@@ -193,11 +195,22 @@ impl Executor {
         let id = self.journal.create_job(&plan_json, started_by, unix_now(), &steps)?;
         let (cancel_tx, cancel_rx) = watch::channel(false);
         active.job = Some((id, cancel_tx));
-        drop(active);
         tracing::info!(job = id, steps = steps.len(), %started_by, "execution started");
         let allow_local_disks = plan.request.allow_local_disks;
-        tokio::spawn(self.clone().drive(id, steps, guard, cancel_rx, allow_local_disks));
+        let driver = tokio::spawn(self.clone().drive(id, steps, guard, cancel_rx, allow_local_disks));
+        active.driver = Some(driver.abort_handle());
         Ok(id)
+    }
+
+    /// Stops the running job dead, as a crash would: nothing more is polled or written, and its
+    /// in-flight steps stay `running` in the journal for [`Executor::recover`] (used to test
+    /// restarts; the lock is released).
+    pub fn halt(&self) {
+        let mut active = self.active();
+        if let Some(driver) = active.driver.take() {
+            driver.abort();
+        }
+        active.job = None;
     }
 
     /// Asks a running job to stop: no new steps start, running ones have their tasks stopped.
@@ -337,6 +350,7 @@ impl Executor {
             let mut active = self.active();
             if active.job.as_ref().is_some_and(|(a, _)| *a == id) {
                 active.job = None;
+                active.driver = None;
             }
         }
         tracing::info!(job = id, state = outcome.as_str(), "execution ended");
