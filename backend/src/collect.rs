@@ -5,15 +5,40 @@
 
 use crate::pve::{wire, PveClient, PveError};
 use serde_json::Value;
+use shared::model::HaRule;
 use shared::{ClusterSnapshot, Guest, GuestKind, GuestStatus, Node, NodeStatus};
 
 pub async fn snapshot(pve: &PveClient, now: u64) -> Result<ClusterSnapshot, PveError> {
-    let (resources, status, version) = tokio::try_join!(
+    let (resources, status, version, ha_rules) = tokio::try_join!(
         pve.get::<Vec<Value>>("/cluster/resources"),
         pve.get::<Vec<Value>>("/cluster/status"),
         pve.get::<Value>("/version"),
+        ha_rules(pve),
     )?;
-    Ok(from_answers(&resources, &status, &version, now))
+    let mut snapshot = from_answers(&resources, &status, &version, now);
+    snapshot.ha_rules = ha_rules;
+    Ok(snapshot)
+}
+
+/// PVE 9's HA rules. Older PVE has no such endpoint (HA groups instead): that reads as no rules.
+async fn ha_rules(pve: &PveClient) -> Result<Vec<HaRule>, PveError> {
+    match pve.get::<Vec<Value>>("/cluster/ha/rules").await {
+        Ok(rows) => Ok(rows.iter().filter_map(ha_rule).collect()),
+        Err(PveError::Api { status: 404 | 501, .. }) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+fn ha_rule(row: &Value) -> Option<HaRule> {
+    Some(HaRule {
+        rule: wire::text(row, "rule")?.to_owned(),
+        kind: wire::text(row, "type")?.to_owned(),
+        resources: wire::text(row, "resources").unwrap_or("").to_owned(),
+        nodes: wire::text(row, "nodes").unwrap_or("").to_owned(),
+        strict: wire::flag(row, "strict"),
+        affinity: wire::text(row, "affinity").unwrap_or("").to_owned(),
+        disable: wire::flag(row, "disable"),
+    })
 }
 
 /// Builds the snapshot from the three answers; pure, so it is tested without a server.
@@ -120,6 +145,14 @@ mod tests {
         assert_eq!((web.cpu_used, web.mem_used, web.ha_managed), (2.0, 1024, true));
         assert_eq!(web.tags, vec!["plb_pin_pve1", "web"]);
         assert!(s.guests[1].template);
+        let rule = ha_rule(&json!({"rule":"apart","type":"resource-affinity","resources":"vm:1,vm:2",
+                                   "affinity":"negative","disable":"1"}))
+        .unwrap();
+        assert_eq!(
+            (rule.kind.as_str(), rule.affinity.as_str(), rule.disable),
+            ("resource-affinity", "negative", true)
+        );
+        assert!(ha_rule(&json!({"type":"node-affinity"})).is_none(), "a rule without id is dropped");
         assert_eq!(s.guests[1].status, GuestStatus::Stopped);
     }
 }

@@ -24,6 +24,11 @@ async fn backend_collects_the_simulated_cluster_and_returns_a_plan_that_narrows_
         let guest = view.snapshot.guests.iter().find(|g| g.vmid == step.vmid).expect("planned guest exists");
         assert_eq!(guest.node, step.from, "step starts where the guest is");
     }
+    // The demo's HA rule keeps vm:201 and vm:401 apart; the plan must not bring them together.
+    assert!(view.snapshot.ha_rules.iter().any(|r| r.rule == "keep-db02-app04-apart"));
+    let after = shared::planner::apply(&view.snapshot, &plan);
+    let node_of = |vmid| after.guests.iter().find(|g| g.vmid == vmid).map(|g| g.node.clone());
+    assert_ne!(node_of(201), node_of(401), "HA negative affinity broken by {:?}", plan.steps);
     // Planning changes nothing in the cluster.
     assert!(stack.sim.check_invariants().is_ok());
     for step in &plan.steps {
