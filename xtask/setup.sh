@@ -23,7 +23,10 @@ export DEBIAN_FRONTEND=noninteractive
 say() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages --------------------------------------------------------------------------
-want=(rustc-web cargo-web rust-web-src chromium chromium-driver python3-venv openssl)
+want=(rustc-web cargo-web rust-web-src chromium chromium-driver python3-venv openssl
+      debhelper dpkg-dev fakeroot lintian)
+# The machine image ships Node.js with npm; only without it do we take Debian's.
+command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

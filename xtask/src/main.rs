@@ -4,6 +4,7 @@
 //! - `frontend`  build the panel with trunk into `frontend/dist` (`--optimize`: wasm-opt -Oz)
 //! - `test`      set up, build the panel, run every test (cargo, the PVE UI tests), fmt, clippy
 //! - `demo`      set up, build, start the simulator and the backend, print the panel's URL
+//! - `deb`       build the Debian package into `target/deb/`
 //!
 //! Every task is idempotent and quick when already done.
 
@@ -22,11 +23,12 @@ fn main() -> Result<()> {
         Some("setup") => setup(flag("--with-wasm-opt")),
         Some("frontend") => frontend(flag("--optimize")),
         Some("test") => test(),
+        Some("deb") => deb(flag("--optimize")),
         Some("demo") => {
             demo(args.iter().position(|a| a == "--port").and_then(|i| args.get(i + 1)).map(String::as_str))
         }
         _ => {
-            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | demo [--port N]>");
+            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | demo [--port N] | deb [--optimize]>");
             std::process::exit(2)
         }
     }
@@ -111,9 +113,20 @@ fn test() -> Result<()> {
     frontend(false)?;
     run(Command::new("cargo").args(["test", "--workspace", "--no-fail-fast"]))?;
     run(Command::new("bash").arg(root().join("pve-integration/test/run.sh")))?;
+    run(Command::new("bash").arg(root().join("debian/build.sh")))?;
+    run(Command::new("bash").arg(root().join("tests/deb/run.sh")))?;
     run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     eprintln!("[xtask] all tests passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Builds the Debian package into target/deb/ (builds the panel first).
+fn deb(optimize: bool) -> Result<()> {
+    if optimize {
+        setup(true)?;
+    }
+    frontend(optimize)?;
+    run(Command::new("bash").arg(root().join("debian/build.sh")))
 }
 
 /// Starts `cmd`, waits (bounded) for its line starting with `prefix`, returns the child and the
