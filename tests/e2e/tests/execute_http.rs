@@ -1,0 +1,151 @@
+//! The job routes over real sockets: plan → execute → events → job view, with the simulator's
+//! migrations as tasks, the backend's PVE auth in front, and the errors as `ApiError` JSON.
+
+use backend::execute::{DirLock, ExecConfig, Executor, Journal};
+use backend::http::{router, AppState};
+use backend::pve::{Credentials, PveClient, PveOptions};
+use serde_json::{json, Value};
+use shared::api::{ApiError, ExecuteResponse, JobState, JobSummary, JobView, StepState};
+use shared::Plan;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Backend {
+    sim: pve_sim::RunningSim,
+    url: String,
+    server: tokio::task::JoinHandle<()>,
+    dir: std::path::PathBuf,
+}
+
+async fn start() -> Backend {
+    let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).unwrap();
+    let mut cfg = pve_sim::SimConfig::new(scenario);
+    cfg.time_scale = 1000.0;
+    let sim = pve_sim::start(cfg).await.unwrap();
+    let pve = Arc::new(
+        PveClient::new(PveOptions {
+            base_url: sim.base_url.clone(),
+            credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
+            ca_pem: Some(sim.ca_pem.clone()),
+            insecure: false,
+            timeout: Duration::from_secs(10),
+        })
+        .unwrap(),
+    );
+    let dir = std::env::temp_dir().join(format!("pve-rebalancer-e2e-exec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let journal = Journal::open(&dir.join("journal.sqlite")).unwrap();
+    let exec_cfg = ExecConfig {
+        poll_min: Duration::from_millis(10),
+        poll_max: Duration::from_millis(50),
+        step_timeout: Duration::from_secs(20),
+        ..ExecConfig::default()
+    };
+    let executor =
+        Executor::new(pve.clone(), Arc::new(journal), Arc::new(DirLock::new(dir.join("lock"))), exec_cfg);
+    let app = router(AppState::new(pve).with_executor(executor), None);
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Backend { sim, url, server, dir }
+}
+
+/// A logged-in client and its CSRF token.
+async fn login(b: &Backend, user: &str, password: &str) -> (reqwest::Client, String) {
+    let http =
+        reqwest::Client::builder().cookie_store(true).timeout(Duration::from_secs(30)).build().unwrap();
+    let resp = http
+        .post(format!("{}/api/v1/login", b.url))
+        .json(&json!({"username": user, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "login as {user}");
+    let body: Value = resp.json().await.unwrap();
+    (http, body["CSRFPreventionToken"].as_str().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn a_plan_is_executed_followed_and_inspected_over_http() {
+    let b = start().await;
+    let (http, csrf) = login(&b, "root@pam", "demo").await;
+    let post = |path: &str| http.post(format!("{}{path}", b.url)).header("CSRFPreventionToken", &csrf);
+    let get = |path: &str| http.get(format!("{}{path}", b.url));
+
+    let plan: Plan =
+        post("/api/v1/plan").json(&json!({"balanciness": 5.0})).send().await.unwrap().json().await.unwrap();
+    let first =
+        plan.steps.iter().find(|s| s.depends_on.is_empty()).expect("a step without dependencies").clone();
+
+    // Bad input: a vmid the plan does not move.
+    let resp =
+        post("/api/v1/plan/execute").json(&json!({"plan": plan, "steps": [4242]})).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let err: ApiError = resp.json().await.unwrap();
+    assert_eq!(err.field.as_deref(), Some("steps"));
+
+    let resp = post("/api/v1/plan/execute")
+        .json(&json!({"plan": plan, "steps": [first.vmid]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let ExecuteResponse { job_id } = resp.json().await.unwrap();
+
+    // The event stream carries step states and ends by itself when the job ends.
+    let events = tokio::time::timeout(
+        Duration::from_secs(30),
+        get(&format!("/api/v1/jobs/{job_id}/events")).send().await.unwrap().text(),
+    )
+    .await
+    .expect("the event stream ends with the job")
+    .unwrap();
+    assert!(events.contains("event: step"), "{events}");
+    let end = events.split("event: end\ndata: ").nth(1).expect("an end event");
+    let summary: JobSummary = serde_json::from_str(end.lines().next().unwrap()).unwrap();
+    assert_eq!((summary.id, summary.state), (job_id, JobState::Done));
+
+    let view: JobView = get(&format!("/api/v1/jobs/{job_id}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(view.job.started_by, "root@pam");
+    assert_eq!(view.steps.len(), 1);
+    assert_eq!(view.steps[0].state, StepState::Done);
+    assert!(view.steps[0].upid.as_deref().is_some_and(|u| u.starts_with("UPID:")));
+    assert_eq!(b.sim.guest_node(first.vmid).as_deref(), Some(first.to.as_str()));
+
+    let jobs: Vec<JobSummary> = get("/api/v1/jobs").send().await.unwrap().json().await.unwrap();
+    assert_eq!(jobs[0].id, job_id);
+    assert_eq!(jobs[0].counts.done, 1);
+
+    // A finished job cannot be cancelled; an unknown one is 404.
+    let resp = post(&format!("/api/v1/jobs/{job_id}/cancel")).send().await.unwrap();
+    assert_eq!(resp.status(), 409);
+    assert_eq!(get("/api/v1/jobs/999999").send().await.unwrap().status(), 404);
+    let resp = get("/api/v1/jobs/abc").send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<ApiError>().await.unwrap().field.as_deref(), Some("id"));
+
+    // An auditor may look but not migrate.
+    let (audit, audit_csrf) = login(&b, "audit@pve", "audit").await;
+    let resp = audit
+        .post(format!("{}/api/v1/plan/execute", b.url))
+        .header("CSRFPreventionToken", &audit_csrf)
+        .json(&json!({"plan": plan}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(resp.json::<ApiError>().await.unwrap().detail.contains("VM.Migrate"));
+    assert_eq!(audit.get(format!("{}/api/v1/jobs", b.url)).send().await.unwrap().status(), 200);
+
+    // Without credentials nothing at all.
+    let anon = reqwest::Client::new();
+    assert_eq!(anon.get(format!("{}/api/v1/jobs", b.url)).send().await.unwrap().status(), 401);
+
+    b.sim.check_invariants().unwrap();
+    b.server.abort();
+    b.sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(&b.dir);
+}
