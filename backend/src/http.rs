@@ -57,7 +57,28 @@ pub fn router(state: AppState, panel_dir: Option<PathBuf>) -> Router {
         Some(dir) => api.fallback_service(tower_http::services::ServeDir::new(dir)),
         None => api,
     };
-    api.layer(tower_http::trace::TraceLayer::new_for_http())
+    api.layer(pve_ui_cors()).layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// Inside the PVE UI the panel calls us from the UI's origin (`https://<node>:8006`) with the
+/// user's cookie: allow exactly such origins, with credentials; no other origin gets CORS.
+fn pve_ui_cors() -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::predicate(|origin: &HeaderValue, _| is_pve_ui_origin(origin)))
+        .allow_credentials(true)
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            axum::http::HeaderName::from_static("csrfpreventiontoken"),
+        ])
+}
+
+fn is_pve_ui_origin(origin: &HeaderValue) -> bool {
+    origin.to_str().ok().and_then(|o| o.strip_prefix("https://")).is_some_and(|host| {
+        host.strip_suffix(":8006").is_some_and(|h| !h.is_empty() && !h.contains(['/', '@', ' ']))
+    })
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -5,6 +5,7 @@
 //! - [`collect`]: turns PVE answers into a `shared::ClusterSnapshot`, in O(nodes) calls.
 //! - [`auth`]: callers' PVE tickets/tokens verified with PVE; privileges checked per route.
 //! - [`http`]: the `/api/v1` JSON API the panel calls, plus the panel's static files.
+//! - [`serve`]: HTTP or TLS (the node's own certificate) until a shutdown signal.
 //!
 //! Invariant: all planning happens in `shared`; this crate only gathers inputs and carries out
 //! decisions.
@@ -15,3 +16,4 @@ pub mod execute;
 pub mod http;
 pub mod http_jobs;
 pub mod pve;
+pub mod serve;

@@ -34,6 +34,15 @@ enum Command {
         panel_dir: Option<PathBuf>,
         #[command(flatten)]
         exec: backend::execute::ExecArgs,
+        /// Serve HTTPS with this certificate (PEM) and --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve HTTPS with the node's own PVE certificate from this directory
+        /// (pveproxy-ssl.* if present, else pve-ssl.*), as pveproxy does.
+        #[arg(long, conflicts_with = "tls_cert")]
+        tls_pve_dir: Option<PathBuf>,
     },
     /// Collect once, plan, and print the plan as JSON.
     Plan {
@@ -109,7 +118,14 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { pve, listen, panel_dir, exec } => {
+        Command::Serve { pve, listen, panel_dir, exec, tls_cert, tls_key, tls_pve_dir } => {
+            let tls = match (tls_cert, tls_key, tls_pve_dir) {
+                (Some(cert), Some(key), _) => Some(backend::serve::TlsFiles { cert, key }),
+                (_, _, Some(dir)) => Some(backend::serve::TlsFiles::pve_node(&dir).with_context(|| {
+                    format!("no pveproxy-ssl.pem/.key or pve-ssl.pem/.key in {}", dir.display())
+                })?),
+                _ => None,
+            };
             let client = Arc::new(pve.client()?);
             let mut state = AppState::new(client.clone());
             // Without a journal nothing may execute (a step must never be submitted unrecorded);
@@ -126,12 +142,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Err(e) => tracing::error!(error = %e, "execution disabled: cannot open the journal"),
             }
-            let listener =
-                tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
-            let addr = listener.local_addr()?;
-            println!("pve-rebalancer listening on http://{addr}");
-            tracing::info!(%addr, "serving");
-            axum::serve(listener, router(state, panel_dir)).with_graceful_shutdown(shutdown_signal()).await?;
+            backend::serve::serve(router(state, panel_dir), listen, tls, shutdown_signal()).await?;
         }
         Command::Plan { pve, balanciness } => {
             let client = pve.client()?;

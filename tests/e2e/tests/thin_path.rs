@@ -102,3 +102,25 @@ async fn the_api_refuses_callers_pve_would_refuse() {
     assert_eq!(token.status(), 200);
     stack.stop().await;
 }
+
+#[tokio::test]
+async fn only_the_pve_ui_origin_gets_cors_with_credentials() {
+    let stack = Stack::start(None).await.expect("stack starts");
+    let http = reqwest::Client::new();
+    let preflight = |origin: &'static str| {
+        http.request(reqwest::Method::OPTIONS, format!("{}/api/v1/plan", stack.backend_url))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header("Access-Control-Request-Headers", "csrfpreventiontoken,content-type")
+            .send()
+    };
+    let ok = preflight("https://pve1.example.com:8006").await.unwrap();
+    let allow = |r: &reqwest::Response, h: &str| r.headers().get(h).map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(allow(&ok, "access-control-allow-origin").as_deref(), Some("https://pve1.example.com:8006"));
+    assert_eq!(allow(&ok, "access-control-allow-credentials").as_deref(), Some("true"));
+    for evil in ["https://evil.example.com", "http://pve1:8006", "https://a@evil:8006"] {
+        let r = preflight(evil).await.unwrap();
+        assert_eq!(allow(&r, "access-control-allow-origin"), None, "{evil} got CORS");
+    }
+    stack.stop().await;
+}
