@@ -174,7 +174,9 @@ fn demo(port: Option<&str>) -> Result<()> {
             .arg("--port")
             .arg("0")
             .arg("--ca-out")
-            .arg(&ca),
+            .arg(&ca)
+            // Migrations of tens of GiB take seconds, not minutes, so the demo's progress is watchable.
+            .args(["--time-scale", "20"]),
         "pve-sim listening on",
     )?;
     let listen = format!("127.0.0.1:{}", port.unwrap_or("8017"));
@@ -185,6 +187,11 @@ fn demo(port: Option<&str>) -> Result<()> {
             .arg(&ca)
             .arg("--panel-dir")
             .arg(root().join("frontend/dist"))
+            // The demo's execution journal and cluster lock live in target/, not /var/lib and /etc/pve.
+            .arg("--journal")
+            .arg(work.join("journal.sqlite"))
+            .arg("--lock-dir")
+            .arg(work.join("lock"))
             .env("PVE_REBALANCER_PASSWORD", "demo"),
         "pve-rebalancer listening on",
     );
