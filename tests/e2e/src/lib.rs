@@ -5,6 +5,7 @@
 
 pub mod webdriver;
 
+use backend::execute::{DirLock, ExecConfig, Executor, Journal};
 use backend::http::{router, AppState};
 use backend::pve::{Credentials, PveClient, PveOptions};
 use std::net::SocketAddr;
@@ -48,7 +49,20 @@ impl Stack {
             insecure: false,
             timeout: Duration::from_secs(10),
         })?;
-        let app = router(AppState::new(Arc::new(pve)), panel);
+        let pve = Arc::new(pve);
+        // Execution as in the service, with the journal and lock in a private temp directory.
+        let work = std::env::temp_dir().join(format!("pvrb-e2e-{}-{}", std::process::id(), sim.addr.port()));
+        std::fs::create_dir_all(&work)?;
+        let journal = Journal::open(&work.join("journal.sqlite"))?;
+        let exec_cfg = ExecConfig {
+            poll_min: Duration::from_millis(20),
+            poll_max: Duration::from_millis(100),
+            step_timeout: Duration::from_secs(60),
+            ..ExecConfig::default()
+        };
+        let executor =
+            Executor::new(pve.clone(), Arc::new(journal), Arc::new(DirLock::new(work.join("lock"))), exec_cfg);
+        let app = router(AppState::new(pve).with_executor(executor), panel);
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let backend_url = format!("http://{}", listener.local_addr()?);
         let backend = tokio::spawn(async move {
