@@ -57,7 +57,11 @@ pub enum PveError {
 struct Ticket {
     cookie: String,
     csrf: String,
+    issued: std::time::Instant,
 }
+
+/// Renew the service's ticket after this long (PVE's tickets are valid for 2 h).
+const TICKET_RENEW_AFTER: Duration = Duration::from_secs(60 * 60);
 
 /// A PVE API client. Cheap to share behind an `Arc`; logs in lazily and once.
 pub struct PveClient {
@@ -125,6 +129,26 @@ impl PveClient {
         path: &str,
         form: &[(&str, String)],
     ) -> Result<Value, PveError> {
+        let first = self.call_once(method.clone(), name, path, form).await;
+        // A ticket PVE no longer accepts (expired, or the cluster's key rotated) gets one fresh
+        // login and one retry; a second 401 is the real answer.
+        if let (Err(PveError::Api { status: 401, .. }), Credentials::Password { .. }) =
+            (&first, &self.credentials)
+        {
+            tracing::info!(path, "PVE refused the ticket; logging in again");
+            self.ticket.lock().await.take();
+            return self.call_once(method, name, path, form).await;
+        }
+        first
+    }
+
+    async fn call_once(
+        &self,
+        method: reqwest::Method,
+        name: &'static str,
+        path: &str,
+        form: &[(&str, String)],
+    ) -> Result<Value, PveError> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method.clone(), &url);
         match &self.credentials {
@@ -133,7 +157,8 @@ impl PveClient {
             }
             Credentials::Password { .. } => {
                 let mut guard = self.ticket.lock().await;
-                if guard.is_none() {
+                // PVE tickets live 2 h; renew well before that rather than wait for a refusal.
+                if guard.as_ref().is_none_or(|t| t.issued.elapsed() > TICKET_RENEW_AFTER) {
                     *guard = Some(self.login().await?);
                 }
                 let t = guard.as_ref().expect("ticket set above");
@@ -175,7 +200,11 @@ impl PveClient {
         };
         // The ticket goes into a cookie; PVE expects it URI-escaped there (it contains ':' and '=').
         let ticket = field("ticket")?;
-        Ok(Ticket { cookie: escape_cookie(&ticket), csrf: field("CSRFPreventionToken")? })
+        Ok(Ticket {
+            cookie: escape_cookie(&ticket),
+            csrf: field("CSRFPreventionToken")?,
+            issued: std::time::Instant::now(),
+        })
     }
 }
 
