@@ -42,7 +42,7 @@ impl Faults {
             FaultSpec::GuestDelete { vmid } => {
                 cluster.guests.remove(vmid).ok_or_else(|| format!("no such guest {vmid}"))?;
             }
-            FaultSpec::ExpireTickets => cluster.tickets_valid_after = now + 1,
+            FaultSpec::ExpireTickets => cluster.tickets_valid_after = cluster.auth_now + 1,
         }
         Ok(())
     }

@@ -105,5 +105,6 @@ pub fn generate(seed: u64, nodes: usize, guests: usize) -> Scenario {
         options: None,
         faults: vec![],
         seed,
+        dynamics: None,
     }
 }

@@ -4,8 +4,10 @@
 
 pub mod api;
 pub mod auth;
+pub mod dynamics;
 pub mod faults;
 pub mod generate;
+pub mod maintenance;
 pub mod rrd;
 pub mod scenario;
 pub mod schema;
@@ -34,12 +36,15 @@ pub struct SimConfig {
     pub bind: SocketAddr,
     /// Simulated seconds per wall-clock second for task durations (1.0 = real time; 1000 = fast tests).
     pub time_scale: f64,
+    /// Rate of the simulated clock: 1 = real time, 600 = ten simulated minutes per second,
+    /// 0 = stepped (moves only with `/_sim/clock` `advance`). See `server::Clock`.
+    pub clock_rate: f64,
 }
 
 impl SimConfig {
     /// `127.0.0.1:0`, time scale 1.
     pub fn new(scenario: Scenario) -> Self {
-        SimConfig { scenario, bind: SocketAddr::from(([127, 0, 0, 1], 0)), time_scale: 1.0 }
+        SimConfig { scenario, bind: SocketAddr::from(([127, 0, 0, 1], 0)), time_scale: 1.0, clock_rate: 1.0 }
     }
 }
 
@@ -91,6 +96,22 @@ impl RunningSim {
         server::advance_clock(&self.sim, secs);
     }
 
+    /// Sets the simulated clock's rate (1 real time, > 1 faster, 0 stepped).
+    pub fn set_clock_rate(&self, rate: f64) {
+        server::set_clock_rate(&self.sim, rate);
+    }
+
+    /// Current simulated time (fractional Unix seconds).
+    pub fn now(&self) -> f64 {
+        self.sim.lock().1
+    }
+
+    /// HA node maintenance on/off (what `ha-manager crm-command node-maintenance` does):
+    /// HA-managed guests move off the node, and back when it ends. Returns the moves started.
+    pub fn set_ha_maintenance(&self, node: &str, enable: bool) -> Result<Vec<maintenance::CrmMove>, String> {
+        server::set_ha_maintenance(&self.sim, node, enable)
+    }
+
     /// Arms a fault (same shapes as the scenario's `faults:`).
     pub fn arm_fault(&self, f: &FaultSpec) -> Result<(), String> {
         let (mut w, now) = self.sim.lock();
@@ -123,11 +144,20 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<RunningSim> {
     if !(cfg.time_scale.is_finite() && cfg.time_scale > 0.0) {
         bail!("time_scale must be > 0");
     }
+    if !(cfg.clock_rate.is_finite() && cfg.clock_rate >= 0.0) {
+        bail!("clock_rate must be >= 0");
+    }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
     let cluster = Cluster::from_scenario(&cfg.scenario, now.floor() as i64)?;
     let tls = tls::generate()?;
     let schema = schema::for_version(&cluster.version);
-    let sim = Arc::new(server::Sim::new(cluster, cfg.time_scale, tls.fingerprint.clone(), schema));
+    let sim = Arc::new(server::Sim::with_clock(
+        cluster,
+        cfg.time_scale,
+        cfg.clock_rate,
+        tls.fingerprint.clone(),
+        schema,
+    ));
     {
         let mut w = sim.world.lock().unwrap_or_else(|e| e.into_inner());
         let server::World { cluster, faults, .. } = &mut *w;

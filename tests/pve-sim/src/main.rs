@@ -22,6 +22,9 @@ struct Args {
     /// Simulated seconds per real second for task durations.
     #[arg(long, default_value_t = 1.0)]
     time_scale: f64,
+    /// Simulated clock rate: 1 = real time, 600 = a week in ~17 minutes, 0 = stepped (`/_sim/clock`).
+    #[arg(long, default_value_t = 1.0)]
+    clock_rate: f64,
     /// Write the CA certificate (PEM) here.
     #[arg(long)]
     ca_out: Option<PathBuf>,
@@ -57,6 +60,7 @@ fn main() -> anyhow::Result<()> {
             scenario,
             bind: SocketAddr::new(args.bind, args.port),
             time_scale: args.time_scale,
+            clock_rate: args.clock_rate,
         };
         let sim = pve_sim::start(cfg).await?;
         if let Some(p) = &args.ca_out {

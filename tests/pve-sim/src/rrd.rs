@@ -107,10 +107,17 @@ pub fn node_rows(c: &Cluster, node: &str, tf: Timeframe, cf: Cf, now: f64) -> Va
     let series = hash2(0x4E0D, node.bytes().fold(0u64, |a, b| a.wrapping_mul(31).wrapping_add(b as u64)));
     let (ps, ios, iof, ms, mf) = pressure(c, node);
     let mut rows = Vec::new();
+    let step = resolution(tf, is9).0 as f64;
+    let online = c.nodes.get(node).is_some_and(|n| n.online);
     for t in slots(tf, is9, now) {
         let k = noise(c.seed, series, t, cf, 0.08);
-        let cpu = (u.cpu * k).clamp(0.0, 1.0);
-        let mem = (u.mem as f64 * noise(c.seed, series + 1, t, cf, 0.02)).min(u.maxmem as f64);
+        // with load dynamics the history follows the scenario's curves (current placement)
+        let (base_cpu, base_mem) = match c.node_load_at(node, t as f64, step, cf == Cf::Max) {
+            Some((bc, bm)) if online => (bc, bm),
+            _ => (u.cpu, u.mem as f64),
+        };
+        let cpu = (base_cpu * k).clamp(0.0, 1.0);
+        let mem = (base_mem * noise(c.seed, series + 1, t, cf, 0.02)).min(u.maxmem as f64);
         let mut m = Map::new();
         m.insert("time".into(), t.into());
         m.insert("cpu".into(), round(cpu));
@@ -145,14 +152,21 @@ pub fn guest_rows(c: &Cluster, g: &Guest, tf: Timeframe, cf: Cf, now: f64) -> Va
     let (ps, ios, iof, ms, mf) = pressure(c, &g.node);
     let (ni, no, dr, dw) = crate::api::cluster::io_rates(c, g);
     let mut rows = Vec::new();
+    let dynamic = c.dynamics.is_some() && g.running();
     for t in slots(tf, is9, now) {
         let k = noise(c.seed, series, t, cf, 0.15);
+        let (gcpu, gmem) = if dynamic {
+            let l = c.guest_load_at(g, t as f64);
+            (l.cpu, (g.base_mem_bytes() * l.mem_factor).min(g.maxmem() as f64))
+        } else {
+            (g.cpu(), g.mem() as f64)
+        };
         let mut m = Map::new();
         m.insert("time".into(), t.into());
         m.insert("maxcpu".into(), g.vcpus().into());
-        m.insert("cpu".into(), round((g.cpu() * k).clamp(0.0, 1.0)));
+        m.insert("cpu".into(), round((gcpu * k).clamp(0.0, 1.0)));
         m.insert("maxmem".into(), round(g.maxmem() as f64));
-        let mem = (g.mem() as f64 * noise(c.seed, series + 1, t, cf, 0.03)).min(g.maxmem() as f64);
+        let mem = (gmem * noise(c.seed, series + 1, t, cf, 0.03)).min(g.maxmem() as f64);
         m.insert("mem".into(), round(mem));
         m.insert("maxdisk".into(), round(g.maxdisk() as f64));
         m.insert("disk".into(), round(g.disk_used() as f64));

@@ -47,6 +47,98 @@ pub struct Scenario {
     /// Seed for the deterministic noise in RRD data.
     #[serde(default)]
     pub seed: u64,
+    /// Time-varying guest load (diurnal curve, noise, bursts); absent = static load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamics: Option<DynamicsSpec>,
+}
+
+/// How guest load varies over (simulated) time. See SCENARIOS.md, *dynamics*.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DynamicsSpec {
+    /// Relative swing of guest CPU over a day, 0..1 (0 = flat): factor `1 + a·cos(2π(h − peak)/24)`.
+    #[serde(default)]
+    pub diurnal_amplitude: f64,
+    /// Hour of day (UTC, simulated clock) of the peak.
+    #[serde(default = "default_peak_hour")]
+    pub peak_hour: f64,
+    /// Each guest's peak is shifted by a seeded offset in ±this many hours.
+    #[serde(default = "default_phase_jitter")]
+    pub phase_jitter_h: f64,
+    /// CPU factor on Saturdays and Sundays (UTC).
+    #[serde(default = "default_one_f")]
+    pub weekend_factor: f64,
+    /// Amplitude of smooth per-guest noise, 0..1 (factor `1 ± noise`).
+    #[serde(default)]
+    pub noise: f64,
+    /// Seconds between noise control points (values are interpolated between them).
+    #[serde(default = "default_noise_period")]
+    pub noise_period_s: f64,
+    /// How much used memory follows the CPU factor, 0..1 (0 = memory stays constant).
+    #[serde(default)]
+    pub memory_follow: f64,
+    /// Seeded random bursts per guest.
+    #[serde(default)]
+    pub random_bursts: Option<RandomBurstSpec>,
+    /// Scheduled bursts.
+    #[serde(default)]
+    pub bursts: Vec<BurstSpec>,
+}
+
+fn default_peak_hour() -> f64 {
+    14.0
+}
+fn default_phase_jitter() -> f64 {
+    2.0
+}
+fn default_one_f() -> f64 {
+    1.0
+}
+fn default_noise_period() -> f64 {
+    300.0
+}
+
+/// Random bursts: each guest bursts in a window of `duration_s` with probability
+/// `per_day · duration_s / 86400`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RandomBurstSpec {
+    /// Expected bursts per guest and day.
+    pub per_day: f64,
+    #[serde(default = "default_burst_duration")]
+    pub duration_s: f64,
+    /// Guest CPU (fraction of its vCPUs) during a burst.
+    #[serde(default = "default_burst_cpu")]
+    pub cpu: f64,
+}
+
+fn default_burst_duration() -> f64 {
+    900.0
+}
+fn default_burst_cpu() -> f64 {
+    0.9
+}
+
+/// A scheduled burst of one guest (`vmid`) or of every guest on a node (`node`), or of all guests.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BurstSpec {
+    #[serde(default)]
+    pub vmid: Option<u32>,
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Start, in simulated seconds after the simulator started (negative = in the RRD past).
+    pub start_s: f64,
+    pub duration_s: f64,
+    /// Repeat every this many seconds (e.g. 86400 for a nightly batch job).
+    #[serde(default)]
+    pub every_s: Option<f64>,
+    /// Guest CPU during the burst (fraction of its vCPUs).
+    #[serde(default = "default_burst_cpu")]
+    pub cpu: f64,
+    /// Used memory during the burst as a fraction of `memory_gib` (unchanged when absent).
+    #[serde(default)]
+    pub memory_used: Option<f64>,
 }
 
 fn default_cluster() -> String {
@@ -581,6 +673,41 @@ impl Scenario {
             }
             if g.template && g.status == GuestStatus::Running {
                 bail!("guest {}: a template cannot be running", g.vmid);
+            }
+        }
+        if let Some(d) = &self.dynamics {
+            let frac = |x: f64| (0.0..=1.0).contains(&x);
+            if !frac(d.diurnal_amplitude) || !frac(d.noise) || !frac(d.memory_follow) {
+                bail!("dynamics: diurnal_amplitude, noise and memory_follow must be fractions 0..1");
+            }
+            if !(0.0..=10.0).contains(&d.weekend_factor)
+                || d.noise_period_s.partial_cmp(&1.0) == Some(std::cmp::Ordering::Less)
+                || d.noise_period_s.is_nan()
+            {
+                bail!("dynamics: weekend_factor must be 0..10 and noise_period_s >= 1");
+            }
+            if let Some(r) = &d.random_bursts {
+                if !(r.per_day.is_finite() && r.per_day >= 0.0 && r.duration_s >= 1.0 && frac(r.cpu)) {
+                    bail!("dynamics.random_bursts: per_day >= 0, duration_s >= 1, cpu 0..1");
+                }
+            }
+            for b in &d.bursts {
+                if !(b.duration_s > 0.0 && frac(b.cpu) && b.memory_used.is_none_or(frac)) {
+                    bail!("dynamics.bursts: duration_s > 0, cpu and memory_used fractions 0..1");
+                }
+                if b.every_s.is_some_and(|e| e < b.duration_s) {
+                    bail!("dynamics.bursts: every_s must be >= duration_s");
+                }
+                if let Some(n) = &b.node {
+                    if !names.contains(n.as_str()) {
+                        bail!("dynamics.bursts: unknown node {n}");
+                    }
+                }
+                if let Some(v) = b.vmid {
+                    if !vmids.contains(&v) {
+                        bail!("dynamics.bursts: unknown vmid {v}");
+                    }
+                }
             }
         }
         for u in &self.effective_users() {

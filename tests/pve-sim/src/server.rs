@@ -27,6 +27,44 @@ pub struct World {
     pub faults: Faults,
     /// Seconds added to the wall clock (`/_sim/clock`).
     pub clock_offset: f64,
+    /// The simulated clock.
+    pub clock: Clock,
+}
+
+/// The simulated clock: `now = base_sim + (wall − base_wall) × rate + clock_offset`.
+/// Rate 1 is real time, > 1 runs faster (a week in minutes), 0 stands still (stepped via
+/// `/_sim/clock` `advance`). Tickets and CSRF tokens use the unscaled `wall + clock_offset`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Clock {
+    pub rate: f64,
+    pub base_wall: f64,
+    pub base_sim: f64,
+}
+
+impl Clock {
+    pub fn new(rate: f64, wall: f64) -> Self {
+        Clock { rate, base_wall: wall, base_sim: wall }
+    }
+    /// Simulated time without the offset.
+    pub fn at(&self, wall: f64) -> f64 {
+        self.base_sim + (wall - self.base_wall) * self.rate
+    }
+    /// Changes the rate without a jump.
+    pub fn set_rate(&mut self, rate: f64, wall: f64) {
+        self.base_sim = self.at(wall);
+        self.base_wall = wall;
+        self.rate = rate;
+    }
+    /// `"real"`, `"scaled"` or `"stepped"`.
+    pub fn mode(&self) -> &'static str {
+        if self.rate == 0.0 {
+            "stepped"
+        } else if self.rate == 1.0 {
+            "real"
+        } else {
+            "scaled"
+        }
+    }
 }
 
 /// Everything shared by the request handlers.
@@ -46,8 +84,20 @@ fn wall() -> f64 {
 
 impl Sim {
     pub fn new(cluster: Cluster, time_scale: f64, fingerprint: String, schema: Option<Arc<Schema>>) -> Self {
+        Self::with_clock(cluster, time_scale, 1.0, fingerprint, schema)
+    }
+
+    /// Like [`Sim::new`] with a clock rate (see [`Clock`]).
+    pub fn with_clock(
+        cluster: Cluster,
+        time_scale: f64,
+        clock_rate: f64,
+        fingerprint: String,
+        schema: Option<Arc<Schema>>,
+    ) -> Self {
+        let clock = Clock::new(clock_rate, wall());
         Sim {
-            world: Mutex::new(World { cluster, faults: Faults::default(), clock_offset: 0.0 }),
+            world: Mutex::new(World { cluster, faults: Faults::default(), clock_offset: 0.0, clock }),
             signer: Signer::new(),
             time_scale,
             fingerprint,
@@ -60,10 +110,28 @@ impl Sim {
     /// Locks the world and lets due tasks finish first. Returns the guard and the simulated time.
     pub fn lock(&self) -> (MutexGuard<'_, World>, f64) {
         let mut w = self.world.lock().unwrap_or_else(|e| e.into_inner());
-        let now = wall() + w.clock_offset;
+        let wl = wall();
+        let now = w.clock.at(wl) + w.clock_offset;
+        let div = self.task_divisor(&w);
+        w.cluster.auth_now = (wl + w.clock_offset).floor() as i64;
         let World { cluster, faults, .. } = &mut *w;
-        cluster.advance(now, self.time_scale, faults);
+        cluster.advance(now, div, faults);
         (w, now)
+    }
+
+    /// Task durations on the simulated clock are `simulated seconds / divisor`: with a real-time
+    /// clock that is `time_scale` (tasks run `time_scale`× faster than real), with a faster clock
+    /// tasks take their simulated duration (unless `time_scale` is even higher), with a stepped
+    /// clock exactly their simulated duration.
+    pub fn task_divisor(&self, w: &World) -> f64 {
+        let r = w.clock.rate;
+        if r <= 0.0 {
+            1.0
+        } else if r <= 1.0 {
+            self.time_scale
+        } else {
+            self.time_scale.max(r) / r
+        }
     }
 }
 
@@ -133,7 +201,9 @@ fn handle(
         return Err(ApiError::new(status, format!("simulated failure (HTTP {status})")));
     }
     let params = api::parse_params(query, headers, body)?;
-    let ident = api::authenticate(sim, &w, method, path, headers, now.floor() as i64)?;
+    let auth_now = w.cluster.auth_now;
+    let ident = api::authenticate(sim, &w, method, path, headers, auth_now)?;
+    let time_scale = sim.task_divisor(&w);
     let segs: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
@@ -144,7 +214,7 @@ fn handle(
     }
     let Some(ident) = ident else {
         if method == Method::POST && path == "/access/ticket" {
-            return api::access::login(sim, &w, &params, now.floor() as i64);
+            return api::access::login(sim, &w, &params, auth_now);
         }
         return api::dispatch(
             sim,
@@ -160,24 +230,15 @@ fn handle(
                     by_ticket: false,
                 },
                 now,
-                time_scale: sim.time_scale,
+                time_scale,
                 fingerprint: &sim.fingerprint,
             },
         );
     };
     if method == Method::POST && path == "/access/ticket" {
-        return api::access::login(sim, &w, &params, now.floor() as i64);
+        return api::access::login(sim, &w, &params, auth_now);
     }
-    let cx = Ctx {
-        method,
-        path,
-        segs,
-        params,
-        ident,
-        now,
-        time_scale: sim.time_scale,
-        fingerprint: &sim.fingerprint,
-    };
+    let cx = Ctx { method, path, segs, params, ident, now, time_scale, fingerprint: &sim.fingerprint };
     api::dispatch(sim, &mut w, &cx)
 }
 
@@ -207,7 +268,10 @@ async fn sim_stats(State(sim): State<Arc<Sim>>, ConnectInfo(peer): ConnectInfo<S
         return *r;
     }
     let st = sim.stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    Json(json!({"total": sim.requests.load(Ordering::Relaxed), "by_endpoint": st})).into_response()
+    let guests = sim.world.lock().unwrap_or_else(|e| e.into_inner()).cluster.guests.len();
+    Json(json!({"total": sim.requests.load(Ordering::Relaxed), "by_endpoint": st,
+                "rss_bytes": rss_bytes(), "guests": guests}))
+    .into_response()
 }
 
 async fn sim_clock(
@@ -221,18 +285,102 @@ async fn sim_clock(
     }
     if method == Method::POST {
         let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let Some(secs) = v.get("advance").and_then(Value::as_f64) else {
-            return (StatusCode::BAD_REQUEST, "body must be {\"advance\": <seconds>}").into_response();
+        let advance = v.get("advance").and_then(Value::as_f64);
+        let rate = match (v.get("rate").and_then(Value::as_f64), v.get("mode").and_then(Value::as_str)) {
+            (Some(r), _) => Some(r),
+            (None, Some("real")) => Some(1.0),
+            (None, Some("stepped")) => Some(0.0),
+            (None, Some(_)) => {
+                return (StatusCode::BAD_REQUEST, "mode must be real or stepped (or give rate)")
+                    .into_response()
+            }
+            (None, None) => None,
         };
-        advance_clock(&sim, secs);
+        if advance.is_none() && rate.is_none() {
+            return (StatusCode::BAD_REQUEST, "body must be {\"advance\": <seconds>} and/or {\"rate\": <x>} / {\"mode\": \"real\"|\"stepped\"}").into_response();
+        }
+        if let Some(r) = rate {
+            if !(r.is_finite() && (0.0..=1_000_000.0).contains(&r)) {
+                return (StatusCode::BAD_REQUEST, "rate must be 0..1000000").into_response();
+            }
+            set_clock_rate(&sim, r);
+        }
+        if let Some(secs) = advance {
+            if !(0.0..=10.0 * 366.0 * 86400.0).contains(&secs) {
+                return (StatusCode::BAD_REQUEST, "advance must be 0..10 years in seconds").into_response();
+            }
+            advance_clock(&sim, secs);
+        }
     }
     let (w, now) = sim.lock();
-    Json(json!({"now": now, "offset": w.clock_offset, "time_scale": sim.time_scale})).into_response()
+    Json(json!({"now": now, "offset": w.clock_offset, "time_scale": sim.time_scale,
+                "rate": w.clock.rate, "mode": w.clock.mode(), "task_divisor": sim.task_divisor(&w)}))
+    .into_response()
+}
+
+/// Sets the simulated clock's rate (1 real time, > 1 faster, 0 stepped) without a jump.
+pub fn set_clock_rate(sim: &Sim, rate: f64) {
+    let (mut w, _) = sim.lock();
+    w.clock.set_rate(rate.max(0.0), wall());
 }
 
 pub fn advance_clock(sim: &Sim, secs: f64) {
-    let mut w = sim.world.lock().unwrap_or_else(|e| e.into_inner());
-    w.clock_offset += secs.max(0.0);
+    {
+        let mut w = sim.world.lock().unwrap_or_else(|e| e.into_inner());
+        w.clock_offset += secs.max(0.0);
+    }
+    // let tasks due by now finish (and the load follow) right away
+    drop(sim.lock());
+}
+
+/// Resident set size of this process in bytes (`VmRSS` in /proc/self/status), if readable.
+pub fn rss_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+async fn sim_maintenance(
+    State(sim): State<Arc<Sim>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = loopback(&peer) {
+        return *r;
+    }
+    let mut moves = Value::Null;
+    if method == Method::POST {
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let (Some(node), Some(enable)) =
+            (v.get("node").and_then(Value::as_str), v.get("enable").and_then(Value::as_bool))
+        else {
+            return (StatusCode::BAD_REQUEST, "body must be {\"node\": \"<node>\", \"enable\": true|false}")
+                .into_response();
+        };
+        match set_ha_maintenance(&sim, node, enable) {
+            Ok(m) => moves = json!(m),
+            Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+        }
+    } else if method != Method::GET {
+        return (StatusCode::METHOD_NOT_ALLOWED, "GET or POST").into_response();
+    }
+    let (w, _) = sim.lock();
+    let nodes: BTreeMap<&str, bool> =
+        w.cluster.nodes.iter().map(|(n, s)| (n.as_str(), s.maintenance)).collect();
+    Json(json!({"maintenance": nodes, "moves": moves})).into_response()
+}
+
+/// Enables/disables HA maintenance of a node; returns the CRM moves started.
+pub fn set_ha_maintenance(
+    sim: &Sim,
+    node: &str,
+    enable: bool,
+) -> Result<Vec<crate::maintenance::CrmMove>, String> {
+    let (mut w, now) = sim.lock();
+    let div = sim.task_divisor(&w);
+    w.cluster.set_ha_maintenance(node, enable, now, div)
 }
 
 async fn sim_faults(
@@ -306,6 +454,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/_sim/clock", any(sim_clock))
         .route("/_sim/faults", any(sim_faults))
         .route("/_sim/state", get(sim_state))
+        .route("/_sim/ha-maintenance", any(sim_maintenance))
         .fallback(api_handler)
         .with_state(sim)
 }

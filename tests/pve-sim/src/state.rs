@@ -63,6 +63,8 @@ pub struct Migration {
     pub upid: String,
     /// Live migration: memory is held on both nodes.
     pub online: bool,
+    /// HA `relocate` (stop, move, start): the CRM state reads `relocate` instead of `migrate`.
+    pub relocate: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +77,12 @@ pub struct Guest {
     pub start_time: i64,
     pub migration: Option<Migration>,
     pub storage: String,
+    /// Current CPU (fraction of vCPUs) from the load dynamics; `spec.cpu` when static.
+    pub cur_cpu: f64,
+    /// Current factor on used memory from the load dynamics; 1 when static.
+    pub mem_factor: f64,
+    /// HA: the node this guest was moved off for maintenance (it returns when maintenance ends).
+    pub maintenance_node: Option<String>,
 }
 
 impl Guest {
@@ -93,22 +101,25 @@ impl Guest {
     pub fn running(&self) -> bool {
         self.status == GuestStatus::Running
     }
+    /// Configured used memory in bytes, before the load dynamics.
+    pub fn base_mem_bytes(&self) -> f64 {
+        match (self.spec.memory_used_gib, self.spec.memory_used) {
+            (Some(g), _) => g * GIB,
+            (None, Some(r)) => r * self.spec.memory_gib * GIB,
+            (None, None) => 0.6 * self.spec.memory_gib * GIB,
+        }
+    }
     /// Used memory in bytes (0 when stopped).
     pub fn mem(&self) -> u64 {
         if !self.running() {
             return 0;
         }
-        let used = match (self.spec.memory_used_gib, self.spec.memory_used) {
-            (Some(g), _) => g * GIB,
-            (None, Some(r)) => r * self.spec.memory_gib * GIB,
-            (None, None) => 0.6 * self.spec.memory_gib * GIB,
-        };
-        (used as u64).min(self.maxmem())
+        ((self.base_mem_bytes() * self.mem_factor) as u64).min(self.maxmem())
     }
     /// CPU usage as a fraction of the guest's vCPUs (0 when stopped).
     pub fn cpu(&self) -> f64 {
         if self.running() {
-            self.spec.cpu
+            self.cur_cpu
         } else {
             0.0
         }
@@ -172,6 +183,12 @@ pub struct Cluster {
     pub started_at: i64,
     /// Tickets issued before this time are rejected (fault `expire_tickets`).
     pub tickets_valid_after: i64,
+    /// Load dynamics of the scenario (None = static load).
+    pub dynamics: Option<DynamicsSpec>,
+    /// Simulated time of the last [`Cluster::update_load`].
+    pub load_updated_at: f64,
+    /// Unscaled clock used for tickets and CSRF tokens (wall clock + `/_sim/clock` advances).
+    pub auth_now: i64,
 }
 
 impl Cluster {
@@ -217,6 +234,9 @@ impl Cluster {
                     start_time: now - up.max(60),
                     migration: None,
                     storage: g.storage.clone().unwrap_or_else(|| default_storage.clone()),
+                    cur_cpu: g.cpu,
+                    mem_factor: 1.0,
+                    maintenance_node: None,
                 },
             );
         }
@@ -245,6 +265,9 @@ impl Cluster {
             tasks: TaskTable::default(),
             started_at: now,
             tickets_valid_after: 0,
+            dynamics: sc.dynamics.clone(),
+            load_updated_at: f64::NEG_INFINITY,
+            auth_now: now,
         })
     }
 
@@ -352,8 +375,8 @@ impl Cluster {
     /// The HA-managed state of a guest, if it is an HA resource (`hastate`).
     pub fn ha_state(&self, g: &Guest) -> Option<String> {
         let ha = g.spec.ha.as_ref()?;
-        if g.migration.is_some() {
-            return Some("migrate".into());
+        if let Some(m) = &g.migration {
+            return Some(if m.relocate { "relocate" } else { "migrate" }.into());
         }
         Some(match ha.state.as_str() {
             "enabled" => "started".into(),

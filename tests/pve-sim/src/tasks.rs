@@ -10,6 +10,32 @@ pub enum TaskAction {
     Migrate { vmid: u32, from: String, to: String, online: bool, restart: bool },
     /// `hamigrate`: queue an HA migration; on success starts a child `qmigrate`/`vzmigrate`.
     HaMigrate { vmid: u32, from: String, to: String },
+    /// `migrateall` / `bulk-migrate`: runs child migrations to `target`, `workers` at a time.
+    Bulk(Box<Bulk>),
+}
+
+/// One guest queued by a bulk task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkItem {
+    pub vmid: u32,
+    /// Node the guest is expected on when its turn comes.
+    pub from: String,
+    /// Live migration (running VM).
+    pub online: bool,
+    /// Restart mode (running CT).
+    pub restart: bool,
+}
+
+/// State of a `migrateall` / `bulk-migrate` task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bulk {
+    pub target: String,
+    pub workers: usize,
+    pub queue: std::collections::VecDeque<BulkItem>,
+    /// UPIDs of running children.
+    pub running: Vec<String>,
+    /// Guests whose migration failed or could not start.
+    pub failed: Vec<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +58,8 @@ pub struct Task {
     /// Planned failure message, if a fault was armed.
     pub fail: Option<String>,
     pub action: TaskAction,
+    /// UPID of the bulk task that started this one.
+    pub parent: Option<String>,
 }
 
 impl Task {
@@ -41,6 +69,7 @@ impl Task {
     pub fn vmid(&self) -> Option<u32> {
         match &self.action {
             TaskAction::Migrate { vmid, .. } | TaskAction::HaMigrate { vmid, .. } => Some(*vmid),
+            TaskAction::Bulk(_) => None,
         }
     }
     pub fn kind_is_migration(&self) -> bool {
@@ -160,6 +189,7 @@ impl TaskTable {
             finish_at: now + duration,
             fail,
             action,
+            parent: None,
         });
         upid
     }
@@ -252,7 +282,8 @@ impl Cluster {
         }
         let g = self.guests.get_mut(&vmid).expect("exists");
         g.lock = Some("migrate".into());
-        g.migration = Some(Migration { target: to.into(), upid: upid.clone(), online: live });
+        g.migration =
+            Some(Migration { target: to.into(), upid: upid.clone(), online: live, relocate: false });
         upid
     }
 
@@ -286,16 +317,154 @@ impl Cluster {
     /// Finishes every task whose time has come (called before each request is answered).
     /// `pending_faults` decides failures/hangs for child tasks spawned here.
     pub fn advance(&mut self, now: f64, time_scale: f64, faults: &mut crate::faults::Faults) {
-        loop {
-            let due: Vec<String> =
-                self.tasks.running().filter(|t| t.finish_at <= now).map(|t| t.upid.clone()).collect();
+        self.update_load(now);
+        // bounded: every pass finishes at least one task, and children only start from finished ones
+        for _ in 0..1_000_000 {
+            let mut due: Vec<(f64, String)> = self
+                .tasks
+                .running()
+                .filter(|t| t.finish_at <= now)
+                .map(|t| (t.finish_at, t.upid.clone()))
+                .collect();
             if due.is_empty() {
                 break;
             }
-            for upid in due {
-                self.finish_task(&upid, now, time_scale, faults);
+            due.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for (_, upid) in due {
+                if self.tasks.is_running(&upid) {
+                    self.finish_task(&upid, now, time_scale, faults);
+                }
             }
         }
+    }
+
+    /// Starts a bulk task (`migrateall` on `node`, or `bulk-migrate`); `log` holds lines about
+    /// guests skipped up front, `failed` the guests that count as failed already.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_bulk(
+        &mut self,
+        node: &str,
+        kind: &str,
+        user: &str,
+        now: f64,
+        time_scale: f64,
+        bulk: Bulk,
+        log: Vec<String>,
+        faults: &mut crate::faults::Faults,
+    ) -> String {
+        let upid = self.tasks.spawn(
+            node,
+            kind,
+            "",
+            user,
+            now,
+            f64::INFINITY,
+            None,
+            TaskAction::Bulk(Box::new(bulk)),
+        );
+        if let Some(t) = self.tasks.get_mut(&upid) {
+            t.log.extend(log);
+        }
+        self.pump_bulk(&upid, now, time_scale, faults);
+        upid
+    }
+
+    /// Starts queued children of a bulk task while workers are free; finishes it when all are done.
+    fn pump_bulk(&mut self, upid: &str, now: f64, time_scale: f64, faults: &mut crate::faults::Faults) {
+        let Some(t) = self.tasks.get(upid) else { return };
+        let TaskAction::Bulk(b) = &t.action else { return };
+        if !t.running() {
+            return;
+        }
+        let mut b = (**b).clone();
+        let user = t.user.clone();
+        let mut log = Vec::new();
+        let mut children = Vec::new();
+        while b.running.len() < b.workers.max(1) {
+            let Some(it) = b.queue.pop_front() else { break };
+            let word = |g: &crate::state::Guest| if g.spec.kind == GuestType::Qemu { "VM" } else { "CT" };
+            let Some(g) = self.guests.get(&it.vmid) else {
+                log.push(format!("guest {} no longer exists - skipped", it.vmid));
+                b.failed.push(it.vmid);
+                continue;
+            };
+            if g.node != it.from || g.migration.is_some() {
+                log.push(format!("{} {} is no longer on node '{}' - skipped", word(g), it.vmid, it.from));
+                b.failed.push(it.vmid);
+                continue;
+            }
+            if let Some(l) = &g.lock {
+                log.push(format!("{} {} is locked ({l}) - skipped", word(g), it.vmid));
+                b.failed.push(it.vmid);
+                continue;
+            }
+            let ha = g.spec.ha.as_ref().is_some_and(|h| h.state != "ignored");
+            let w = word(g);
+            let child = if ha {
+                self.start_ha_migration(it.vmid, &b.target, &user, now, time_scale)
+            } else {
+                let (fail, hang) = faults.take_task_fault(it.vmid);
+                self.start_migration(
+                    it.vmid, &b.target, it.online, it.restart, &user, now, time_scale, fail, hang,
+                )
+            };
+            log.push(format!(
+                "{} starting migration of {w} {} to node '{}': {child}",
+                ts(now),
+                it.vmid,
+                b.target
+            ));
+            children.push(child.clone());
+            b.running.push(child);
+        }
+        for c in &children {
+            if let Some(ct) = self.tasks.get_mut(c) {
+                ct.parent = Some(upid.to_string());
+            }
+        }
+        let done = b.running.is_empty() && b.queue.is_empty();
+        let t = self.tasks.get_mut(upid).expect("exists");
+        t.log.extend(log);
+        t.finish_at = f64::INFINITY;
+        if done {
+            let end = now.ceil().max(t.starttime as f64) as i64;
+            t.endtime = Some(end);
+            t.finish_at = now;
+            if b.failed.is_empty() {
+                t.log.push("TASK OK".into());
+                t.exitstatus = Some("OK".into());
+            } else {
+                let ids: Vec<String> = b.failed.iter().map(u32::to_string).collect();
+                let msg = format!("{} guest(s) could not be migrated: {}", b.failed.len(), ids.join(", "));
+                t.log.push(format!("TASK ERROR: {msg}"));
+                t.exitstatus = Some(msg);
+            }
+        }
+        t.action = TaskAction::Bulk(Box::new(b));
+    }
+
+    /// A child of a bulk task ended: free its worker slot and start the next guest.
+    fn child_done(
+        &mut self,
+        parent: &str,
+        child: &str,
+        ok: bool,
+        now: f64,
+        ts_: f64,
+        faults: &mut crate::faults::Faults,
+    ) {
+        let vmid = self.tasks.get(child).and_then(Task::vmid);
+        if let Some(t) = self.tasks.get_mut(parent) {
+            if let TaskAction::Bulk(b) = &mut t.action {
+                b.running.retain(|u| u != child);
+                if !ok {
+                    if let Some(v) = vmid {
+                        b.failed.push(v);
+                    }
+                }
+            }
+        }
+        self.pump_bulk(parent, now, ts_, faults);
     }
 
     fn finish_task(&mut self, upid: &str, now: f64, time_scale: f64, faults: &mut crate::faults::Faults) {
@@ -365,6 +534,11 @@ impl Cluster {
                     let _ = user;
                 }
             }
+            TaskAction::Bulk(_) => {
+                // bulk tasks end through pump_bulk; reaching here means finish_at was forced
+                self.pump_bulk(upid, end_f, time_scale, faults);
+                return;
+            }
         }
         let t = self.tasks.get_mut(upid).expect("exists");
         t.log.extend(log);
@@ -381,6 +555,10 @@ impl Cluster {
                 t.exitstatus = Some(msg);
             }
         }
+        let ok = t.exitstatus.as_deref() == Some("OK");
+        if let Some(p) = t.parent.clone() {
+            self.child_done(&p, upid, ok, end_f, time_scale, faults);
+        }
     }
 
     /// Stops a running task (`DELETE /nodes/{n}/tasks/{upid}`): the migration is aborted.
@@ -394,13 +572,37 @@ impl Cluster {
         t.log.push("TASK ERROR: interrupted by signal".into());
         t.exitstatus = Some("interrupted by signal".into());
         let action = t.action.clone();
-        if let TaskAction::Migrate { vmid, .. } = action {
-            if let Some(g) = self.guests.get_mut(&vmid) {
-                if g.migration.as_ref().is_some_and(|m| m.upid == upid) {
-                    g.migration = None;
-                    if g.lock.as_deref() == Some("migrate") {
-                        g.lock = None;
+        let parent = t.parent.take();
+        match action {
+            TaskAction::Migrate { vmid, .. } => {
+                if let Some(g) = self.guests.get_mut(&vmid) {
+                    if g.migration.as_ref().is_some_and(|m| m.upid == upid) {
+                        g.migration = None;
+                        if g.lock.as_deref() == Some("migrate") {
+                            g.lock = None;
+                        }
                     }
+                }
+            }
+            TaskAction::Bulk(b) => {
+                // the running children are stopped with it; queued guests are dropped
+                for c in &b.running {
+                    if let Some(ct) = self.tasks.get_mut(c) {
+                        ct.parent = None;
+                    }
+                    self.stop_task(c, now);
+                }
+            }
+            TaskAction::HaMigrate { .. } => {}
+        }
+        if let Some(p) = parent {
+            let vmid = self.tasks.get(upid).and_then(Task::vmid);
+            if let Some(pt) = self.tasks.get_mut(&p) {
+                if let TaskAction::Bulk(b) = &mut pt.action {
+                    b.running.retain(|u| u != upid);
+                    b.failed.extend(vmid);
+                    // let the next advance() start the next guest (or finish the bulk task)
+                    pt.finish_at = now;
                 }
             }
         }

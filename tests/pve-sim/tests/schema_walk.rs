@@ -118,8 +118,34 @@ async fn walk(version: &str) -> (usize, Vec<String>) {
     if let Err(e) = schema.validate_response("POST", &segs("/access/ticket"), &body["data"]) {
         errors.extend(e);
     }
+    // HA maintenance (admin endpoint) is reflected in these answers
+    sim.set_ha_maintenance("pve2", true).expect("maintenance");
+    for p in ["/cluster/resources", "/cluster/ha/status/current", "/cluster/ha/status/manager_status"] {
+        let (st, body) = s.get(p).await;
+        assert_eq!(st, 200, "{p}: {body}");
+        if let Err(e) = schema.validate_response("GET", &segs(p), &body["data"]) {
+            errors.extend(e.into_iter().map(|x| format!("{version} GET {p} (maintenance): {x}")));
+        }
+    }
+    // HA migrate/relocate, migrateall, bulk migrate (9.1+)
+    let workers = if v.at_least(9, 1) { "max-workers" } else { "maxworkers" };
+    let mut posts: Vec<(&str, Vec<(&str, &str)>)> = vec![
+        ("/cluster/ha/resources/vm:401/migrate", vec![("node", "pve3")]),
+        ("/cluster/ha/resources/vm:201/relocate", vec![("node", "pve1")]),
+        ("/nodes/pve4/migrateall", vec![("target", "pve3"), (workers, "2")]),
+    ];
+    if v.at_least(9, 1) {
+        posts.push(("/cluster/bulk-action/guest/migrate", vec![("target", "pve1"), ("vms", "307")]));
+    }
+    for (p, form) in &posts {
+        let (st, body) = s.post(p, form).await;
+        assert_eq!(st, 200, "{version} POST {p}: {body}");
+        if let Err(e) = schema.validate_response("POST", &segs(p), &body["data"]) {
+            errors.extend(e.into_iter().map(|x| format!("{version} POST {p}: {x}")));
+        }
+    }
     sim.shutdown().await;
-    (paths.len() + 3, errors)
+    (paths.len() + 3 + posts.len(), errors)
 }
 
 #[tokio::test]

@@ -207,7 +207,7 @@ pub fn config(w: &World, g: &Guest) -> Value {
 }
 
 pub fn dispatch(
-    sim: &Sim,
+    _sim: &Sim,
     w: &mut World,
     cx: &Ctx,
     node: &str,
@@ -260,7 +260,7 @@ pub fn dispatch(
         }
         ("POST", ["migrate"]) => {
             cx.require(w, &acl_path, "VM.Migrate")?;
-            migrate(sim, w, cx, id, kind)
+            migrate(w, cx, id, kind)
         }
         _ => Err(ApiError::not_implemented(m, cx.path)),
     }
@@ -339,7 +339,7 @@ fn lxc_precondition(w: &World, g: &Guest) -> Result<Value, ApiError> {
     }))
 }
 
-fn migrate(sim: &Sim, w: &mut World, cx: &Ctx, vmid: u32, kind: GuestType) -> ApiResult {
+fn migrate(w: &mut World, cx: &Ctx, vmid: u32, kind: GuestType) -> ApiResult {
     let c = &w.cluster;
     let g = &c.guests[&vmid];
     let p = &cx.params;
@@ -406,11 +406,11 @@ fn migrate(sim: &Sim, w: &mut World, cx: &Ctx, vmid: u32, kind: GuestType) -> Ap
     let user = cx.ident.task_user();
     let ha_managed = g.spec.ha.as_ref().is_some_and(|h| h.state != "ignored");
     if ha_managed {
-        let upid = w.cluster.start_ha_migration(vmid, &target, &user, cx.now, sim.time_scale);
+        let upid = w.cluster.start_ha_migration(vmid, &target, &user, cx.now, cx.time_scale);
         return ok(upid.into());
     }
     let (fail, hang) = w.faults.take_task_fault(vmid);
     let upid =
-        w.cluster.start_migration(vmid, &target, online, restart, &user, cx.now, sim.time_scale, fail, hang);
+        w.cluster.start_migration(vmid, &target, online, restart, &user, cx.now, cx.time_scale, fail, hang);
     ok(upid.into())
 }

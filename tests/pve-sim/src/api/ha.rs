@@ -201,6 +201,9 @@ fn manager_status(w: &World, cx: &Ctx) -> ApiResult {
         if let Some(m) = &g.migration {
             s["target"] = m.target.clone().into();
         }
+        if let Some(n) = &g.maintenance_node {
+            s["maintenance_node"] = n.clone().into();
+        }
         services.insert(g.sid(), s);
     }
     let m = master(w).unwrap_or_default();
@@ -213,8 +216,9 @@ fn manager_status(w: &World, cx: &Ctx) -> ApiResult {
     }))
 }
 
-/// `POST /cluster/ha/resources/{sid}/migrate`: the CRM starts the migration (no UPID is returned).
-pub fn migrate(w: &mut crate::server::World, cx: &Ctx, sid: &str) -> ApiResult {
+/// `POST /cluster/ha/resources/{sid}/migrate` and `.../relocate`: the CRM starts the migration
+/// (no UPID is returned). Relocate stops the guest, moves it and starts it again.
+pub fn migrate(w: &mut crate::server::World, cx: &Ctx, sid: &str, relocate: bool) -> ApiResult {
     cx.require(w, "/", "Sys.Console")?;
     let node = cx.params.required("node")?;
     let vmid = parse_sid(sid).ok_or_else(|| ApiError::param("sid", "unable to parse HA resource id"))?;
@@ -232,17 +236,22 @@ pub fn migrate(w: &mut crate::server::World, cx: &Ctx, sid: &str) -> ApiResult {
         let running = g.running();
         let is_ct = g.spec.kind == GuestType::Lxc;
         let (fail, hang) = w.faults.take_task_fault(vmid);
+        let (online, restart) =
+            if relocate { (false, running) } else { (running && !is_ct, running && is_ct) };
         w.cluster.start_migration(
             vmid,
             &node,
-            running && !is_ct,
-            running && is_ct,
+            online,
+            restart,
             "root@pam",
             cx.now,
             cx.time_scale,
             fail,
             hang,
         );
+        if let Some(m) = w.cluster.guests.get_mut(&vmid).and_then(|g| g.migration.as_mut()) {
+            m.relocate = relocate;
+        }
     }
     if w.cluster.version.is9() {
         ok(json!({"sid": full_sid, "requested-node": node}))

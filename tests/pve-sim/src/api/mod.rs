@@ -1,6 +1,7 @@
 //! The `/api2/{json,extjs}` front: parameter parsing, authentication, dispatch, PVE wire format.
 
 pub mod access;
+pub mod bulk;
 pub mod cluster;
 pub mod guests;
 pub mod ha;
@@ -204,7 +205,7 @@ pub fn parse_params(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Re
         let pairs: Vec<(String, String)> = serde_urlencoded::from_str(q)
             .map_err(|e| ApiError::new(400, format!("bad query string: {e}")))?;
         for (k, v) in pairs {
-            m.insert(k, Value::String(v));
+            insert_repeated(&mut m, k, v);
         }
     }
     if !body.is_empty() {
@@ -221,11 +222,25 @@ pub fn parse_params(query: Option<&str>, headers: &HeaderMap, body: &[u8]) -> Re
             let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
                 .map_err(|e| ApiError::new(400, format!("bad form body: {e}")))?;
             for (k, v) in pairs {
-                m.insert(k, Value::String(v));
+                insert_repeated(&mut m, k, v);
             }
         }
     }
     Ok(Params(m))
+}
+
+/// A repeated key (`vms=100&vms=101`, how form-encoded arrays arrive) becomes an array.
+fn insert_repeated(m: &mut BTreeMap<String, Value>, k: String, v: String) {
+    match m.get_mut(&k) {
+        Some(Value::Array(a)) => a.push(Value::String(v)),
+        Some(old) => {
+            let prev = std::mem::take(old);
+            *old = Value::Array(vec![prev, Value::String(v)]);
+        }
+        None => {
+            m.insert(k, Value::String(v));
+        }
+    }
 }
 
 /// Authenticates a request. `Ok(None)` for endpoints that need no authentication.
@@ -302,7 +317,9 @@ pub fn dispatch(sim: &Sim, w: &mut World, cx: &Ctx) -> ApiResult {
         ("GET", ["pools", id]) => cluster::pool(w, cx, id),
         ("GET", ["nodes"]) => nodes::list(sim, w, cx),
         (_, ["nodes", node, rest @ ..]) => nodes::dispatch(sim, w, cx, node, rest),
-        ("POST", ["cluster", "ha", "resources", sid, "migrate"]) => ha::migrate(w, cx, sid),
+        ("POST", ["cluster", "ha", "resources", sid, "migrate"]) => ha::migrate(w, cx, sid, false),
+        ("POST", ["cluster", "ha", "resources", sid, "relocate"]) => ha::migrate(w, cx, sid, true),
+        ("POST", ["cluster", "bulk-action", "guest", "migrate"]) => bulk::bulk_migrate(w, cx),
         _ => Err(ApiError::not_implemented(m, cx.path)),
     }
 }

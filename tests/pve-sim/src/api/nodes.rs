@@ -60,6 +60,7 @@ pub fn dispatch(sim: &Sim, w: &mut World, cx: &Ctx, node: &str, rest: &[&str]) -
             super::guests::dispatch(sim, w, cx, node, GuestType::Lxc, vmid, tail)
         }
         (_, ["tasks", tail @ ..]) => super::tasks::dispatch(w, cx, node, tail),
+        ("POST", ["migrateall"]) => super::bulk::migrateall(w, cx, node),
         _ => Err(ApiError::not_implemented(m, cx.path)),
     }
 }
