@@ -192,8 +192,7 @@ fn hot_node_why_not(p: &Problem, st: &State, already: &[WhyNot]) -> Vec<WhyNot> 
         } else if p.bundles[info.bundle].len() > 1 {
             "moves only with its affinity group".to_owned()
         } else {
-            let targets: Vec<usize> =
-                (0..p.nodes.len()).filter(|&t| t != hot && p.static_allows(g, t).is_ok()).collect();
+            let targets: Vec<usize> = (0..p.nodes.len()).filter(|&t| t != hot && p.allows(g, t)).collect();
             if targets.is_empty() {
                 "rules allow no other node".to_owned()
             } else if targets.iter().all(|&t| !st.has_room(p, g, t)) {

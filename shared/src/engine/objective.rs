@@ -46,6 +46,17 @@ pub struct State {
     journal: Vec<(usize, [f64; DIMS], f64, f64)>,
 }
 
+/// What `State::quick_move` finds.
+#[derive(Clone, Copy, Debug)]
+pub struct QuickMove {
+    /// Change of the objective.
+    pub delta: f64,
+    /// Change of `penalties()`.
+    pub pen_delta: f64,
+    /// Combined use of the target after the move.
+    pub target_use: f64,
+}
+
 /// Scalars saved before a trial.
 #[derive(Clone, Copy)]
 pub struct Mark {
@@ -138,14 +149,7 @@ impl State {
 
     /// Imbalance in points (see the module doc).
     pub fn imbalance(&self, p: &Problem) -> f64 {
-        let mut var = 0.0;
-        for d in 0..DIMS {
-            if p.weights[d] > 0.0 && self.ctot[d] > 0.0 {
-                let mean = self.s1[d] / self.ctot[d];
-                var += p.weights[d] * (self.s2[d] / self.ctot[d] - mean * mean).max(0.0);
-            }
-        }
-        100.0 * var.sqrt()
+        imbalance_of(p, &self.s1, &self.s2, &self.ctot)
     }
 
     /// 100·n·Σ_d w_d·Var_d: the capacity-weighted *sum* of squared deviations. A move's gain on
@@ -161,6 +165,55 @@ impl State {
             + SOFT_PENALTY * self.soft
             + self.over
             + p.request.migration_cost_per_gib * self.cost
+    }
+
+    /// The effect of moving a *simple* guest (a bundle of one, in no affinity or anti-affinity
+    /// group) between two *balanced* nodes, without changing the state, in O(dims) and without
+    /// allocating. It reads only the two nodes and the guest (the total load of the balanced
+    /// nodes does not change), so it stays valid until one of the two nodes changes. Such a move
+    /// adds no hard violation when `to` may take the guest (`Problem::allows`); capacity and
+    /// budget are the caller's to check.
+    pub fn quick_move(&self, p: &Problem, g: usize, to: usize) -> QuickMove {
+        let from = self.pos[g];
+        let info = &p.guests[g];
+        debug_assert!(info.apart_hard.is_empty() && info.apart_soft.is_empty());
+        debug_assert!(info.together_soft.is_empty() && p.bundles[info.bundle].len() == 1);
+        debug_assert!(p.nodes[from].balanced && p.nodes[to].balanced && from != to);
+        // Var_d = Σ L²/C / ΣC − (ΣL/ΣC)²; with ΣL fixed only the two Σ L²/C terms change.
+        let mut var = 0.0;
+        let mut over = 0.0;
+        let mut load_to = self.load[to];
+        for (n, sign) in [(from, -1.0), (to, 1.0)] {
+            let node = &p.nodes[n];
+            let old = &self.load[n];
+            let mut new = *old;
+            for d in 0..DIMS {
+                new[d] += sign * info.load[d];
+                let c = node.capacity[d];
+                if p.weights[d] > 0.0 && c > 0.0 && self.ctot[d] > 0.0 {
+                    var += p.weights[d] * (new[d] * new[d] - old[d] * old[d]) / c / self.ctot[d];
+                }
+            }
+            if node.may_be_over {
+                over += node_over(p, n, &new) - node_over(p, n, old);
+            }
+            if n == to {
+                load_to = new;
+            }
+        }
+        let mut cost = 0.0;
+        if from == info.home {
+            cost += info.cost_gib;
+        } else if to == info.home {
+            cost -= info.cost_gib;
+        }
+        let pref = |n: usize| info.preferred.as_ref().is_some_and(|pr| pr.binary_search(&n).is_err()) as i64;
+        let pen = SOFT_PENALTY * (pref(to) - pref(from)) as f64 + over;
+        QuickMove {
+            delta: 100.0 * self.scale * self.scale * var + pen + p.request.migration_cost_per_gib * cost,
+            pen_delta: pen,
+            target_use: combined(p, to, &load_to),
+        }
     }
 
     /// Penalties the trigger looks at (soft rules, overload): what "not balancing" may still fix.
@@ -376,6 +429,17 @@ impl State {
             _ => true,
         })
     }
+}
+
+fn imbalance_of(p: &Problem, s1: &[f64; DIMS], s2: &[f64; DIMS], ctot: &[f64; DIMS]) -> f64 {
+    let mut var = 0.0;
+    for d in 0..DIMS {
+        if p.weights[d] > 0.0 && ctot[d] > 0.0 {
+            let mean = s1[d] / ctot[d];
+            var += p.weights[d] * (s2[d] / ctot[d] - mean * mean).max(0.0);
+        }
+    }
+    100.0 * var.sqrt()
 }
 
 /// Distinct nodes of a bundle, minus one.

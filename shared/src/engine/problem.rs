@@ -46,6 +46,8 @@ pub struct NodeInfo {
     pub overload: [Option<f64>; DIMS],
     /// PSI mode: host pressure at or above the threshold.
     pub pressure_hot: bool,
+    /// An overload threshold is set or the node is under pressure (`node_over` may be > 0).
+    pub may_be_over: bool,
     pub initial_load: [f64; DIMS],
     pub initial_mem: f64,
     pub initial_vcpus: f64,
@@ -239,6 +241,7 @@ pub fn build<'a>(snapshot: &'a ClusterSnapshot, request: &PlanRequest, task: Tas
                     pct(request.overload.disk),
                 ],
                 pressure_hot,
+                may_be_over: false,
                 initial_load: [0.0; DIMS],
                 initial_mem: n.mem_used as f64,
                 initial_vcpus: 0.0,
@@ -284,6 +287,7 @@ pub fn build<'a>(snapshot: &'a ClusterSnapshot, request: &PlanRequest, task: Tas
             }
         }
         info.initial_vcpus = vcpus[i];
+        info.may_be_over = info.pressure_hot || info.overload.iter().any(Option::is_some);
     }
 
     // Groups.
@@ -466,6 +470,15 @@ impl Problem<'_> {
             }
         }
         Ok(())
+    }
+
+    /// `static_allows(g, t).is_ok()`, without building the reason.
+    pub fn allows(&self, g: usize, t: usize) -> bool {
+        let guest = &self.guests[g];
+        let node = &self.nodes[t];
+        node.can_target
+            && guest.allowed.as_ref().is_none_or(|a| a.binary_search(&t).is_ok())
+            && !matches!((&guest.qemu, &node.qemu), (Some(running), Some(target)) if target < running)
     }
 
     pub fn guest(&self, g: usize) -> &Guest {

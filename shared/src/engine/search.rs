@@ -44,6 +44,85 @@ struct Budget {
     per_node: Vec<u32>,
 }
 
+/// The guests balancing may pick, per node (ascending guest index), kept up to date as moves
+/// are committed instead of being rebuilt every round.
+struct Movable {
+    on: Vec<Vec<usize>>,
+    cache: PairCache,
+    /// A bundle of one in no group rule: its moves are evaluated in closed form
+    /// (`State::quick_move`).
+    simple: Vec<bool>,
+    movable: Vec<bool>,
+}
+
+impl Movable {
+    fn new(p: &Problem, st: &State) -> Movable {
+        let movable: Vec<bool> =
+            (0..p.guests.len()).map(|g| p.guests[g].frozen.is_none() && weight_of(p, g) > 0.0).collect();
+        let simple = p
+            .guests
+            .iter()
+            .map(|g| {
+                p.bundles[g.bundle].len() == 1
+                    && g.apart_hard.is_empty()
+                    && g.apart_soft.is_empty()
+                    && g.together_soft.is_empty()
+            })
+            .collect();
+        let mut on = vec![Vec::new(); p.nodes.len()];
+        for (g, &n) in st.pos.iter().enumerate() {
+            if movable[g] {
+                on[n].push(g);
+            }
+        }
+        Movable { on, cache: PairCache::new(p.nodes.len()), simple, movable }
+    }
+
+    fn moved(&mut self, g: usize, from: usize, to: usize) {
+        self.cache.touched(from);
+        self.cache.touched(to);
+        if !self.movable[g] || from == to {
+            return;
+        }
+        if let Ok(i) = self.on[from].binary_search(&g) {
+            self.on[from].remove(i);
+        }
+        if let Err(i) = self.on[to].binary_search(&g) {
+            self.on[to].insert(i, g);
+        }
+    }
+}
+
+/// The best simple move of one (source, target) pair, or none.
+#[derive(Clone, Copy)]
+struct PairBest {
+    guest: usize,
+    delta: f64,
+    cost: f64,
+    pen_delta: f64,
+    target_use: f64,
+}
+
+/// Best simple move per (source, target) pair, kept while neither node changes. A simple move's
+/// figures read only its two nodes, the guest and the budget (`State::quick_move`), so after a
+/// committed step only the pairs that touch one of its nodes are scanned again: per round that is
+/// one source's guests to every target and every source's guests to one target, instead of every
+/// source's guests to every target.
+struct PairCache {
+    /// Bumped whenever a node's load, guests or budget count changes.
+    version: Vec<u32>,
+    entries: std::collections::HashMap<(usize, usize), (u32, u32, Option<PairBest>)>,
+}
+
+impl PairCache {
+    fn new(nodes: usize) -> PairCache {
+        PairCache { version: vec![0; nodes], entries: std::collections::HashMap::new() }
+    }
+    fn touched(&mut self, n: usize) {
+        self.version[n] = self.version[n].wrapping_add(1);
+    }
+}
+
 #[derive(Clone)]
 struct Candidate {
     moves: Vec<(usize, usize)>,
@@ -68,10 +147,11 @@ pub fn run(p: &Problem) -> Outcome {
     let mut pending: Vec<usize> = violating_bundles(p, &st);
     let mut balancing = false;
     let mut stop_note: Option<String> = None;
+    let mut movable = Movable::new(p, &st);
     let limit = 4 * p.guests.len() + 64;
     for _round in 0..limit {
         if let Some(c) = best_mandatory(p, &mut st, &mut pending) {
-            commit(p, &mut st, &mut actions, &mut budget, &c, None);
+            commit(p, &mut st, &mut actions, &mut budget, &mut movable, &c, None);
             continue;
         }
         if p.task.mandatory_only || !trigger.is_finite() {
@@ -93,10 +173,12 @@ pub fn run(p: &Problem) -> Outcome {
                 Some(format!("stopped at spread {spread:.1} points: budget of {} moves used", req.max_moves));
             break;
         }
-        let found = best_balance(p, &mut st, &budget, balancing, min_gain, false)
-            .or_else(|| best_balance(p, &mut st, &budget, balancing, min_gain, true));
+        let found = best_balance(p, &mut st, &budget, &mut movable, balancing, min_gain, false)
+            .or_else(|| best_balance(p, &mut st, &budget, &mut movable, balancing, min_gain, true));
         match found {
-            Some(c) => commit(p, &mut st, &mut actions, &mut budget, &c, Some(StepPurpose::Balance)),
+            Some(c) => {
+                commit(p, &mut st, &mut actions, &mut budget, &mut movable, &c, Some(StepPurpose::Balance))
+            }
             None => {
                 if balancing {
                     stop_note = Some(format!(
@@ -119,12 +201,14 @@ fn commit(
     st: &mut State,
     actions: &mut Vec<Action>,
     budget: &mut Budget,
+    movable: &mut Movable,
     c: &Candidate,
     purpose: Option<StepPurpose>,
 ) {
     for (i, &(g, to)) in c.moves.iter().enumerate() {
         let from = st.pos[g];
         st.shift(p, g, to);
+        movable.moved(g, from, to);
         let purpose = purpose.unwrap_or_else(|| {
             if p.task.homes.contains_key(&p.guests[g].vmid) {
                 StepPurpose::ReturnHome
@@ -150,6 +234,10 @@ fn commit(
         let away = st.pos[g] != p.guests[g].home;
         if away != budget.moved[g] {
             budget.moved[g] = away;
+            if !away {
+                // Budget freed: moves the cache dropped as over budget may fit again.
+                movable.cache.entries.clear();
+            }
             let sign = if away { 1.0 } else { -1.0 };
             budget.moves = (budget.moves as i64 + sign as i64).max(0) as u32;
             budget.gib += sign * p.guests[g].gib;
@@ -186,7 +274,7 @@ fn try_bundle(p: &Problem, st: &mut State, b: usize, t: usize, balance: bool) ->
         }
         let info = &p.guests[g];
         let blocked = if balance { info.frozen.is_some() } else { info.pinned_down.is_some() };
-        if blocked || p.static_allows(g, t).is_err() {
+        if blocked || !p.allows(g, t) {
             return None;
         }
         if balance && (info.no_return.binary_search(&t).is_ok() || !st.under_target_max(p, g, t)) {
@@ -253,7 +341,7 @@ fn try_mandatory(p: &Problem, st: &mut State, b: usize, t: usize) -> Option<(Can
         if st.pos[g] == t {
             continue;
         }
-        if p.guests[g].pinned_down.is_some() || p.static_allows(g, t).is_err() {
+        if p.guests[g].pinned_down.is_some() || !p.allows(g, t) {
             return None;
         }
         moves.push((g, t));
@@ -329,6 +417,7 @@ fn best_balance(
     p: &Problem,
     st: &mut State,
     budget: &Budget,
+    movable: &mut Movable,
     balancing: bool,
     min_gain: f64,
     swaps: bool,
@@ -345,31 +434,41 @@ fn best_balance(
         if full && !swaps { order.clone() } else { order.iter().copied().take(k).collect() };
     let targets: Vec<usize> =
         if full && !swaps { order.clone() } else { order.iter().rev().copied().take(k).collect() };
-    let mut guests_on: Vec<Vec<usize>> = vec![Vec::new(); p.nodes.len()];
-    let wanted: Vec<bool> = {
-        let mut w = vec![false; p.nodes.len()];
-        for &n in sources.iter().chain(if swaps { targets.iter() } else { [].iter() }) {
-            w[n] = true;
-        }
-        w
-    };
-    for (g, &n) in st.pos.iter().enumerate() {
-        if wanted[n] && p.guests[g].frozen.is_none() && weight_of(p, g) > 0.0 {
-            guests_on[n].push(g);
-        }
-    }
     let base_pen = st.penalties();
     let mut best: Option<Candidate> = None;
-    let accept = |c: &Candidate, pen_after: f64, best: &Option<Candidate>| {
-        c.delta < -min_gain
+    let accept = |delta: f64, cost: f64, pen_after: f64, best: &Option<Candidate>| {
+        delta < -min_gain
             && (balancing || pen_after < base_pen - 1e-9)
             && best.as_ref().is_none_or(|b| {
-                c.delta < b.delta - 1e-12 || (c.delta <= b.delta + 1e-12 && c.cost < b.cost - 1e-12)
+                delta < b.delta - 1e-12 || (delta <= b.delta + 1e-12 && cost < b.cost - 1e-12)
             })
     };
     if !swaps {
         for &s in &sources {
-            for &g in &guests_on[s] {
+            for &t in &targets {
+                if t == s {
+                    continue;
+                }
+                let Some(pb) =
+                    pair_best(p, st, budget, movable, s, t, u[s], (!balancing).then_some(base_pen))
+                else {
+                    continue;
+                };
+                if accept(pb.delta, pb.cost, base_pen + pb.pen_delta, &best) {
+                    best = Some(Candidate {
+                        moves: vec![(pb.guest, t)],
+                        delta: pb.delta,
+                        cost: pb.cost,
+                        pen_after: base_pen + pb.pen_delta,
+                        target_use: pb.target_use,
+                    });
+                }
+            }
+            // Bundles and guests in group rules: the full trial.
+            for &g in &movable.on[s] {
+                if movable.simple[g] {
+                    continue;
+                }
                 let b = p.guests[g].bundle;
                 if p.bundles[b].len() > 1 && p.bundles[b].iter().any(|&m| st.pos[m] != s) {
                     continue;
@@ -383,7 +482,7 @@ fn best_balance(
                     if c.target_use > u[s] + 1e-9 {
                         continue;
                     }
-                    if accept(&c, c.pen_after, &best) {
+                    if accept(c.delta, c.cost, c.pen_after, &best) {
                         best = Some(c);
                     }
                 }
@@ -391,6 +490,7 @@ fn best_balance(
         }
         return best;
     }
+    let guests_on = &movable.on;
     // Swaps: a guest from a hot node for a smaller one from a cool node.
     for &a in &sources {
         let mut xs: Vec<usize> = guests_on[a].iter().copied().filter(|&g| single(p, g)).collect();
@@ -409,13 +509,80 @@ fn best_balance(
                         continue;
                     }
                     if let Some(c) = try_swap(p, st, budget, x, y) {
-                        if c.target_use <= u[a] + 1e-9 && accept(&c, c.pen_after, &best) {
+                        if c.target_use <= u[a] + 1e-9 && accept(c.delta, c.cost, c.pen_after, &best) {
                             best = Some(c);
                         }
                     }
                 }
             }
         }
+    }
+    best
+}
+
+/// The simple move from `s` to `t` that lowers the objective most (ties: the cheaper, then the
+/// lower guest index), among those that pass every check of `try_bundle`, do not lift `t` above
+/// `use_s` (no overshoot), fit the budget, and — when `pen_limit` is set (not balancing, only
+/// fixing penalties) — leave the penalties below it. Cached per pair while balancing.
+#[allow(clippy::too_many_arguments)]
+fn pair_best(
+    p: &Problem,
+    st: &State,
+    budget: &Budget,
+    movable: &mut Movable,
+    s: usize,
+    t: usize,
+    use_s: f64,
+    pen_limit: Option<f64>,
+) -> Option<PairBest> {
+    let key = (s, t);
+    let (vs, vt) = (movable.cache.version[s], movable.cache.version[t]);
+    if pen_limit.is_none() {
+        if let Some(&(cs, ct, cached)) = movable.cache.entries.get(&key) {
+            // Budget only shrinks between clears, so a cached "none" stays none and a cached best
+            // stays the best while it still fits.
+            let fits = cached.is_none_or(|pb| within_budget(p, budget, p.guests[pb.guest].bundle, s, t));
+            if cs == vs && ct == vt && fits {
+                return cached;
+            }
+        }
+    }
+    let mut best: Option<PairBest> = None;
+    for &g in &movable.on[s] {
+        if !movable.simple[g] {
+            continue;
+        }
+        let info = &p.guests[g];
+        if !p.allows(g, t)
+            || info.no_return.binary_search(&t).is_ok()
+            || !st.has_room(p, g, t)
+            || !st.under_target_max(p, g, t)
+            || !within_budget(p, budget, info.bundle, s, t)
+        {
+            continue;
+        }
+        let q = st.quick_move(p, g, t);
+        if q.target_use > use_s + 1e-9
+            || pen_limit.is_some_and(|lim| st.penalties() + q.pen_delta >= lim - 1e-9)
+        {
+            continue;
+        }
+        let cost = info.cost_gib;
+        let better = best.as_ref().is_none_or(|b| {
+            q.delta < b.delta - 1e-12 || (q.delta <= b.delta + 1e-12 && cost < b.cost - 1e-12)
+        });
+        if better {
+            best = Some(PairBest {
+                guest: g,
+                delta: q.delta,
+                cost,
+                pen_delta: q.pen_delta,
+                target_use: q.target_use,
+            });
+        }
+    }
+    if pen_limit.is_none() {
+        movable.cache.entries.insert(key, (vs, vt, best));
     }
     best
 }
@@ -449,7 +616,7 @@ fn try_swap(p: &Problem, st: &mut State, budget: &Budget, x: usize, y: usize) ->
     let req = &p.request;
     for (g, t) in [(x, b), (y, a)] {
         let info = &p.guests[g];
-        if p.static_allows(g, t).is_err() || info.no_return.binary_search(&t).is_ok() {
+        if !p.allows(g, t) || info.no_return.binary_search(&t).is_ok() {
             return None;
         }
     }
@@ -471,8 +638,7 @@ fn try_swap(p: &Problem, st: &mut State, budget: &Budget, x: usize, y: usize) ->
         }
     }
     // Park x on the coolest third node that fits it, then y to a, then x to b.
-    let mut parks: Vec<usize> =
-        (0..p.nodes.len()).filter(|&n| n != a && n != b && p.static_allows(x, n).is_ok()).collect();
+    let mut parks: Vec<usize> = (0..p.nodes.len()).filter(|&n| n != a && n != b && p.allows(x, n)).collect();
     parks.sort_by(|&m, &n| (st.mem[m] - p.nodes[m].mem_cap).total_cmp(&(st.mem[n] - p.nodes[n].mem_cap)));
     for park in parks.into_iter().take(3) {
         if let Some(c) = try_sequence(p, st, &[(x, park), (y, a), (x, b)], before, b) {
