@@ -11,7 +11,9 @@
 //! decisions.
 
 pub mod auth;
+pub mod cli_proxlb;
 pub mod collect;
+pub mod config;
 pub mod execute;
 pub mod http;
 pub mod http_jobs;

@@ -1,0 +1,231 @@
+//! ProxLB's command line on top of our engine: `pve-rebalancer -c FILE [-d] [-j] [-b]`.
+//!
+//! One run = load → connect (hosts in order) → collect → plan (maintenance nodes evacuated) →
+//! print → execute (unless `-d`, `balancing.enable: false`, or no `balance_types`). With
+//! `service.daemon` it repeats every `service.schedule`, after `service.delay`; SIGHUP reloads the
+//! file before the next run, SIGTERM/SIGINT stop (a running job is cancelled first).
+//!
+//! Exit codes are ProxLB's: 0 ok (also "nothing to do"), 1 configuration or permission,
+//! 2 authentication, TLS or connection.
+
+mod connect;
+mod output;
+mod signals;
+
+pub use connect::{connect, Failure};
+
+use crate::config::{self, LoadedConfig};
+use crate::execute::{DirLock, Executor, Journal};
+use shared::best_node::{best_node, NewGuest, NodeRank};
+use shared::evacuate::{evacuate, EvacuationRequest};
+use shared::{ClusterSnapshot, Plan};
+use signals::Signals;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The flags ProxLB has (and a hidden bound on daemon runs for tests).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct ProxlbArgs {
+    /// proxlb.yaml [default: /etc/pve-rebalancer/proxlb.yaml, else /etc/proxlb/proxlb.yaml].
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    /// Plan and print, never migrate.
+    #[arg(short = 'd', long)]
+    pub dry_run: bool,
+    /// Print the plan as JSON on stdout (docs/CONFIG.md describes it).
+    #[arg(short = 'j', long)]
+    pub json: bool,
+    /// Print the best node for a new guest as the last stdout line (ranking on stderr), then exit.
+    #[arg(short = 'b', long)]
+    pub best_node: bool,
+    /// Stop after this many runs even in daemon mode (tests).
+    #[arg(long, hide = true)]
+    pub runs: Option<u32>,
+}
+
+/// `-c`, or our path, or ProxLB's if only that exists.
+pub fn config_path(given: Option<&Path>) -> PathBuf {
+    if let Some(p) = given {
+        return p.to_owned();
+    }
+    let ours = PathBuf::from(config::DEFAULT_PATH);
+    if !ours.exists() && Path::new(config::PROXLB_DEFAULT_PATH).exists() {
+        return PathBuf::from(config::PROXLB_DEFAULT_PATH);
+    }
+    ours
+}
+
+/// Loads the file and reports its warnings on stderr.
+pub fn load(path: &Path) -> Result<LoadedConfig, Failure> {
+    let loaded = config::load_file(path).map_err(|e| Failure::Config(e.to_string()))?;
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(loaded)
+}
+
+/// The whole ProxLB-style program; returns the exit code.
+pub async fn run(args: ProxlbArgs) -> i32 {
+    let path = config_path(args.config.as_deref());
+    tracing::info!("Using config path: {}", path.display());
+    let mut loaded = match load(&path) {
+        Ok(l) => l,
+        Err(f) => return f.report(),
+    };
+    let signals = Signals::install();
+    let daemon = |l: &LoadedConfig| l.config.service.daemon && !args.best_node;
+    if daemon(&loaded) && signals.sleep(loaded.config.service.delay.duration()).await.is_stop() {
+        return 0;
+    }
+    let mut runs = 0u32;
+    loop {
+        if signals.take_reload() {
+            match load(&path) {
+                Ok(l) => {
+                    tracing::info!("configuration reloaded from {}", path.display());
+                    loaded = l;
+                }
+                Err(f) => tracing::error!("reload failed, keeping the previous configuration: {f}"),
+            }
+        }
+        let result = run_once(&loaded, &args, &signals).await;
+        runs += 1;
+        let code = match &result {
+            Ok(()) => 0,
+            Err(f) => f.report(),
+        };
+        if !daemon(&loaded) {
+            tracing::info!("Daemon mode not active - stopping.");
+            return code;
+        }
+        if args.runs.is_some_and(|n| runs >= n) || signals.stopping() {
+            return code;
+        }
+        let interval = loaded.config.service.schedule.duration();
+        tracing::info!("next run in {}s", interval.as_secs());
+        if signals.sleep(interval).await.is_stop() {
+            return code;
+        }
+    }
+}
+
+async fn run_once(loaded: &LoadedConfig, args: &ProxlbArgs, signals: &Signals) -> Result<(), Failure> {
+    let cfg = &loaded.config;
+    let client = Arc::new(connect(cfg).await?);
+    let snapshot = collect(&client).await?;
+    if args.best_node {
+        let ranks = best_node(&snapshot, &NewGuest::default(), &cfg.plan_request());
+        print_best_node(&ranks);
+        return Ok(());
+    }
+    let plan = plan_for(loaded, &snapshot);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan).map_err(|e| Failure::Other(e.to_string()))?);
+    } else {
+        print!("{}", output::plan_table(&plan));
+    }
+    let why_not = if args.dry_run {
+        Some("dry run (-d)")
+    } else if !cfg.balancing.enable {
+        Some("balancing.enable is false")
+    } else if plan.steps.is_empty() {
+        None
+    } else if cfg.balancing.balance_types.is_empty() {
+        Some("balancing.balance_types is empty (use ['vm', 'ct'])")
+    } else {
+        execute(loaded, client, &plan, signals).await?;
+        None
+    };
+    if let (Some(why), false) = (why_not, plan.steps.is_empty()) {
+        tracing::info!("not migrating: {why}");
+    }
+    Ok(())
+}
+
+async fn collect(client: &crate::pve::PveClient) -> Result<ClusterSnapshot, Failure> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    crate::collect::snapshot(client, now).await.map_err(Failure::from_pve)
+}
+
+/// Maintenance nodes present → evacuate them (ProxLB: ignored guests stay); else balance.
+pub fn plan_for(loaded: &LoadedConfig, snapshot: &ClusterSnapshot) -> Plan {
+    let cfg = &loaded.config;
+    let request = cfg.plan_request();
+    let drained = cfg.maintenance_nodes_in(snapshot.nodes.iter().map(|n| n.name.as_str()));
+    if drained.is_empty() {
+        return shared::planner::plan(snapshot, &request);
+    }
+    tracing::info!("evacuating maintenance nodes: {}", drained.join(", "));
+    evacuate(
+        snapshot,
+        &EvacuationRequest {
+            nodes: drained,
+            include_stopped: cfg.rebalancer.evacuate_stopped,
+            move_ignored: false,
+            request,
+        },
+    )
+}
+
+/// Collect once with the configuration's connection and request, and plan.
+pub async fn plan_with_config(loaded: &LoadedConfig) -> Result<Plan, Failure> {
+    let client = connect(&loaded.config).await?;
+    Ok(plan_for(loaded, &collect(&client).await?))
+}
+
+/// Rank nodes for `guest` with the configuration's connection and rules.
+pub async fn best_node_with_config(
+    loaded: &LoadedConfig,
+    guest: &NewGuest,
+) -> Result<Vec<NodeRank>, Failure> {
+    let client = connect(&loaded.config).await?;
+    Ok(best_node(&collect(&client).await?, guest, &loaded.config.plan_request()))
+}
+
+/// Ranking on stderr; the best node's name as the last stdout line (ProxLB's `-b` contract).
+pub fn print_best_node(ranks: &[NodeRank]) {
+    eprint!("{}", output::ranking_table(ranks));
+    match ranks.first().filter(|r| r.fits) {
+        Some(best) => println!("{}", best.node),
+        None => tracing::error!("No possible target node: no node has room for the guest"),
+    }
+}
+
+async fn execute(
+    loaded: &LoadedConfig,
+    client: Arc<crate::pve::PveClient>,
+    plan: &Plan,
+    signals: &Signals,
+) -> Result<(), Failure> {
+    let cfg = &loaded.config;
+    let selection: Vec<u32> = plan.steps.iter().filter(|s| cfg.executes(s.kind)).map(|s| s.vmid).collect();
+    if selection.is_empty() {
+        tracing::info!("not migrating: no step's guest type is in balancing.balance_types");
+        return Ok(());
+    }
+    let r = &cfg.rebalancer;
+    let journal = Journal::open(&r.journal)
+        .map_err(|e| Failure::Permission(format!("cannot open the journal {}: {e}", r.journal.display())))?;
+    let exec_cfg = cfg.exec_config();
+    let bound = exec_cfg.step_timeout * (selection.len() as u32) + Duration::from_secs(60);
+    let executor = Executor::new(client, Arc::new(journal), Arc::new(DirLock::new(&r.lock_dir)), exec_cfg);
+    // Steps an earlier run left in flight are followed to their end before anything new starts.
+    executor.recover().await.map_err(|e| Failure::Other(format!("reconciling the journal: {e}")))?;
+    let id = executor
+        .start(plan, Some(&selection), "proxlb-cli")
+        .map_err(|e| Failure::Other(format!("cannot start execution: {e}")))?;
+    let view = tokio::select! {
+        v = executor.wait_finished(id, bound) => v,
+        () = signals.stopped() => {
+            tracing::warn!("stopping: cancelling job {id}");
+            let _ = executor.cancel(id);
+            executor.wait_finished(id, Duration::from_secs(120)).await
+        }
+    };
+    match view {
+        Some(v) => eprint!("{}", output::job_table(&v)),
+        None => tracing::error!("job {id} did not finish within {}s", bound.as_secs()),
+    }
+    Ok(())
+}

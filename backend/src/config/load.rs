@@ -1,0 +1,169 @@
+//! Reading the file: YAML → typed config, unknown keys → warnings, bad values → errors that name
+//! file, line, column, key and the fix.
+
+use super::locate::locate;
+use super::schema::{unknown_keys, ROOT};
+use super::types::ProxlbConfig;
+use std::path::Path;
+
+/// One problem, pointing into the file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// `balancing.method: `ram` is not one of memory, cpu, disk, weighted`
+    pub message: String,
+}
+
+/// The file cannot be used. Displays one `file:line:column: message` line per problem.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConfigError {
+    pub file: String,
+    pub problems: Vec<Problem>,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, p) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", at(&self.file, p.line, p.column))?;
+            write!(f, ": {}", p.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn at(file: &str, line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
+        (Some(l), None) => format!("{file}:{l}"),
+        _ => file.to_owned(),
+    }
+}
+
+/// A usable configuration and what was odd about it.
+#[derive(Clone, Debug)]
+pub struct LoadedConfig {
+    pub config: ProxlbConfig,
+    /// `file:line:col: unknown key …`, world-readable secrets, settings we do not apply.
+    pub warnings: Vec<String>,
+    /// Where it came from (for messages).
+    pub file: String,
+}
+
+/// Reads and checks `path`. An unreadable file is an error naming the path and the OS reason.
+pub fn load_file(path: &Path) -> Result<LoadedConfig, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        problems: vec![Problem {
+            line: None,
+            column: None,
+            message: format!("cannot read the configuration: {e}"),
+        }],
+    })?;
+    let mut loaded = parse_str(&text, &file)?;
+    if loaded.config.holds_secret() && world_readable(path) {
+        loaded.warnings.push(format!(
+            "{file}: holds a password or token secret and is readable by every local user; \
+             run `chmod 600 {file}` (or `chmod 640` with group root)"
+        ));
+    }
+    Ok(loaded)
+}
+
+#[cfg(unix)]
+fn world_readable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o004 != 0)
+}
+
+#[cfg(not(unix))]
+fn world_readable(_: &Path) -> bool {
+    false
+}
+
+/// Parses `text`; `file` only labels messages.
+pub fn parse_str(text: &str, file: &str) -> Result<LoadedConfig, ConfigError> {
+    let err = |problems| ConfigError { file: file.to_owned(), problems };
+    // An empty file is an empty mapping (all defaults), as for ProxLB's loader.
+    let text_or_empty = if text.trim().is_empty() { "{}" } else { text };
+    let value: serde_norway::Value =
+        serde_norway::from_str(text_or_empty).map_err(|e| err(vec![from_yaml_error(&e)]))?;
+    if !matches!(value, serde_norway::Value::Mapping(_)) {
+        return Err(err(vec![Problem {
+            line: Some(1),
+            column: Some(1),
+            message: "the configuration must be a mapping of sections (proxmox_api:, balancing:, …)".into(),
+        }]));
+    }
+    let config: ProxlbConfig =
+        serde_norway::from_str(text_or_empty).map_err(|e| err(vec![from_yaml_error(&e)]))?;
+    let problems: Vec<Problem> = super::validate::check(&config)
+        .into_iter()
+        .map(|(path, message)| {
+            let (line, column) = locate_path(text, &path);
+            Problem { line, column, message: format!("{path}: {message}") }
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(err(problems));
+    }
+    let mut warnings: Vec<String> = unknown_keys(&value, &ROOT)
+        .into_iter()
+        .map(|u| {
+            let path: Vec<&str> = u.path.iter().map(String::as_str).collect();
+            let (line, column) = locate(text, &path).map_or((None, None), |(l, _)| (Some(l), None));
+            let hint = u.suggestion.map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default();
+            format!("{}: unknown key `{}` ignored{hint}", at(file, line, column), u.path.join("."))
+        })
+        .collect();
+    for (path, message) in super::validate::not_applied(&config) {
+        let (line, column) = locate_path(text, &path);
+        warnings.push(format!("{}: {path}: {message}", at(file, line, column)));
+    }
+    Ok(LoadedConfig { config, warnings, file: file.to_owned() })
+}
+
+fn locate_path(text: &str, dotted: &str) -> (Option<usize>, Option<usize>) {
+    let path: Vec<&str> = dotted.split('.').collect();
+    locate(text, &path).map_or((None, None), |(l, c)| (Some(l), Some(c)))
+}
+
+/// serde_norway says "balancing.method: unknown variant `ram`, expected one of `memory`, `cpu`
+/// at line 12 column 11"; we say where first and what is allowed in plain words.
+fn from_yaml_error(e: &serde_norway::Error) -> Problem {
+    let mut message = e.to_string();
+    if let Some(i) = message.rfind(" at line ") {
+        message.truncate(i);
+    }
+    message = reword(&message);
+    let loc = e.location();
+    Problem { line: loc.as_ref().map(|l| l.line()), column: loc.as_ref().map(|l| l.column()), message }
+}
+
+fn reword(message: &str) -> String {
+    let (path, rest) = match message.split_once(": ") {
+        Some((p, r)) if !p.contains(' ') => (format!("{p}: "), r),
+        _ => (String::new(), message),
+    };
+    if let Some(r) = rest.strip_prefix("unknown variant ") {
+        if let Some((got, allowed)) = r.split_once(", expected one of ") {
+            let allowed = allowed.replace('`', "");
+            return format!("{path}{got} is not one of {allowed}");
+        }
+        if let Some((got, allowed)) = r.split_once(", expected ") {
+            // serde says "expected `a` or `b`" for two, "expected `a`" for one.
+            let allowed = allowed.replace('`', "").replace(" or ", ", ");
+            return format!("{path}{got} is not one of {allowed}");
+        }
+    }
+    if let Some(r) = rest.strip_prefix("invalid type: ") {
+        return format!("{path}wrong type: {r}");
+    }
+    format!("{path}{rest}")
+}
