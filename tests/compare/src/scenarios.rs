@@ -1,0 +1,270 @@
+//! The fixed, seeded suite: every scenario is `pve_sim::generate(seed, nodes, guests)` plus a
+//! deterministic reshaping (node sizes, rules, maintenance, pre-balanced placement).
+
+use pve_sim::scenario::{GuestStatus, HaRuleSpec, HaSpec};
+use pve_sim::Scenario;
+use shared::rules::RuleConfig;
+
+/// How the generated cluster is reshaped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// As generated: mixed node sizes (16–1024 GiB), skewed placement.
+    Heterogeneous,
+    /// Every node the same size, same skewed placement.
+    Homogeneous,
+    /// Heterogeneous plus pins, affinity, anti-affinity, ignores and PVE HA rules, several of
+    /// them broken at the start.
+    RuleHeavy,
+    /// Heterogeneous, with `pve2` in maintenance (HA maintenance in the simulator, and
+    /// `maintenance_nodes` for both tools).
+    Maintenance,
+    /// Already balanced by a greedy spread (nothing should move).
+    Balanced,
+}
+
+impl Shape {
+    pub fn label(self) -> &'static str {
+        match self {
+            Shape::Heterogeneous => "heterogeneous",
+            Shape::Homogeneous => "homogeneous",
+            Shape::RuleHeavy => "rule-heavy",
+            Shape::Maintenance => "maintenance",
+            Shape::Balanced => "already balanced",
+        }
+    }
+}
+
+/// One scenario of the suite.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub id: String,
+    pub seed: u64,
+    pub nodes: usize,
+    pub guests: usize,
+    pub shape: Shape,
+}
+
+/// The node put in maintenance by [`Shape::Maintenance`].
+pub const MAINTENANCE_NODE: &str = "pve2";
+
+/// The full suite, or the `--quick` subset (every shape once, small).
+pub fn suite(quick: bool) -> Vec<Case> {
+    let c = |id: &str, seed, nodes, guests, shape| Case { id: id.into(), seed, nodes, guests, shape };
+    if quick {
+        return vec![
+            c("small-het", 11, 4, 40, Shape::Heterogeneous),
+            c("small-hom", 12, 4, 40, Shape::Homogeneous),
+            c("rules-small", 41, 4, 40, Shape::RuleHeavy),
+            c("maint-small", 51, 4, 40, Shape::Maintenance),
+            c("balanced-small", 61, 4, 40, Shape::Balanced),
+        ];
+    }
+    vec![
+        c("small-het", 11, 4, 40, Shape::Heterogeneous),
+        c("small-hom", 12, 4, 40, Shape::Homogeneous),
+        c("medium-het", 21, 16, 800, Shape::Heterogeneous),
+        c("medium-hom", 22, 16, 800, Shape::Homogeneous),
+        c("large-het", 31, 32, 3000, Shape::Heterogeneous),
+        c("large-hom", 32, 32, 3000, Shape::Homogeneous),
+        c("rules", 41, 8, 200, Shape::RuleHeavy),
+        c("maintenance", 51, 8, 200, Shape::Maintenance),
+        c("balanced", 61, 8, 200, Shape::Balanced),
+    ]
+}
+
+/// What a case gives both tools: the simulator scenario, our extra rule config and ProxLB's
+/// extra YAML (under `proxmox_cluster:`).
+pub struct Built {
+    pub scenario: Scenario,
+    pub rules: RuleConfig,
+    pub proxlb_cluster_yaml: String,
+}
+
+/// Used GiB a running guest puts on its node.
+fn need(g: &pve_sim::GuestSpec) -> f64 {
+    if g.status != GuestStatus::Running {
+        return 0.0;
+    }
+    g.memory_used_gib.unwrap_or(g.memory_gib * g.memory_used.unwrap_or(0.6))
+}
+
+fn node_index(sc: &Scenario, name: &str) -> usize {
+    sc.nodes.iter().position(|n| n.name == name).unwrap_or(0)
+}
+
+/// Used GiB per node (overhead included) and capacity left below 92 % for guests.
+fn loads(sc: &Scenario) -> Vec<f64> {
+    let mut l: Vec<f64> = sc.nodes.iter().map(|n| n.overhead.memory_gib).collect();
+    for g in &sc.guests {
+        l[node_index(sc, &g.node)] += need(g);
+    }
+    l
+}
+
+/// Moves guests off nodes above 92 % to the least-used node (bounded: one pass over the guests).
+fn fix_overflow(sc: &mut Scenario) {
+    let mut l = loads(sc);
+    for j in 0..sc.guests.len() {
+        let i = node_index(sc, &sc.guests[j].node);
+        if l[i] <= sc.nodes[i].memory_gib * 0.92 {
+            continue;
+        }
+        let n = need(&sc.guests[j]);
+        let best = (0..sc.nodes.len())
+            .min_by(|a, b| (l[*a] / sc.nodes[*a].memory_gib).total_cmp(&(l[*b] / sc.nodes[*b].memory_gib)))
+            .unwrap_or(0);
+        l[i] -= n;
+        l[best] += n;
+        sc.guests[j].node = sc.nodes[best].name.clone();
+    }
+}
+
+/// Builds a case deterministically.
+pub fn build(case: &Case) -> Built {
+    let mut sc = pve_sim::generate(case.seed, case.nodes, case.guests);
+    let mut rules = RuleConfig::default();
+    let mut proxlb_cluster_yaml = String::new();
+    match case.shape {
+        Shape::Heterogeneous => {}
+        Shape::Homogeneous => {
+            let used: f64 = sc.guests.iter().map(need).sum();
+            let per = used / 0.55 / sc.nodes.len() as f64 + 2.0;
+            let size = ((per / 16.0).ceil() * 16.0).max(32.0);
+            for n in sc.nodes.iter_mut() {
+                n.cpus = 48;
+                n.memory_gib = size;
+            }
+            fix_overflow(&mut sc);
+        }
+        Shape::Balanced => {
+            let mut order: Vec<usize> = (0..sc.guests.len()).collect();
+            order.sort_by(|a, b| need(&sc.guests[*b]).total_cmp(&need(&sc.guests[*a])).then(a.cmp(b)));
+            let mut l: Vec<f64> = sc.nodes.iter().map(|n| n.overhead.memory_gib).collect();
+            for j in order {
+                let n = need(&sc.guests[j]);
+                let best = (0..sc.nodes.len())
+                    .min_by(|a, b| {
+                        ((l[*a] + n) / sc.nodes[*a].memory_gib)
+                            .total_cmp(&((l[*b] + n) / sc.nodes[*b].memory_gib))
+                    })
+                    .unwrap_or(0);
+                l[best] += n;
+                sc.guests[j].node = sc.nodes[best].name.clone();
+            }
+        }
+        Shape::Maintenance => {
+            if let Some(n) = sc.nodes.iter_mut().find(|n| n.name == MAINTENANCE_NODE) {
+                n.maintenance = true;
+            }
+            rules.maintenance_nodes = vec![MAINTENANCE_NODE.into()];
+            proxlb_cluster_yaml = format!("  maintenance_nodes: ['{MAINTENANCE_NODE}']\n");
+        }
+        Shape::RuleHeavy => add_rules(&mut sc),
+    }
+    Built { scenario: sc, rules, proxlb_cluster_yaml }
+}
+
+/// Running guests on `node`, in vmid order.
+fn running_on(sc: &Scenario, node: &str) -> Vec<usize> {
+    (0..sc.guests.len())
+        .filter(|j| sc.guests[*j].node == node && sc.guests[*j].status == GuestStatus::Running)
+        .collect()
+}
+
+/// Built through serde so that fields the simulator adds later keep their defaults.
+fn ha_spec() -> HaSpec {
+    serde_json::from_value(serde_json::json!({"state": "started"})).expect("HA spec")
+}
+
+fn ha_rule(v: serde_json::Value) -> HaRuleSpec {
+    serde_json::from_value(v).expect("HA rule spec")
+}
+
+/// Pins, affinity, anti-affinity, ignores and HA rules, mostly on the busiest node so that
+/// balancing has to deal with them.
+fn add_rules(sc: &mut Scenario) {
+    let l = loads(sc);
+    let n = sc.nodes.len();
+    let mut by_use: Vec<usize> = (0..n).collect();
+    by_use.sort_by(|a, b| (l[*b] / sc.nodes[*b].memory_gib).total_cmp(&(l[*a] / sc.nodes[*a].memory_gib)));
+    let hot = sc.nodes[by_use[0]].name.clone();
+    let second = sc.nodes[by_use[1 % n]].name.clone();
+    let cold = sc.nodes[by_use[n - 1]].name.clone();
+    let on_hot = running_on(sc, &hot);
+    let on_second = running_on(sc, &second);
+    let mut it = on_hot.into_iter().chain(on_second).collect::<Vec<_>>().into_iter();
+    let mut take = |k: usize| -> Vec<usize> { it.by_ref().take(k).collect() };
+    // Anti-affinity groups co-located on the hot node (broken at the start).
+    for (k, idx) in [take(3), take(3), take(2)].into_iter().enumerate() {
+        for j in idx {
+            sc.guests[j].tags.push(format!("plb_anti_affinity_ag{k}"));
+        }
+    }
+    // Affinity groups (together on one node, as they should be).
+    for (k, idx) in [take(2), take(3)].into_iter().enumerate() {
+        for j in idx {
+            sc.guests[j].tags.push(format!("plb_affinity_af{k}"));
+        }
+    }
+    // Pins: some to their current node, some to elsewhere (broken at the start).
+    for j in take(3) {
+        let here = sc.guests[j].node.clone();
+        sc.guests[j].tags.push(format!("plb_pin_{here}"));
+    }
+    for j in take(2) {
+        sc.guests[j].tags.push(format!("plb_pin_{cold}"));
+    }
+    // Ignored guests on the hot node.
+    for j in take(3) {
+        sc.guests[j].tags.push("plb_ignore_keep".into());
+    }
+    // PVE HA rules: a negative resource affinity between two co-located guests, and a strict
+    // node affinity to the current node plus the coldest one.
+    let neg = take(2);
+    let strict = take(1);
+    for j in neg.iter().chain(&strict) {
+        sc.guests[*j].ha = Some(ha_spec());
+    }
+    let sid = |sc: &Scenario, j: usize| format!("{}{}", sc.guests[j].kind.ha_prefix(), sc.guests[j].vmid);
+    if neg.len() == 2 {
+        let resources: Vec<String> = neg.iter().map(|j| sid(sc, *j)).collect();
+        sc.ha_rules.push(ha_rule(serde_json::json!({
+            "rule": "keep-apart", "type": "resource-affinity", "resources": resources, "affinity": "negative"
+        })));
+    }
+    if let Some(j) = strict.first() {
+        let here = sc.guests[*j].node.clone();
+        let resources = vec![sid(sc, *j)];
+        sc.ha_rules.push(ha_rule(serde_json::json!({
+            "rule": "stay-home", "type": "node-affinity", "resources": resources, "nodes": [here, cold], "strict": true
+        })));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suite_builds_deterministically_and_valid() {
+        for case in suite(true) {
+            let a = build(&case);
+            let b = build(&case);
+            assert_eq!(a.scenario, b.scenario, "{}", case.id);
+            a.scenario.validate().unwrap();
+            for (i, n) in a.scenario.nodes.iter().enumerate() {
+                assert!(loads(&a.scenario)[i] <= n.memory_gib, "{} over capacity on {}", case.id, n.name);
+            }
+        }
+    }
+
+    #[test]
+    fn rule_heavy_has_every_kind_of_rule() {
+        let b = build(&Case { id: "r".into(), seed: 41, nodes: 8, guests: 200, shape: Shape::RuleHeavy });
+        let tags: Vec<&String> = b.scenario.guests.iter().flat_map(|g| &g.tags).collect();
+        for p in ["plb_anti_affinity_ag", "plb_affinity_af", "plb_pin_", "plb_ignore_"] {
+            assert!(tags.iter().any(|t| t.starts_with(p)), "{p}");
+        }
+        assert_eq!(b.scenario.ha_rules.len(), 2);
+    }
+}
