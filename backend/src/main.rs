@@ -1,4 +1,5 @@
-//! `pve-rebalancer`: the service (`serve`) and the command line (`plan`).
+//! `pve-rebalancer`: the service (`serve`), the command line (`plan`, `best-node`), and with no
+//! subcommand ProxLB's command line (`-c proxlb.yaml [-d] [-j] [-b]`, see `backend::cli_proxlb`).
 
 use anyhow::Context;
 use backend::http::{router, AppState};
@@ -13,11 +14,19 @@ use std::time::Duration;
 #[command(
     name = "pve-rebalancer",
     version,
-    about = "Load balancing and maintenance evacuation for Proxmox VE"
+    about = "Load balancing and maintenance evacuation for Proxmox VE",
+    // ProxLB's `-v/--version` (clap's own is `-V`).
+    disable_version_flag = true
 )]
 struct Cli {
+    /// Print the version.
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: (),
+    /// Without a subcommand: run as ProxLB does (collect, plan, print, execute; daemon loop).
+    #[command(flatten)]
+    proxlb: backend::cli_proxlb::ProxlbArgs,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -48,10 +57,43 @@ enum Command {
     Plan {
         #[command(flatten)]
         pve: PveArgs,
-        /// Balanciness in percentage points.
+        /// Balanciness in percentage points (ignored with --config, which has its own).
         #[arg(long, default_value_t = 10.0)]
         balanciness: f64,
+        /// Take connection and planning settings from this proxlb.yaml instead.
+        #[arg(short = 'c', long)]
+        config: Option<PathBuf>,
     },
+    /// Rank the nodes for a new guest; the best node's name is the last stdout line.
+    BestNode {
+        #[command(flatten)]
+        pve: PveArgs,
+        /// Take connection and planning settings from this proxlb.yaml instead.
+        #[arg(short = 'c', long)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        guest: GuestArgs,
+    },
+}
+
+/// The new guest `best-node` places.
+#[derive(Args)]
+struct GuestArgs {
+    /// Its name (tags and pool rules match on it).
+    #[arg(long, default_value = "new-guest")]
+    name: String,
+    /// Memory in GiB.
+    #[arg(long, default_value_t = 0.0)]
+    memory_gib: f64,
+    /// vCPUs.
+    #[arg(long, default_value_t = 0.0)]
+    cpus: f64,
+    /// Its PVE pool.
+    #[arg(long)]
+    pool: Option<String>,
+    /// Its tags (repeat or separate with commas).
+    #[arg(long, value_delimiter = ',')]
+    tag: Vec<String>,
 }
 
 #[derive(Args)]
@@ -117,7 +159,11 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let Some(command) = cli.command else {
+        std::process::exit(backend::cli_proxlb::run(cli.proxlb).await);
+    };
+    match command {
         Command::Serve { pve, listen, panel_dir, exec, tls_cert, tls_key, tls_pve_dir } => {
             let tls = match (tls_cert, tls_key, tls_pve_dir) {
                 (Some(cert), Some(key), _) => Some(backend::serve::TlsFiles { cert, key }),
@@ -144,7 +190,40 @@ async fn main() -> anyhow::Result<()> {
             }
             backend::serve::serve(router(state, panel_dir), listen, tls, shutdown_signal()).await?;
         }
-        Command::Plan { pve, balanciness } => {
+        Command::Plan { config: Some(path), .. } => {
+            let loaded = backend::cli_proxlb::load(&path).unwrap_or_else(|f| std::process::exit(f.report()));
+            match backend::cli_proxlb::plan_with_config(&loaded).await {
+                Ok(plan) => println!("{}", serde_json::to_string_pretty(&plan)?),
+                Err(f) => std::process::exit(f.report()),
+            }
+        }
+        Command::BestNode { pve, config, guest } => {
+            let guest = shared::best_node::NewGuest {
+                name: guest.name,
+                cpus: guest.cpus,
+                mem_bytes: (guest.memory_gib * 1024.0 * 1024.0 * 1024.0) as u64,
+                pool: guest.pool,
+                tags: guest.tag,
+                ..Default::default()
+            };
+            let ranks = match config {
+                Some(path) => {
+                    let loaded =
+                        backend::cli_proxlb::load(&path).unwrap_or_else(|f| std::process::exit(f.report()));
+                    backend::cli_proxlb::best_node_with_config(&loaded, &guest)
+                        .await
+                        .unwrap_or_else(|f| std::process::exit(f.report()))
+                }
+                None => {
+                    let client = pve.client()?;
+                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+                    let snapshot = backend::collect::snapshot(&client, now).await?;
+                    shared::best_node::best_node(&snapshot, &guest, &shared::PlanRequest::default())
+                }
+            };
+            backend::cli_proxlb::print_best_node(&ranks);
+        }
+        Command::Plan { pve, balanciness, config: None } => {
             let client = pve.client()?;
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
             let snapshot = backend::collect::snapshot(&client, now).await?;
