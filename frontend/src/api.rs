@@ -4,7 +4,7 @@
 use crate::PanelOptions;
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
-use shared::api::{ApiError, ClusterView};
+use shared::api::{ApiError, ClusterView, ExecuteRequest, ExecuteResponse, JobSummary, JobView};
 use shared::{Plan, PlanRequest};
 use std::cell::RefCell;
 
@@ -40,7 +40,26 @@ fn csrf_token(opts: &PanelOptions) -> Option<String> {
         .filter(|p| p.is_object())
         .and_then(|p| js_sys::Reflect::get(&p, &"CSRFPreventionToken".into()).ok())
         .and_then(|t| t.as_string());
-    from_page.or_else(|| LOGIN_CSRF.with(|c| c.borrow().clone())).or_else(|| opts.csrf_token.clone())
+    from_page
+        .or_else(|| LOGIN_CSRF.with(|c| c.borrow().clone()))
+        .or_else(|| session_storage().and_then(|s| s.get_item(CSRF_KEY).ok().flatten()))
+        .or_else(|| opts.csrf_token.clone())
+}
+
+/// Standalone, the token survives a page reload in sessionStorage (the ticket cookie does too;
+/// without the token every write after a reload would be refused).
+const CSRF_KEY: &str = "pvrb-csrf";
+
+const CAPS_KEY: &str = "pvrb-caps";
+
+/// The privileges from this tab's last standalone login, if any.
+pub fn stored_caps() -> Option<crate::caps::Caps> {
+    let raw = session_storage()?.get_item(CAPS_KEY).ok().flatten()?;
+    serde_json::from_str(&raw).ok()
+}
+
+fn session_storage() -> Option<web_sys::Storage> {
+    web_sys::window().and_then(|w| w.session_storage().ok().flatten())
 }
 
 fn with_auth(builder: RequestBuilder, opts: &PanelOptions) -> RequestBuilder {
@@ -72,26 +91,69 @@ async fn decode<T: DeserializeOwned>(resp: Result<Response, gloo_net::Error>) ->
 }
 
 pub async fn cluster(opts: &PanelOptions) -> Result<ClusterView, Failure> {
-    let url = format!("{}/api/v1/cluster", opts.api_base);
-    decode(with_auth(Request::get(&url), opts).send().await).await
+    get(opts, "/api/v1/cluster").await
 }
 
 pub async fn plan(opts: &PanelOptions, request: &PlanRequest) -> Result<Plan, Failure> {
-    let url = format!("{}/api/v1/plan", opts.api_base);
+    post(opts, "/api/v1/plan", request).await
+}
+
+async fn post<B: serde::Serialize, T: DeserializeOwned>(
+    opts: &PanelOptions,
+    path: &str,
+    body: &B,
+) -> Result<T, Failure> {
+    let url = format!("{}{path}", opts.api_base);
     let req = with_auth(Request::post(&url), opts)
-        .json(request)
+        .json(body)
         .map_err(|e| Failure { status: None, message: e.to_string() })?;
     decode(req.send().await).await
+}
+
+async fn get<T: DeserializeOwned>(opts: &PanelOptions, path: &str) -> Result<T, Failure> {
+    let url = format!("{}{path}", opts.api_base);
+    decode(with_auth(Request::get(&url), opts).send().await).await
+}
+
+/// Starts a job; `steps` = the vmids to run, `None` for all.
+pub async fn execute(opts: &PanelOptions, plan: &Plan, steps: Option<Vec<u32>>) -> Result<u64, Failure> {
+    let answer: ExecuteResponse =
+        post(opts, "/api/v1/plan/execute", &ExecuteRequest { plan: plan.clone(), steps }).await?;
+    Ok(answer.job_id)
+}
+
+pub async fn jobs(opts: &PanelOptions, limit: usize) -> Result<Vec<JobSummary>, Failure> {
+    get(opts, &format!("/api/v1/jobs?limit={limit}")).await
+}
+
+pub async fn job(opts: &PanelOptions, id: u64) -> Result<JobView, Failure> {
+    get(opts, &format!("/api/v1/jobs/{id}")).await
+}
+
+pub async fn cancel(opts: &PanelOptions, id: u64) -> Result<JobView, Failure> {
+    post(opts, &format!("/api/v1/jobs/{id}/cancel"), &serde_json::json!({})).await
+}
+
+/// The event stream of a job (`EventSource` needs the absolute URL).
+pub fn events_url(opts: &PanelOptions, id: u64) -> String {
+    format!("{}/api/v1/jobs/{id}/events", opts.api_base)
 }
 
 #[derive(serde::Deserialize)]
 struct LoginAnswer {
     #[serde(rename = "CSRFPreventionToken")]
     csrf: Option<String>,
+    #[serde(default)]
+    cap: Option<crate::caps::Caps>,
 }
 
-/// Logs in with PVE credentials through the backend, which sets PVE's ticket cookie.
-pub async fn login(opts: &PanelOptions, username: &str, password: &str) -> Result<(), Failure> {
+/// Logs in with PVE credentials through the backend, which sets PVE's ticket cookie. Answers the
+/// user's privileges (PVE's `cap`).
+pub async fn login(
+    opts: &PanelOptions,
+    username: &str,
+    password: &str,
+) -> Result<Option<crate::caps::Caps>, Failure> {
     let url = format!("{}/api/v1/login", opts.api_base);
     let body = serde_json::json!({ "username": username, "password": password });
     let req = Request::post(&url)
@@ -99,6 +161,12 @@ pub async fn login(opts: &PanelOptions, username: &str, password: &str) -> Resul
         .json(&body)
         .map_err(|e| Failure { status: None, message: e.to_string() })?;
     let answer: LoginAnswer = decode(req.send().await).await?;
+    if let (Some(storage), Some(token)) = (session_storage(), answer.csrf.as_deref()) {
+        let _ = storage.set_item(CSRF_KEY, token);
+        if let Some(cap) = answer.cap.as_ref().and_then(|c| serde_json::to_string(c).ok()) {
+            let _ = storage.set_item(CAPS_KEY, &cap);
+        }
+    }
     LOGIN_CSRF.with(|c| *c.borrow_mut() = answer.csrf);
-    Ok(())
+    Ok(answer.cap)
 }

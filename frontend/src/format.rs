@@ -37,9 +37,89 @@ pub fn api_error(status: u16, e: &ApiError) -> String {
     }
 }
 
+/// "1 migration", "3 migrations".
+pub fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// "45 s", "3 min 20 s", "1 h 05 min".
+pub fn duration(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} min", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// What the estimate assumes: PVE's default migration network moves roughly 1 GiB/s, each
+/// migration has some fixed setup, and the executor runs two at a time (its default).
+pub const ASSUMED_GIB_PER_SEC: f64 = 1.0;
+pub const ASSUMED_SETUP_SECS: f64 = 5.0;
+pub const ASSUMED_PARALLEL: usize = 2;
+
+/// Rough wall time for moving these sizes (GiB each): longest-first onto `parallel` lanes.
+pub fn estimate_secs(gib: &[f64], parallel: usize) -> f64 {
+    let mut each: Vec<f64> = gib.iter().map(|g| ASSUMED_SETUP_SECS + g / ASSUMED_GIB_PER_SEC).collect();
+    each.sort_by(|a, b| b.total_cmp(a));
+    let mut lanes = vec![0.0f64; parallel.max(1)];
+    for t in each {
+        let lane = lanes.iter_mut().min_by(|a, b| a.total_cmp(b)).expect("at least one lane");
+        *lane += t;
+    }
+    lanes.into_iter().fold(0.0, f64::max)
+}
+
+/// How PVE will move the guest, in the words an operator cares about.
+pub fn migration(kind: shared::MigrationKind) -> &'static str {
+    match kind {
+        shared::MigrationKind::Live => "live",
+        shared::MigrationKind::Restart => "restart (brief downtime)",
+        shared::MigrationKind::Offline => "offline",
+    }
+}
+
+/// Local wall-clock time "2026-11-22 14:05:09" of Unix seconds, given the offset east of UTC
+/// in minutes (the browser's; the native tests pass it in).
+pub fn clock(unix: u64, offset_east_min: i64) -> String {
+    let t = unix as i64 + offset_east_min * 60;
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Civil-from-days (Howard Hinnant's algorithm): no calendar crate for one line of output.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_counts_and_clocks() {
+        assert_eq!(duration(44.6), "45 s");
+        assert_eq!(duration(200.0), "3 min 20 s");
+        assert_eq!(duration(3900.0), "1 h 05 min");
+        assert_eq!(count(1, "migration", "migrations"), "1 migration");
+        assert_eq!(count(0, "migration", "migrations"), "0 migrations");
+        assert_eq!(clock(0, 0), "1970-01-01 00:00:00");
+        assert_eq!(clock(1_795_000_000, 60), "2026-11-18 12:06:40");
+        assert_eq!(clock(951_782_400, 0), "2000-02-29 00:00:00");
+    }
+
+    #[test]
+    fn estimates_spread_over_two_lanes() {
+        // 5 s setup each: lanes [10+5] and [4+5, 2+5] → 16 s.
+        assert_eq!(estimate_secs(&[10.0, 4.0, 2.0], 2), 16.0);
+        assert_eq!(estimate_secs(&[], 2), 0.0);
+        assert_eq!(estimate_secs(&[1.0, 1.0], 1), 12.0);
+    }
 
     #[test]
     fn bars_clamp_and_classify() {

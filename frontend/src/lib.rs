@@ -3,12 +3,20 @@
 //! exported `mount_panel` with the element of an Ext panel and unmounts it when ExtJS destroys
 //! the card.
 //!
-//! - [`api`]: calls to the backend (`/api/v1`), with the PVE ticket's CSRF token on writes.
-//! - [`format`]: pure formatting and bar arithmetic, unit-tested natively.
-//! - [`views`]: the components.
+//! - [`api`]: calls to the backend (`/api/v1`), with the PVE ticket's CSRF token on writes;
+//!   [`live`]: following a job (event stream, polling fallback).
+//! - Pure logic, unit-tested natively: [`format`] (words, sizes, times, estimates), [`caps`]
+//!   (privileges per action), [`selection`] (which steps run), [`progress`] (a job's rows),
+//!   [`guests`] (filter, sort, page).
+//! - [`views`]: the components, one module per view.
 
 pub mod api;
+pub mod caps;
 pub mod format;
+pub mod guests;
+pub mod live;
+pub mod progress;
+pub mod selection;
 pub mod views;
 
 use serde::Deserialize;
@@ -27,6 +35,15 @@ pub struct PanelOptions {
     pub user: Option<String>,
     /// `Proxmox.CSRFPreventionToken`, sent on writes.
     pub csrf_token: Option<String>,
+    /// PVE's `GuiCap` (the user's privileges), to grey out what would be refused.
+    pub caps: Option<caps::Caps>,
+}
+
+impl PanelOptions {
+    /// Opened for one node's maintenance (the node toolbar button), not the whole cluster.
+    pub fn maintenance_only(&self) -> bool {
+        self.view == "maintenance" && self.node.is_some()
+    }
 }
 
 /// The panel's stylesheet, injected once per document (standalone and embedded alike, so the

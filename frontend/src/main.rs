@@ -32,7 +32,7 @@ impl PanelHandle {
     }
 }
 
-/// Mounts the panel into `element`. `options` is `{apiBase, view, node, user, csrfToken}`.
+/// Mounts the panel into `element`. `options` is `{apiBase, view, node, user, csrfToken, caps}`.
 #[wasm_bindgen]
 pub fn mount_panel(element: web_sys::HtmlElement, options: JsValue) -> Result<PanelHandle, JsValue> {
     ensure_style();
@@ -53,6 +53,16 @@ fn main() {
         .unwrap_or(false);
     if !embedded {
         ensure_style();
-        leptos::mount::mount_to_body(|| view! { <Panel opts=PanelOptions::default() /> });
+        let opts = standalone_options();
+        leptos::mount::mount_to_body(move || view! { <Panel opts=opts.clone() /> });
     }
+}
+
+/// Standalone, `?view=maintenance&node=pve2` opens one node's maintenance view, as the node
+/// toolbar button does inside PVE (handy for bookmarks and tests).
+fn standalone_options() -> PanelOptions {
+    let search = web_sys::window().and_then(|w| w.location().search().ok()).unwrap_or_default();
+    let params = web_sys::UrlSearchParams::new_with_str(&search).ok();
+    let get = |k: &str| params.as_ref().and_then(|p| p.get(k)).filter(|v| !v.is_empty());
+    PanelOptions { view: get("view").unwrap_or_default(), node: get("node"), ..PanelOptions::default() }
 }

@@ -177,3 +177,58 @@ impl Browser {
         let _ = self.driver.wait();
     }
 }
+
+impl Browser {
+    /// Waits until `script` (a function body) returns a truthy value, at most `timeout`; returns
+    /// that value.
+    pub async fn wait_until(&self, script: &str, what: &str, timeout: Duration) -> Result<Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.eval(script).await?;
+            let truthy = !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0));
+            if truthy {
+                return Ok(v);
+            }
+            if Instant::now() >= deadline {
+                let body = self.eval("return document.body.innerText").await.unwrap_or_default();
+                bail!("waited {timeout:?} for {what}; page text: {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Waits until the text of the first element matching `css` contains `needle`.
+    pub async fn wait_text(&self, css: &str, needle: &str, timeout: Duration) -> Result<String> {
+        let script = format!(
+            "const e = document.querySelector({}); return e && e.innerText.includes({}) ? e.innerText : null;",
+            json!(css),
+            json!(needle)
+        );
+        let v = self.wait_until(&script, &format!("`{css}` to contain {needle:?}"), timeout).await?;
+        Ok(v.as_str().unwrap_or_default().to_owned())
+    }
+
+    /// An attribute of the first element matching `css` (`None` if absent).
+    pub async fn attr(&self, css: &str, name: &str) -> Result<Option<String>> {
+        let script = format!(
+            "const e = document.querySelector({}); if (!e) throw new Error('no element ' + {0}); return e.getAttribute({});",
+            json!(css),
+            json!(name)
+        );
+        Ok(self.eval(&script).await?.as_str().map(str::to_owned))
+    }
+
+    /// Picks `value` in a `<select>` and fires `change`, as a user would.
+    pub async fn select(&self, css: &str, value: &str) -> Result<()> {
+        let script = format!(
+            "const e = document.querySelector({}); if (!e) throw new Error('no element ' + {0}); e.value = {}; e.dispatchEvent(new Event('change', {{bubbles: true}})); return e.value;",
+            json!(css),
+            json!(value)
+        );
+        let v = self.eval(&script).await?;
+        if v.as_str() != Some(value) {
+            bail!("`{css}` has no option {value:?}");
+        }
+        Ok(())
+    }
+}

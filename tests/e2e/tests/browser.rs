@@ -1,33 +1,267 @@
-//! The panel in a real headless Chromium (Debian's), served by the backend, against the simulator.
+//! The panel in a real headless Chromium (Debian's), served by the backend, against the simulator
+//! with the executor running: log in, plan, simulate, execute and follow a job, evacuate a node,
+//! privileges, and screenshots (light, dark, phone width) under `target/screenshots/`.
 
 use e2e::webdriver::Browser;
 use e2e::{panel_dir, workspace_root, Stack};
+use std::path::PathBuf;
 use std::time::Duration;
 
+const WAIT: Duration = Duration::from_secs(30);
+/// Migrations in the simulator run at 1000× speed, but a whole plan still takes a while on two
+/// shared cores.
+const JOB_WAIT: Duration = Duration::from_secs(90);
+
+fn shots() -> PathBuf {
+    workspace_root().join("target/screenshots")
+}
+
+/// Opens `path` on the backend and logs in through the panel's own form.
+async fn open_logged_in(browser: &Browser, stack: &Stack, path: &str, user: &str, password: &str) {
+    browser.goto(&format!("{}{path}", stack.backend_url)).await.unwrap();
+    // Standalone, the panel asks for PVE credentials first.
+    browser.wait_for("#login", 1, WAIT).await.unwrap();
+    browser.fill("#login-user", user).await.unwrap();
+    browser.fill("#login-password", password).await.unwrap();
+    browser.click("#login-submit").await.unwrap();
+}
+
+/// `(vmid, target)` of every step in the plan table `table` (`#plan-steps`, `#evac-steps`).
+async fn planned_moves(browser: &Browser, table: &str) -> Vec<(u32, String)> {
+    let script = format!(
+        "return [...document.querySelectorAll('{table} tbody tr')].map(r => [Number(r.dataset.vmid), r.cells[4].innerText.split('→')[1].trim()]);"
+    );
+    let v = browser.eval(&script).await.unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_u64().unwrap() as u32, p[1].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// Confirms the open dialog and waits until every step of the job is done.
+async fn confirm_and_wait_done(browser: &Browser, steps: usize) {
+    browser.wait_for("#confirm", 1, WAIT).await.unwrap();
+    assert_eq!(browser.count("#confirm-steps tbody tr").await.unwrap(), steps, "the dialog lists every step");
+    let status = browser.text("#refresh-status").await.unwrap();
+    assert_eq!(status, "Auto-refresh paused", "no refresh behind an open dialog");
+    browser.click("#confirm-execute").await.unwrap();
+    browser.wait_for("#job-steps tbody tr", steps, WAIT).await.unwrap();
+    let all_done = format!(
+        "const rows = [...document.querySelectorAll('#job-steps tbody tr')]; \
+         const bad = rows.filter(r => ['failed','skipped','cancelled','unknown'].includes(r.dataset.state)); \
+         if (bad.length) return 'FAILED: ' + bad.map(r => r.innerText).join(' | '); \
+         return rows.length === {steps} && rows.every(r => r.dataset.state === 'done');"
+    );
+    let v = browser.wait_until(&all_done, "every job step done", JOB_WAIT).await.unwrap();
+    assert_eq!(v, serde_json::json!(true), "{v}");
+    browser.wait_text("#job-headline", ": done", WAIT).await.unwrap();
+    assert_eq!(browser.count("#job-dismiss").await.unwrap(), 1, "a finished job can be closed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn panel_shows_the_nodes_and_a_plan() {
+async fn panel_shows_the_nodes_a_plan_and_a_what_if() {
     let stack = Stack::start(Some(panel_dir())).await.expect("stack starts");
     let nodes = stack.sim.with_cluster(|c| c.nodes.len());
     let browser = Browser::start(1280, 800, false).await.expect("browser starts");
-    let shots = workspace_root().join("target/screenshots");
 
-    browser.goto(&format!("{}/", stack.backend_url)).await.unwrap();
-    // Standalone, the panel asks for PVE credentials first.
-    browser.wait_for("#login", 1, Duration::from_secs(30)).await.unwrap();
-    browser.fill("#login-password", "demo").await.unwrap();
-    browser.click("#login-submit").await.unwrap();
-    let rows = browser.wait_for("#nodes tbody tr", nodes, Duration::from_secs(30)).await.unwrap();
+    open_logged_in(&browser, &stack, "/", "root@pam", "demo").await;
+    let rows = browser.wait_for("#nodes tbody tr", nodes, WAIT).await.unwrap();
     assert_eq!(rows, nodes, "one row per simulated node");
-    let first = browser.text("#nodes tbody tr td.name").await.unwrap();
-    assert!(!first.is_empty());
+    assert!(!browser.text("#nodes tbody tr td.name").await.unwrap().is_empty());
 
     browser.click("#compute-plan").await.unwrap();
-    browser.wait_for("#plan-steps tbody tr", 1, Duration::from_secs(30)).await.unwrap();
+    browser.wait_for("#plan-steps tbody tr", 1, WAIT).await.unwrap();
     let summary = browser.text("#plan-summary").await.unwrap();
-    assert!(summary.contains("migration(s)") && summary.contains("spread"), "{summary}");
-    assert_eq!(browser.count("#plan-compare tbody tr").await.unwrap(), nodes);
-    browser.screenshot(&shots.join("panel-plan.png")).await.unwrap();
+    assert!(
+        summary.contains("migration") && summary.contains("GiB moved") && summary.contains('≈'),
+        "{summary}"
+    );
+    assert!(summary.contains("spread"), "{summary}");
+    assert!(browser.text("#plan-origin").await.unwrap().contains("computed by the service"));
+    assert_eq!(browser.count("#plan-compare tbody tr").await.unwrap(), nodes, "before/after per node");
+    browser.screenshot(&shots().join("panel-plan.png")).await.unwrap();
+
+    // Deselecting a step updates the selection line and the execute button.
+    let steps = browser.count("#plan-steps tbody tr").await.unwrap();
+    browser.click("#plan-steps tbody tr:last-child input.step-pick").await.unwrap();
+    let label = browser.text("#plan-execute").await.unwrap();
+    assert!(label.contains(&format!("{} step", steps - 1)), "{label} after deselecting one of {steps}");
+
+    // What-if: a parameter change recomputes in the browser, marked as a simulation.
+    browser.fill("#balanciness", "30").await.unwrap();
+    browser
+        .eval("document.querySelector('#balanciness').dispatchEvent(new Event('change', {bubbles: true}))")
+        .await
+        .unwrap();
+    let origin = browser.wait_text("#plan-origin", "SIMULATION", WAIT).await.unwrap();
+    assert!(origin.contains("in your browser"), "{origin}");
+    browser.select("#level", "5").await.unwrap();
+    browser.wait_for("#plan-steps tbody tr", 1, WAIT).await.unwrap();
+    browser.screenshot(&shots().join("panel-whatif.png")).await.unwrap();
+
+    // Guests: filter and sort.
+    browser.click("#tab-guests").await.unwrap();
+    let all = browser.wait_for("#guest-table tbody tr", 30, WAIT).await.unwrap();
+    let guests = stack.sim.with_cluster(|c| c.guests.len());
+    assert_eq!(all, guests.min(100));
+    browser.select("#guest-node", "pve4").await.unwrap();
+    let on_pve4 = stack.sim.with_cluster(|c| c.guests.values().filter(|g| g.node == "pve4").count());
+    browser
+        .wait_until(
+            &format!("return document.querySelectorAll('#guest-table tbody tr').length === {on_pve4}"),
+            "node filter",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    browser.click("#guest-table button[data-sort=Memory]").await.unwrap();
+    assert_eq!(
+        browser.attr("#guest-table th:nth-child(7)", "aria-sort").await.unwrap().as_deref(),
+        Some("descending")
+    );
+    browser.fill("#guest-filter", "gitlab").await.unwrap();
+    browser
+        .wait_until(
+            "return document.querySelectorAll('#guest-table tbody tr').length === 1",
+            "text filter",
+            WAIT,
+        )
+        .await
+        .unwrap();
+    browser.screenshot(&shots().join("panel-guests.png")).await.unwrap();
+
+    // Rules: the demo's tags and HA rule, with their sources.
+    browser.click("#tab-rules").await.unwrap();
+    browser.wait_for("#rule-constraints tbody tr", 3, WAIT).await.unwrap();
+    let rules = browser.text("#rule-constraints").await.unwrap();
+    assert!(rules.contains("HA rule 'keep-db02-app04-apart'"), "{rules}");
+    assert!(rules.contains("plb_pin_pve1"), "{rules}");
+    assert!(browser.count("#why-not tbody tr").await.unwrap() > 0, "why-not from the last plan");
+    browser.screenshot(&shots().join("panel-rules.png")).await.unwrap();
+
+    // The per-node entry into maintenance.
+    browser.click("#tab-balance").await.unwrap();
+    browser.click("button.node-maintenance[data-node=pve2]").await.unwrap();
+    browser.wait_text("#maintenance-title", "pve2", WAIT).await.unwrap();
+    browser.wait_text("#evac-origin", "PREVIEW", WAIT).await.unwrap();
 
     browser.quit().await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_is_executed_and_followed_until_every_step_is_done() {
+    let stack = Stack::start(Some(panel_dir())).await.expect("stack starts");
+    let browser = Browser::start(1280, 800, false).await.expect("browser starts");
+
+    open_logged_in(&browser, &stack, "/", "root@pam", "demo").await;
+    browser.wait_for("#nodes tbody tr", 1, WAIT).await.unwrap();
+    browser.click("#compute-plan").await.unwrap();
+    browser.wait_for("#plan-steps tbody tr", 1, WAIT).await.unwrap();
+    let moves = planned_moves(&browser, "#plan-steps").await;
+    assert!(!moves.is_empty());
+
+    browser.click("#plan-execute").await.unwrap();
+    browser.screenshot(&shots().join("panel-confirm.png")).await.unwrap();
+    confirm_and_wait_done(&browser, moves.len()).await;
+    browser.screenshot(&shots().join("panel-job-done.png")).await.unwrap();
+
+    // The simulator moved every guest to its (last) planned node.
+    for (vmid, to) in moves.iter().rev().fold(Vec::<(u32, String)>::new(), |mut last, m| {
+        if !last.iter().any(|(v, _)| *v == m.0) {
+            last.push(m.clone());
+        }
+        last
+    }) {
+        assert_eq!(stack.sim.guest_node(vmid).as_deref(), Some(to.as_str()), "guest {vmid}");
+    }
+
+    // History lists the job with its outcome and who started it.
+    browser.click("#tab-history").await.unwrap();
+    browser.wait_for("#history-jobs tbody tr", 1, WAIT).await.unwrap();
+    let row = browser.text("#history-jobs tbody tr").await.unwrap();
+    assert!(row.contains("done") && row.contains("root@pam"), "{row}");
+    browser.click("#history-jobs button.job-steps").await.unwrap();
+    browser.wait_for("#history-steps tbody tr", moves.len(), WAIT).await.unwrap();
+    browser.screenshot(&shots().join("panel-history.png")).await.unwrap();
+
+    browser.quit().await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_maintenance_view_evacuates_a_node_to_empty() {
+    let stack = Stack::start(Some(panel_dir())).await.expect("stack starts");
+    let browser = Browser::start(1280, 800, false).await.expect("browser starts");
+    let on_pve4 = || stack.sim.with_cluster(|c| c.guests.values().filter(|g| g.node == "pve4").count());
+    assert!(on_pve4() > 0);
+
+    // What the node toolbar button opens inside PVE: view=maintenance, node=pve4.
+    open_logged_in(&browser, &stack, "/?view=maintenance&node=pve4", "root@pam", "demo").await;
+    browser.wait_text("#panel-title", "Maintenance: pve4", WAIT).await.unwrap();
+    assert_eq!(browser.count("#tab-balance").await.unwrap(), 0, "one node's view, no tabs");
+    browser.wait_for("#evac-steps tbody tr", on_pve4(), WAIT).await.unwrap();
+    let origin = browser.text("#evac-origin").await.unwrap();
+    assert!(origin.contains("PREVIEW") && origin.contains("in your browser"), "{origin}");
+    let moves = planned_moves(&browser, "#evac-steps").await;
+    assert!(moves.iter().all(|(_, to)| to != "pve4"));
+    browser.screenshot(&shots().join("panel-maintenance.png")).await.unwrap();
+
+    browser.click("#evac-execute").await.unwrap();
+    confirm_and_wait_done(&browser, moves.len()).await;
+    assert_eq!(on_pve4(), 0, "pve4 is empty in the simulator");
+    // The job's end reloads the cluster: the view now says the node is empty.
+    browser.wait_for("#maintenance-empty", 1, WAIT).await.unwrap();
+    browser.screenshot(&shots().join("panel-maintenance-done.png")).await.unwrap();
+
+    browser.quit().await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_sees_why_execute_is_disabled() {
+    let stack = Stack::start(Some(panel_dir())).await.expect("stack starts");
+    let browser = Browser::start(1280, 800, false).await.expect("browser starts");
+
+    open_logged_in(&browser, &stack, "/", "audit@pve", "audit").await;
+    browser.wait_for("#nodes tbody tr", 1, WAIT).await.unwrap();
+    browser.click("#compute-plan").await.unwrap();
+    browser.wait_for("#plan-steps tbody tr", 1, WAIT).await.unwrap();
+    let disabled = browser.eval("return document.querySelector('#plan-execute').disabled").await.unwrap();
+    assert_eq!(disabled, serde_json::json!(true));
+    let tip = browser.attr("#plan-execute", "title").await.unwrap().unwrap_or_default();
+    assert!(tip.contains("VM.Migrate"), "tooltip names the missing privilege: {tip}");
+
+    browser.quit().await;
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dark_theme_and_phone_width_render() {
+    let stack = Stack::start(Some(panel_dir())).await.expect("stack starts");
+
+    let dark = Browser::start(1280, 800, true).await.expect("browser starts");
+    open_logged_in(&dark, &stack, "/", "root@pam", "demo").await;
+    dark.wait_for("#nodes tbody tr", 1, WAIT).await.unwrap();
+    dark.click("#compute-plan").await.unwrap();
+    dark.wait_for("#plan-steps tbody tr", 1, WAIT).await.unwrap();
+    let bg =
+        dark.eval("return getComputedStyle(document.querySelector('.pvrb')).backgroundColor").await.unwrap();
+    assert_eq!(bg.as_str(), Some("rgb(38, 38, 38)"), "PVE's dark background");
+    dark.screenshot(&shots().join("panel-dark.png")).await.unwrap();
+    dark.quit().await;
+
+    let phone = Browser::start(390, 844, false).await.expect("browser starts");
+    open_logged_in(&phone, &stack, "/", "root@pam", "demo").await;
+    phone.wait_for("#nodes tbody tr", 1, WAIT).await.unwrap();
+    phone.click("#compute-plan").await.unwrap();
+    phone.wait_for("#plan-steps tbody tr", 1, WAIT).await.unwrap();
+    let overflow =
+        phone.eval("return document.documentElement.scrollWidth - window.innerWidth").await.unwrap();
+    assert!(overflow.as_i64().unwrap_or(999) <= 1, "the page itself never scrolls sideways: {overflow}");
+    phone.screenshot(&shots().join("panel-phone.png")).await.unwrap();
+    phone.quit().await;
+
     stack.stop().await;
 }

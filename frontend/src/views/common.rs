@@ -1,0 +1,97 @@
+//! Small pieces every view uses: usage bars, the refresh control, the login form.
+
+use super::{auto_refresh, clock, Ctx};
+use crate::api;
+use crate::format::{bar_class, bar_width};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+/// A usage bar with PVE's warning/critical colours; the label is the tooltip.
+#[component]
+pub fn Bar(percent: f64, #[prop(into)] label: String) -> impl IntoView {
+    view! {
+        <div class=bar_class(percent) title=label>
+            <div class="fill" style=format!("width:{:.1}%", bar_width(percent))></div>
+            <span>{format!("{percent:.1}%")}</span>
+        </div>
+    }
+}
+
+/// A state word in a coloured pill (`done`, `failed`, …); the colour comes from the CSS class.
+#[component]
+pub fn StateBadge(#[prop(into)] state: String) -> impl IntoView {
+    view! { <span class=format!("badge state-{state}")>{state.clone()}</span> }
+}
+
+/// Refresh now, the auto-refresh interval, and when the data was loaded.
+#[component]
+pub fn RefreshControl() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let secs = RwSignal::new(30u32);
+    auto_refresh(ctx, secs);
+    let status = move || {
+        if ctx.loading.get() {
+            "Loading…".to_owned()
+        } else if ctx.dialog_open.get() && secs.get() > 0 {
+            "Auto-refresh paused".to_owned()
+        } else {
+            ctx.loaded_at.get().map(|t| format!("Updated {}", &clock(t)[11..])).unwrap_or_default()
+        }
+    };
+    view! {
+        <span class="pvrb-refresh">
+            <span class="pvrb-muted" id="refresh-status">{status}</span>
+            <label title="Reload the cluster this often (paused while a dialog is open)">
+                "Auto "
+                <select id="refresh-interval" on:change=move |ev| secs.set(event_target_value(&ev).parse().unwrap_or(0))>
+                    <option value="0">"off"</option>
+                    <option value="10">"10 s"</option>
+                    <option value="30" selected>"30 s"</option>
+                    <option value="60">"1 min"</option>
+                    <option value="300">"5 min"</option>
+                </select>
+            </label>
+            <button id="reload" disabled=move || ctx.loading.get() on:click=move |_| ctx.reload()>"Refresh"</button>
+        </span>
+    }
+}
+
+/// Shown when the backend wants credentials (standalone; inside the PVE UI the page's ticket is
+/// sent along). The password goes to PVE through the backend and is not kept.
+#[component]
+pub fn Login(reason: String) -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let (user, set_user) = signal(String::from("root@pam"));
+    let (password, set_password) = signal(String::new());
+    let (error, set_error) = signal(None::<String>);
+    let (busy, set_busy) = signal(false);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let (o, u, p) = (ctx.opts.get_value(), user.get(), password.get());
+        set_busy.set(true);
+        spawn_local(async move {
+            match api::login(&o, &u, &p).await {
+                Ok(caps) => {
+                    if caps.is_some() {
+                        ctx.caps.set(caps);
+                    }
+                    ctx.error.set(None);
+                    ctx.reload();
+                }
+                Err(e) => set_error.set(Some(e.message)),
+            }
+            set_busy.try_set(false);
+        });
+    };
+    view! {
+        <form id="login" class="pvrb-login" on:submit=submit>
+            <p class="pvrb-muted">{reason}</p>
+            <label>"User name" <input id="login-user" autocomplete="username" prop:value=move || user.get()
+                on:input=move |ev| set_user.set(event_target_value(&ev)) /></label>
+            <label>"Password" <input id="login-password" type="password" autocomplete="current-password"
+                on:input=move |ev| set_password.set(event_target_value(&ev)) /></label>
+            <button id="login-submit" type="submit" disabled=move || busy.get()>"Log in"</button>
+            {move || error.get().map(|e| view! { <p class="pvrb-error" role="alert">{e}</p> })}
+        </form>
+    }
+}

@@ -1,0 +1,103 @@
+//! Jobs run so far (`GET /api/v1/jobs`): outcome, who started them, when, and their steps on demand.
+
+use super::common::StateBadge;
+use super::{clock, Ctx};
+use crate::api::{self, Failure};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shared::api::{JobSummary, JobView};
+
+#[component]
+pub fn History() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let jobs = RwSignal::new(None::<Result<Vec<JobSummary>, Failure>>);
+    let open = RwSignal::new(None::<Result<JobView, Failure>>);
+    Effect::new(move |_| {
+        ctx.jobs_changed.track();
+        ctx.loaded_at.track();
+        let o = ctx.opts.get_value();
+        spawn_local(async move {
+            let answer = api::jobs(&o, 100).await;
+            jobs.try_set(Some(answer));
+        });
+    });
+    let show = move |id: u64| {
+        let o = ctx.opts.get_value();
+        spawn_local(async move {
+            let answer = api::job(&o, id).await;
+            open.try_set(Some(answer));
+        });
+    };
+    let table = move || match jobs.get() {
+        None => view! { <p class="pvrb-muted">"Loading jobs…"</p> }.into_any(),
+        Some(Err(e)) => view! { <p class="pvrb-error" role="alert">{e.message}</p> }.into_any(),
+        Some(Ok(list)) if list.is_empty() => {
+            view! { <p class="pvrb-muted" id="history-empty">"No job has run yet."</p> }.into_any()
+        }
+        Some(Ok(list)) => {
+            let rows = list
+                .into_iter()
+                .map(|j| {
+                    let c = &j.counts;
+                    let mut steps = vec![format!("{} done", c.done)];
+                    for (n, w) in [(c.failed, "failed"), (c.skipped, "skipped"), (c.cancelled, "cancelled"), (c.unknown, "unknown"), (c.running, "running"), (c.queued, "queued")] {
+                        if n > 0 {
+                            steps.push(format!("{n} {w}"));
+                        }
+                    }
+                    let id = j.id;
+                    view! {
+                        <tr data-job=j.id data-state=j.state.as_str()>
+                            <td class="num">{j.id}</td>
+                            <td><StateBadge state=j.state.as_str() /></td>
+                            <td>{j.started_by.clone()}</td>
+                            <td class="nowrap">{clock(j.created_at)}</td>
+                            <td class="nowrap">{j.finished_at.map(clock).unwrap_or_default()}</td>
+                            <td>{steps.join(", ")}</td>
+                            <td class="why">{j.message.clone().unwrap_or_default()}</td>
+                            <td><button class="link job-steps" on:click=move |_| show(id)>"Steps"</button></td>
+                        </tr>
+                    }
+                })
+                .collect_view();
+            view! {
+                <div class="pvrb-scroll">
+                    <table id="history-jobs" class="pvrb-grid">
+                        <thead><tr><th class="num">"Job"</th><th>"Outcome"</th><th>"Started by"</th><th>"Started"</th><th>"Finished"</th><th>"Steps"</th><th>"Message"</th><th></th></tr></thead>
+                        <tbody>{rows}</tbody>
+                    </table>
+                </div>
+            }.into_any()
+        }
+    };
+    let detail = move || {
+        open.get().map(|v| match v {
+            Err(e) => view! { <p class="pvrb-error" role="alert">{e.message}</p> }.into_any(),
+            Ok(v) => {
+                let rows = v
+                    .steps
+                    .iter()
+                    .map(|s| view! {
+                        <tr data-state=s.state.as_str()>
+                            <td class="num">{s.index + 1}</td>
+                            <td>{format!("{} ({})", s.vmid, s.name)}</td>
+                            <td class="nowrap">{format!("{} → {}", s.from, s.to)}</td>
+                            <td><StateBadge state=s.state.as_str() /></td>
+                            <td class="why">{s.message.clone().unwrap_or_default()}</td>
+                        </tr>
+                    })
+                    .collect_view();
+                view! {
+                    <h4>{format!("Job {} steps", v.job.id)}</h4>
+                    <div class="pvrb-scroll">
+                        <table id="history-steps" class="pvrb-grid">
+                            <thead><tr><th class="num">"#"</th><th>"Guest"</th><th>"Move"</th><th>"State"</th><th>"Message"</th></tr></thead>
+                            <tbody>{rows}</tbody>
+                        </table>
+                    </div>
+                }.into_any()
+            }
+        })
+    };
+    view! { {table} {detail} }
+}

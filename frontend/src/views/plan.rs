@@ -1,0 +1,378 @@
+//! Planning: the parameters, the plan the service computes ("Compute plan"), and the what-if the
+//! same engine computes in the browser from the loaded snapshot as the parameters change. Both
+//! show in [`PlanResult`], which the maintenance view reuses for its evacuation preview.
+
+use super::common::Bar;
+use super::execute::ConfirmExecute;
+use super::{clock, now_secs, Ctx};
+use crate::caps::{AUDIT, MIGRATE};
+use crate::format::{self, count, duration, estimate_secs, gib};
+use crate::{api, selection};
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use shared::{Method, Plan, PlanRequest, PlanStep};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+/// Where a shown plan comes from; simulations say so until executed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Origin {
+    /// `POST /api/v1/plan` (a fresh snapshot, taken by the service).
+    Service { at: u64 },
+    /// What-if: `shared::planner::plan` in the browser on the loaded snapshot.
+    Simulation { at: u64, ms: f64 },
+    /// Maintenance: `shared::evacuate::evacuate` in the browser (no backend route for it yet).
+    Preview { at: u64, ms: f64 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shown {
+    pub plan: Plan,
+    pub origin: Origin,
+    pub selected: BTreeSet<usize>,
+    /// The job it was handed to.
+    pub executed: Option<u64>,
+}
+
+impl Shown {
+    pub fn new(plan: Plan, origin: Origin) -> Shown {
+        let selected = selection::all(&plan.steps);
+        Shown { plan, origin, selected, executed: None }
+    }
+}
+
+pub fn step_gib(s: &PlanStep) -> f64 {
+    (s.mem_bytes + s.disk_bytes) as f64 / (1u64 << 30) as f64
+}
+
+/// "3 migrations · 24.0 GiB moved · ≈ 45 s"
+fn totals<'a>(steps: impl Iterator<Item = &'a PlanStep>) -> String {
+    let sizes: Vec<f64> = steps.map(step_gib).collect();
+    format!(
+        "{} · {:.1} GiB moved · ≈ {}",
+        count(sizes.len(), "migration", "migrations"),
+        sizes.iter().sum::<f64>(),
+        duration(estimate_secs(&sizes, format::ASSUMED_PARALLEL))
+    )
+}
+
+/// Runs `f` a moment later, so the "Computing…" state paints before the engine blocks the page.
+fn soon(f: impl FnOnce() + 'static) {
+    set_timeout(f, Duration::from_millis(30));
+}
+
+#[component]
+pub fn PlanView() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let method = RwSignal::new(Method::Memory);
+    // "" = balanciness below; "1".."5" = DRS-like level.
+    let level = RwSignal::new(String::new());
+    let balanciness = RwSignal::new(PlanRequest::default().balanciness);
+    let max_moves = RwSignal::new(PlanRequest::default().max_moves);
+    let max_gib = RwSignal::new(None::<f64>);
+    let whatif = RwSignal::new(true);
+    let busy = RwSignal::new(None::<&'static str>);
+    let error = RwSignal::new(None::<String>);
+    let shown = RwSignal::new(None::<Shown>);
+    let request = Memo::new(move |_| PlanRequest {
+        method: method.get(),
+        balanciness: balanciness.get(),
+        level: level.get().parse().ok(),
+        max_moves: max_moves.get(),
+        max_gib: max_gib.get(),
+        ..Default::default()
+    });
+    let show = move |s: Shown| {
+        ctx.last_plan.set(Some(s.plan.clone()));
+        shown.set(Some(s));
+    };
+    let simulate = move || {
+        busy.set(Some("Simulating…"));
+        error.set(None);
+        soon(move || {
+            let req = request.get_untracked();
+            let t0 = js_sys::Date::now();
+            let result = ctx.cluster.with_untracked(|c| {
+                c.as_ref().map(|c| (shared::planner::plan(&c.snapshot, &req), c.snapshot.collected_at))
+            });
+            let ms = js_sys::Date::now() - t0;
+            if let Some((plan, at)) = result {
+                show(Shown::new(plan, Origin::Simulation { at, ms }));
+            }
+            busy.try_set(None);
+        });
+    };
+    // What-if: every parameter change recomputes in the browser (not the first run: the page
+    // should not pay for a plan nobody asked for).
+    Effect::new(move |prev: Option<()>| {
+        request.track();
+        if prev.is_some() && whatif.get_untracked() {
+            simulate();
+        }
+    });
+    let compute = move |_| {
+        let (o, req) = (ctx.opts.get_value(), request.get_untracked());
+        busy.set(Some("Computing…"));
+        error.set(None);
+        spawn_local(async move {
+            match api::plan(&o, &req).await {
+                Ok(plan) => show(Shown::new(plan, Origin::Service { at: now_secs() })),
+                Err(e) => {
+                    error.try_set(Some(e.message));
+                }
+            }
+            busy.try_set(None);
+        });
+    };
+    let num = |ev: &leptos::ev::Event| event_target_value(ev).trim().parse::<f64>().ok();
+    view! {
+        <div class="pvrb-plan">
+            <div class="pvrb-toolbar pvrb-params">
+                <label>"Method "
+                    <select id="method" on:change=move |ev| method.set(match event_target_value(&ev).as_str() {
+                        "cpu" => Method::Cpu,
+                        "disk" => Method::Disk,
+                        "weighted" => Method::Weighted,
+                        _ => Method::Memory,
+                    })>
+                        <option value="memory">"memory"</option>
+                        <option value="cpu">"CPU"</option>
+                        <option value="disk">"disk"</option>
+                        <option value="weighted">"weighted"</option>
+                    </select>
+                </label>
+                <label title="Level 1 moves only what rules or maintenance demand; 5 chases slight imbalance">"Threshold "
+                    <select id="level" on:change=move |ev| level.set(event_target_value(&ev))>
+                        <option value="">"balanciness"</option>
+                        <option value="1">"level 1 (mandatory only)"</option>
+                        <option value="2">"level 2"</option>
+                        <option value="3">"level 3"</option>
+                        <option value="4">"level 4"</option>
+                        <option value="5">"level 5 (aggressive)"</option>
+                    </select>
+                </label>
+                <label class:hidden=move || !level.get().is_empty()
+                    title="Balance only when max − min node usage exceeds this many percentage points">
+                    <input id="balanciness" type="number" min="0" max="100" step="1"
+                        prop:value=move || balanciness.get()
+                        on:change=move |ev| if let Some(v) = num(&ev) { balanciness.set(v.clamp(0.0, 100.0)) } />
+                    " points"
+                </label>
+                <label title="Budget: at most this many migrations">"Max moves "
+                    <input id="max-moves" type="number" min="1" max="10000" step="1"
+                        prop:value=move || max_moves.get()
+                        on:change=move |ev| if let Some(v) = num(&ev) { max_moves.set(v.clamp(1.0, 10_000.0) as u32) } />
+                </label>
+                <label title="Budget: at most this many GiB (memory plus local disk) moved; empty = no limit">"Max GiB "
+                    <input id="max-gib" type="number" min="0" step="1" placeholder="any"
+                        on:change=move |ev| max_gib.set(num(&ev).filter(|v| *v > 0.0)) />
+                </label>
+                <label title="Recompute the plan in your browser whenever a parameter changes">
+                    <input id="whatif" type="checkbox" prop:checked=move || whatif.get()
+                        on:change=move |ev| whatif.set(event_target_checked(&ev)) />
+                    " what-if"
+                </label>
+                <button id="simulate" disabled=move || busy.get().is_some() on:click=move |_| simulate()
+                    title="Compute the plan in your browser from the loaded snapshot">"Simulate"</button>
+                <button id="compute-plan" class="primary" disabled=move || busy.get().is_some() || ctx.denied(AUDIT).is_some()
+                    title=move || ctx.denied(AUDIT).unwrap_or_else(|| "Ask the service for a plan on a fresh snapshot".into())
+                    on:click=compute>"Compute plan"</button>
+                {move || busy.get().map(|b| view! { <span class="pvrb-muted" id="plan-busy">{b}</span> })}
+            </div>
+            {move || error.get().map(|e| view! { <p class="pvrb-error" role="alert">{e}</p> })}
+            <PlanResult shown=shown scope="plan" action="Execute" />
+        </div>
+    }
+}
+
+fn origin_line(origin: &Origin, executed: Option<u64>) -> (String, &'static str) {
+    if let Some(id) = executed {
+        return (format!("Handed to the service as job {id}; progress is shown above."), "pvrb-origin done");
+    }
+    match origin {
+        Origin::Service { at } => {
+            (format!("Plan computed by the service at {}. Nothing has run yet.", clock(*at)), "pvrb-origin")
+        }
+        Origin::Simulation { at, ms } => (
+            format!(
+                "SIMULATION — what-if computed in your browser in {ms:.0} ms from the snapshot of {}. Nothing has run; Execute sends this plan to the service.",
+                clock(*at)
+            ),
+            "pvrb-origin sim",
+        ),
+        Origin::Preview { at, ms } => (
+            format!(
+                "PREVIEW — computed in your browser in {ms:.0} ms from the snapshot of {} (the service has no evacuation route). Nothing has run; Execute sends this plan to the service.",
+                clock(*at)
+            ),
+            "pvrb-origin sim",
+        ),
+    }
+}
+
+/// A plan: where it comes from, totals, steps to pick, the execute button, before/after per node,
+/// and the guests that stay. `scope` prefixes the element ids (`plan-steps`, `evac-steps`, …).
+#[component]
+pub fn PlanResult(
+    shown: RwSignal<Option<Shown>>,
+    scope: &'static str,
+    action: &'static str,
+) -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let confirming = RwSignal::new(false);
+    let id = move |what: &str| format!("{scope}-{what}");
+    let toggle = move |i: usize, on: bool| {
+        shown.update(|s| {
+            if let Some(s) = s {
+                selection::set(&s.plan.steps, &mut s.selected, i, on);
+            }
+        })
+    };
+    let toggle_all = move |on: bool| {
+        shown.update(|s| {
+            if let Some(s) = s {
+                s.selected = if on { selection::all(&s.plan.steps) } else { BTreeSet::new() };
+            }
+        })
+    };
+    let blocked = move || -> Option<String> {
+        shown.with(|s| {
+            let s = s.as_ref()?;
+            if s.selected.is_empty() {
+                Some("Select at least one step".into())
+            } else if ctx.job_running() {
+                Some("A job is running; wait for it to end or cancel it".into())
+            } else {
+                ctx.denied(MIGRATE)
+            }
+        })
+    };
+    let body = move || {
+        shown.with(|s| {
+            let s = s.as_ref()?;
+            let p = &s.plan;
+            let (origin, origin_class) = origin_line(&s.origin, s.executed);
+            let all_selected = s.selected.len() == p.steps.len();
+            let summary = format!(
+                "{}; spread {:.1} → {:.1} points",
+                totals(p.steps.iter()),
+                p.spread_before,
+                p.spread_after
+            );
+            let picked = format!(
+                "Selected: {}",
+                totals(p.steps.iter().enumerate().filter(|(i, _)| s.selected.contains(i)).map(|(_, st)| st))
+            );
+            let steps = p
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, st)| {
+                    let on = s.selected.contains(&i);
+                    let size = if st.disk_bytes > 0 {
+                        format!("{} + {} disk", gib(st.mem_bytes), gib(st.disk_bytes))
+                    } else {
+                        gib(st.mem_bytes)
+                    };
+                    let after = (!st.depends_on.is_empty())
+                        .then(|| format!(" (after step {})", st.depends_on.iter().map(|d| (d + 1).to_string()).collect::<Vec<_>>().join(", ")));
+                    view! {
+                        <tr class:off=!on data-vmid=st.vmid>
+                            <td><input type="checkbox" class="step-pick" prop:checked=on
+                                aria-label=format!("Run step {}", i + 1)
+                                on:change=move |ev| toggle(i, event_target_checked(&ev)) /></td>
+                            <td class="num">{i + 1}</td>
+                            <td class="num">{st.vmid}</td>
+                            <td>{st.name.clone()}</td>
+                            <td class="nowrap">{format!("{} → {}", st.from, st.to)}</td>
+                            <td>{format::migration(st.migration)}</td>
+                            <td class="num nowrap">{size}</td>
+                            <td class="why">{st.reason.clone()}{after}</td>
+                        </tr>
+                    }
+                })
+                .collect_view();
+            let compare = p
+                .before
+                .iter()
+                .zip(&p.after)
+                .map(|(b, a)| {
+                    view! {
+                        <tr>
+                            <td class="name">{b.node.clone()}</td>
+                            <td><Bar percent=b.percent label=format!("before: {:.1}%", b.percent) /></td>
+                            <td><Bar percent=a.percent label=format!("after: {:.1}%", a.percent) /></td>
+                        </tr>
+                    }
+                })
+                .collect_view();
+            let notes = p.notes.iter().map(|n| view! { <li>{n.clone()}</li> }).collect_view();
+            let why_not = (!p.why_not.is_empty()).then(|| {
+                let rows = p
+                    .why_not
+                    .iter()
+                    .map(|w| view! { <tr><td class="num">{w.vmid}</td><td>{w.name.clone()}</td><td>{w.node.clone()}</td><td>{w.reason.clone()}</td></tr> })
+                    .collect_view();
+                view! {
+                    <details id=id("whynot") class="pvrb-details">
+                        <summary>{format!("Guests that stay ({})", p.why_not.len())}</summary>
+                        <table class="pvrb-grid"><thead><tr><th class="num">"VMID"</th><th>"Name"</th><th>"Node"</th><th>"Why it stays"</th></tr></thead>
+                        <tbody>{rows}</tbody></table>
+                    </details>
+                }
+            });
+            let has_steps = !p.steps.is_empty();
+            Some(view! {
+                <p id=id("origin") class=origin_class>{origin}</p>
+                <p id=id("summary") class="pvrb-summary">{summary}</p>
+                {(!p.notes.is_empty()).then(|| view! { <ul class="pvrb-notes">{notes}</ul> })}
+                <div class="pvrb-sidebyside">
+                    <div class="pvrb-steps">
+                        {has_steps.then(|| view! {
+                            <div class="pvrb-scroll">
+                                <table id=id("steps") class="pvrb-grid">
+                                    <thead><tr>
+                                        <th><input type="checkbox" id=id("all") prop:checked=all_selected aria-label="Select every step"
+                                            on:change=move |ev| toggle_all(event_target_checked(&ev)) /></th>
+                                        <th class="num">"#"</th><th class="num">"VMID"</th><th>"Name"</th><th>"Move"</th><th>"Kind"</th><th class="num">"Size"</th><th>"Why"</th>
+                                    </tr></thead>
+                                    <tbody>{steps}</tbody>
+                                </table>
+                            </div>
+                            <div class="pvrb-toolbar">
+                                <span class="pvrb-muted" id=id("selected")>{picked}</span>
+                                <span class="pvrb-muted" title=format!("Assumes ~{} GiB/s per migration, {} s setup each, {} at a time", format::ASSUMED_GIB_PER_SEC, format::ASSUMED_SETUP_SECS, format::ASSUMED_PARALLEL)>"(estimate)"</span>
+                            </div>
+                        })}
+                    </div>
+                    <div class="pvrb-compare">
+                        <table id=id("compare") class="pvrb-grid">
+                            <thead><tr><th>"Node"</th><th>"Before"</th><th>"After"</th></tr></thead>
+                            <tbody>{compare}</tbody>
+                        </table>
+                    </div>
+                </div>
+                {why_not}
+            })
+        })
+    };
+    let has_steps = move || shown.with(|s| s.as_ref().is_some_and(|s| !s.plan.steps.is_empty()));
+    let open_confirm = move |_| {
+        confirming.set(true);
+        ctx.dialog_open.set(true);
+    };
+    view! {
+        {body}
+        {move || has_steps().then(|| view! {
+            <div class="pvrb-toolbar">
+                <button id=id("execute") class="primary" disabled=move || blocked().is_some()
+                    title=move || blocked().unwrap_or_else(|| "Review the moves, then run them".into())
+                    on:click=open_confirm>
+                    {move || format!("{action} {}…", count(shown.with(|s| s.as_ref().map_or(0, |s| s.selected.len())), "step", "steps"))}
+                </button>
+                {move || blocked().map(|why| view! { <span class="pvrb-muted" id=id("blocked")>{why}</span> })}
+            </div>
+        })}
+        {move || confirming.get().then(|| view! { <ConfirmExecute shown=shown open=confirming /> })}
+    }
+}
