@@ -418,18 +418,26 @@ async fn fakepves_migrate_precondition_is_a_schema_placeholder_and_the_executor_
 }
 
 #[tokio::test]
-async fn a_revoked_ticket_is_pves_401() {
-    // PVE tickets expire after 2 h; fakepve can forget them all at once. What our client does
-    // then is documented in docs/RELIABILITY.md (it logs in once and never again).
+async fn a_revoked_ticket_is_renewed_by_logging_in_again() {
+    // PVE tickets expire after 2 h; fakepve can forget them all at once. PVE's 401 wording for
+    // a dead ticket is `permission denied - invalid PVE ticket`; our client logs in again once.
     let mut pve = FakePve::start(&["pve1"], guests(), 0.01);
     let client = pve.client();
     let _: Value = client.get("/version").await.expect("logged in");
     pve.call("revoke_tickets", json!([]), json!({}));
-    match client.get::<Value>("/version").await {
-        Err(PveError::Api { status: 401, message, .. }) => {
-            assert_eq!(message, "permission denied - invalid PVE ticket")
-        }
-        Ok(_) => {} // a client that logs in again is also right
-        other => panic!("expected PVE's 401 or a fresh login, got {other:?}"),
-    }
+    let raw = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pve.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let resp = raw
+        .get(format!("{}/api2/json/version", pve.url))
+        .header("Cookie", "PVEAuthCookie=PVE%3Aroot%40pam%3A00000000%3A%3Astale")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["message"], "permission denied - invalid PVE ticket\n");
+    let v: Value = client.get("/version").await.expect("the client logs in again after PVE's 401");
+    assert_eq!(v["version"], "9.0.10");
 }
