@@ -42,16 +42,16 @@ fn table(head: &[&str], rows: &[Vec<String>]) -> String {
 
 pub(super) fn plan_table(plan: &Plan) -> String {
     let r = &plan.request;
+    let lower = |d: &dyn std::fmt::Debug| format!("{d:?}").to_lowercase();
     let mut out = format!(
-        "Plan: {} migration(s); spread {:.1} → {:.1} points ({:?}, {:?}, balanciness {})\n",
+        "Plan: {} migrations; spread {:.1} → {:.1} points (method {}, mode {}, balanciness {})\n",
         plan.steps.len(),
         plan.spread_before,
         plan.spread_after,
-        r.method,
-        r.mode,
+        lower(&r.method),
+        lower(&r.mode),
         r.balanciness
-    )
-    .to_lowercase();
+    );
     if !plan.steps.is_empty() {
         let rows: Vec<Vec<String>> = plan
             .steps

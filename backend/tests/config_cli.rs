@@ -1,0 +1,246 @@
+//! The ProxLB-style command line against the real simulator, run as the built binary: plans that
+//! parse, `-b`, ProxLB's exit codes (1 config, 2 auth/connection), host failover, execution,
+//! the bounded daemon loop, and maintenance evacuation.
+
+use pve_sim::RunningSim;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_pve-rebalancer");
+
+async fn start_sim() -> RunningSim {
+    let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).expect("demo scenario");
+    let mut cfg = pve_sim::SimConfig::new(scenario);
+    cfg.time_scale = 1000.0;
+    pve_sim::start(cfg).await.expect("simulator starts")
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "pve-rebalancer-cli-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// A proxlb.yaml for `sim` (CA in a file next to it) with `extra` YAML appended.
+fn write_config(sim: &RunningSim, dir: &Path, api_extra: &str, extra: &str) -> PathBuf {
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &sim.ca_pem).unwrap();
+    let text = format!(
+        "proxmox_api:\n  hosts: ['{addr}']\n  user: root@pam\n  pass: demo\n  timeout: 10\n{api_extra}\
+         service:\n  daemon: false\nrebalancer:\n  ca_file: {ca}\n  journal: {dir}/journal.sqlite\n  lock_dir: {dir}/lock\n{extra}",
+        addr = sim.addr,
+        ca = ca.display(),
+        dir = dir.display(),
+    );
+    let path = dir.join("proxlb.yaml");
+    std::fs::write(&path, text).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    path
+}
+
+async fn run(args: &[&str]) -> Output {
+    let child = tokio::process::Command::new(BIN)
+        .args(args)
+        .env("RUST_LOG", "info")
+        .env_remove("PVE_REBALANCER_PASSWORD")
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(120), child).await.expect("finishes in time").expect("runs")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+fn parse_plan(stdout: &str) -> shared::Plan {
+    serde_json::from_str(stdout).unwrap_or_else(|e| panic!("stdout is not a plan ({e}):\n{stdout}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_json_prints_a_plan_that_parses() {
+    let sim = start_sim().await;
+    let dir = temp_dir("json");
+    let cfg = write_config(
+        &sim,
+        &dir,
+        "",
+        "balancing:\n  balanciness: 5\n  enable: true\n  balance_types: [vm, ct]\n",
+    );
+    let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let plan = parse_plan(&stdout);
+    assert_eq!(plan.before.len(), 4);
+    assert!(!plan.steps.is_empty(), "the demo cluster is imbalanced");
+    assert_eq!(plan.request.balanciness, 5.0);
+    assert!(stderr.contains("not migrating: dry run"), "{stderr}");
+    // A dry run never moves anything.
+    for s in &plan.steps {
+        assert_eq!(sim.guest_node(s.vmid).as_deref(), Some(s.from.as_str()));
+    }
+    // Without -j the same plan is a table.
+    let out = run(&["-c", cfg.to_str().unwrap(), "-d"]).await;
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("VMID") && stdout.contains("BEFORE"), "{stdout}");
+    // `plan -c` prints the same JSON.
+    let out = run(&["plan", "-c", cfg.to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(parse_plan(&text(&out).0).steps.len(), plan.steps.len());
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_node_is_the_last_stdout_line() {
+    let sim = start_sim().await;
+    let dir = temp_dir("best");
+    let cfg = write_config(&sim, &dir, "", "");
+    let out = run(&["-c", cfg.to_str().unwrap(), "-b"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let last = stdout.lines().last().unwrap_or_default();
+    assert!(["pve1", "pve2", "pve3", "pve4"].contains(&last), "stdout: {stdout}");
+    assert!(stderr.contains("FITS"), "ranking on stderr: {stderr}");
+    // The subcommand, with a guest too big for the small nodes.
+    let out = run(&["best-node", "-c", cfg.to_str().unwrap(), "--memory-gib", "100"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout.lines().last(), Some("pve3"), "{stderr}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_config_exits_1_with_file_line_and_fix() {
+    let sim = start_sim().await;
+    let dir = temp_dir("bad");
+    let cfg = write_config(&sim, &dir, "", "balancing:\n  method: ram\n");
+    let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    let want = format!("{}:13:11: balancing.method: `ram` is not one of memory, cpu, disk", cfg.display());
+    assert!(stderr.contains(&want), "want {want}\n{stderr}");
+    let out = run(&["-c", dir.join("missing.yaml").to_str().unwrap()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_and_no_reachable_host_exit_2() {
+    let sim = start_sim().await;
+    let dir = temp_dir("auth");
+    let cfg = write_config(&sim, &dir, "", "");
+    let text_cfg = std::fs::read_to_string(&cfg).unwrap().replace("pass: demo", "pass: wrong");
+    std::fs::write(&cfg, text_cfg).unwrap();
+    let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stdout.is_empty());
+    assert!(stderr.contains("authentication failed"), "{stderr}");
+    assert!(!stderr.contains("wrong"), "the password is never printed: {stderr}");
+
+    // Nothing listens on port 1.
+    let cfg = write_config(&sim, &dir, "", "");
+    let t = std::fs::read_to_string(&cfg).unwrap().replace(&sim.addr.to_string(), "127.0.0.1:1");
+    std::fs::write(&cfg, t).unwrap();
+    let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out).1);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_are_tried_in_order() {
+    let sim = start_sim().await;
+    let dir = temp_dir("failover");
+    let cfg = write_config(&sim, &dir, "", "");
+    let t = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&format!("['{}']", sim.addr), &format!("['127.0.0.1:1', '{}']", sim.addr));
+    std::fs::write(&cfg, t).unwrap();
+    let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("127.0.0.1:1"), "the failed host is named: {stderr}");
+    parse_plan(&stdout);
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enabled_balancing_executes_through_the_executor() {
+    let sim = start_sim().await;
+    let dir = temp_dir("exec");
+    let cfg = write_config(
+        &sim,
+        &dir,
+        "",
+        "  step_timeout_secs: 60\nbalancing:\n  enable: true\n  balance_types: ['vm', 'ct']\n  parallel: true\n  parallel_jobs: 2\n",
+    );
+    let out = run(&["-c", cfg.to_str().unwrap(), "-j"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let plan = parse_plan(&stdout);
+    assert!(!plan.steps.is_empty(), "{:?}", plan.notes);
+    assert!(stderr.contains("job 1"), "{stderr}");
+    let moved =
+        plan.steps.iter().filter(|s| sim.guest_node(s.vmid).as_deref() == Some(s.to.as_str())).count();
+    assert!(moved > 0, "at least one guest landed: {stderr}");
+    sim.check_invariants().expect("simulator consistent");
+
+    // balance_types empty (ProxLB's default): planned, not executed.
+    let cfg = write_config(&sim, &dir, "", "balancing:\n  enable: true\n");
+    let out = run(&["-c", cfg.to_str().unwrap()]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Either the cluster is balanced now, or the plan is not executed for want of types.
+    assert!(
+        stderr.contains("balance_types is empty") || stdout.contains("Plan: 0 migrations"),
+        "{stdout}{stderr}"
+    );
+    assert!(!stderr.contains("job 2"), "{stderr}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_loop_is_bounded_by_runs() {
+    let sim = start_sim().await;
+    let dir = temp_dir("daemon");
+    let cfg = write_config(&sim, &dir, "", "");
+    let t = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("daemon: false", "daemon: true\n  schedule:\n    interval: 0.002\n    format: minutes");
+    std::fs::write(&cfg, t).unwrap();
+    let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j", "--runs", "2"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(stdout.lines().filter(|l| *l == "{").count(), 2, "two plans: {stdout}");
+    sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_nodes_are_evacuated() {
+    let sim = start_sim().await;
+    let dir = temp_dir("maint");
+    let cfg = write_config(&sim, &dir, "", "proxmox_cluster:\n  maintenance_nodes: ['pve4*']\n");
+    let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let plan = parse_plan(&stdout);
+    assert!(!plan.steps.is_empty(), "{stderr}");
+    // Everything movable leaves pve4 and nothing goes there; hard-rule repairs may come along.
+    assert!(plan.steps.iter().any(|s| s.from == "pve4"), "{:?}", plan.steps);
+    assert!(plan.steps.iter().all(|s| s.to != "pve4"), "{:?}", plan.steps);
+    let evacuations = plan.steps.iter().filter(|s| s.purpose == shared::plan::StepPurpose::Evacuate);
+    assert!(evacuations.into_iter().all(|s| s.from == "pve4"));
+    sim.shutdown().await;
+}
