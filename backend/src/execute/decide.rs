@@ -96,12 +96,16 @@ pub struct GuestSeen {
     pub kind: GuestKind,
     pub running: bool,
     pub lock: Option<String>,
+    /// Memory in use now, bytes (what a live migration must find free on the target).
+    pub mem: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeSeen {
     pub online: bool,
     pub maintenance: bool,
+    /// `maxmem − mem` now, when PVE reported both.
+    pub mem_free: Option<u64>,
 }
 
 /// What one `/cluster/resources` answer says about guests and nodes.
@@ -123,6 +127,9 @@ pub fn observe(rows: &[Value]) -> Observed {
                         NodeSeen {
                             online: wire::text(row, "status") == Some("online"),
                             maintenance: wire::text(row, "hastate") == Some("maintenance"),
+                            mem_free: wire::number(row, "maxmem")
+                                .zip(wire::number(row, "mem"))
+                                .map(|(max, used)| (max - used).max(0.0) as u64),
                         },
                     );
                 }
@@ -137,6 +144,7 @@ pub fn observe(rows: &[Value]) -> Observed {
                             kind: if t == "qemu" { GuestKind::Qemu } else { GuestKind::Lxc },
                             running: wire::text(row, "status") == Some("running"),
                             lock: wire::text(row, "lock").map(str::to_owned),
+                            mem: wire::bytes(row, "mem"),
                         },
                     );
                 }
@@ -186,9 +194,18 @@ pub fn precheck(step: &StepView, seen: &Observed) -> Precheck {
         None => Precheck::Skip(format!("target node {} is not in the cluster", step.to)),
         Some(n) if !n.online => Precheck::Skip(format!("target node {} is offline", step.to)),
         Some(n) if n.maintenance => Precheck::Skip(format!("target node {} is in maintenance", step.to)),
+        // The cluster may have changed since planning: a running guest must still fit now.
+        Some(NodeSeen { mem_free: Some(free), .. }) if g.running && g.mem > *free => Precheck::Skip(format!(
+            "target node {} has {:.1} GiB of memory free now, the guest uses {:.1} GiB",
+            step.to,
+            *free as f64 / GIB,
+            g.mem as f64 / GIB
+        )),
         Some(_) => Precheck::Go { running: g.running },
     }
 }
+
+const GIB: f64 = (1u64 << 30) as f64;
 
 fn kind_word(k: GuestKind) -> &'static str {
     match k {

@@ -609,7 +609,6 @@ async fn f15_guest_moved_by_someone_else_mid_plan() {
 }
 
 #[tokio::test]
-#[ignore = "bug: the executor does not re-check the target's free memory before submitting (decide::precheck)"]
 async fn f16_capacity_changed_so_the_step_no_longer_fits_is_skipped() {
     let sim = demo_sim(1000.0).await;
     let b = backend(&sim, &sim.base_url, fast(), None).await;
