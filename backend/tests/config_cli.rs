@@ -244,3 +244,48 @@ async fn maintenance_nodes_are_evacuated() {
     assert!(evacuations.into_iter().all(|s| s.from == "pve4"));
     sim.shutdown().await;
 }
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_and_sigterm_stops_the_daemon() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let sim = start_sim().await;
+    let dir = temp_dir("signals");
+    let cfg = write_config(&sim, &dir, "", "");
+    let daemon_cfg = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("daemon: false", "daemon: true\n  schedule:\n    interval: 0.01\n    format: minutes");
+    std::fs::write(&cfg, &daemon_cfg).unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["-c", cfg.to_str().unwrap(), "-d", "-j"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap().to_string();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first_plan = async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if l == "}" {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), first_plan).await.expect("a first plan");
+    std::fs::write(&cfg, daemon_cfg.replace("daemon: true", "daemon: true\n  log_level: DEBUG")).unwrap();
+    let kill = |sig: &str| std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
+    assert!(kill("-HUP").success());
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(kill("-TERM").success());
+    let drain = tokio::spawn(async move { while lines.next_line().await.ok().flatten().is_some() {} });
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("stops").unwrap();
+    drain.abort();
+    let mut stderr = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).await.unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("configuration reloaded"), "{stderr}");
+    assert!(stderr.contains("SIGTERM"), "{stderr}");
+    sim.shutdown().await;
+}
