@@ -281,9 +281,9 @@ pub fn PlanResult(
                             <td><input type="checkbox" class="step-pick" prop:checked=on
                                 aria-label=format!("Run step {}", i + 1)
                                 on:change=move |ev| toggle(i, event_target_checked(&ev)) /></td>
-                            <td class="num">{i + 1}</td>
+                            <td class="num idx">{i + 1}</td>
                             <td class="num">{st.vmid}</td>
-                            <td>{st.name.clone()}</td>
+                            <td class="nowrap">{st.name.clone()}</td>
                             <td class="nowrap">{format!("{} → {}", st.from, st.to)}</td>
                             <td>{format::migration(st.migration)}</td>
                             <td class="num nowrap">{size}</td>
@@ -334,7 +334,7 @@ pub fn PlanResult(
                                     <thead><tr>
                                         <th><input type="checkbox" id=id("all") prop:checked=all_selected aria-label="Select every step"
                                             on:change=move |ev| toggle_all(event_target_checked(&ev)) /></th>
-                                        <th class="num">"#"</th><th class="num">"VMID"</th><th>"Name"</th><th>"Move"</th><th>"Kind"</th><th class="num">"Size"</th><th>"Why"</th>
+                                        <th class="num idx">"#"</th><th class="num">"VMID"</th><th>"Name"</th><th>"Move"</th><th>"Kind"</th><th class="num">"Size"</th><th>"Why"</th>
                                     </tr></thead>
                                     <tbody>{steps}</tbody>
                                 </table>

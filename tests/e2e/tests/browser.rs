@@ -265,3 +265,81 @@ async fn dark_theme_and_phone_width_render() {
 
     stack.stop().await;
 }
+
+/// Budgets to watch, printed and not asserted: first render, cluster load, what-if and the guests
+/// filter at 32 nodes × 3,000 guests (the simulator's seeded generator).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_cluster_timings_are_reported() {
+    use backend::http::{router, AppState};
+    use backend::pve::{Credentials, PveClient, PveOptions};
+    let mut cfg = pve_sim::SimConfig::new(pve_sim::generate(42, 32, 3000));
+    cfg.time_scale = 1000.0;
+    let sim = pve_sim::start(cfg).await.expect("simulator starts");
+    let pve = PveClient::new(PveOptions {
+        base_url: sim.base_url.clone(),
+        credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
+        ca_pem: Some(sim.ca_pem.clone()),
+        insecure: false,
+        timeout: Duration::from_secs(30),
+    })
+    .unwrap();
+    let app = router(AppState::new(std::sync::Arc::new(pve)), Some(panel_dir()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let browser = Browser::start(1280, 800, false).await.expect("browser starts");
+    let now = "return performance.now()";
+    let long = Duration::from_secs(120);
+
+    browser.goto(&format!("{url}/")).await.unwrap();
+    browser.wait_for("#login", 1, WAIT).await.unwrap();
+    let first_render = browser.eval(now).await.unwrap().as_f64().unwrap();
+    browser.fill("#login-password", "demo").await.unwrap();
+    let t0 = browser.eval(now).await.unwrap().as_f64().unwrap();
+    browser.click("#login-submit").await.unwrap();
+    browser.wait_for("#nodes tbody tr", 32, long).await.unwrap();
+    let loaded = browser.eval(now).await.unwrap().as_f64().unwrap() - t0;
+
+    browser.click("#simulate").await.unwrap();
+    let origin = browser.wait_text("#plan-origin", "SIMULATION", long).await.unwrap();
+    let engine_ms =
+        origin.split("browser in ").nth(1).and_then(|s| s.split(" ms").next()).unwrap_or("?").to_owned();
+
+    let summary = browser.text("#plan-summary").await.unwrap();
+    // A heavier what-if: budget 200 moves, level 5 (chase slight imbalance).
+    browser.fill("#max-moves", "200").await.unwrap();
+    browser
+        .eval("document.querySelector('#max-moves').dispatchEvent(new Event('change', {bubbles: true}))")
+        .await
+        .unwrap();
+    let changed = format!("const t = document.querySelector('#plan-origin').innerText; return t !== {} && t.includes('SIMULATION') ? t : null;", serde_json::json!(origin));
+    let origin2 = browser.wait_until(&changed, "the what-if to recompute", long).await.unwrap();
+    let origin2 = origin2.as_str().unwrap_or_default().to_owned();
+    browser.select("#level", "5").await.unwrap();
+    let changed = format!("const t = document.querySelector('#plan-origin').innerText; return t !== {} && t.includes('SIMULATION') ? t : null;", serde_json::json!(origin2));
+    let origin3 = browser.wait_until(&changed, "the what-if to recompute", long).await.unwrap();
+    let ms =
+        |o: &str| o.split("browser in ").nth(1).and_then(|s| s.split(" ms").next()).unwrap_or("?").to_owned();
+    let heavy =
+        format!("{} ms (200 moves), {} ms (level 5)", ms(&origin2), ms(origin3.as_str().unwrap_or_default()));
+    let heavy_summary = browser.text("#plan-summary").await.unwrap();
+
+    browser.click("#tab-guests").await.unwrap();
+    browser.wait_for("#guest-table tbody tr", 100, long).await.unwrap();
+    let t0 = browser.eval(now).await.unwrap().as_f64().unwrap();
+    browser.click("#guest-table button[data-sort=Memory]").await.unwrap();
+    browser.fill("#guest-filter", "1").await.unwrap();
+    browser.wait_text("#guests-range", "of ", long).await.unwrap();
+    let filter_ms = browser.eval(now).await.unwrap().as_f64().unwrap() - t0;
+    browser.screenshot(&shots().join("panel-guests-3000.png")).await.unwrap();
+    eprintln!(
+        "32×3000: first render (login form) {first_render:.0} ms after navigation; login → 32 node rows {loaded:.0} ms; \
+         what-if engine {engine_ms} ms in wasm ({summary}), then {heavy} ({heavy_summary}); sort + filter over 3000 guests incl. WebDriver round trips {filter_ms:.0} ms"
+    );
+
+    browser.quit().await;
+    server.abort();
+    sim.shutdown().await;
+}
