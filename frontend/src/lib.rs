@@ -7,7 +7,7 @@
 //!   [`live`]: following a job (event stream, polling fallback).
 //! - Pure logic, unit-tested natively: [`format`] (words, sizes, times, estimates), [`caps`]
 //!   (privileges per action), [`selection`] (which steps run), [`progress`] (a job's rows),
-//!   [`guests`] (filter, sort, page).
+//!   [`guests`] (filter, sort, page), [`rule_rows`] (rules merged per group).
 //! - [`views`]: the components, one module per view.
 
 pub mod api;
@@ -16,6 +16,7 @@ pub mod format;
 pub mod guests;
 pub mod live;
 pub mod progress;
+pub mod rule_rows;
 pub mod selection;
 pub mod views;
 

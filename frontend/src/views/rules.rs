@@ -2,43 +2,9 @@
 //! the rule engine found wrong with them, and why guests that could help stay where they are.
 
 use super::{Ctx, Tab};
+use crate::rule_rows;
 use leptos::prelude::*;
-use shared::rules::{compile, ConstraintKind, RuleConfig, Severity, Strength};
-use shared::ClusterSnapshot;
-
-fn guests(s: &ClusterSnapshot, vmids: &[u32]) -> String {
-    vmids
-        .iter()
-        .map(|v| match s.guests.iter().find(|g| g.vmid == *v) {
-            Some(g) => format!("{v} ({})", g.name),
-            None => v.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The rule in words.
-fn describe(s: &ClusterSnapshot, kind: &ConstraintKind, strength: Strength) -> (&'static str, String) {
-    let must = if strength == Strength::Hard { "only on" } else { "preferably on" };
-    match kind {
-        ConstraintKind::Ignore { vmid } => {
-            ("ignore", format!("{} is never moved by balancing", guests(s, &[*vmid])))
-        }
-        ConstraintKind::Pin { vmid, nodes } => {
-            ("pin", format!("{} runs {must} {}", guests(s, &[*vmid]), nodes.join(", ")))
-        }
-        ConstraintKind::Together { group, vmids } => {
-            ("together", format!("'{group}': {} on one node", guests(s, vmids)))
-        }
-        ConstraintKind::Apart { group, vmids } => {
-            ("apart", format!("'{group}': {} on different nodes", guests(s, vmids)))
-        }
-        ConstraintKind::IgnoreNode { node } => {
-            ("ignore node", format!("{node} neither gives nor takes guests"))
-        }
-        ConstraintKind::Maintenance { node } => ("maintenance", format!("{node} is drained")),
-    }
-}
+use shared::rules::{compile, RuleConfig, Severity};
 
 #[component]
 pub fn Rules() -> impl IntoView {
@@ -48,27 +14,29 @@ pub fn Rules() -> impl IntoView {
         if ctx.tab.get() != Tab::Rules {
             return None;
         }
-        ctx.cluster
-            .with(|c| c.as_ref().map(|c| (compile(&c.snapshot, &RuleConfig::default()), c.snapshot.clone())))
+        ctx.cluster.with(|c| {
+            c.as_ref().map(|c| {
+                let set = compile(&c.snapshot, &RuleConfig::default());
+                (rule_rows::rows(&c.snapshot, &set.constraints), set.diagnostics)
+            })
+        })
     });
     let constraints = move || {
         set.with(|s| {
-            let (set, snap) = s.as_ref()?;
-            if set.constraints.is_empty() {
+            let (rows, _) = s.as_ref()?;
+            if rows.is_empty() {
                 return Some(view! { <p class="pvrb-muted">"No placement rules: no ProxLB/ProxBalance tags and no PVE HA rules."</p> }.into_any());
             }
-            let rows = set
-                .constraints
+            let rows = rows
                 .iter()
-                .map(|c| {
-                    let (what, words) = describe(snap, &c.kind, c.strength);
-                    let strength = if c.strength == Strength::Hard { "hard" } else { "soft" };
+                .map(|r| {
+                    let strength = if r.hard { "hard" } else { "soft" };
                     view! {
                         <tr>
-                            <td>{what}</td>
-                            <td>{words}</td>
+                            <td>{r.what}</td>
+                            <td>{r.words.clone()}</td>
                             <td><span class=format!("badge strength-{strength}")>{strength}</span></td>
-                            <td>{c.source.to_string()}</td>
+                            <td>{r.sources.join("; ")}</td>
                         </tr>
                     }
                 })
@@ -84,7 +52,7 @@ pub fn Rules() -> impl IntoView {
         })
     };
     let diagnostics = move || {
-        let mut all = set.with(|s| s.as_ref().map(|(set, _)| set.diagnostics.clone()).unwrap_or_default());
+        let mut all = set.with(|s| s.as_ref().map(|(_, d)| d.clone()).unwrap_or_default());
         // The last plan's diagnostics also cover the service's configuration (pools, lists).
         ctx.last_plan.with(|p| {
             for d in p.iter().flat_map(|p| &p.diagnostics) {

@@ -78,7 +78,8 @@ async fn panel_shows_the_nodes_a_plan_and_a_what_if() {
         "{summary}"
     );
     assert!(summary.contains("spread"), "{summary}");
-    assert!(browser.text("#plan-origin").await.unwrap().contains("computed by the service"));
+    let origin = browser.text("#plan-origin").await.unwrap();
+    assert!(origin.contains("computed by the service"), "{origin}");
     assert_eq!(browser.count("#plan-compare tbody tr").await.unwrap(), nodes, "before/after per node");
     browser.screenshot(&shots().join("panel-plan.png")).await.unwrap();
 
@@ -342,4 +343,38 @@ async fn large_cluster_timings_are_reported() {
     browser.quit().await;
     server.abort();
     sim.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_step_shows_pves_message() {
+    let stack = Stack::start(Some(panel_dir())).await.expect("stack starts");
+    let browser = Browser::start(1280, 800, false).await.expect("browser starts");
+    open_logged_in(&browser, &stack, "/", "root@pam", "demo").await;
+    browser.wait_for("#nodes tbody tr", 1, WAIT).await.unwrap();
+    browser.click("#compute-plan").await.unwrap();
+    browser.wait_for("#plan-steps tbody tr", 1, WAIT).await.unwrap();
+    let moves = planned_moves(&browser, "#plan-steps").await;
+    let (victim, _) = moves.last().cloned().expect("a step");
+    stack
+        .sim
+        .arm_fault(&pve_sim::FaultSpec::TaskError {
+            vmid: Some(victim),
+            count: 1,
+            message: "simulated copy failure".into(),
+        })
+        .unwrap();
+
+    browser.click("#plan-execute").await.unwrap();
+    browser.wait_for("#confirm", 1, WAIT).await.unwrap();
+    browser.click("#confirm-execute").await.unwrap();
+    let headline = browser.wait_text("#job-headline", ": failed", JOB_WAIT).await.unwrap();
+    assert!(headline.contains("1 failed"), "{headline}");
+    let row = format!("#job-steps tbody tr[data-vmid='{victim}']");
+    assert_eq!(browser.attr(&row, "data-state").await.unwrap().as_deref(), Some("failed"));
+    let text = browser.text(&row).await.unwrap();
+    assert!(text.contains("simulated copy failure"), "PVE's words on the failed step: {text}");
+    browser.screenshot(&shots().join("panel-job-failed.png")).await.unwrap();
+
+    browser.quit().await;
+    stack.stop().await;
 }
