@@ -78,8 +78,7 @@ async fn panel_shows_the_nodes_a_plan_and_a_what_if() {
         "{summary}"
     );
     assert!(summary.contains("spread"), "{summary}");
-    let origin = browser.text("#plan-origin").await.unwrap();
-    assert!(origin.contains("computed by the service"), "{origin}");
+    browser.wait_text("#plan-origin", "computed by the service", WAIT).await.unwrap();
     assert_eq!(browser.count("#plan-compare tbody tr").await.unwrap(), nodes, "before/after per node");
     browser.screenshot(&shots().join("panel-plan.png")).await.unwrap();
 
