@@ -4,7 +4,8 @@
 //! - `frontend`  build the panel with trunk into `frontend/dist` (`--optimize`: wasm-opt -Oz)
 //! - `test`      set up, build the panel, run every test (cargo, the PVE UI tests), fmt, clippy
 //! - `demo`      set up, build, start the simulator and the backend, print the panel's URL
-//! - `deb`       build the Debian package into `target/deb/`
+//! - `deb`       build the Debian package into `target/deb/` (panel shrunk by wasm-opt unless
+//!               `--no-optimize`; installs binaryen 116's wasm-opt once, ~15 min)
 //!
 //! Every task is idempotent and quick when already done.
 
@@ -23,12 +24,12 @@ fn main() -> Result<()> {
         Some("setup") => setup(flag("--with-wasm-opt")),
         Some("frontend") => frontend(flag("--optimize")),
         Some("test") => test(),
-        Some("deb") => deb(flag("--optimize")),
+        Some("deb") => deb(!flag("--no-optimize")),
         Some("demo") => {
             demo(args.iter().position(|a| a == "--port").and_then(|i| args.get(i + 1)).map(String::as_str))
         }
         _ => {
-            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | demo [--port N] | deb [--optimize]>");
+            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | demo [--port N] | deb [--no-optimize]>");
             std::process::exit(2)
         }
     }
