@@ -24,7 +24,7 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages --------------------------------------------------------------------------
 want=(rustc-web cargo-web rust-web-src chromium chromium-driver python3-venv openssl
-      debhelper dpkg-dev fakeroot lintian)
+      debhelper dpkg-dev fakeroot lintian wrk)
 # The machine image ships Node.js with npm; only without it do we take Debian's.
 command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
 missing=()
