@@ -12,7 +12,6 @@ pub mod ours;
 pub mod proxlb;
 pub mod report;
 pub mod scenarios;
-pub mod week;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -48,7 +47,6 @@ pub struct Options {
     /// Run ProxLB with its sub-second sleeps skipped for scenarios above this many guests.
     pub skip_sleeps_above: usize,
     pub proxlb_timeout: Duration,
-    pub week: bool,
 }
 
 impl Options {
@@ -57,7 +55,6 @@ impl Options {
             quick,
             skip_sleeps_above: if quick { 0 } else { 200 },
             proxlb_timeout: Duration::from_secs(if quick { 120 } else { 900 }),
-            week: false,
         }
     }
 }
@@ -231,7 +228,6 @@ pub struct Results {
     pub rows: Vec<Row>,
     pub tiny: Vec<Result<TinyRow, String>>,
     pub scaling: Vec<ScaleRow>,
-    pub week: Option<Result<week::WeekResult, String>>,
     pub env: report::Env,
     pub total: Duration,
 }
@@ -269,12 +265,6 @@ pub async fn run_all(opts: &Options) -> anyhow::Result<Results> {
         say(format!("scaling {n}×{g}"));
         scaling.push(tokio::task::spawn_blocking(move || run_scaling(n, g)).await?);
     }
-    let week = if opts.week {
-        say("simulated week".into());
-        Some(week::run(opts).await.map_err(|e| format!("{e:#}")))
-    } else {
-        None
-    };
     say("done".into());
-    Ok(Results { quick: opts.quick, rows, tiny, scaling, week, env, total: t.elapsed() })
+    Ok(Results { quick: opts.quick, rows, tiny, scaling, env, total: t.elapsed() })
 }

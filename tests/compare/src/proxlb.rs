@@ -136,7 +136,11 @@ async fn run_in(py: &Path, cfg_path: &Path, dry_run: bool, skip: bool, timeout: 
         (code, _) => {
             let tail: Vec<&str> =
                 stdout.lines().chain(stderr.lines()).filter(|l| !l.starts_with("PLB_SLEPT_S=")).collect();
-            let tail = tail[tail.len().saturating_sub(3)..].join(" | ");
+            let tail = tail[tail.len().saturating_sub(3)..]
+                .iter()
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+                .join(" / ");
             r.error = Some(format!("exit {}: {}", code.map_or("signal".into(), |c| c.to_string()), tail));
         }
     }

@@ -247,7 +247,6 @@ pub fn render(res: &Results) -> String {
 
     tiny(w, res);
     scaling(w, res);
-    week(w, res);
     o
 }
 
@@ -409,38 +408,6 @@ fn scaling(w: &mut String, res: &Results) {
         );
     }
     let _ = writeln!(w);
-}
-
-fn week(w: &mut String, res: &Results) {
-    let Some(wk) = &res.week else { return };
-    let _ = writeln!(w, "### A simulated week\n");
-    match wk {
-        Err(e) => {
-            let _ = writeln!(w, "Not run: {e}.\n");
-        }
-        Ok(r) => {
-            let _ = writeln!(w, "{}, {} hourly rounds.\n", r.scenario, r.hours);
-            let _ = writeln!(w, "| | pve-rebalancer | ProxLB 2.3 | no balancer |");
-            let _ = writeln!(w, "|---|---|---|---|");
-            let row = |w: &mut String, name: &str, f: &dyn Fn(&crate::week::WeekSide) -> String| {
-                let _ = writeln!(w, "| {name} | {} | {} | {} |", f(&r.ours), f(&r.proxlb), f(&r.none));
-            };
-            row(w, "node-hours above 85 % memory", &|s| s.node_hours_above_85.to_string());
-            row(w, "migrations", &|s| s.migrations.to_string());
-            row(w, "GiB moved", &|s| format!("{:.0}", s.gib_moved));
-            row(w, "reversals within 24 h", &|s| s.reversals_24h.to_string());
-            row(w, "CT restarts", &|s| s.ct_restarts.to_string());
-            row(w, "mean / worst spread (pts)", &|s| format!("{:.1} / {:.1}", s.mean_spread, s.worst_spread));
-            row(w, "failed rounds", &|s| s.failed_runs.to_string());
-            let _ = writeln!(w);
-            for n in r.ours.notes.iter().chain(&r.proxlb.notes) {
-                let _ = writeln!(w, "- {n}");
-            }
-            if !r.ours.notes.is_empty() || !r.proxlb.notes.is_empty() {
-                let _ = writeln!(w);
-            }
-        }
-    }
 }
 
 /// Replaces the section (from its heading to the next `## ` heading or the end) in `text`, or

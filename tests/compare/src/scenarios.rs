@@ -225,7 +225,7 @@ fn add_rules(sc: &mut Scenario) {
     for j in neg.iter().chain(&strict) {
         sc.guests[*j].ha = Some(ha_spec());
     }
-    let sid = |sc: &Scenario, j: usize| format!("{}{}", sc.guests[j].kind.ha_prefix(), sc.guests[j].vmid);
+    let sid = |sc: &Scenario, j: usize| format!("{}:{}", sc.guests[j].kind.ha_prefix(), sc.guests[j].vmid);
     if neg.len() == 2 {
         let resources: Vec<String> = neg.iter().map(|j| sid(sc, *j)).collect();
         sc.ha_rules.push(ha_rule(serde_json::json!({
@@ -266,5 +266,12 @@ mod tests {
             assert!(tags.iter().any(|t| t.starts_with(p)), "{p}");
         }
         assert_eq!(b.scenario.ha_rules.len(), 2);
+        for r in &b.scenario.ha_rules {
+            assert!(
+                r.resources.iter().all(|s| s.starts_with("vm:") || s.starts_with("ct:")),
+                "{:?}",
+                r.resources
+            );
+        }
     }
 }

@@ -3,8 +3,7 @@
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quick_harness_writes_every_row() {
-    let mut opts = compare::Options::new(true);
-    opts.week = false;
+    let opts = compare::Options::new(true);
     let res = compare::run_all(&opts).await.expect("harness runs");
     let dir = compare::temp_dir("quick-test");
     let out = dir.join("BENCHMARKS.md");
