@@ -60,8 +60,12 @@ impl Stack {
             step_timeout: Duration::from_secs(60),
             ..ExecConfig::default()
         };
-        let executor =
-            Executor::new(pve.clone(), Arc::new(journal), Arc::new(DirLock::new(work.join("lock"))), exec_cfg);
+        let executor = Executor::new(
+            pve.clone(),
+            Arc::new(journal),
+            Arc::new(DirLock::new(work.join("lock"))),
+            exec_cfg,
+        );
         let app = router(AppState::new(pve).with_executor(executor), panel);
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let backend_url = format!("http://{}", listener.local_addr()?);
