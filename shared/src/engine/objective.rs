@@ -226,6 +226,16 @@ impl State {
         combined(p, n, &self.load[n])
     }
 
+    /// Weighted use of node `n` in percent if guest `g` joined it (`joins`) or left it.
+    pub fn use_pct_with(&self, p: &Problem, n: usize, g: usize, joins: bool) -> f64 {
+        let sign = if joins { 1.0 } else { -1.0 };
+        let mut load = self.load[n];
+        for d in 0..DIMS {
+            load[d] += sign * p.guests[g].load[d];
+        }
+        combined(p, n, &load)
+    }
+
     /// max − min combined use over the balanced nodes.
     pub fn spread(&self, p: &Problem) -> f64 {
         let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);

@@ -36,6 +36,14 @@ const FULL_SCAN_NODES: usize = 12;
 const HOT_NODES: usize = 8;
 const SWAP_NODES: usize = 4;
 const SWAP_GUESTS: usize = 48;
+/// Exact improvement: when the local search is stuck and every placement of the movable guests
+/// numbers at most this many, all of them are tried.
+const EXACT_LEAVES: u64 = 25_000;
+/// At most this many of the better placements are tried for a valid order of moves.
+const EXACT_TRIES: usize = 1_000;
+/// Pair moves (the last resort): the hottest and coolest few nodes, their largest few guests.
+const PAIR_NODES: usize = 3;
+const PAIR_GUESTS: usize = 16;
 
 struct Budget {
     moved: Vec<bool>,
@@ -174,12 +182,38 @@ pub fn run(p: &Problem) -> Outcome {
             break;
         }
         let found = best_balance(p, &mut st, &budget, &mut movable, balancing, min_gain, false)
-            .or_else(|| best_balance(p, &mut st, &budget, &mut movable, balancing, min_gain, true));
+            .or_else(|| best_balance(p, &mut st, &budget, &mut movable, balancing, min_gain, true))
+            .or_else(|| best_pair(p, &mut st, &budget, &movable, balancing, min_gain));
         match found {
             Some(c) => {
                 commit(p, &mut st, &mut actions, &mut budget, &mut movable, &c, Some(StepPurpose::Balance))
             }
             None => {
+                // A local optimum on a small cluster: the best placement of all, when it is
+                // better by `min_gain` and can be reached step by step. Then the rounds go on
+                // (a placement may trade which rule is broken; the mandatory pass repairs that).
+                // A move can trade one broken rule for another (a guest joins an anti-affinity
+                // mate while leaving another): look at every bundle again before stopping.
+                pending = violating_bundles(p, &st);
+                if let Some(c) = best_mandatory(p, &mut st, &mut pending) {
+                    commit(p, &mut st, &mut actions, &mut budget, &mut movable, &c, None);
+                    continue;
+                }
+                if balancing && pending.is_empty() {
+                    if let Some(moves) = exact(p, st.clone(), st.objective(p) - min_gain, st.violations) {
+                        let c = Candidate { moves, delta: 0.0, cost: 0.0, pen_after: 0.0, target_use: 0.0 };
+                        commit(
+                            p,
+                            &mut st,
+                            &mut actions,
+                            &mut budget,
+                            &mut movable,
+                            &c,
+                            Some(StepPurpose::Balance),
+                        );
+                        continue;
+                    }
+                }
                 if balancing {
                     stop_note = Some(format!(
                         "stopped at spread {spread:.1} points: no allowed move or swap improves the objective by {:.2}",
@@ -190,10 +224,75 @@ pub fn run(p: &Problem) -> Outcome {
             }
         }
     }
-    notes.extend(stop_note);
     pending.retain(|&b| bundle_violates(p, &st, b));
+    // A local optimum on a small cluster: the best placement of all, if it is strictly better
+    // and can be reached step by step.
+    merge_repeats(p, &mut actions);
+    notes.extend(stop_note);
     let stuck = pending.iter().map(|&b| (b, why_stuck(p, &mut st, b))).collect();
     Outcome { state: st, actions, notes, stuck }
+}
+
+/// A guest that moves twice in one plan (a hop, a park, a later correction) moves once, from
+/// its first source straight to its last target, or not at all when it comes back, whenever
+/// the shorter plan is still valid at every step. The end state does not change; the plan has
+/// fewer migrations.
+fn merge_repeats(p: &Problem, actions: &mut Vec<Action>) {
+    let mut skip: Vec<(usize, usize)> = Vec::new();
+    loop {
+        let repeat = (0..actions.len()).find_map(|i| {
+            let j = (i + 1..actions.len()).find(|&j| actions[j].guest == actions[i].guest)?;
+            (!skip.contains(&(i, j))).then_some((i, j))
+        });
+        let Some((i, j)) = repeat else { return };
+        let (first, last) = (actions[i].clone(), actions[j].clone());
+        let purpose = if first.purpose == StepPurpose::Park || first.purpose == StepPurpose::Balance {
+            last.purpose
+        } else {
+            first.purpose
+        };
+        let merged = Action { guest: first.guest, from: first.from, to: last.to, purpose };
+        let mut tries: Vec<Vec<Action>> = Vec::new();
+        for at in [j, i] {
+            let mut v = actions.clone();
+            if merged.from == merged.to {
+                v.remove(j);
+                v.remove(i);
+            } else {
+                v[at] = merged.clone();
+                v.remove(if at == j { i } else { j });
+            }
+            tries.push(v);
+        }
+        match tries.into_iter().find(|v| replay_valid(p, v)) {
+            Some(v) => {
+                *actions = v;
+                skip.clear();
+            }
+            None => skip.push((i, j)),
+        }
+    }
+}
+
+/// Does `actions` run from the snapshot, each step fitting its target and adding no violation?
+fn replay_valid(p: &Problem, actions: &[Action]) -> bool {
+    let mut st = State::new(p);
+    for a in actions {
+        let g = a.guest;
+        if st.pos[g] != a.from
+            || !st.has_room(p, g, a.to)
+            || (a.purpose == StepPurpose::Balance && !st.under_target_max(p, g, a.to))
+        {
+            return false;
+        }
+        st.mark();
+        st.shift(p, g, a.to);
+        if st.added > 0 {
+            return false;
+        }
+        st.commit();
+    }
+    true
 }
 
 fn commit(
@@ -207,9 +306,11 @@ fn commit(
 ) {
     for (i, &(g, to)) in c.moves.iter().enumerate() {
         let from = st.pos[g];
+        st.mark();
         st.shift(p, g, to);
         movable.moved(g, from, to);
-        let purpose = purpose.unwrap_or_else(|| {
+        // A step that repairs a rule says so, whatever found it.
+        let purpose = purpose.filter(|_| st.removed == 0).unwrap_or_else(|| {
             if p.task.homes.contains_key(&p.guests[g].vmid) {
                 StepPurpose::ReturnHome
             } else if p.nodes[from].drained {
@@ -583,6 +684,261 @@ fn pair_best(
     }
     if pen_limit.is_none() {
         movable.cache.entries.insert(key, (vs, vt, best));
+    }
+    best
+}
+
+/// The placement of the movable guests (balancing may move them, bundles of one) with the lowest
+/// objective below `beat`, fewest moves from `start` on ties, among those that fit every node
+/// that grows, break at most `max_violations` hard rules and fit the budget; searched exhaustively when there are at
+/// most `EXACT_LEAVES` placements. Returns a valid order of moves from `start` (each step fits
+/// its target and adds no violation when it runs), or `None`.
+fn exact(p: &Problem, start: State, beat: f64, max_violations: i64) -> Option<Vec<(usize, usize)>> {
+    let mut st = start;
+    let guests: Vec<usize> = (0..p.guests.len())
+        .filter(|&g| {
+            let info = &p.guests[g];
+            info.frozen.is_none() && weight_of(p, g) > 0.0 && p.nodes[st.pos[g]].balanced
+        })
+        .collect();
+    if guests.len() as u32 > EXACT_LEAVES.ilog2() || guests.iter().any(|&g| !single(p, g)) {
+        return None;
+    }
+    let options: Vec<Vec<usize>> = guests
+        .iter()
+        .map(|&g| {
+            let info = &p.guests[g];
+            let at = st.pos[g];
+            let mut o = vec![at];
+            o.extend((0..p.nodes.len()).filter(|&t| {
+                t != at && p.nodes[t].balanced && p.allows(g, t) && info.no_return.binary_search(&t).is_err()
+            }));
+            o
+        })
+        .collect();
+    let mut leaves: u64 = 1;
+    for o in &options {
+        leaves = leaves.saturating_mul(o.len() as u64);
+        if leaves > EXACT_LEAVES {
+            return None;
+        }
+    }
+    if leaves <= 1 {
+        return None;
+    }
+    struct Search<'s> {
+        guests: &'s [usize],
+        options: &'s [Vec<usize>],
+        violations: i64,
+        start_mem: &'s [f64],
+        start_vcpus: &'s [f64],
+        found: Vec<(f64, usize, Vec<usize>)>,
+        beat: f64,
+    }
+    fn leaf_fits(p: &Problem, st: &State, start_mem: &[f64], start_vcpus: &[f64], moved: &[usize]) -> bool {
+        let req = &p.request;
+        let away: Vec<usize> = (0..p.guests.len()).filter(|&g| st.pos[g] != p.guests[g].home).collect();
+        let gib: f64 = away.iter().map(|&g| p.guests[g].gib).sum();
+        let fits_nodes = (0..p.nodes.len()).all(|n| {
+            let node = &p.nodes[n];
+            (st.mem[n] <= start_mem[n] + 1e-6 || st.mem[n] <= node.mem_cap)
+                && node
+                    .vcpu_cap
+                    .is_none_or(|cap| st.vcpus[n] <= start_vcpus[n] + 1e-9 || st.vcpus[n] <= cap + 1e-9)
+        });
+        let per_node_ok = req.max_moves_per_node.is_none_or(|max| {
+            (0..p.nodes.len()).all(|n| {
+                away.iter().filter(|&&g| p.guests[g].home == n || st.pos[g] == n).count() as u32 <= max
+            })
+        });
+        fits_nodes
+            && !moved.is_empty()
+            && away.len() as u32 <= req.max_moves
+            && req.max_gib.is_none_or(|max| gib <= max + 1e-9)
+            && per_node_ok
+    }
+    fn dfs(p: &Problem, st: &mut State, s: &mut Search, i: usize, moved: &mut Vec<usize>) {
+        if i == s.guests.len() {
+            if st.violations > s.violations || !leaf_fits(p, st, s.start_mem, s.start_vcpus, moved) {
+                return;
+            }
+            let obj = st.objective(p);
+            if obj < s.beat {
+                s.found.push((obj, moved.len(), s.guests.iter().map(|&g| st.pos[g]).collect()));
+            }
+            return;
+        }
+        let g = s.guests[i];
+        for k in 0..s.options[i].len() {
+            let t = s.options[i][k];
+            if k == 0 {
+                dfs(p, st, s, i + 1, moved);
+                continue;
+            }
+            let from = st.pos[g];
+            let mark = st.mark();
+            st.shift(p, g, t);
+            moved.push(g);
+            dfs(p, st, s, i + 1, moved);
+            moved.pop();
+            st.rollback(p, mark, &[(g, from)]);
+        }
+    }
+    let (start_mem, start_vcpus) = (st.mem.clone(), st.vcpus.clone());
+    let mut search = Search {
+        guests: &guests,
+        options: &options,
+        violations: max_violations,
+        start_mem: &start_mem,
+        start_vcpus: &start_vcpus,
+        found: Vec::new(),
+        beat,
+    };
+    dfs(p, &mut st, &mut search, 0, &mut Vec::new());
+    // Best first (fewest moves, then placement order on ties); the first that can be run step
+    // by step wins.
+    let mut found = search.found;
+    found.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)).then_with(|| x.2.cmp(&y.2)));
+    found.into_iter().take(EXACT_TRIES).find_map(|(_, _, at)| sequence(p, st.clone(), &guests, &at))
+}
+
+/// Moves `guests` to `at` from `st` in an order valid at every step (repeatedly the first
+/// pending move, largest first, that fits now and adds no violation), or `None`.
+fn sequence(p: &Problem, mut st: State, guests: &[usize], at: &[usize]) -> Option<Vec<(usize, usize)>> {
+    let mut pending: Vec<(usize, usize)> =
+        guests.iter().zip(at).filter(|(&g, &t)| st.pos[g] != t).map(|(&g, &t)| (g, t)).collect();
+    pending.sort_by(|&(x, _), &(y, _)| weight_of(p, y).total_cmp(&weight_of(p, x)).then(x.cmp(&y)));
+    let mut moves = Vec::new();
+    while !pending.is_empty() {
+        let mut done = None;
+        for (k, &(g, t)) in pending.iter().enumerate() {
+            if !st.has_room(p, g, t) || !st.under_target_max(p, g, t) || st.apart_mates_on(p, g, t) > 0 {
+                continue;
+            }
+            let from = st.pos[g];
+            let mark = st.mark();
+            st.shift(p, g, t);
+            if st.added > 0 {
+                st.rollback(p, mark, &[(g, from)]);
+                continue;
+            }
+            st.commit();
+            moves.push((g, t));
+            done = Some(k);
+            break;
+        }
+        pending.remove(done?);
+    }
+    Some(moves)
+}
+
+/// When no single move or swap helps: the best pair of moves of two simple guests (any sources,
+/// any targets among the hottest and coolest few nodes), run one after the other, each step
+/// valid. That covers swaps of any sizes and two guests leaving one node for two others, which
+/// is where single moves get stuck in a local optimum on small clusters. A pair must not lift
+/// any node it touches above the hottest of them before (no overshoot).
+fn best_pair(
+    p: &Problem,
+    st: &mut State,
+    budget: &Budget,
+    movable: &Movable,
+    balancing: bool,
+    min_gain: f64,
+) -> Option<Candidate> {
+    let mut order: Vec<usize> = (0..p.nodes.len()).filter(|&n| p.nodes[n].balanced).collect();
+    if order.len() < 2 {
+        return None;
+    }
+    let u: Vec<f64> = (0..p.nodes.len()).map(|n| st.use_pct(p, n)).collect();
+    order.sort_by(|&a, &b| u[b].total_cmp(&u[a]).then(a.cmp(&b)));
+    if order.len() > 2 * PAIR_NODES {
+        let cool = order.split_off(order.len() - PAIR_NODES);
+        order.truncate(PAIR_NODES);
+        order.extend(cool);
+    }
+    let mut singles: Vec<(usize, usize)> = Vec::new();
+    for &n in &order {
+        let mut gs: Vec<usize> = movable.on[n].iter().copied().filter(|&g| movable.simple[g]).collect();
+        gs.sort_by(|&x, &y| weight_of(p, y).total_cmp(&weight_of(p, x)).then(x.cmp(&y)));
+        gs.truncate(PAIR_GUESTS);
+        for g in gs {
+            let info = &p.guests[g];
+            for &t in &order {
+                if t != n && p.allows(g, t) && info.no_return.binary_search(&t).is_err() {
+                    singles.push((g, t));
+                }
+            }
+        }
+    }
+    let req = &p.request;
+    let fits = |gs: &[usize], nodes: &[usize]| {
+        let new: Vec<usize> = gs.iter().copied().filter(|&g| !budget.moved[g]).collect();
+        let gib: f64 = new.iter().map(|&g| p.guests[g].gib).sum();
+        budget.moves + new.len() as u32 <= req.max_moves
+            && req.max_gib.is_none_or(|max| budget.gib + gib <= max + 1e-9)
+            && req.max_moves_per_node.is_none_or(|max| {
+                nodes
+                    .iter()
+                    .all(|&n| budget.per_node[n] + nodes.iter().filter(|&&m| m == n).count() as u32 <= max)
+            })
+    };
+    let base = st.objective(p);
+    let base_pen = st.penalties();
+    let mut best: Option<Candidate> = None;
+    for (i, &(g1, t1)) in singles.iter().enumerate() {
+        let s1 = st.pos[g1];
+        if !st.has_room(p, g1, t1) || !st.under_target_max(p, g1, t1) {
+            continue;
+        }
+        let mark = st.mark();
+        st.shift(p, g1, t1);
+        let after1 = st.objective(p) - base;
+        let pen1 = st.penalties();
+        for (j, &(g2, t2)) in singles.iter().enumerate() {
+            // Each unordered pair once, unless the order matters for room (then both orders).
+            if g2 == g1 || (j < i && st.pos[g2] != t1 && t2 != s1) {
+                continue;
+            }
+            let s2 = st.pos[g2];
+            if s2 == t2 || !st.has_room(p, g2, t2) || !st.under_target_max(p, g2, t2) {
+                continue;
+            }
+            let q = st.quick_move(p, g2, t2);
+            let delta = after1 + q.delta;
+            let cost = p.guests[g1].cost_gib + p.guests[g2].cost_gib;
+            let pen_after = pen1 + q.pen_delta;
+            let better = delta < -min_gain
+                && (balancing || pen_after < base_pen - 1e-9)
+                && best.as_ref().is_none_or(|b| {
+                    delta < b.delta - 1e-12 || (delta <= b.delta + 1e-12 && cost < b.cost - 1e-12)
+                });
+            if !better || !fits(&[g1, g2], &[s1, t1, s2, t2]) {
+                continue;
+            }
+            // No overshoot: the touched nodes' peak must not rise.
+            let touched = [s1, t1, s2, t2];
+            let peak_before = touched.iter().map(|&n| u[n]).fold(f64::NEG_INFINITY, f64::max);
+            let after = |n: usize| {
+                if n == t2 {
+                    q.target_use
+                } else if n == s2 {
+                    st.use_pct_with(p, n, g2, false)
+                } else {
+                    st.use_pct(p, n)
+                }
+            };
+            if touched.iter().any(|&n| after(n) > peak_before + 1e-9) {
+                continue;
+            }
+            best = Some(Candidate {
+                moves: vec![(g1, t1), (g2, t2)],
+                delta,
+                cost,
+                pen_after,
+                target_use: q.target_use,
+            });
+        }
+        st.rollback(p, mark, &[(g1, s1)]);
     }
     best
 }

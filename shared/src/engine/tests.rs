@@ -225,13 +225,20 @@ fn tiny_clusters_land_within_five_percent_of_the_exhaustive_optimum() {
         // 5 % of the optimum, or a tenth of a point when the optimum is (near) perfect.
         if ours <= best * 1.05 + 0.1 {
             within += 1;
+        } else {
+            eprintln!(
+                "case {case}: ours {ours:.2} with {moves} moves ({} steps), optimum {best:.2}; home {home:?} mem {:?}",
+                p.steps.len(),
+                mem.iter().map(|m| m / GIB).collect::<Vec<_>>()
+            );
         }
         worst = worst.max(ours - best);
     }
     eprintln!("within 5% of the optimum: {within}/40, worst gap {worst:.2} points");
-    // Local search can stop in a local optimum; most cases must be within 5 %, none far off.
-    assert!(within >= 30, "only {within}/40 within 5 %");
-    assert!(worst < 1.5, "worst gap {worst:.2} points");
+    // Local search alone stops in local optima here (34/40); the pair moves and the exhaustive
+    // final phase must bring every case within 5 % at no more moves.
+    assert_eq!(within, 40, "only {within}/40 within 5 %");
+    assert!(worst < 0.1, "worst gap {worst:.2} points");
 }
 
 #[test]
