@@ -3,7 +3,7 @@
 //! Each round first looks for a mandatory move (a guest or affinity bundle that breaks a hard
 //! rule or sits on a drained node, largest first, to the target that keeps the objective lowest);
 //! failing that, and while balancing is triggered, for the single move or swap that lowers the
-//! objective most, by at least `min_gain`. A move never adds a hard-rule violation, never
+//! objective most, by at least `min_gain` points of gap closed (`required_gain`). A move never adds a hard-rule violation, never
 //! overfills a node (memory with reserve, vCPU ratio, target maximum) and never lifts its target
 //! above where its source was (no overshoot). The search order is itself a valid execution order:
 //! each action is checked against the state the previous actions leave.
@@ -537,8 +537,8 @@ fn best_balance(
         if full && !swaps { order.clone() } else { order.iter().rev().copied().take(k).collect() };
     let base_pen = st.penalties();
     let mut best: Option<Candidate> = None;
-    let accept = |delta: f64, cost: f64, pen_after: f64, best: &Option<Candidate>| {
-        delta < -min_gain
+    let accept = |delta: f64, cost: f64, pen_after: f64, gap: f64, best: &Option<Candidate>| {
+        delta < -required_gain(min_gain, gap)
             && (balancing || pen_after < base_pen - 1e-9)
             && best.as_ref().is_none_or(|b| {
                 delta < b.delta - 1e-12 || (delta <= b.delta + 1e-12 && cost < b.cost - 1e-12)
@@ -555,7 +555,7 @@ fn best_balance(
                 else {
                     continue;
                 };
-                if accept(pb.delta, pb.cost, base_pen + pb.pen_delta, &best) {
+                if accept(pb.delta, pb.cost, base_pen + pb.pen_delta, u[s] - u[t], &best) {
                     best = Some(Candidate {
                         moves: vec![(pb.guest, t)],
                         delta: pb.delta,
@@ -583,7 +583,7 @@ fn best_balance(
                     if c.target_use > u[s] + 1e-9 {
                         continue;
                     }
-                    if accept(c.delta, c.cost, c.pen_after, &best) {
+                    if accept(c.delta, c.cost, c.pen_after, u[s] - u[t], &best) {
                         best = Some(c);
                     }
                 }
@@ -610,7 +610,9 @@ fn best_balance(
                         continue;
                     }
                     if let Some(c) = try_swap(p, st, budget, x, y) {
-                        if c.target_use <= u[a] + 1e-9 && accept(c.delta, c.cost, c.pen_after, &best) {
+                        if c.target_use <= u[a] + 1e-9
+                            && accept(c.delta, c.cost, c.pen_after, u[a] - u[bn], &best)
+                        {
                             best = Some(c);
                         }
                     }
@@ -907,7 +909,10 @@ fn best_pair(
             let delta = after1 + q.delta;
             let cost = p.guests[g1].cost_gib + p.guests[g2].cost_gib;
             let pen_after = pen1 + q.pen_delta;
-            let better = delta < -min_gain
+            let touched = [s1, t1, s2, t2];
+            let gap = touched.iter().map(|&n| u[n]).fold(f64::NEG_INFINITY, f64::max)
+                - touched.iter().map(|&n| u[n]).fold(f64::INFINITY, f64::min);
+            let better = delta < -required_gain(min_gain, gap)
                 && (balancing || pen_after < base_pen - 1e-9)
                 && best.as_ref().is_none_or(|b| {
                     delta < b.delta - 1e-12 || (delta <= b.delta + 1e-12 && cost < b.cost - 1e-12)
@@ -941,6 +946,17 @@ fn best_pair(
         st.rollback(p, mark, &[(g1, s1)]);
     }
     best
+}
+
+/// The objective gain a balancing move must bring: `min_gain` points of gap closed between its
+/// source and its target. The objective is the summed squared deviation (points²/100): moving x
+/// points from a node `gap` points above its target to it gains 2·x·(gap − x)/100 and closes
+/// their gap by about 2·x, so `min_gain · gap / 100` asks for roughly `min_gain` points closed
+/// whatever the gap (2·x·(gap − x)/gap ≥ `min_gain`). A fixed threshold in objective units
+/// instead forbade every move once the spread fell below √(200·min_gain) (10 points at the
+/// default 0.5), so `balanciness` under that was unreachable. Never below 1e-9 (strict descent).
+fn required_gain(min_gain: f64, gap: f64) -> f64 {
+    (min_gain * gap.max(0.0) / 100.0).max(1e-9)
 }
 
 fn single(p: &Problem, g: usize) -> bool {
