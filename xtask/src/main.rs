@@ -4,6 +4,7 @@
 //! - `frontend`  build the panel with trunk into `frontend/dist` (`--optimize`: wasm-opt -Oz)
 //! - `test`      set up, build the panel, run every test (cargo, the PVE UI tests), fmt, clippy
 //! - `demo`      set up, build, start the simulator and the backend, print the panel's URL
+//! - `bench`     side by side with ProxLB 2.3; rewrites that section of docs/BENCHMARKS.md
 //! - `deb`       build the Debian package into `target/deb/` (panel shrunk by wasm-opt unless
 //!               `--no-optimize`; installs binaryen 116's wasm-opt once, ~15 min)
 //!
@@ -25,11 +26,12 @@ fn main() -> Result<()> {
         Some("frontend") => frontend(flag("--optimize")),
         Some("test") => test(),
         Some("deb") => deb(!flag("--no-optimize")),
+        Some("bench") => bench(),
         Some("demo") => {
             demo(args.iter().position(|a| a == "--port").and_then(|i| args.get(i + 1)).map(String::as_str))
         }
         _ => {
-            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | demo [--port N] | deb [--no-optimize]>");
+            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | demo [--port N] | deb [--no-optimize] | bench>");
             std::process::exit(2)
         }
     }
@@ -119,6 +121,20 @@ fn test() -> Result<()> {
     run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
     eprintln!("[xtask] all tests passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Side by side with ProxLB 2.3 (needs the venv); rewrites that section of docs/BENCHMARKS.md.
+fn bench() -> Result<()> {
+    setup(false)?;
+    run(Command::new("cargo").args([
+        "run",
+        "--release",
+        "-p",
+        "compare",
+        "--",
+        "--out",
+        "docs/BENCHMARKS.md",
+    ]))
 }
 
 /// Builds the Debian package into target/deb/ (builds the panel first).
