@@ -3,9 +3,11 @@
 //! Each round first looks for a mandatory move (a guest or affinity bundle that breaks a hard
 //! rule or sits on a drained node, largest first, to the target that keeps the objective lowest);
 //! failing that, and while balancing is triggered, for the single move or swap that lowers the
-//! objective most, by at least `min_gain` points of gap closed (`required_gain`). A move never adds a hard-rule violation, never
-//! overfills a node (memory with reserve, vCPU ratio, target maximum) and never lifts its target
-//! above where its source was (no overshoot). The search order is itself a valid execution order:
+//! objective most, by at least `min_gain` points of gap closed (`required_gain`); when those are
+//! exhausted, for a pair of moves, and on small clusters for the best placement of all. A move
+//! never adds a hard-rule violation, never overfills a node (memory with reserve, vCPU ratio,
+//! target maximum) and a balancing move never lifts its target above where its source was (no
+//! overshoot). The search order is itself a valid execution order:
 //! each action is checked against the state the previous actions leave.
 
 // Per-dimension arithmetic indexes several arrays by the same `d`; index loops read best.
