@@ -5,8 +5,8 @@
 //! - `test`      set up, build the panel, run every test (cargo, the PVE UI tests), fmt, clippy
 //! - `demo`      set up, build, start the simulator and the backend, print the panel's URL
 //! - `bench`     side by side with ProxLB 2.3; rewrites that section of docs/BENCHMARKS.md
-//! - `deb`       build the Debian package into `target/deb/` (panel shrunk by wasm-opt unless
-//!               `--no-optimize`; installs binaryen 116's wasm-opt once, ~15 min)
+//! - `deb`       build the Debian package into `target/deb/`; the panel is shrunk by wasm-opt
+//!   unless `--no-optimize` (installs binaryen 116's wasm-opt once, ~15 min)
 //!
 //! Every task is idempotent and quick when already done.
 
