@@ -1,7 +1,7 @@
 //! A running job as the panel shows it: one row per step, updated from the event stream (or from
 //! polling `GET /jobs/{id}`), and a headline.
 
-use shared::api::{JobState, JobSummary, JobView, StepCounts, StepState, StepView};
+use shared::api::{JobState, JobSummary, JobView, StepCounts, StepView};
 use shared::Plan;
 use std::collections::BTreeSet;
 
@@ -26,23 +26,7 @@ impl Progress {
             .iter()
             .enumerate()
             .filter(|(i, _)| selected.contains(i))
-            .map(|(index, s)| StepView {
-                index,
-                vmid: s.vmid,
-                name: s.name.clone(),
-                kind: s.kind,
-                from: s.from.clone(),
-                to: s.to.clone(),
-                migration: s.migration,
-                depends_on: s.depends_on.clone(),
-                state: StepState::Queued,
-                phase: None,
-                upid: None,
-                task_upid: None,
-                started_at: None,
-                finished_at: None,
-                message: None,
-            })
+            .map(|(index, s)| StepView::queued(index, s))
             .collect();
         Progress { job_id, steps, end: None, channel: "live", error: None }
     }
@@ -101,6 +85,7 @@ impl Progress {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shared::api::StepState;
     use shared::{GuestKind, MigrationKind, PlanRequest, PlanStep};
 
     fn plan(n: u32) -> Plan {

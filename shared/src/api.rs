@@ -1,7 +1,7 @@
 //! Types of the backend's HTTP API (`/api/v1`), shared by the backend and the panel.
 
 use crate::model::ClusterSnapshot;
-use crate::plan::{Method, Mode, NodeLoad};
+use crate::plan::{Method, Mode, NodeLoad, PlanStep};
 use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/cluster`: the snapshot plus each node's usage per resource.
@@ -197,6 +197,29 @@ pub struct StepView {
     /// Why it was skipped, PVE's error text, what a restart found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+impl StepView {
+    /// Step `index` of a plan as it enters a job: queued, nothing submitted yet.
+    pub fn queued(index: usize, step: &PlanStep) -> StepView {
+        StepView {
+            index,
+            vmid: step.vmid,
+            name: step.name.clone(),
+            kind: step.kind,
+            from: step.from.clone(),
+            to: step.to.clone(),
+            migration: step.migration,
+            depends_on: step.depends_on.clone(),
+            state: StepState::Queued,
+            phase: None,
+            upid: None,
+            task_upid: None,
+            started_at: None,
+            finished_at: None,
+            message: None,
+        }
+    }
 }
 
 /// Steps per state.

@@ -454,29 +454,7 @@ pub fn job_steps(
             }
         }
     }
-    Ok(chosen
-        .into_iter()
-        .map(|i| {
-            let s = &plan.steps[i];
-            StepView {
-                index: i,
-                vmid: s.vmid,
-                name: s.name.clone(),
-                kind: s.kind,
-                from: s.from.clone(),
-                to: s.to.clone(),
-                migration: s.migration,
-                depends_on: s.depends_on.clone(),
-                state: StepState::Queued,
-                phase: None,
-                upid: None,
-                task_upid: None,
-                started_at: None,
-                finished_at: None,
-                message: None,
-            }
-        })
-        .collect())
+    Ok(chosen.into_iter().map(|i| StepView::queued(i, &plan.steps[i])).collect())
 }
 
 #[cfg(test)]
