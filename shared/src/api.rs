@@ -5,6 +5,7 @@ use crate::plan::{Method, Mode, NodeLoad, PlanStep};
 use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/cluster`: the snapshot plus each node's usage per resource.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClusterView {
     pub snapshot: ClusterSnapshot,
@@ -41,6 +42,7 @@ impl ClusterView {
 
 /// Every error the API returns: what went wrong, the detail (PVE's own message where there is
 /// one), and the offending field for bad input.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ApiError {
     pub error: String,
@@ -54,6 +56,7 @@ pub struct ApiError {
 /// `POST /api/v1/plan/execute`: a plan as `POST /api/v1/plan` returned it, and optionally the
 /// vmids whose steps to run (all steps when absent). A selected step must not depend on an
 /// unselected one.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExecuteRequest {
     pub plan: crate::plan::Plan,
@@ -62,12 +65,14 @@ pub struct ExecuteRequest {
 }
 
 /// Answer to `POST /api/v1/plan/execute` (202 Accepted).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExecuteResponse {
     pub job_id: u64,
 }
 
 /// Where one step of a job stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StepState {
@@ -121,6 +126,7 @@ impl StepState {
 }
 
 /// Where a job stands.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
@@ -165,6 +171,7 @@ impl JobState {
 }
 
 /// One step of a job: the planned move and what became of it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepView {
     /// Index of the step in the plan (what `depends_on` refers to).
@@ -223,6 +230,7 @@ impl StepView {
 }
 
 /// Steps per state.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepCounts {
     pub queued: usize,
@@ -253,6 +261,7 @@ impl StepCounts {
 }
 
 /// `GET /api/v1/jobs` rows.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobSummary {
     pub id: u64,
@@ -268,9 +277,131 @@ pub struct JobSummary {
 }
 
 /// `GET /api/v1/jobs/{id}`: the job and its steps in plan order.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobView {
     #[serde(flatten)]
     pub job: JobSummary,
     pub steps: Vec<StepView>,
+}
+
+// ---- Maintenance (`/api/v1/maintenance`) and best node (`/api/v1/best-node`) ----
+
+/// Where a node stands in our maintenance workflow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaintenanceState {
+    /// Not marked by us (PVE HA maintenance is `NodeMaintenance::ha_maintenance`, separately).
+    #[default]
+    None,
+    /// Marked; the evacuation job is running.
+    Entering,
+    /// Marked and evacuated (or the evacuation ended; its job says how).
+    InMaintenance,
+    /// The mark is being cleared; the return-home job is running.
+    Exiting,
+}
+
+impl MaintenanceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaintenanceState::None => "none",
+            MaintenanceState::Entering => "entering",
+            MaintenanceState::InMaintenance => "in_maintenance",
+            MaintenanceState::Exiting => "exiting",
+        }
+    }
+}
+
+/// `POST /api/v1/maintenance/{node}/enter`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MaintenanceRequest {
+    /// Plan only: nothing is marked, nothing moves.
+    pub preview: bool,
+    /// Also put the node in PVE's HA maintenance (`ha-manager crm-command node-maintenance enable`).
+    pub ha: bool,
+    /// Stopped guests leave too (default true: the node may be switched off).
+    pub include_stopped: bool,
+}
+
+impl Default for MaintenanceRequest {
+    fn default() -> Self {
+        MaintenanceRequest { preview: false, ha: false, include_stopped: true }
+    }
+}
+
+/// `POST /api/v1/maintenance/{node}/exit`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExitRequest {
+    /// Plan only: the mark stays, nothing moves.
+    pub preview: bool,
+    /// Bring the guests recorded at enter back to this node (those rules and capacity allow).
+    pub return_home: bool,
+    /// Also leave PVE's HA maintenance (done anyway when enter set it).
+    pub ha: bool,
+}
+
+/// `GET /api/v1/maintenance[/{node}]`: one node's maintenance record.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NodeMaintenance {
+    pub node: String,
+    pub state: MaintenanceState,
+    /// Unix seconds of the last state change (absent when `none`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    /// The PVE user who made it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// The evacuation (or return-home) job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<u64>,
+    /// PVE reports the node in HA maintenance (`hastate: maintenance`), whoever set it.
+    #[serde(default)]
+    pub ha_maintenance: bool,
+    /// We put it in HA maintenance at enter (so exit takes it out again).
+    #[serde(default)]
+    pub ha_requested: bool,
+    /// Where the evacuated guests ran before (what exit with `return_home` brings back).
+    #[serde(default)]
+    pub homes: Vec<crate::evacuate::GuestHome>,
+}
+
+impl NodeMaintenance {
+    /// No guest may be placed here: marked by us or in PVE HA maintenance.
+    pub fn in_maintenance(&self) -> bool {
+        self.state != MaintenanceState::None || self.ha_maintenance
+    }
+}
+
+/// Answer to enter and exit: the plan (evacuation or return home), its job unless `preview` or
+/// the plan is empty, and the node's record afterwards.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MaintenanceAnswer {
+    pub plan: crate::plan::Plan,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<u64>,
+    pub preview: bool,
+    pub state: NodeMaintenance,
+}
+
+/// `POST /api/v1/best-node`: either a new guest's shape or the vmid of an existing guest (ranked
+/// as if it were not placed yet).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BestNodeRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest: Option<crate::best_node::NewGuest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vmid: Option<u32>,
+}
+
+/// Answer to `POST /api/v1/best-node`: the best fitting node (none when nothing fits) and every
+/// node's rank, best first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BestNodeAnswer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<String>,
+    pub ranks: Vec<crate::best_node::NodeRank>,
 }

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Everything the engine needs to plan, collected at one moment.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterSnapshot {
     pub cluster_name: String,
@@ -24,6 +25,7 @@ pub struct ClusterSnapshot {
 
 /// One PVE 9 HA rule as `/cluster/ha/rules` returns it (strings kept raw; the rule engine parses
 /// them and reports what it cannot read).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct HaRule {
     /// Rule id (`rule`).
@@ -47,6 +49,7 @@ pub struct HaRule {
 }
 
 /// A migration that already happened, for cooldown and no-return checks.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RecentMigration {
     pub vmid: u32,
@@ -57,6 +60,7 @@ pub struct RecentMigration {
 }
 
 /// Pressure stall information in percent (10 s or hourly average, as collected).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Pressure {
@@ -68,6 +72,7 @@ pub struct Pressure {
     pub io_full: f64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NodeStatus {
@@ -77,6 +82,7 @@ pub enum NodeStatus {
     Unknown,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     pub name: String,
@@ -103,6 +109,7 @@ pub struct Node {
     pub pressure: Option<Pressure>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GuestKind {
@@ -111,6 +118,7 @@ pub enum GuestKind {
     Lxc,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GuestStatus {
@@ -121,6 +129,7 @@ pub enum GuestStatus {
     Other,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Guest {
     pub vmid: u32,

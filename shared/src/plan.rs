@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Which resource the balance is measured on (ProxLB's `balancing.method`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
@@ -18,6 +19,7 @@ pub enum Method {
 }
 
 /// Which figure of that resource (ProxLB's `balancing.mode`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -35,6 +37,7 @@ pub enum Mode {
 }
 
 /// Weights of each resource in `Method::Weighted` (relative; need not sum to 1).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ResourceWeights {
@@ -51,6 +54,7 @@ impl Default for ResourceWeights {
 }
 
 /// A percentage per resource; `None` = not set.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ResourcePercents {
@@ -60,6 +64,7 @@ pub struct ResourcePercents {
 }
 
 /// Which nodes may give or take guests in balancing (evacuation and rule fixes still may).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NodeRoles {
@@ -69,6 +74,7 @@ pub struct NodeRoles {
     pub not_target: Vec<String>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PlanRequest {
@@ -152,6 +158,7 @@ impl Default for PlanRequest {
 }
 
 /// How PVE will move the guest.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MigrationKind {
@@ -164,6 +171,7 @@ pub enum MigrationKind {
 }
 
 /// Why a step is in the plan.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StepPurpose {
@@ -180,6 +188,7 @@ pub enum StepPurpose {
     ReturnHome,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PlanStep {
     pub vmid: u32,
@@ -205,6 +214,7 @@ pub struct PlanStep {
 }
 
 /// A guest that stays, and why.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WhyNot {
     pub vmid: u32,
@@ -214,6 +224,7 @@ pub struct WhyNot {
 }
 
 /// One node's usage of the balanced resource, in percent, plus the raw figures.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeLoad {
     pub node: String,
@@ -222,6 +233,7 @@ pub struct NodeLoad {
     pub percent: f64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     pub request: PlanRequest,

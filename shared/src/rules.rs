@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use resolve::{GuestPolicy, Policies};
 
 /// Rules that come from configuration rather than from the cluster.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RuleConfig {
@@ -44,6 +45,7 @@ pub struct RuleConfig {
 }
 
 /// One entry of ProxLB's `balancing.pools`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PoolRule {
@@ -74,6 +76,7 @@ pub enum Strength {
 }
 
 /// Where a rule or diagnostic comes from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum RuleSource {
@@ -107,6 +110,7 @@ impl std::fmt::Display for RuleSource {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -116,6 +120,7 @@ pub enum Severity {
 }
 
 /// A finding about the rules: a conflict, an unreadable tag, a reference to nothing.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Diagnostic {
     pub severity: Severity,
