@@ -45,6 +45,7 @@ fn public_routes() -> Router<AppState> {
 /// Routes that need valid PVE credentials; each handler checks its privileges on top.
 fn protected_routes() -> Router<AppState> {
     let routes = Router::new().route("/api/v1/cluster", get(cluster)).route("/api/v1/plan", post(plan));
+    let routes = routes.route("/api/v1/openapi.json", get(crate::openapi::serve));
     crate::http_jobs::add_routes(routes)
 }
 

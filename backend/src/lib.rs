@@ -17,5 +17,6 @@ pub mod config;
 pub mod execute;
 pub mod http;
 pub mod http_jobs;
+pub mod openapi;
 pub mod pve;
 pub mod serve;
