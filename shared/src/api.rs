@@ -15,6 +15,10 @@ pub struct ClusterView {
     /// Spread (max − min %) of memory and CPU over the balanced nodes.
     pub memory_spread: f64,
     pub cpu_spread: f64,
+    /// PVE's own balancer when it is on (copied from the snapshot): HA-managed guests are left
+    /// to it and the panel says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic_balancer: Option<crate::model::DynamicBalancer>,
 }
 
 impl ClusterView {
@@ -36,7 +40,8 @@ impl ClusterView {
             }
         };
         let (memory_spread, cpu_spread) = (spread(&memory), spread(&cpu));
-        ClusterView { snapshot, memory, cpu, disk, memory_spread, cpu_spread }
+        let dynamic_balancer = snapshot.dynamic_balancer.clone();
+        ClusterView { snapshot, memory, cpu, disk, memory_spread, cpu_spread, dynamic_balancer }
     }
 }
 

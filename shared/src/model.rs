@@ -21,6 +21,29 @@ pub struct ClusterSnapshot {
     /// ping-pong (cooldown per guest, no quick return to a node a guest just left).
     #[serde(default)]
     pub recent_migrations: Vec<RecentMigration>,
+    /// PVE's own load balancer (9.2+: `crs: ha=static|dynamic,ha-auto-rebalance=1` in
+    /// `/cluster/options`), present only when it is switched on: it moves HA-managed guests
+    /// itself, so balancing leaves those guests to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic_balancer: Option<DynamicBalancer>,
+}
+
+/// PVE's automatic HA rebalancing as `datacenter.cfg` configures it (`crs` property string).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DynamicBalancer {
+    /// `crs.ha`: the HA scheduler mode (`static` or `dynamic`; auto-rebalance needs one of them).
+    pub scheduler: String,
+    /// `ha-auto-rebalance-threshold`, as PVE reports it (a fraction before pve-cluster 9.1.5,
+    /// percent after); `None` = PVE's default.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// `ha-auto-rebalance-margin`; `None` = PVE's default.
+    #[serde(default)]
+    pub margin: Option<f64>,
+    /// `ha-auto-rebalance-method` (`bruteforce` or `topsis`); `None` = PVE's default.
+    #[serde(default)]
+    pub method: Option<String>,
 }
 
 /// One PVE 9 HA rule as `/cluster/ha/rules` returns it (strings kept raw; the rule engine parses

@@ -87,7 +87,25 @@ fn percent(used: f64, total: f64) -> f64 {
 /// Plans migrations that even out `request.method` across the online, non-maintenance nodes,
 /// fixes hard-rule violations and drains maintenance nodes (see [`crate::engine`]).
 pub fn plan(snapshot: &ClusterSnapshot, request: &PlanRequest) -> Plan {
-    crate::engine::run(snapshot, request, crate::engine::problem::Task::default())
+    let mut plan = crate::engine::run(snapshot, request, crate::engine::problem::Task::default());
+    if let Some(note) = dynamic_balancer_note(snapshot) {
+        plan.notes.insert(0, note);
+    }
+    plan
+}
+
+/// Why HA-managed guests are not in the plan when PVE's own balancer is on (the rule engine
+/// leaves them out, see `rules::ha`).
+fn dynamic_balancer_note(snapshot: &ClusterSnapshot) -> Option<String> {
+    let b = snapshot.dynamic_balancer.as_ref()?;
+    let n = snapshot.guests.iter().filter(|g| g.ha_managed).count();
+    (n > 0).then(|| {
+        format!(
+            "{n} HA-managed guest(s) left to PVE's automatic HA rebalancing (crs ha={}, \
+             ha-auto-rebalance=1), so the two balancers do not undo each other's moves",
+            b.scheduler
+        )
+    })
 }
 
 /// The snapshot as it would be once `plan` has run: guests on their targets, node usage moved.

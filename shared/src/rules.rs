@@ -94,6 +94,9 @@ pub enum RuleSource {
     HaRule {
         rule: String,
     },
+    /// PVE's own balancer (9.2+ `crs: ha-auto-rebalance`) moves HA-managed guests: they are left
+    /// to it.
+    PveDynamicBalancer,
     /// Found by combining rules (a conflict between sources).
     Engine,
 }
@@ -105,6 +108,7 @@ impl std::fmt::Display for RuleSource {
             RuleSource::Pool { pool } => write!(f, "pool '{pool}'"),
             RuleSource::Config { key, value } => write!(f, "config {key} '{value}'"),
             RuleSource::HaRule { rule } => write!(f, "HA rule '{rule}'"),
+            RuleSource::PveDynamicBalancer => write!(f, "PVE's automatic HA rebalancing"),
             RuleSource::Engine => write!(f, "rule engine"),
         }
     }

@@ -5,6 +5,7 @@ use super::{find_node, ConstraintKind, RuleSet, RuleSource, Severity, Strength};
 use crate::model::{ClusterSnapshot, HaRule, NodeStatus};
 
 pub(super) fn read(snapshot: &ClusterSnapshot, set: &mut RuleSet) {
+    dynamic_balancer(snapshot, set);
     for rule in &snapshot.ha_rules {
         let source = RuleSource::HaRule { rule: rule.rule.clone() };
         if rule.disable {
@@ -41,6 +42,29 @@ pub(super) fn read(snapshot: &ClusterSnapshot, set: &mut RuleSet) {
             }
         }
     }
+}
+
+/// PVE 9.2's automatic rebalancing moves HA-managed guests on its own; moving them too would
+/// have two balancers fight over the same guests (each undoing the other's moves). They are left
+/// to PVE, and a note says so once (not once per guest).
+fn dynamic_balancer(snapshot: &ClusterSnapshot, set: &mut RuleSet) {
+    let Some(b) = &snapshot.dynamic_balancer else { return };
+    let vmids: Vec<u32> = snapshot.guests.iter().filter(|g| g.ha_managed).map(|g| g.vmid).collect();
+    let source = RuleSource::PveDynamicBalancer;
+    for &vmid in &vmids {
+        set.add(ConstraintKind::Ignore { vmid }, Strength::Hard, source.clone());
+    }
+    set.diag(
+        Severity::Info,
+        source,
+        format!(
+            "PVE balances HA-managed guests itself (crs ha={}, ha-auto-rebalance=1): {} HA guest(s) \
+             left to it; only the other guests are balanced here",
+            b.scheduler,
+            vmids.len()
+        ),
+        vmids,
+    );
 }
 
 /// `"vm:100,ct:101"` → vmids present in the snapshot (others are reported).
@@ -127,5 +151,83 @@ fn node_affinity(
     let strength = if rule.strict { Strength::Hard } else { Strength::Soft };
     for &vmid in vmids {
         set.add(ConstraintKind::Pin { vmid, nodes: nodes.clone() }, strength, source.clone());
+    }
+}
+
+#[cfg(test)]
+mod dynamic_balancer_tests {
+    use crate::model::{ClusterSnapshot, DynamicBalancer, Guest};
+    use crate::rules::{compile, ConstraintKind, RuleConfig, RuleSource, Strength};
+
+    fn snap(on: bool) -> ClusterSnapshot {
+        ClusterSnapshot {
+            guests: vec![
+                Guest { vmid: 1, ha_managed: true, ..Default::default() },
+                Guest { vmid: 2, ..Default::default() },
+            ],
+            dynamic_balancer: on
+                .then(|| DynamicBalancer { scheduler: "dynamic".into(), ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ha_guests_are_left_to_pves_balancer_only_when_it_is_on() {
+        let set = compile(&snap(true), &RuleConfig::default());
+        let ignored: Vec<_> = set
+            .constraints
+            .iter()
+            .filter(|c| c.source == RuleSource::PveDynamicBalancer)
+            .map(|c| (c.kind.clone(), c.strength))
+            .collect();
+        assert_eq!(ignored, vec![(ConstraintKind::Ignore { vmid: 1 }, Strength::Hard)]);
+        let note = set.diagnostics.iter().find(|d| d.source == RuleSource::PveDynamicBalancer).unwrap();
+        assert!(
+            note.message.contains("ha=dynamic") && note.message.contains("1 HA guest"),
+            "{}",
+            note.message
+        );
+        let off = compile(&snap(false), &RuleConfig::default());
+        assert!(off.constraints.iter().all(|c| c.source != RuleSource::PveDynamicBalancer));
+        assert!(off.diagnostics.iter().all(|d| d.source != RuleSource::PveDynamicBalancer));
+    }
+
+    #[test]
+    fn the_plan_moves_only_non_ha_guests_and_says_why() {
+        use crate::model::{GuestStatus, Node, NodeStatus};
+        const G: u64 = 1 << 30;
+        let node = |name: &str, used| Node {
+            name: name.into(),
+            status: NodeStatus::Online,
+            cpus: 16,
+            mem_total: 100 * G,
+            mem_used: used * G,
+            disk_total: 100 * G,
+            ..Default::default()
+        };
+        let guest = |vmid, ha| Guest {
+            vmid,
+            node: "a".into(),
+            status: GuestStatus::Running,
+            cpus: 2.0,
+            mem_max: 30 * G,
+            mem_used: 30 * G,
+            ha_managed: ha,
+            ..Default::default()
+        };
+        let mut s = ClusterSnapshot {
+            nodes: vec![node("a", 70), node("b", 10)],
+            guests: vec![guest(1, true), guest(2, false)],
+            quorate: true,
+            ..Default::default()
+        };
+        let request = crate::PlanRequest::default();
+        let free = crate::planner::plan(&s, &request);
+        assert!(!free.steps.is_empty(), "without PVE's balancer something moves: {:?}", free.notes);
+        s.dynamic_balancer = Some(DynamicBalancer { scheduler: "dynamic".into(), ..Default::default() });
+        let plan = crate::planner::plan(&s, &request);
+        assert!(plan.steps.iter().all(|st| st.vmid != 1), "{:?}", plan.steps);
+        assert!(plan.steps.iter().any(|st| st.vmid == 2), "{:?}", plan.notes);
+        assert!(plan.notes[0].starts_with("1 HA-managed guest(s) left to PVE"), "{:?}", plan.notes);
     }
 }

@@ -54,7 +54,7 @@ impl Policies {
 /// then the guest's own tags, then pools.
 fn precedence(source: &RuleSource) -> u8 {
     match source {
-        RuleSource::HaRule { .. } => 0,
+        RuleSource::HaRule { .. } | RuleSource::PveDynamicBalancer => 0,
         RuleSource::Tag { .. } => 1,
         RuleSource::Pool { .. } => 2,
         RuleSource::Config { .. } | RuleSource::Engine => 3,
