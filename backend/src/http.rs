@@ -26,11 +26,18 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// Runs plans; `None` disables the job routes (503). See `http_jobs`.
     pub jobs: Option<Arc<crate::execute::Executor>>,
+    /// Cluster-wide maintenance marks (see `maintenance`, `http_maint`).
+    pub maintenance: Arc<crate::maintenance::Maintenance>,
 }
 
 impl AppState {
     pub fn new(pve: Arc<PveClient>) -> AppState {
-        AppState { auth: Arc::new(Authenticator::new(pve.clone())), pve, jobs: None }
+        AppState {
+            auth: Arc::new(Authenticator::new(pve.clone())),
+            pve,
+            jobs: None,
+            maintenance: Default::default(),
+        }
     }
 }
 
@@ -46,6 +53,7 @@ fn public_routes() -> Router<AppState> {
 fn protected_routes() -> Router<AppState> {
     let routes = Router::new().route("/api/v1/cluster", get(cluster)).route("/api/v1/plan", post(plan));
     let routes = routes.route("/api/v1/openapi.json", get(crate::openapi::serve));
+    let routes = crate::http_maint::add_routes(routes);
     crate::http_jobs::add_routes(routes)
 }
 
@@ -138,7 +146,8 @@ async fn cluster(
     Extension(user): Extension<User>,
 ) -> Result<Json<ClusterView>, AppError> {
     user.require("/", "Sys.Audit")?;
-    let snapshot = collect::snapshot(&state.pve, unix_now()).await?;
+    let mut snapshot = collect::snapshot(&state.pve, unix_now()).await?;
+    mark_maintenance(&state, &mut snapshot)?;
     Ok(Json(ClusterView::of(snapshot)))
 }
 
@@ -150,8 +159,19 @@ async fn plan(
     user.require("/", "Sys.Audit")?;
     let Json(request) = body.map_err(|e| AppError::bad_input(None, e.body_text()))?;
     validate(&request)?;
-    let snapshot = collect::snapshot(&state.pve, unix_now()).await?;
+    let mut snapshot = collect::snapshot(&state.pve, unix_now()).await?;
+    // Nodes in our maintenance take no guests (PVE HA maintenance is in the snapshot already).
+    mark_maintenance(&state, &mut snapshot)?;
     Ok(Json(shared::planner::plan(&snapshot, &request)))
+}
+
+/// Nodes in our maintenance (entering or in it) take no guests; PVE HA maintenance is read by
+/// `collect` already.
+fn mark_maintenance(state: &AppState, snapshot: &mut shared::ClusterSnapshot) -> Result<(), AppError> {
+    state.maintenance.apply_marks(snapshot).map_err(|e| AppError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        body: ApiError { error: "the maintenance state failed".into(), detail: e.to_string(), field: None },
+    })
 }
 
 fn validate(r: &PlanRequest) -> Result<(), AppError> {

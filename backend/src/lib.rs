@@ -17,6 +17,8 @@ pub mod config;
 pub mod execute;
 pub mod http;
 pub mod http_jobs;
+pub mod http_maint;
+pub mod maintenance;
 pub mod openapi;
 pub mod pve;
 pub mod serve;

@@ -1,0 +1,588 @@
+//! Node maintenance: mark a node, evacuate it through the executor, remember where its guests
+//! ran, and on exit clear the mark and (optionally) bring them back.
+//!
+//! The marks live where PVE keeps cluster-wide state: a JSON file in a directory on pmxcfs
+//! (`/etc/pve/pve-rebalancer/maintenance.json` by default), so every node's service sees the same
+//! marks. It is replaced atomically (temporary file + rename, which pmxcfs applies cluster-wide
+//! as one change) and created 0640. Only one executor runs cluster-wide (the executor lock), so
+//! writers racing across nodes are limited to the short window between reading and renaming.
+//!
+//! PVE's own HA maintenance (`hastate: maintenance` on the node's `/cluster/resources` row, read
+//! by `collect` into `Node::maintenance`) counts as maintenance for planning too. With `ha` the
+//! node also enters/leaves it through `ha-manager crm-command node-maintenance enable|disable`
+//! (there is no REST endpoint); PVE's CRM then moves the HA-managed guests itself, so the
+//! evacuation leaves those to it.
+
+use crate::execute::{Executor, StartError};
+use crate::pve::{PveClient, PveError};
+use shared::api::{
+    ExitRequest, JobState, MaintenanceAnswer, MaintenanceRequest, MaintenanceState, NodeMaintenance,
+};
+use shared::evacuate::{EvacuationRequest, GuestHome};
+use shared::{ClusterSnapshot, Plan, PlanRequest};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// pmxcfs: shared by all nodes of the cluster.
+pub const DEFAULT_STATE_DIR: &str = "/etc/pve/pve-rebalancer";
+/// The file in the state directory.
+pub const STATE_FILE: &str = "maintenance.json";
+/// PVE's HA CLI (on the node the service runs on).
+pub const DEFAULT_HA_MANAGER: &str = "ha-manager";
+/// Why a guest was left on a node entering HA maintenance (shown as the guest's lock).
+const HA_LOCK: &str = "ha-maintenance (PVE's CRM moves it)";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MaintError {
+    #[error("node `{0}` is not in the cluster")]
+    UnknownNode(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Pve(#[from] PveError),
+    #[error("maintenance state {path}: {detail}")]
+    State { path: PathBuf, detail: String },
+    #[error("ha-manager failed: {0}")]
+    HaManager(String),
+    #[error("execution is not available: this service runs without an execution journal (see its log)")]
+    NoExecutor,
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The caller may not migrate a guest the plan moves.
+    #[error("permission denied: {0:?}")]
+    Forbidden(crate::auth::AuthError),
+    #[error("`{0}` is not a valid node name (letters, digits and `-`, at most 63)")]
+    BadNode(String),
+}
+
+/// Checks, before anything changes, that the caller may carry out the plan (the HTTP routes
+/// require `VM.Migrate` on every guest it moves; the CLI runs with the service's own rights).
+pub type Authorize<'a> = &'a (dyn Fn(&Plan) -> Result<(), crate::auth::AuthError> + Sync);
+
+/// The state file: every node with a mark, by name.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct StateFile {
+    version: u32,
+    nodes: BTreeMap<String, NodeMaintenance>,
+}
+
+/// Where the marks are kept and how to reach PVE's HA manager.
+pub struct Maintenance {
+    dir: PathBuf,
+    ha_manager: PathBuf,
+    /// Serialises read-modify-write in this process.
+    write: std::sync::Mutex<()>,
+}
+
+/// `serve` and CLI options.
+#[derive(clap::Args, Clone, Debug)]
+pub struct MaintArgs {
+    /// Directory of the cluster-wide maintenance state (pmxcfs, so all nodes share it).
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// The `ha-manager` command used with `ha: true` / `--ha`.
+    #[arg(long, default_value = DEFAULT_HA_MANAGER)]
+    pub ha_manager: PathBuf,
+}
+
+impl MaintArgs {
+    pub fn store(&self) -> Arc<Maintenance> {
+        Arc::new(Maintenance::new(&self.state_dir, &self.ha_manager))
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Default for Maintenance {
+    fn default() -> Self {
+        Maintenance::new(Path::new(DEFAULT_STATE_DIR), Path::new(DEFAULT_HA_MANAGER))
+    }
+}
+
+impl Maintenance {
+    pub fn new(dir: &Path, ha_manager: &Path) -> Maintenance {
+        Maintenance { dir: dir.to_owned(), ha_manager: ha_manager.to_owned(), write: Default::default() }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    fn state_err(&self, detail: impl Into<String>) -> MaintError {
+        MaintError::State { path: self.path(), detail: detail.into() }
+    }
+
+    /// The marks; no file yet means no node is marked.
+    pub fn marks(&self) -> Result<BTreeMap<String, NodeMaintenance>, MaintError> {
+        let path = self.path();
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(self.state_err(format!("cannot read it: {e}"))),
+        };
+        let file: StateFile = serde_json::from_str(&text).map_err(|e| {
+            self.state_err(format!(
+                "not valid maintenance state ({e}); fix or remove the file (removing it clears every \
+                 mark)"
+            ))
+        })?;
+        Ok(file.nodes)
+    }
+
+    /// Replaces the file atomically: a complete temporary file, then rename.
+    fn save(&self, nodes: &BTreeMap<String, NodeMaintenance>) -> Result<(), MaintError> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(&self.dir)
+            .map_err(|e| self.state_err(format!("cannot create {}: {e}", self.dir.display())))?;
+        let file = StateFile { version: 1, nodes: nodes.clone() };
+        let text = serde_json::to_string_pretty(&file).map_err(|e| self.state_err(e.to_string()))?;
+        let tmp = self.dir.join(format!(".{STATE_FILE}.tmp.{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f =
+                std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, self.path())
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            self.state_err(format!("cannot write it: {e}"))
+        })
+    }
+
+    fn update<T>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<String, NodeMaintenance>) -> Result<T, MaintError>,
+    ) -> Result<T, MaintError> {
+        let _held = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let mut nodes = self.marks()?;
+        let out = f(&mut nodes)?;
+        self.save(&nodes)?;
+        Ok(out)
+    }
+
+    /// Moves marks whose job has ended on: entering → in maintenance, exiting → cleared.
+    pub fn reconcile(&self, executor: Option<&Executor>) -> Result<(), MaintError> {
+        let Some(ex) = executor else { return Ok(()) };
+        let marks = self.marks()?;
+        let ended = |m: &NodeMaintenance| {
+            m.job_id
+                .is_some_and(|id| ex.job(id).ok().flatten().is_none_or(|v| v.job.state != JobState::Running))
+        };
+        if !marks
+            .values()
+            .any(|m| matches!(m.state, MaintenanceState::Entering | MaintenanceState::Exiting) && ended(m))
+        {
+            return Ok(());
+        }
+        self.update(|nodes| {
+            let now = unix_now();
+            nodes.retain(|_, m| !(m.state == MaintenanceState::Exiting && ended(m)));
+            for m in nodes.values_mut() {
+                if m.state == MaintenanceState::Entering && ended(m) {
+                    m.state = MaintenanceState::InMaintenance;
+                    m.since = Some(now);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Every node of the snapshot with its record (nodes without a mark are `none`), plus marks
+    /// of nodes the snapshot no longer has.
+    pub fn status(
+        &self,
+        snapshot: &ClusterSnapshot,
+        executor: Option<&Executor>,
+    ) -> Result<Vec<NodeMaintenance>, MaintError> {
+        self.reconcile(executor)?;
+        Ok(status_of(snapshot, &self.marks()?))
+    }
+
+    /// Marks the snapshot's nodes that are in our maintenance (entering or in it), so no plan
+    /// places a guest there. Nodes in PVE HA maintenance are marked by `collect` already.
+    pub fn apply_marks(&self, snapshot: &mut ClusterSnapshot) -> Result<(), MaintError> {
+        apply_marks(snapshot, &self.marks()?);
+        Ok(())
+    }
+
+    /// Runs `ha-manager crm-command node-maintenance enable|disable NODE` (bounded).
+    async fn ha(&self, node: &str, enable: bool) -> Result<(), MaintError> {
+        let verb = if enable { "enable" } else { "disable" };
+        let run = tokio::process::Command::new(&self.ha_manager)
+            .args(["crm-command", "node-maintenance", verb, node])
+            .kill_on_drop(true)
+            .output();
+        let cmd = format!("{} crm-command node-maintenance {verb} {node}", self.ha_manager.display());
+        let out = tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .map_err(|_| MaintError::HaManager(format!("`{cmd}` did not finish within 60 s")))?
+            .map_err(|e| MaintError::HaManager(format!("cannot run `{cmd}`: {e}")))?;
+        if !out.status.success() {
+            return Err(MaintError::HaManager(format!(
+                "`{cmd}` exited with {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Enter maintenance: plan the evacuation on a fresh snapshot; unless `preview`, mark the
+    /// node, start the plan as a job and (with `ha`) put the node in PVE HA maintenance.
+    pub async fn enter(
+        self: &Arc<Self>,
+        pve: &PveClient,
+        executor: Option<&Arc<Executor>>,
+        node: &str,
+        req: &MaintenanceRequest,
+        request: &PlanRequest,
+        user: &str,
+        authorize: Authorize<'_>,
+    ) -> Result<MaintenanceAnswer, MaintError> {
+        if !crate::execute::decide::valid_node_name(node) {
+            return Err(MaintError::BadNode(node.to_owned()));
+        }
+        self.reconcile(executor.map(|e| &**e))?;
+        let mut snapshot = crate::collect::snapshot(pve, unix_now()).await?;
+        let marks = self.marks()?;
+        let current = status_of(&snapshot, &marks).into_iter().find(|m| m.node == node);
+        let current = current.ok_or_else(|| MaintError::UnknownNode(node.to_owned()))?;
+        if current.state != MaintenanceState::None {
+            return Err(MaintError::Conflict(format!(
+                "node `{node}` is already {} (since {}, by {}); exit maintenance first",
+                current.state.as_str(),
+                current.since.unwrap_or(0),
+                current.by.as_deref().unwrap_or("?")
+            )));
+        }
+        apply_marks(&mut snapshot, &marks);
+        let plan = evacuation_plan(&snapshot, node, req, request);
+        if req.preview {
+            return Ok(MaintenanceAnswer { plan, job_id: None, preview: true, state: current });
+        }
+        authorize(&plan).map_err(MaintError::Forbidden)?;
+        let ex = executor.ok_or(MaintError::NoExecutor)?;
+        if let Some(id) = ex.active_job() {
+            return Err(StartError::Busy(id).into());
+        }
+        let homes: Vec<GuestHome> =
+            plan.steps.iter().map(|s| GuestHome { vmid: s.vmid, node: s.from.clone() }).collect();
+        let mut record = NodeMaintenance {
+            node: node.to_owned(),
+            state: MaintenanceState::Entering,
+            since: Some(unix_now()),
+            by: Some(user.to_owned()),
+            job_id: None,
+            ha_maintenance: current.ha_maintenance,
+            ha_requested: req.ha,
+            homes,
+        };
+        // Marked before the job starts, so no plan made meanwhile targets the node.
+        self.update(|n| {
+            n.insert(node.to_owned(), record.clone());
+            Ok(())
+        })?;
+        let unmark = || {
+            let _ = self.update(|n| {
+                n.remove(node);
+                Ok(())
+            });
+        };
+        if req.ha {
+            if let Err(e) = self.ha(node, true).await {
+                unmark();
+                return Err(e);
+            }
+        }
+        if plan.steps.is_empty() {
+            record.state = MaintenanceState::InMaintenance;
+        } else {
+            match ex.start(&plan, None, user) {
+                Ok(id) => record.job_id = Some(id),
+                Err(e) => {
+                    if req.ha {
+                        let _ = self.ha(node, false).await;
+                    }
+                    unmark();
+                    return Err(e.into());
+                }
+            }
+        }
+        self.update(|n| {
+            n.insert(node.to_owned(), record.clone());
+            Ok(())
+        })?;
+        self.follow(ex, record.job_id);
+        Ok(MaintenanceAnswer { plan, job_id: record.job_id, preview: false, state: record })
+    }
+
+    /// Exit maintenance: unless `preview`, clear the mark (with `return_home`, after the job that
+    /// brings the recorded guests back) and leave PVE HA maintenance if enter set it or `ha`.
+    pub async fn exit(
+        self: &Arc<Self>,
+        pve: &PveClient,
+        executor: Option<&Arc<Executor>>,
+        node: &str,
+        req: &ExitRequest,
+        request: &PlanRequest,
+        user: &str,
+        authorize: Authorize<'_>,
+    ) -> Result<MaintenanceAnswer, MaintError> {
+        if !crate::execute::decide::valid_node_name(node) {
+            return Err(MaintError::BadNode(node.to_owned()));
+        }
+        self.reconcile(executor.map(|e| &**e))?;
+        let mut snapshot = crate::collect::snapshot(pve, unix_now()).await?;
+        let marks = self.marks()?;
+        let current = status_of(&snapshot, &marks).into_iter().find(|m| m.node == node);
+        let current = current.ok_or_else(|| MaintError::UnknownNode(node.to_owned()))?;
+        let leave_ha = req.ha || current.ha_requested;
+        match current.state {
+            MaintenanceState::None if !(req.ha && current.ha_maintenance) => {
+                return Err(MaintError::Conflict(format!("node `{node}` is not in maintenance")))
+            }
+            MaintenanceState::Entering | MaintenanceState::Exiting => {
+                return Err(MaintError::Conflict(format!(
+                    "node `{node}` is {} (job {}); wait for the job to end or cancel it first",
+                    current.state.as_str(),
+                    current.job_id.map_or("?".into(), |j| j.to_string())
+                )))
+            }
+            _ => {}
+        }
+        // Plan as the cluster will be: this node open again (unless HA maintenance stays on).
+        let others: BTreeMap<String, NodeMaintenance> =
+            marks.iter().filter(|(n, _)| *n != node).map(|(n, m)| (n.clone(), m.clone())).collect();
+        apply_marks(&mut snapshot, &others);
+        if let Some(n) = snapshot.nodes.iter_mut().find(|n| n.name == node) {
+            n.maintenance = current.ha_maintenance && !leave_ha;
+        }
+        let homes: Vec<GuestHome> = if req.return_home { current.homes.clone() } else { vec![] };
+        let plan = shared::evacuate::return_home(&snapshot, &homes, request);
+        if req.preview {
+            return Ok(MaintenanceAnswer { plan, job_id: None, preview: true, state: current });
+        }
+        authorize(&plan).map_err(MaintError::Forbidden)?;
+        let ex = executor.ok_or(MaintError::NoExecutor)?;
+        if !plan.steps.is_empty() {
+            if let Some(id) = ex.active_job() {
+                return Err(StartError::Busy(id).into());
+            }
+        }
+        if leave_ha && current.ha_maintenance {
+            self.ha(node, false).await?;
+        }
+        let ha_maintenance = current.ha_maintenance && !leave_ha;
+        let mut record = NodeMaintenance { ha_maintenance, ha_requested: false, ..current };
+        if plan.steps.is_empty() {
+            record = NodeMaintenance { node: node.to_owned(), ha_maintenance, ..Default::default() };
+            self.update(|n| {
+                n.remove(node);
+                Ok(())
+            })?;
+        } else {
+            let id = ex.start(&plan, None, user)?;
+            record.by = Some(user.to_owned());
+            record.state = MaintenanceState::Exiting;
+            record.job_id = Some(id);
+            record.since = Some(unix_now());
+            self.update(|n| {
+                n.insert(node.to_owned(), record.clone());
+                Ok(())
+            })?;
+            self.follow(ex, Some(id));
+        }
+        Ok(MaintenanceAnswer { plan, job_id: record.job_id, preview: false, state: record })
+    }
+
+    /// Updates the mark when the job ends (reads reconcile too, e.g. after a restart).
+    fn follow(self: &Arc<Self>, ex: &Arc<Executor>, job: Option<u64>) {
+        let Some(id) = job else { return };
+        let (me, ex) = (self.clone(), ex.clone());
+        tokio::spawn(async move {
+            // Bounded per round; a maintenance evacuation may take hours.
+            while ex.wait_finished(id, Duration::from_secs(600)).await.is_none() {
+                if ex.job(id).ok().flatten().is_none() {
+                    return;
+                }
+            }
+            if let Err(e) = me.reconcile(Some(&ex)) {
+                tracing::error!(error = %e, job = id, "updating the maintenance state failed");
+            }
+        });
+    }
+}
+
+/// The evacuation of `node`. With `ha`, the HA-managed guests stay in the plan's snapshot (PVE's
+/// CRM moves them when HA maintenance is enabled), held by a lock so the engine reports them.
+pub fn evacuation_plan(
+    snapshot: &ClusterSnapshot,
+    node: &str,
+    req: &MaintenanceRequest,
+    request: &PlanRequest,
+) -> Plan {
+    let mut snapshot = snapshot.clone();
+    if req.ha {
+        for g in snapshot.guests.iter_mut().filter(|g| g.node == node && g.ha_managed) {
+            g.lock.get_or_insert_with(|| HA_LOCK.to_owned());
+        }
+    }
+    let evacuation = EvacuationRequest {
+        nodes: vec![node.to_owned()],
+        include_stopped: req.include_stopped,
+        move_ignored: true,
+        request: request.clone(),
+    };
+    shared::evacuate::evacuate(&snapshot, &evacuation)
+}
+
+/// Ranks the nodes for a new guest, or for an existing one (`vmid`), which is taken out of the
+/// snapshot first so its own node is judged as if it were empty of it. `Err(vmid)`: no such guest.
+pub fn best_node(
+    snapshot: &mut ClusterSnapshot,
+    req: &shared::api::BestNodeRequest,
+    request: &PlanRequest,
+) -> Result<Vec<shared::best_node::NodeRank>, u32> {
+    let guest = match (req.vmid, &req.guest) {
+        (Some(vmid), _) => {
+            let pos = snapshot.guests.iter().position(|g| g.vmid == vmid).ok_or(vmid)?;
+            let g = snapshot.guests.remove(pos);
+            shared::best_node::NewGuest {
+                name: g.name,
+                kind: g.kind,
+                cpus: g.cpus,
+                mem_bytes: g.mem_max,
+                disk_bytes: g.disk_max,
+                tags: g.tags,
+                pool: g.pool,
+            }
+        }
+        (None, Some(g)) => g.clone(),
+        (None, None) => shared::best_node::NewGuest::default(),
+    };
+    Ok(shared::best_node::best_node(snapshot, &guest, request))
+}
+
+/// Our marks (entering, in maintenance) on the snapshot's nodes; exiting nodes take guests again.
+pub fn apply_marks(snapshot: &mut ClusterSnapshot, marks: &BTreeMap<String, NodeMaintenance>) {
+    for n in snapshot.nodes.iter_mut() {
+        if marks
+            .get(&n.name)
+            .is_some_and(|m| matches!(m.state, MaintenanceState::Entering | MaintenanceState::InMaintenance))
+        {
+            n.maintenance = true;
+        }
+    }
+}
+
+/// Records for every node (snapshot order), `ha_maintenance` from PVE's `hastate` as collected.
+pub fn status_of(
+    snapshot: &ClusterSnapshot,
+    marks: &BTreeMap<String, NodeMaintenance>,
+) -> Vec<NodeMaintenance> {
+    let mut out: Vec<NodeMaintenance> = snapshot
+        .nodes
+        .iter()
+        .map(|n| {
+            let mut m = marks
+                .get(&n.name)
+                .cloned()
+                .unwrap_or_else(|| NodeMaintenance { node: n.name.clone(), ..Default::default() });
+            m.ha_maintenance = n.maintenance;
+            m
+        })
+        .collect();
+    out.extend(marks.values().filter(|m| snapshot.node(&m.node).is_none()).cloned());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::Node;
+
+    fn snap() -> ClusterSnapshot {
+        ClusterSnapshot {
+            nodes: ["a", "b"].map(|n| Node { name: n.into(), ..Default::default() }).to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("pvrb-maint-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn marks_round_trip_through_an_atomic_0640_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("rt");
+        let m = Maintenance::new(&dir, Path::new("ha-manager"));
+        assert!(m.marks().unwrap().is_empty(), "no file yet: no marks");
+        let rec = NodeMaintenance {
+            node: "a".into(),
+            state: MaintenanceState::InMaintenance,
+            since: Some(5),
+            by: Some("root@pam".into()),
+            homes: vec![GuestHome { vmid: 100, node: "a".into() }],
+            ..Default::default()
+        };
+        m.update(|n| {
+            n.insert("a".into(), rec.clone());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(m.marks().unwrap().get("a"), Some(&rec));
+        let mode = std::fs::metadata(m.path()).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & 0o137, 0, "mode {mode:o} must be 0640 or stricter");
+        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from(STATE_FILE)], "no temporary file left");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_an_error_that_names_it_and_says_how_to_fix() {
+        let dir = temp_dir("bad");
+        std::fs::create_dir_all(&dir).unwrap();
+        let m = Maintenance::new(&dir, Path::new("ha-manager"));
+        std::fs::write(m.path(), "{not json").unwrap();
+        let e = m.marks().unwrap_err().to_string();
+        assert!(e.contains(STATE_FILE) && e.contains("remove the file"), "{e}");
+        // A failed read must not be "fixed" by overwriting the file.
+        assert!(m.update(|_| Ok(())).is_err());
+        assert_eq!(std::fs::read_to_string(m.path()).unwrap(), "{not json");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn marks_close_nodes_for_planning_but_exiting_nodes_are_open() {
+        let mut marks = BTreeMap::new();
+        for (node, state) in [("a", MaintenanceState::InMaintenance), ("b", MaintenanceState::Exiting)] {
+            marks.insert(node.to_owned(), NodeMaintenance { node: node.into(), state, ..Default::default() });
+        }
+        let mut s = snap();
+        apply_marks(&mut s, &marks);
+        assert!(s.node("a").unwrap().maintenance);
+        assert!(!s.node("b").unwrap().maintenance);
+    }
+
+    #[test]
+    fn status_lists_every_node_and_reads_ha_maintenance_from_the_snapshot() {
+        let mut s = snap();
+        s.nodes[1].maintenance = true;
+        let st = status_of(&s, &BTreeMap::new());
+        assert_eq!(st.len(), 2);
+        assert_eq!((st[0].state, st[0].ha_maintenance), (MaintenanceState::None, false));
+        assert!(st[1].ha_maintenance && st[1].in_maintenance());
+    }
+}
