@@ -8,7 +8,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use shared::api::{JobState, JobSummary, JobView, StepCounts, StepState, StepView};
+use shared::api::{AuditEntry, JobState, JobSummary, JobView, StepCounts, StepState, StepView};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -68,7 +68,38 @@ CREATE TABLE IF NOT EXISTS steps (
     PRIMARY KEY (job_id, idx)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state);
+CREATE TABLE IF NOT EXISTS audit (
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
+    at      INTEGER NOT NULL,
+    user    TEXT NOT NULL,
+    action  TEXT NOT NULL,
+    target  TEXT NOT NULL,
+    detail  TEXT NOT NULL,
+    job_id  INTEGER
+);
+CREATE INDEX IF NOT EXISTS audit_by_user ON audit(user);
 ";
+
+/// One write to record in the audit table (see [`Journal::record_audit`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditRecord<'a> {
+    /// The PVE user or token who did it.
+    pub user: &'a str,
+    /// `plan.execute`, `job.cancel`, `settings.update`, `maintenance.enter`, `maintenance.exit`.
+    pub action: &'a str,
+    /// What it was done to: `job/7`, `node/pve2`, `settings`.
+    pub target: &'a str,
+    /// One line for people (steps of the plan, the settings diff).
+    pub detail: &'a str,
+    pub job_id: Option<u64>,
+}
+
+/// Which audit entries [`Journal::audit`] returns; `None` = any.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub user: Option<String>,
+    pub action: Option<String>,
+}
 
 /// `GuestKind::Qemu` → `qemu`, as serde names it (one spelling for the API and the file).
 fn enum_text<T: Serialize>(v: &T) -> String {
@@ -201,6 +232,40 @@ impl Journal {
                 summary(h, &steps)
             })
             .collect()
+    }
+}
+
+impl Journal {
+    /// Records one write (who did what to what) at `now`; returns the entry's id.
+    pub fn record_audit(&self, now: u64, r: &AuditRecord<'_>) -> Result<u64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO audit (at, user, action, target, detail, job_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![now as i64, r.user, r.action, r.target, r.detail, r.job_id.map(|j| j as i64)],
+        )?;
+        Ok(conn.last_insert_rowid() as u64)
+    }
+
+    /// The newest `limit` audit entries matching `filter`, newest first.
+    pub fn audit(&self, limit: usize, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT id, at, user, action, target, detail, job_id FROM audit
+             WHERE (?1 IS NULL OR user = ?1) AND (?2 IS NULL OR action = ?2)
+             ORDER BY id DESC LIMIT ?3",
+        )?;
+        let rows = st.query_map(params![filter.user, filter.action, limit as i64], |r| {
+            Ok(AuditEntry {
+                id: r.get::<_, i64>(0)? as u64,
+                at: r.get::<_, i64>(1)? as u64,
+                user: r.get(2)?,
+                action: r.get(3)?,
+                target: r.get(4)?,
+                detail: r.get(5)?,
+                job_id: r.get::<_, Option<i64>>(6)?.map(|j| j as u64),
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
     }
 }
 
@@ -376,6 +441,27 @@ mod tests {
         assert_eq!(j.plan_json(id).unwrap().as_deref(), Some("{}"));
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn audit_entries_come_back_newest_first_and_filtered() {
+        let path = temp_path("audit");
+        let j = Journal::open(&path).unwrap();
+        let rec = |user, action, job_id| AuditRecord { user, action, target: "t", detail: "d", job_id };
+        j.record_audit(1, &rec("root@pam", "plan.execute", Some(1))).unwrap();
+        j.record_audit(2, &rec("ops@pve", "settings.update", None)).unwrap();
+        j.record_audit(3, &rec("root@pam", "job.cancel", Some(1))).unwrap();
+        drop(j);
+        let j = Journal::open(&path).unwrap();
+        let all = j.audit(10, &AuditFilter::default()).unwrap();
+        assert_eq!(all.iter().map(|e| e.at).collect::<Vec<_>>(), vec![3, 2, 1]);
+        assert_eq!(all[2].job_id, Some(1));
+        let root = AuditFilter { user: Some("root@pam".into()), action: None };
+        assert_eq!(j.audit(10, &root).unwrap().len(), 2);
+        let cancel = AuditFilter { user: Some("root@pam".into()), action: Some("job.cancel".into()) };
+        assert_eq!(j.audit(10, &cancel).unwrap().iter().map(|e| e.at).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(j.audit(1, &AuditFilter::default()).unwrap().len(), 1);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

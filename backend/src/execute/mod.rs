@@ -20,5 +20,5 @@ pub mod upid;
 
 pub use cli::ExecArgs;
 pub use executor::{CancelError, ExecConfig, ExecEvent, Executor, StartError};
-pub use journal::{Journal, JournalError};
+pub use journal::{AuditFilter, AuditRecord, Journal, JournalError};
 pub use lock::{ClusterLock, DirLock, Guard, LockGuard};
