@@ -24,6 +24,7 @@ pub fn generate(seed: u64, nodes: usize, guests: usize) -> Scenario {
             overhead: Overhead::default(),
             ip: None,
             sockets: 2,
+            qemu_version: None,
         });
     }
     // scale guest sizes so that the cluster ends up ~55% full on average

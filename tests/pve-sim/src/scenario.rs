@@ -180,6 +180,10 @@ pub struct NodeSpec {
     /// Sockets for `cpuinfo` (default 1).
     #[serde(default = "one")]
     pub sockets: u32,
+    /// Installed `pve-qemu-kvm` (e.g. `9.0.2-4`, as `apt/versions` shows it); default: what the
+    /// scenario's PVE release ships. A VM runs the QEMU of the node it started on.
+    #[serde(default)]
+    pub qemu_version: Option<String>,
 }
 
 fn default_node_disk() -> f64 {

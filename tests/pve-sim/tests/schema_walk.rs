@@ -61,7 +61,7 @@ async fn walk(version: &str) -> (usize, Vec<String>) {
         paths.push("/pools?poolid=prod".into());
     }
     for n in ["pve1", "pve2", "pve3", "pve4"] {
-        for p in ["status", "version", "qemu", "lxc", "tasks", "tasks?source=all&limit=10"] {
+        for p in ["status", "version", "qemu", "lxc", "tasks", "tasks?source=all&limit=10", "apt/versions"] {
             paths.push(format!("/nodes/{n}/{p}"));
         }
         for tf in ["hour", "day", "week"] {

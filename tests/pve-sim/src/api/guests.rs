@@ -70,8 +70,10 @@ pub fn status_row(w: &World, cx: &Ctx, g: &Guest, current: bool, pressure: rrd::
                 m.insert("qmpstatus".into(), g.status.as_str().into());
             }
             if g.running() && current {
-                m.insert("running-machine".into(), "pc-q35-9.2+pve1".into());
-                m.insert("running-qemu".into(), "9.2.0".into());
+                let qemu = super::nodes::qemu_upstream(c, &g.node);
+                let machine = qemu.split('.').take(2).collect::<Vec<_>>().join(".");
+                m.insert("running-machine".into(), format!("pc-q35-{machine}+pve1").into());
+                m.insert("running-qemu".into(), qemu.into());
             }
             if is9 {
                 m.insert("memhost".into(), ((g.mem() as f64 * 1.02) as u64).into());

@@ -39,8 +39,9 @@ pub fn dispatch(sim: &Sim, w: &mut World, cx: &Ctx, node: &str, rest: &[&str]) -
     match (m, rest) {
         ("GET", []) => ok(json!([
             {"name": "status"}, {"name": "version"}, {"name": "qemu"}, {"name": "lxc"},
-            {"name": "rrddata"}, {"name": "tasks"}
+            {"name": "rrddata"}, {"name": "tasks"}, {"name": "apt"}
         ])),
+        ("GET", ["apt", "versions"]) => apt_versions(w, cx, node),
         ("GET", ["status"]) => status(w, cx, node),
         ("GET", ["version"]) => {
             cx.require(w, &format!("/nodes/{node}"), "Sys.Audit").ok();
@@ -110,4 +111,57 @@ fn guest_list(w: &World, cx: &Ctx, node: &str, kind: GuestType) -> ApiResult {
         out.push(super::guests::status_row(w, cx, g, false, pressure));
     }
     ok(Value::Array(out))
+}
+
+/// `pve-qemu-kvm` installed on `node`: the scenario's value, else the one the PVE release ships
+/// (7.4: QEMU 7.2, 8.4: 9.0, 9.x: 10.1).
+pub fn qemu_package_version(c: &crate::state::Cluster, node: &str) -> String {
+    c.nodes.get(node).and_then(|n| n.spec.qemu_version.clone()).unwrap_or_else(|| {
+        match c.version.major {
+            7 => "7.2.10-1",
+            8 => "9.0.2-4",
+            _ => "10.1.2-1",
+        }
+        .into()
+    })
+}
+
+/// The upstream part of the QEMU package version (`9.0.2-4` → `9.0.2`), as `running-qemu` shows it.
+pub fn qemu_upstream(c: &crate::state::Cluster, node: &str) -> String {
+    let v = qemu_package_version(c, node);
+    v.split('-').next().unwrap_or(&v).to_owned()
+}
+
+/// `GET /nodes/{node}/apt/versions`: the important packages (a subset of PVE's list, same fields).
+fn apt_versions(w: &World, cx: &Ctx, node: &str) -> ApiResult {
+    cx.require(w, &format!("/nodes/{node}"), "Sys.Audit")?;
+    let c = &w.cluster;
+    let kernel = match c.version.major {
+        7 => "5.15.158-2-pve",
+        8 => "6.8.12-9-pve",
+        _ => "6.17.2-1-pve",
+    };
+    let ha_manager = match c.version.major {
+        7 => "3.6.1",
+        8 => "4.0.7",
+        _ => "5.0.5",
+    };
+    let row = |pkg: &str, title: &str, version: String| {
+        json!({
+            "Package": pkg, "Title": title, "Description": title, "Version": version,
+            "Arch": "amd64", "CurrentState": "Installed", "Origin": "Proxmox",
+            "Priority": "optional", "Section": "admin",
+        })
+    };
+    let mut ve = row("proxmox-ve", "Proxmox Virtual Environment", c.version.text.clone());
+    ve["RunningKernel"] = kernel.into();
+    let mut manager =
+        row("pve-manager", "Proxmox Virtual Environment Management Tools", c.version.text.clone());
+    manager["ManagerVersion"] = c.version.text.clone().into();
+    ok(json!([
+        ve,
+        manager,
+        row("pve-qemu-kvm", "Full virtualization on x86 hardware", qemu_package_version(c, node)),
+        row("pve-ha-manager", "Proxmox VE HA Manager", ha_manager.into()),
+    ]))
 }
