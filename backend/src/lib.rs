@@ -19,6 +19,7 @@ pub mod http;
 pub mod http_jobs;
 pub mod http_maint;
 pub mod maintenance;
+pub mod maintenance_cli;
 pub mod openapi;
 pub mod pve;
 pub mod serve;

@@ -1,5 +1,6 @@
-//! `pve-rebalancer`: the service (`serve`), the command line (`plan`, `best-node`), and with no
-//! subcommand ProxLB's command line (`-c proxlb.yaml [-d] [-j] [-b]`, see `backend::cli_proxlb`).
+//! `pve-rebalancer`: the service (`serve`), the command line (`plan`, `best-node`, `apply`,
+//! `maintenance enter|exit|status`), and with no subcommand ProxLB's command line
+//! (`-c proxlb.yaml [-d] [-j] [-b]`, see `backend::cli_proxlb`).
 
 use anyhow::Context;
 use backend::http::{router, AppState};
@@ -43,6 +44,8 @@ enum Command {
         panel_dir: Option<PathBuf>,
         #[command(flatten)]
         exec: backend::execute::ExecArgs,
+        #[command(flatten)]
+        maint: backend::maintenance::MaintArgs,
         /// Serve HTTPS with this certificate (PEM) and --tls-key.
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -73,6 +76,43 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         guest: GuestArgs,
+    },
+    /// Node maintenance: evacuate a node, bring its guests back, show the marks.
+    Maintenance {
+        #[command(subcommand)]
+        action: MaintAction,
+    },
+    /// Collect, plan and execute the plan, waiting for it (as ProxLB without -d).
+    Apply {
+        #[command(flatten)]
+        pve: PveArgs,
+        #[command(flatten)]
+        args: backend::maintenance_cli::ApplyArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum MaintAction {
+    /// Mark NODE, evacuate it (a job, as for plans) and record where its guests ran.
+    Enter {
+        #[command(flatten)]
+        pve: PveArgs,
+        #[command(flatten)]
+        args: backend::maintenance_cli::EnterArgs,
+    },
+    /// Clear NODE's mark, optionally bringing its guests back (--return-home).
+    Exit {
+        #[command(flatten)]
+        pve: PveArgs,
+        #[command(flatten)]
+        args: backend::maintenance_cli::ExitArgs,
+    },
+    /// Show every node's maintenance state (or NODE's).
+    Status {
+        #[command(flatten)]
+        pve: PveArgs,
+        #[command(flatten)]
+        args: backend::maintenance_cli::StatusArgs,
     },
 }
 
@@ -164,7 +204,7 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(backend::cli_proxlb::run(cli.proxlb).await);
     };
     match command {
-        Command::Serve { pve, listen, panel_dir, exec, tls_cert, tls_key, tls_pve_dir } => {
+        Command::Serve { pve, listen, panel_dir, exec, maint, tls_cert, tls_key, tls_pve_dir } => {
             let tls = match (tls_cert, tls_key, tls_pve_dir) {
                 (Some(cert), Some(key), _) => Some(backend::serve::TlsFiles { cert, key }),
                 (_, _, Some(dir)) => Some(backend::serve::TlsFiles::pve_node(&dir).with_context(|| {
@@ -173,7 +213,7 @@ async fn main() -> anyhow::Result<()> {
                 _ => None,
             };
             let client = Arc::new(pve.client()?);
-            let mut state = AppState::new(client.clone());
+            let mut state = AppState::new(client.clone()).with_maintenance(maint.store());
             // Without a journal nothing may execute (a step must never be submitted unrecorded);
             // the rest of the service still runs and the job routes say why they are off.
             match exec.executor(client) {
@@ -222,6 +262,14 @@ async fn main() -> anyhow::Result<()> {
                 }
             };
             backend::cli_proxlb::print_best_node(&ranks);
+        }
+        Command::Maintenance { action } => std::process::exit(match action {
+            MaintAction::Enter { pve, args } => backend::maintenance_cli::enter(pve.client()?, args).await,
+            MaintAction::Exit { pve, args } => backend::maintenance_cli::exit(pve.client()?, args).await,
+            MaintAction::Status { pve, args } => backend::maintenance_cli::status(pve.client()?, args).await,
+        }),
+        Command::Apply { pve, args } => {
+            std::process::exit(backend::maintenance_cli::apply(pve.client()?, args).await)
         }
         Command::Plan { pve, balanciness, config: None } => {
             let client = pve.client()?;
