@@ -24,7 +24,8 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 
 # 1. Debian packages --------------------------------------------------------------------------
 want=(rustc-web cargo-web rust-web-src chromium chromium-driver python3-venv openssl
-      debhelper dpkg-dev fakeroot lintian wrk)
+      debhelper dpkg-dev fakeroot lintian wrk
+      curl)  # curl: the e2e maintenance test's stand-in ha-manager calls the simulator with it
 # The machine image ships Node.js with npm; only without it do we take Debian's.
 command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
 missing=()
