@@ -3,6 +3,7 @@
 //!
 //! Everything binds to 127.0.0.1 on a free port and every wait is bounded.
 
+pub mod routes;
 pub mod webdriver;
 
 use backend::execute::{DirLock, ExecConfig, Executor, Journal};
@@ -10,6 +11,7 @@ use backend::http::{router, AppState};
 use backend::pve::{Credentials, PveClient, PveOptions};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,72 +30,151 @@ pub fn panel_dir() -> PathBuf {
     dir
 }
 
-/// A simulator with the demo scenario and a backend serving the API (and the panel).
+/// A simulator and a backend in front of it (router + executor, journal and lock in a private
+/// temp directory), served on a loopback port. `Stack::builder()` sets what differs per test.
 pub struct Stack {
     pub sim: pve_sim::RunningSim,
     /// `http://127.0.0.1:PORT`
     pub backend_url: String,
+    /// The backend's PVE client (the service account).
+    pub pve: Arc<PveClient>,
+    /// Private directory holding `journal.sqlite` and the `lock` directory.
+    pub work: PathBuf,
     backend: tokio::task::JoinHandle<()>,
 }
 
-impl Stack {
-    pub async fn start(panel: Option<PathBuf>) -> anyhow::Result<Stack> {
-        let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path())?;
+/// What a test may change about its [`Stack`]; everything else is as in the service.
+pub struct StackBuilder {
+    scenario: Option<pve_sim::Scenario>,
+    time_scale: f64,
+    exec: ExecConfig,
+    panel: Option<PathBuf>,
+    service_user: (String, String),
+}
+
+impl StackBuilder {
+    /// The cluster (default: `scenarios/demo.yaml`).
+    pub fn scenario(mut self, scenario: pve_sim::Scenario) -> Self {
+        self.scenario = Some(scenario);
+        self
+    }
+
+    /// Simulated seconds per real second (default 1000: migrations take milliseconds).
+    pub fn time_scale(mut self, scale: f64) -> Self {
+        self.time_scale = scale;
+        self
+    }
+
+    /// The executor's polling, timeouts and limits (default: polls 20–100 ms, step timeout 60 s).
+    pub fn exec_config(mut self, cfg: ExecConfig) -> Self {
+        self.exec = cfg;
+        self
+    }
+
+    /// Serve the built panel at `/`.
+    pub fn panel(mut self, dir: Option<PathBuf>) -> Self {
+        self.panel = dir;
+        self
+    }
+
+    /// The PVE account the backend itself uses (default `root@pam` / `demo`, the demo's).
+    pub fn service_user(mut self, user: &str, password: &str) -> Self {
+        self.service_user = (user.to_owned(), password.to_owned());
+        self
+    }
+
+    pub async fn start(self) -> anyhow::Result<Stack> {
+        let scenario = match self.scenario {
+            Some(s) => s,
+            None => pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path())?,
+        };
         let mut cfg = pve_sim::SimConfig::new(scenario);
-        cfg.time_scale = 1000.0;
+        cfg.time_scale = self.time_scale;
         let sim = pve_sim::start(cfg).await?;
-        let pve = PveClient::new(PveOptions {
+        let (user, password) = self.service_user;
+        let pve = Arc::new(PveClient::new(PveOptions {
             base_url: sim.base_url.clone(),
-            credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
+            credentials: Credentials::Password { user, password },
             ca_pem: Some(sim.ca_pem.clone()),
             insecure: false,
             timeout: Duration::from_secs(10),
-        })?;
-        let pve = Arc::new(pve);
-        // Execution as in the service, with the journal and lock in a private temp directory.
-        let work = std::env::temp_dir().join(format!("pvrb-e2e-{}-{}", std::process::id(), sim.addr.port()));
-        std::fs::create_dir_all(&work)?;
+        })?);
+        let work = temp_dir("stack");
         let journal = Journal::open(&work.join("journal.sqlite"))?;
-        let exec_cfg = ExecConfig {
-            poll_min: Duration::from_millis(20),
-            poll_max: Duration::from_millis(100),
-            step_timeout: Duration::from_secs(60),
-            ..ExecConfig::default()
-        };
         let executor = Executor::new(
             pve.clone(),
             Arc::new(journal),
             Arc::new(DirLock::new(work.join("lock"))),
-            exec_cfg,
+            self.exec,
         );
-        let app = router(AppState::new(pve).with_executor(executor), panel);
+        let app = router(AppState::new(pve.clone()).with_executor(executor), self.panel);
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let backend_url = format!("http://{}", listener.local_addr()?);
         let backend = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Stack { sim, backend_url, backend })
+        Ok(Stack { sim, backend_url, pve, work, backend })
+    }
+}
+
+/// A fresh private directory under the system temp dir, unique per process and call.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "pvrb-e2e-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+impl Stack {
+    pub fn builder() -> StackBuilder {
+        StackBuilder {
+            scenario: None,
+            time_scale: 1000.0,
+            exec: ExecConfig {
+                poll_min: Duration::from_millis(20),
+                poll_max: Duration::from_millis(100),
+                step_timeout: Duration::from_secs(60),
+                ..ExecConfig::default()
+            },
+            panel: None,
+            service_user: ("root@pam".into(), "demo".into()),
+        }
     }
 
-    /// Logs in at the backend as a PVE user: a client that keeps the `PVEAuthCookie`, and the
-    /// CSRF token to send on writes.
+    /// The demo cluster, serving the panel when given.
+    pub async fn start(panel: Option<PathBuf>) -> anyhow::Result<Stack> {
+        Stack::builder().panel(panel).start().await
+    }
+
+    /// Logs in at the backend as a PVE user (see [`login`]).
     pub async fn login(&self, user: &str, password: &str) -> anyhow::Result<Session> {
-        let http = reqwest::Client::builder().cookie_store(true).build()?;
-        let resp = http
-            .post(format!("{}/api/v1/login", self.backend_url))
-            .json(&serde_json::json!({"username": user, "password": password}))
-            .send()
-            .await?;
-        anyhow::ensure!(resp.status().is_success(), "login as {user} failed: {}", resp.text().await?);
-        let body: serde_json::Value = resp.json().await?;
-        let csrf = body["CSRFPreventionToken"].as_str().unwrap_or_default().to_owned();
-        Ok(Session { http, csrf, base: self.backend_url.clone() })
+        login(&self.backend_url, user, password).await
     }
 
     pub async fn stop(self) {
         self.backend.abort();
         self.sim.shutdown().await;
     }
+}
+
+/// Logs in at the backend at `base` (`http://127.0.0.1:PORT`) as a PVE user: a client that keeps
+/// the `PVEAuthCookie`, and the CSRF token to send on writes.
+pub async fn login(base: &str, user: &str, password: &str) -> anyhow::Result<Session> {
+    let http = reqwest::Client::builder().cookie_store(true).timeout(Duration::from_secs(30)).build()?;
+    let resp = http
+        .post(format!("{base}/api/v1/login"))
+        .json(&serde_json::json!({"username": user, "password": password}))
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status().is_success(), "login as {user} failed: {}", resp.text().await?);
+    let body: serde_json::Value = resp.json().await?;
+    let csrf = body["CSRFPreventionToken"].as_str().unwrap_or_default().to_owned();
+    Ok(Session { http, csrf, base: base.to_owned() })
 }
 
 /// A logged-in client of the backend.

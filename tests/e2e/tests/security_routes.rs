@@ -11,119 +11,19 @@
 //!   captured);
 //! - the journal file is created 0600.
 
-use backend::execute::{DirLock, ExecConfig, Executor, Journal};
-use backend::http::{router, AppState};
-use backend::pve::{Credentials, PveClient, PveOptions};
+use backend::execute::{ExecConfig, Journal};
+use e2e::routes::{concrete, in_docs as routes_in_docs, in_source as routes_in_source, PUBLIC};
+use e2e::{temp_dir, workspace_root, Session as User, Stack};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shared::api::{JobState, JobView};
-use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const PUBLIC: [&str; 3] = ["/api/v1/health", "/api/v1/login", "/api/v1/logout"];
 const ROOT_PW: &str = "Root-pw-4b1e9f7c";
 const OPS_PW: &str = "Ops-pw-d2a8e610";
 const TOKEN_SECRET: &str = "0d9e2f4c-7a1b-4c3d-9e8f-5a6b7c8d9e0f";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "pvrb-sec-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-// ----------------------------------------------------------------------------- route discovery
-
-/// `(METHOD, path)` of every `.route("path", get(..).post(..))` in the backend's sources.
-fn routes_in_source() -> BTreeSet<(String, String)> {
-    let mut files = Vec::new();
-    let mut dirs = vec![workspace_root().join("backend/src")];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).expect("read backend/src") {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                files.push(p);
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).unwrap();
-        let mut rest = text.as_str();
-        while let Some(at) = rest.find(".route(\"") {
-            let after = &rest[at + ".route(\"".len()..];
-            let end = after.find('"').expect("closing quote");
-            let path = &after[..end];
-            // The route's arguments: up to the `)` closing `.route(`.
-            let args = &after[end..];
-            let mut depth = 1i32;
-            let mut stop = args.len();
-            for (i, c) in args.char_indices() {
-                match c {
-                    '(' => depth += 1,
-                    ')' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            stop = i;
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            let args = &args[..stop];
-            for m in ["get", "post", "put", "delete", "patch"] {
-                let bare = args.match_indices(&format!("{m}(")).any(|(i, _)| {
-                    i == 0
-                        || !args.as_bytes()[i - 1].is_ascii_alphanumeric() && args.as_bytes()[i - 1] != b'_'
-                });
-                if bare {
-                    out.insert((m.to_uppercase(), path.to_owned()));
-                }
-            }
-            rest = &after[end..];
-        }
-    }
-    out
-}
-
-/// `(METHOD, path)` of the routes docs/API.md lists (`` `GET /api/v1/...` ``).
-fn routes_in_docs() -> BTreeSet<(String, String)> {
-    let text = std::fs::read_to_string(workspace_root().join("docs/API.md")).expect("docs/API.md");
-    let mut out = BTreeSet::new();
-    for piece in text.split('`') {
-        let mut words = piece.split_whitespace();
-        if let (Some(m), Some(p)) = (words.next(), words.next()) {
-            if ["GET", "POST", "PUT", "DELETE", "PATCH"].contains(&m) && p.starts_with("/api/") {
-                out.insert((m.to_owned(), p.to_owned()));
-            }
-        }
-    }
-    out
-}
-
-fn concrete(path: &str) -> String {
-    path.split('/')
-        .map(|seg| if seg.starts_with('{') || seg.starts_with(':') { "1" } else { seg })
-        .collect::<Vec<_>>()
-        .join("/")
-}
 
 // ------------------------------------------------------------------------------------ stack
 
@@ -151,78 +51,23 @@ ha_rules:{tail}"#
     pve_sim::Scenario::from_yaml(&yaml).expect("security scenario")
 }
 
-struct Stack {
-    sim: pve_sim::RunningSim,
-    url: String,
-    server: tokio::task::JoinHandle<()>,
-}
-
 async fn stack() -> Stack {
-    let mut cfg = pve_sim::SimConfig::new(scenario());
-    cfg.time_scale = 1000.0;
-    let sim = pve_sim::start(cfg).await.expect("simulator");
-    let pve = Arc::new(
-        PveClient::new(PveOptions {
-            base_url: sim.base_url.clone(),
-            credentials: Credentials::Password { user: "root@pam".into(), password: ROOT_PW.into() },
-            ca_pem: Some(sim.ca_pem.clone()),
-            insecure: false,
-            timeout: Duration::from_secs(10),
+    Stack::builder()
+        .scenario(scenario())
+        .service_user("root@pam", ROOT_PW)
+        .exec_config(ExecConfig {
+            poll_min: Duration::from_millis(10),
+            poll_max: Duration::from_millis(50),
+            step_timeout: Duration::from_secs(20),
+            ..ExecConfig::default()
         })
-        .unwrap(),
-    );
-    let dir = temp_dir("stack");
-    let journal = Journal::open(&dir.join("journal.sqlite")).unwrap();
-    let cfg = ExecConfig {
-        poll_min: Duration::from_millis(10),
-        poll_max: Duration::from_millis(50),
-        step_timeout: Duration::from_secs(20),
-        ..ExecConfig::default()
-    };
-    let ex = Executor::new(pve.clone(), Arc::new(journal), Arc::new(DirLock::new(dir.join("lock"))), cfg);
-    let app = router(AppState::new(pve).with_executor(ex), None);
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Stack { sim, url, server }
-}
-
-impl Stack {
-    async fn stop(self) {
-        self.server.abort();
-        self.sim.shutdown().await;
-    }
-}
-
-struct User {
-    http: reqwest::Client,
-    csrf: String,
-    base: String,
-}
-
-async fn login(s: &Stack, user: &str, pw: &str) -> User {
-    let http =
-        reqwest::Client::builder().cookie_store(true).timeout(Duration::from_secs(30)).build().unwrap();
-    let resp = http
-        .post(format!("{}/api/v1/login", s.url))
-        .json(&json!({"username": user, "password": pw}))
-        .send()
+        .start()
         .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK, "login as {user}");
-    let body: Value = resp.json().await.unwrap();
-    User { http, csrf: body["CSRFPreventionToken"].as_str().unwrap().to_owned(), base: s.url.clone() }
+        .expect("simulator and backend")
 }
 
-impl User {
-    fn get(&self, p: &str) -> reqwest::RequestBuilder {
-        self.http.get(format!("{}{p}", self.base))
-    }
-    fn post(&self, p: &str) -> reqwest::RequestBuilder {
-        self.http.post(format!("{}{p}", self.base)).header("CSRFPreventionToken", &self.csrf)
-    }
+async fn login(base: &str, user: &str, pw: &str) -> User {
+    e2e::login(base, user, pw).await.expect("login")
 }
 
 fn plan(steps: &[(u32, &str, &str)]) -> shared::Plan {
@@ -288,7 +133,7 @@ async fn every_route_but_health_login_logout_refuses_requests_without_valid_cred
     let routes = routes_in_source();
     let mut checked = 0;
     for (method, path) in &routes {
-        let url = format!("{}{}", s.url, concrete(path));
+        let url = format!("{}{}", s.backend_url, concrete(path));
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let public = PUBLIC.contains(&path.as_str());
         let bogus_ticket = "PVE:root@pam:6B000000::forged";
@@ -325,13 +170,13 @@ async fn every_route_but_health_login_logout_refuses_requests_without_valid_cred
 #[tokio::test]
 async fn ticket_writes_without_the_csrf_header_are_refused() {
     let s = stack().await;
-    let u = login(&s, "root@pam", ROOT_PW).await;
+    let u = login(&s.backend_url, "root@pam", ROOT_PW).await;
     let writes: Vec<_> =
         routes_in_source().into_iter().filter(|(m, p)| m != "GET" && !PUBLIC.contains(&p.as_str())).collect();
     assert!(writes.len() >= 3, "{writes:?}");
     for (method, path) in &writes {
         let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let url = format!("{}{}", s.url, concrete(path));
+        let url = format!("{}{}", s.backend_url, concrete(path));
         let (status, body) = status_of(u.http.request(m.clone(), &url).json(&json!({}))).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} without CSRF: {body}");
         assert!(body["detail"].as_str().unwrap_or("").contains("CSRFPreventionToken"), "{body}");
@@ -352,7 +197,7 @@ async fn ticket_writes_without_the_csrf_header_are_refused() {
 #[tokio::test]
 async fn vm_migrate_is_checked_for_every_guest_of_the_plan() {
     let s = stack().await;
-    let ops = login(&s, "ops@pve", OPS_PW).await;
+    let ops = login(&s.backend_url, "ops@pve", OPS_PW).await;
     // ops@pve holds VM.Migrate on /vms/104 and /vms/105 only.
     let p = plan(&[(104, "pve1", "pve3"), (111, "pve1", "pve4")]);
     let (status, body) = status_of(ops.post("/api/v1/plan/execute").json(&json!({"plan": p}))).await;
@@ -372,7 +217,7 @@ async fn vm_migrate_is_checked_for_every_guest_of_the_plan() {
     assert_eq!(s.sim.guest_node(111).as_deref(), Some("pve1"));
 
     // A job root starts with a guest ops may not migrate: ops cannot cancel it.
-    let root = login(&s, "root@pam", ROOT_PW).await;
+    let root = login(&s.backend_url, "root@pam", ROOT_PW).await;
     s.sim.arm_fault(&pve_sim::FaultSpec::TaskHang { vmid: Some(111), count: 1 }).unwrap();
     let (status, body) =
         status_of(root.post("/api/v1/plan/execute").json(&json!({"plan": plan(&[(111, "pve1", "pve4")])})))
@@ -392,7 +237,7 @@ async fn vm_migrate_is_checked_for_every_guest_of_the_plan() {
 #[tokio::test]
 async fn a_read_only_user_sees_but_cannot_act_and_a_user_without_acl_sees_nothing() {
     let s = stack().await;
-    let audit = login(&s, "audit@pve", "audit-pw-91").await;
+    let audit = login(&s.backend_url, "audit@pve", "audit-pw-91").await;
     let (status, cluster) = status_of(audit.get("/api/v1/cluster")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(cluster.to_string().contains("pve1"));
@@ -405,7 +250,7 @@ async fn a_read_only_user_sees_but_cannot_act_and_a_user_without_acl_sees_nothin
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["detail"], "Permission check failed (/vms/104, VM.Migrate)");
 
-    let nobody = login(&s, "nobody@pve", "nobody-pw-33").await;
+    let nobody = login(&s.backend_url, "nobody@pve", "nobody-pw-33").await;
     for path in ["/api/v1/cluster", "/api/v1/jobs", "/api/v1/jobs/1"] {
         let (status, body) = status_of(nobody.get(path)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{path}: {body}");
@@ -496,7 +341,6 @@ async fn secrets_never_appear_in_the_debug_log_or_in_answers() {
         assert!(Instant::now() < deadline, "pve-rebalancer did not answer within 20 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let s = Stack { sim, url: url.clone(), server: tokio::spawn(async {}) };
 
     // Traffic that carries every kind of secret.
     let mut secrets: Vec<String> =
@@ -515,8 +359,8 @@ async fn secrets_never_appear_in_the_debug_log_or_in_answers() {
     assert!(ticket_cookie.len() > 20);
     secrets.push(ticket_cookie.clone());
     secrets.push(body["CSRFPreventionToken"].as_str().unwrap().to_owned());
-    let root = login(&s, "root@pam", ROOT_PW).await;
-    let ops = login(&s, "ops@pve", OPS_PW).await;
+    let root = login(&url, "root@pam", ROOT_PW).await;
+    let ops = login(&url, "ops@pve", OPS_PW).await;
     secrets.push(root.csrf.clone());
     secrets.push(ops.csrf.clone());
     let (st, _) = status_of(
@@ -573,5 +417,5 @@ async fn secrets_never_appear_in_the_debug_log_or_in_answers() {
     for secret in &secrets {
         assert!(!journal.contains(secret.as_str()), "a secret ({}…) is in the journal", &secret[..4]);
     }
-    s.sim.shutdown().await;
+    sim.shutdown().await;
 }
