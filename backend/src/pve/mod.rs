@@ -3,4 +3,4 @@
 mod client;
 pub mod wire;
 
-pub use client::{escape_cookie, Credentials, PveClient, PveError, PveOptions, UserCredential};
+pub use client::{escape_cookie, Connection, Credentials, PveClient, PveError, PveOptions, UserCredential};
