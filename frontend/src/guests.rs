@@ -68,6 +68,15 @@ impl Filter {
     }
 }
 
+/// Sorted by the word shown, not by `Debug` (the panel is built with `-Zfmt-debug=none`).
+fn status_word(s: shared::GuestStatus) -> &'static str {
+    match s {
+        shared::GuestStatus::Running => "running",
+        shared::GuestStatus::Stopped => "stopped",
+        shared::GuestStatus::Other => "other",
+    }
+}
+
 fn compare(a: &Guest, b: &Guest, key: SortKey) -> Ordering {
     let f = |x: f64, y: f64| x.partial_cmp(&y).unwrap_or(Ordering::Equal);
     match key {
@@ -75,7 +84,7 @@ fn compare(a: &Guest, b: &Guest, key: SortKey) -> Ordering {
         SortKey::Name => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
         SortKey::Kind => a.kind.cmp(&b.kind),
         SortKey::Node => a.node.cmp(&b.node),
-        SortKey::Status => format!("{:?}", a.status).cmp(&format!("{:?}", b.status)),
+        SortKey::Status => status_word(a.status).cmp(status_word(b.status)),
         SortKey::Cpu => f(a.cpu_used, b.cpu_used),
         SortKey::Memory => a.mem_used.cmp(&b.mem_used),
         SortKey::Disk => a.disk_max.cmp(&b.disk_max),
