@@ -274,8 +274,14 @@ impl Maintenance {
         if let Some(id) = ex.active_job() {
             return Err(StartError::Busy(id).into());
         }
-        let homes: Vec<GuestHome> =
-            plan.steps.iter().map(|s| GuestHome { vmid: s.vmid, node: s.from.clone() }).collect();
+        // The engine may also repair a hard rule broken elsewhere; only guests leaving this node
+        // have it as their home.
+        let homes: Vec<GuestHome> = plan
+            .steps
+            .iter()
+            .filter(|s| s.from == node)
+            .map(|s| GuestHome { vmid: s.vmid, node: s.from.clone() })
+            .collect();
         let mut record = NodeMaintenance {
             node: node.to_owned(),
             state: MaintenanceState::Entering,
