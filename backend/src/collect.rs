@@ -1,23 +1,152 @@
 //! Collection: PVE answers → `shared::ClusterSnapshot`.
 //!
-//! Cost is O(1) calls here (`/cluster/resources`, `/cluster/status`, `/version`): guests, tags,
-//! pools, locks and HA state all come from `/cluster/resources`.
+//! Cost is O(nodes), never O(guests): four cluster-wide calls (`/cluster/resources` for nodes,
+//! guests, tags, pools, locks and HA state; `/cluster/status`; `/cluster/options` for PVE's own
+//! balancer; `/cluster/ha/rules`) in parallel, then one `GET /nodes/{node}/apt/versions` per
+//! online node (bounded concurrency) for the installed QEMU and PVE versions. Node `status` and
+//! `rrddata` are not read: `/cluster/resources` already carries what the planner uses, and usage
+//! history comes from the service's own sampler (`crate::sampler`). `/version` is asked only
+//! when no node told its version.
 
 use crate::pve::{wire, PveClient, PveError};
 use serde_json::Value;
-use shared::model::HaRule;
+use shared::model::{DynamicBalancer, HaRule};
 use shared::{ClusterSnapshot, Guest, GuestKind, GuestStatus, Node, NodeStatus};
 
+/// Node calls in flight at once: enough to hide latency on a 32-node cluster, few enough not to
+/// load pveproxy (each call is proxied to its node).
+pub const NODE_CONCURRENCY: usize = 8;
+
 pub async fn snapshot(pve: &PveClient, now: u64) -> Result<ClusterSnapshot, PveError> {
-    let (resources, status, version, ha_rules) = tokio::try_join!(
+    let (resources, status, options, ha_rules) = tokio::try_join!(
         pve.get::<Vec<Value>>("/cluster/resources"),
         pve.get::<Vec<Value>>("/cluster/status"),
-        pve.get::<Value>("/version"),
+        options(pve),
         ha_rules(pve),
     )?;
-    let mut snapshot = from_answers(&resources, &status, &version, now);
+    let mut snapshot = from_answers(&resources, &status, &Value::Null, now);
     snapshot.ha_rules = ha_rules;
+    snapshot.dynamic_balancer = dynamic_balancer(&options);
+    let online: Vec<String> =
+        snapshot.nodes.iter().filter(|n| n.status == NodeStatus::Online).map(|n| n.name.clone()).collect();
+    let versions = node_versions(pve, &online).await;
+    apply_versions(&mut snapshot, &versions);
+    if snapshot.pve_version.is_empty() {
+        let version = pve.get::<Value>("/version").await?;
+        snapshot.pve_version = wire::text(&version, "version").unwrap_or("").to_owned();
+    }
     Ok(snapshot)
+}
+
+/// `/cluster/options` (datacenter.cfg). Without `Sys.Audit` PVE shows only a few keys; an
+/// error here loses only the balancer detection, so it is logged, not fatal.
+async fn options(pve: &PveClient) -> Result<Value, PveError> {
+    match pve.get::<Value>("/cluster/options").await {
+        Ok(v) => Ok(v),
+        Err(PveError::Api { status, message, .. }) => {
+            tracing::warn!("GET /cluster/options: HTTP {status}: {message}; PVE's own balancer not detected");
+            Ok(Value::Null)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// PVE's automatic HA rebalancing (9.2+), when on: `crs` with `ha-auto-rebalance=1` and a
+/// `static` or `dynamic` scheduler (PVE only rebalances with those). `crs` comes back parsed as
+/// an object; a raw property string (`ha=dynamic,ha-auto-rebalance=1`) is read too.
+pub fn dynamic_balancer(options: &Value) -> Option<DynamicBalancer> {
+    let crs = match options.get("crs")? {
+        Value::String(raw) => Value::Object(
+            raw.split(',')
+                .filter_map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    Some((k.trim().to_owned(), Value::String(v.trim().to_owned())))
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    };
+    let scheduler = wire::text(&crs, "ha").unwrap_or("basic");
+    if !wire::flag(&crs, "ha-auto-rebalance") || !matches!(scheduler, "static" | "dynamic") {
+        return None;
+    }
+    Some(DynamicBalancer {
+        scheduler: scheduler.to_owned(),
+        threshold: wire::number(&crs, "ha-auto-rebalance-threshold"),
+        margin: wire::number(&crs, "ha-auto-rebalance-margin"),
+        method: wire::text(&crs, "ha-auto-rebalance-method").map(str::to_owned),
+    })
+}
+
+/// What one node's `apt/versions` says, `None` per field when it did not answer.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeVersions {
+    pub node: String,
+    /// `pve-manager` version, e.g. `9.1.2`.
+    pub pve: Option<String>,
+    /// `pve-qemu-kvm` upstream version (Debian revision dropped), e.g. `9.2.0`.
+    pub qemu: Option<String>,
+}
+
+/// One `apt/versions` call per node, at most [`NODE_CONCURRENCY`] at a time. A node that fails
+/// (offline between the two calls, no `Sys.Audit` on it, an old or fake PVE) only loses its
+/// versions: the live-migration check then has nothing to hold against that node.
+async fn node_versions(pve: &PveClient, nodes: &[String]) -> Vec<NodeVersions> {
+    let permits = tokio::sync::Semaphore::new(NODE_CONCURRENCY);
+    let calls = nodes.iter().map(|node| {
+        let permits = &permits;
+        async move {
+            let _permit = permits.acquire().await.expect("semaphore never closed");
+            let path = format!("/nodes/{node}/apt/versions");
+            match pve.get::<Vec<Value>>(&path).await {
+                Ok(rows) => read_versions(node, &rows),
+                Err(e) => {
+                    tracing::warn!("{e}; node {node} has no QEMU version this time");
+                    NodeVersions { node: node.clone(), ..Default::default() }
+                }
+            }
+        }
+    });
+    futures_util::future::join_all(calls).await
+}
+
+/// Reads `pve-manager` and `pve-qemu-kvm` from an `apt/versions` answer.
+pub fn read_versions(node: &str, rows: &[Value]) -> NodeVersions {
+    let version = |pkg: &str| {
+        rows.iter()
+            .find(|r| wire::text(r, "Package") == Some(pkg))
+            .and_then(|r| wire::text(r, "Version"))
+            .map(str::to_owned)
+    };
+    NodeVersions {
+        node: node.to_owned(),
+        pve: version("pve-manager"),
+        // `9.2.0-5`: the part before the Debian revision is what `running-qemu` reports.
+        qemu: version("pve-qemu-kvm").map(|v| v.split('-').next().unwrap_or(&v).to_owned()),
+    }
+}
+
+/// Puts the versions into the snapshot: each node's QEMU; for running VMs whose own QEMU is
+/// unknown (reading `running-qemu` costs one call per guest), the node's installed QEMU, an upper
+/// bound of what they run, so a live migration to an older QEMU is never proposed (it may skip a
+/// VM started before its node's upgrade). The cluster's `pve_version` is the oldest node's: what
+/// every node supports.
+pub fn apply_versions(snapshot: &mut ClusterSnapshot, versions: &[NodeVersions]) {
+    for v in versions {
+        if let Some(node) = snapshot.nodes.iter_mut().find(|n| n.name == v.node) {
+            node.qemu_version = v.qemu.clone().or(node.qemu_version.take());
+        }
+    }
+    for g in &mut snapshot.guests {
+        if g.kind == GuestKind::Qemu && g.status == GuestStatus::Running && g.running_qemu.is_none() {
+            g.running_qemu =
+                snapshot.nodes.iter().find(|n| n.name == g.node).and_then(|n| n.qemu_version.clone());
+        }
+    }
+    let key = |v: &str| -> Vec<u64> { v.split(['.', '-']).map(|p| p.parse().unwrap_or(0)).collect() };
+    if let Some(oldest) = versions.iter().filter_map(|v| v.pve.as_deref()).min_by_key(|v| key(v)) {
+        snapshot.pve_version = oldest.to_owned();
+    }
 }
 
 /// PVE 9's HA rules. Older PVE has no such endpoint (HA groups instead): that reads as no rules.
@@ -154,5 +283,60 @@ mod tests {
         );
         assert!(ha_rule(&json!({"type":"node-affinity"})).is_none(), "a rule without id is dropped");
         assert_eq!(s.guests[1].status, GuestStatus::Stopped);
+    }
+
+    #[test]
+    fn pves_balancer_counts_only_with_auto_rebalance_and_a_load_aware_scheduler() {
+        let on = dynamic_balancer(&json!({"crs": {"ha": "dynamic", "ha-auto-rebalance": 1,
+                                                   "ha-auto-rebalance-margin": "0.1"}}))
+        .unwrap();
+        assert_eq!((on.scheduler.as_str(), on.margin, on.threshold), ("dynamic", Some(0.1), None));
+        let raw = dynamic_balancer(&json!({"crs": "ha=static, ha-auto-rebalance=1"})).unwrap();
+        assert_eq!(raw.scheduler, "static");
+        for off in [
+            json!({"crs": {"ha": "dynamic"}}),
+            json!({"crs": {"ha": "basic", "ha-auto-rebalance": 1}}),
+            json!({"crs": {"ha-auto-rebalance": 1}}),
+            json!({"crs": {"ha": "static", "ha-rebalance-on-start": 1}}),
+            json!({}),
+            Value::Null,
+        ] {
+            assert_eq!(dynamic_balancer(&off), None, "{off}");
+        }
+    }
+
+    #[test]
+    fn versions_come_from_apt_and_running_vms_get_their_nodes_qemu() {
+        let rows = vec![
+            json!({"Package": "proxmox-ve", "Version": "9.1.0"}),
+            json!({"Package": "pve-manager", "Version": "9.1.2"}),
+            json!({"Package": "pve-qemu-kvm", "Version": "10.1.2-1"}),
+        ];
+        let a = read_versions("a", &rows);
+        assert_eq!((a.pve.as_deref(), a.qemu.as_deref()), (Some("9.1.2"), Some("10.1.2")));
+        let b = NodeVersions { node: "b".into(), pve: Some("8.4.1".into()), qemu: Some("9.0.2".into()) };
+        let silent = NodeVersions { node: "c".into(), ..Default::default() };
+        let mut s = ClusterSnapshot {
+            nodes: ["a", "b", "c"].map(|n| Node { name: n.into(), ..Default::default() }).to_vec(),
+            guests: vec![
+                Guest { vmid: 1, node: "a".into(), status: GuestStatus::Running, ..Default::default() },
+                Guest { vmid: 2, node: "b".into(), status: GuestStatus::Stopped, ..Default::default() },
+                Guest {
+                    vmid: 3,
+                    node: "a".into(),
+                    kind: GuestKind::Lxc,
+                    status: GuestStatus::Running,
+                    ..Default::default()
+                },
+                Guest { vmid: 4, node: "c".into(), status: GuestStatus::Running, ..Default::default() },
+            ],
+            ..Default::default()
+        };
+        apply_versions(&mut s, &[a, b, silent]);
+        let q: Vec<_> = s.nodes.iter().map(|n| n.qemu_version.as_deref()).collect();
+        assert_eq!(q, vec![Some("10.1.2"), Some("9.0.2"), None]);
+        let r: Vec<_> = s.guests.iter().map(|g| g.running_qemu.as_deref()).collect();
+        assert_eq!(r, vec![Some("10.1.2"), None, None, None], "running VMs only, where known");
+        assert_eq!(s.pve_version, "8.4.1", "the oldest node's version");
     }
 }
