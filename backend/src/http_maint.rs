@@ -154,6 +154,13 @@ fn migrate_rights(user: &User) -> impl Fn(&Plan) -> Result<(), AuthError> + Sync
     }
 }
 
+fn caller<'a>(
+    user: &'a User,
+    rights: &'a (dyn Fn(&Plan) -> Result<(), AuthError> + Sync),
+) -> crate::maintenance::Caller<'a> {
+    crate::maintenance::Caller { userid: &user.userid, authorize: rights }
+}
+
 fn answer(a: MaintenanceAnswer) -> (StatusCode, Json<MaintenanceAnswer>) {
     let status = if a.job_id.is_some() { StatusCode::ACCEPTED } else { StatusCode::OK };
     (status, Json(a))
@@ -171,7 +178,7 @@ async fn enter(
     let rights = migrate_rights(&user);
     let a = state
         .maintenance
-        .enter(&state.pve, state.jobs.as_ref(), &node, &req, &PlanRequest::default(), &user.userid, &rights)
+        .enter(&state.pve, state.jobs.as_ref(), &node, &req, &PlanRequest::default(), caller(&user, &rights))
         .await?;
     Ok(answer(a))
 }
@@ -188,7 +195,7 @@ async fn exit(
     let rights = migrate_rights(&user);
     let a = state
         .maintenance
-        .exit(&state.pve, state.jobs.as_ref(), &node, &req, &PlanRequest::default(), &user.userid, &rights)
+        .exit(&state.pve, state.jobs.as_ref(), &node, &req, &PlanRequest::default(), caller(&user, &rights))
         .await?;
     Ok(answer(a))
 }

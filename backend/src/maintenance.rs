@@ -62,6 +62,12 @@ pub enum MaintError {
 /// require `VM.Migrate` on every guest it moves; the CLI runs with the service's own rights).
 pub type Authorize<'a> = &'a (dyn Fn(&Plan) -> Result<(), crate::auth::AuthError> + Sync);
 
+/// Who asks: the PVE user recorded as `by` and as the job's starter, and their rights check.
+pub struct Caller<'a> {
+    pub userid: &'a str,
+    pub authorize: Authorize<'a>,
+}
+
 /// The state file: every node with a mark, by name.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct StateFile {
@@ -245,9 +251,9 @@ impl Maintenance {
         node: &str,
         req: &MaintenanceRequest,
         request: &PlanRequest,
-        user: &str,
-        authorize: Authorize<'_>,
+        caller: Caller<'_>,
     ) -> Result<MaintenanceAnswer, MaintError> {
+        let (user, authorize) = (caller.userid, caller.authorize);
         if !crate::execute::decide::valid_node_name(node) {
             return Err(MaintError::BadNode(node.to_owned()));
         }
@@ -340,9 +346,9 @@ impl Maintenance {
         node: &str,
         req: &ExitRequest,
         request: &PlanRequest,
-        user: &str,
-        authorize: Authorize<'_>,
+        caller: Caller<'_>,
     ) -> Result<MaintenanceAnswer, MaintError> {
+        let (user, authorize) = (caller.userid, caller.authorize);
         if !crate::execute::decide::valid_node_name(node) {
             return Err(MaintError::BadNode(node.to_owned()));
         }

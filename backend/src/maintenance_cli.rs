@@ -3,7 +3,7 @@
 //! `--json` for scripts; exit status 0 when everything asked for was done, 1 otherwise.
 
 use crate::execute::{ExecArgs, Executor};
-use crate::maintenance::{MaintArgs, MaintError, Maintenance};
+use crate::maintenance::{Caller, MaintArgs, MaintError, Maintenance};
 use crate::pve::PveClient;
 use shared::api::{ExitRequest, JobState, JobView, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance};
 use shared::{GuestKind, Plan, PlanRequest};
@@ -95,8 +95,16 @@ pub async fn enter(pve: PveClient, a: EnterArgs) -> i32 {
         Ok(ex) => ex,
         Err(code) => return code,
     };
-    let answer =
-        store.enter(&pve, ex.as_ref(), &a.node, &req, &PlanRequest::default(), "cli", &anything).await;
+    let answer = store
+        .enter(
+            &pve,
+            ex.as_ref(),
+            &a.node,
+            &req,
+            &PlanRequest::default(),
+            Caller { userid: "cli", authorize: &anything },
+        )
+        .await;
     finish(answer, ex, &store, a.json, &a.exec).await
 }
 
@@ -108,8 +116,16 @@ pub async fn exit(pve: PveClient, a: ExitArgs) -> i32 {
         Ok(ex) => ex,
         Err(code) => return code,
     };
-    let answer =
-        store.exit(&pve, ex.as_ref(), &a.node, &req, &PlanRequest::default(), "cli", &anything).await;
+    let answer = store
+        .exit(
+            &pve,
+            ex.as_ref(),
+            &a.node,
+            &req,
+            &PlanRequest::default(),
+            Caller { userid: "cli", authorize: &anything },
+        )
+        .await;
     finish(answer, ex, &store, a.json, &a.exec).await
 }
 
