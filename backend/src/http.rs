@@ -28,6 +28,8 @@ pub struct AppState {
     pub jobs: Option<Arc<crate::execute::Executor>>,
     /// Cluster-wide maintenance marks (see `maintenance`, `http_maint`).
     pub maintenance: Arc<crate::maintenance::Maintenance>,
+    /// Cluster-wide settings (see `settings`, `http_admin`).
+    pub admin: Arc<crate::http_admin::Admin>,
 }
 
 impl AppState {
@@ -37,16 +39,18 @@ impl AppState {
             pve,
             jobs: None,
             maintenance: Default::default(),
+            admin: Default::default(),
         }
     }
 }
 
 /// Routes anyone may call: health, and login/logout for the standalone panel.
 fn public_routes() -> Router<AppState> {
-    Router::new()
+    let routes = Router::new()
         .route("/api/v1/health", get(health))
         .route("/api/v1/login", post(login))
-        .route("/api/v1/logout", post(logout))
+        .route("/api/v1/logout", post(logout));
+    crate::proxbalance::add_public_routes(routes)
 }
 
 /// Routes that need valid PVE credentials; each handler checks its privileges on top.
@@ -54,6 +58,7 @@ fn protected_routes() -> Router<AppState> {
     let routes = Router::new().route("/api/v1/cluster", get(cluster)).route("/api/v1/plan", post(plan));
     let routes = routes.route("/api/v1/openapi.json", get(crate::openapi::serve));
     let routes = crate::http_maint::add_routes(routes);
+    let routes = crate::proxbalance::add_routes(crate::http_admin::add_routes(routes));
     crate::http_jobs::add_routes(routes)
 }
 

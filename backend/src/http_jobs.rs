@@ -150,6 +150,22 @@ async fn execute(
         .filter(|v| req.steps.as_ref().is_none_or(|sel| sel.contains(v)));
     require_migrate(&user, selected)?;
     let job_id = ex.start(&req.plan, req.steps.as_deref(), &user.userid)?;
+    let moves: Vec<String> = req
+        .plan
+        .steps
+        .iter()
+        .filter(|s| req.steps.as_ref().is_none_or(|sel| sel.contains(&s.vmid)))
+        .map(|s| format!("{} {} → {}", s.vmid, s.from, s.to))
+        .collect();
+    let detail = format!("{} steps: {}", moves.len(), moves.join(", "));
+    crate::http_admin::record(
+        &state,
+        &user.userid,
+        "plan.execute",
+        &format!("job/{job_id}"),
+        &detail,
+        Some(job_id),
+    );
     Ok((StatusCode::ACCEPTED, Json(ExecuteResponse { job_id })))
 }
 
@@ -193,6 +209,8 @@ async fn cancel(
     require_migrate(&user, view.steps.iter().map(|s| &s.vmid))?;
     ex.cancel(id)?;
     let view = ex.job(id)?.ok_or_else(|| JobsError::not_found(id))?;
+    let detail = format!("cancelled with {} of {} steps done", view.job.counts.done, view.steps.len());
+    crate::http_admin::record(&state, &user.userid, "job.cancel", &format!("job/{id}"), &detail, Some(id));
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 

@@ -94,6 +94,9 @@ pub struct AuditRecord<'a> {
     pub job_id: Option<u64>,
 }
 
+/// `(state, count)` rows, by state name.
+pub type StateCounts = Vec<(String, u64)>;
+
 /// Which audit entries [`Journal::audit`] returns; `None` = any.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AuditFilter {
@@ -244,6 +247,20 @@ impl Journal {
             params![now as i64, r.user, r.action, r.target, r.detail, r.job_id.map(|j| j as i64)],
         )?;
         Ok(conn.last_insert_rowid() as u64)
+    }
+
+    /// How many jobs and how many steps are in each state (for `/metrics`), by state name.
+    pub fn totals(&self) -> Result<(StateCounts, StateCounts)> {
+        let conn = self.conn();
+        let count = |sql: &str| -> Result<StateCounts> {
+            let mut st = conn.prepare(sql)?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)))?;
+            Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?)
+        };
+        Ok((
+            count("SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state")?,
+            count("SELECT state, COUNT(*) FROM steps GROUP BY state ORDER BY state")?,
+        ))
     }
 
     /// The newest `limit` audit entries matching `filter`, newest first.
@@ -462,6 +479,9 @@ mod tests {
         let cancel = AuditFilter { user: Some("root@pam".into()), action: Some("job.cancel".into()) };
         assert_eq!(j.audit(10, &cancel).unwrap().iter().map(|e| e.at).collect::<Vec<_>>(), vec![3]);
         assert_eq!(j.audit(1, &AuditFilter::default()).unwrap().len(), 1);
+        j.create_job("{}", "root@pam", 4, &[step(0), step(1)]).unwrap();
+        let (jobs, steps) = j.totals().unwrap();
+        assert_eq!((jobs, steps), (vec![("running".into(), 1)], vec![("queued".into(), 2)]));
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
     }
 }

@@ -8,7 +8,7 @@ use crate::workspace_root;
 use std::collections::BTreeSet;
 
 /// Routes anyone may call.
-pub const PUBLIC: [&str; 3] = ["/api/v1/health", "/api/v1/login", "/api/v1/logout"];
+pub const PUBLIC: [&str; 4] = ["/api/v1/health", "/api/v1/login", "/api/v1/logout", "/api/health"];
 
 /// `(METHOD, path)` of every `.route("path", get(..).post(..))` in the backend's sources.
 pub fn in_source() -> BTreeSet<(String, String)> {
@@ -72,7 +72,9 @@ pub fn in_docs() -> BTreeSet<(String, String)> {
     for piece in text.split('`') {
         let mut words = piece.split_whitespace();
         if let (Some(m), Some(p)) = (words.next(), words.next()) {
-            if ["GET", "POST", "PUT", "DELETE", "PATCH"].contains(&m) && p.starts_with("/api/") {
+            if ["GET", "POST", "PUT", "DELETE", "PATCH"].contains(&m)
+                && (p.starts_with("/api/") || p == "/metrics")
+            {
                 out.insert((m.to_owned(), p.to_owned()));
             }
         }

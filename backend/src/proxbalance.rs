@@ -1,0 +1,195 @@
+//! ProxBalance-compatible aliases, so scripts written against ProxBalance's Flask API keep working.
+//!
+//! Same auth as `/api/v1` (PVE ticket + CSRF on writes, or an API token); ProxBalance itself has
+//! no per-user checks, we keep ours. Answers follow ProxBalance's `{"success": true, …}` envelope
+//! (errors stay our `ApiError` with the right status). The fields inside are ours and are listed
+//! in `docs/API.md` (ProxBalance's own shapes are not published as a schema).
+//!
+//! - `GET /api/health` (public) → `{"status":"ok","version"}`.
+//! - `GET /api/analyze` → `{"success":true,"data": ClusterView}` (a fresh collection).
+//! - `GET /api/recommendations` → `{"success":true,"recommendations":[{vmid,name,type,
+//!   source_node,target_node,reason}],"count","spread_before","spread_after","plan": Plan}`,
+//!   planned with the cluster-wide settings (`/api/v1/settings`).
+//! - `POST /api/refresh` → `{"success":true,"collected_at","nodes","guests"}`.
+//! - `POST /api/migrate` `{"vmid", "target_node", "source_node"?}` → 202
+//!   `{"success":true,"job_id"}`; needs `VM.Migrate` on `/vms/{vmid}`; planned so rules and
+//!   capacity hold, else 409 with the planner's reason.
+
+use crate::auth::User;
+use crate::http::AppState;
+use crate::http_admin::{unix_now, AdminError};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde_json::{json, Value};
+use shared::api::ClusterView;
+
+/// The public alias (health), for `http::public_routes`.
+pub fn add_public_routes(router: Router<AppState>) -> Router<AppState> {
+    router.route("/api/health", get(health))
+}
+
+/// The authenticated aliases.
+pub fn add_routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .route("/api/analyze", get(analyze))
+        .route("/api/recommendations", get(recommendations))
+        .route("/api/refresh", post(refresh))
+        .route("/api/migrate", post(migrate))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn analyze(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+) -> Result<Json<Value>, AdminError> {
+    user.require("/", "Sys.Audit")?;
+    let snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
+    Ok(Json(json!({ "success": true, "data": ClusterView::of(snapshot) })))
+}
+
+/// The plan request the cluster-wide settings describe.
+fn settings_request(state: &AppState) -> Result<shared::PlanRequest, AdminError> {
+    let stored = state.admin.settings.load()?;
+    let mut request = shared::PlanRequest::default();
+    stored.settings.apply_to(&mut request);
+    Ok(request)
+}
+
+async fn recommendations(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+) -> Result<Json<Value>, AdminError> {
+    user.require("/", "Sys.Audit")?;
+    let request = settings_request(&state)?;
+    let snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
+    let plan = shared::planner::plan(&snapshot, &request);
+    let recs: Vec<Value> = plan
+        .steps
+        .iter()
+        .map(|s| {
+            json!({
+                "vmid": s.vmid,
+                "name": s.name,
+                "type": s.kind,
+                "source_node": s.from,
+                "target_node": s.to,
+                "reason": s.reason,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "success": true,
+        "count": recs.len(),
+        "recommendations": recs,
+        "spread_before": plan.spread_before,
+        "spread_after": plan.spread_after,
+        "plan": plan,
+    })))
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+) -> Result<Json<Value>, AdminError> {
+    user.require("/", "Sys.Audit")?;
+    // We keep no cache to refresh: every answer is collected fresh, so this just collects.
+    let snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
+    Ok(Json(json!({
+        "success": true,
+        "collected_at": snapshot.collected_at,
+        "nodes": snapshot.nodes.len(),
+        "guests": snapshot.guests.len(),
+    })))
+}
+
+#[derive(serde::Deserialize)]
+struct MigrateBody {
+    vmid: u32,
+    target_node: String,
+    #[serde(default)]
+    source_node: Option<String>,
+}
+
+async fn migrate(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    body: Result<Json<MigrateBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), AdminError> {
+    let Json(b) = body.map_err(|e| AdminError::bad_input(None, e.body_text()))?;
+    user.require(&format!("/vms/{}", b.vmid), "VM.Migrate")?;
+    let Some(ex) = state.jobs.clone() else {
+        return Err(AdminError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "execution is not available",
+            "this service runs without an execution journal (see its log)",
+            None,
+        ));
+    };
+    let snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
+    let Some(guest) = snapshot.guests.iter().find(|g| g.vmid == b.vmid) else {
+        return Err(AdminError::bad_input(Some("vmid"), format!("guest {} is not in the cluster", b.vmid)));
+    };
+    if snapshot.node(&b.target_node).is_none() {
+        return Err(AdminError::bad_input(
+            Some("target_node"),
+            format!("node `{}` is not in the cluster", b.target_node),
+        ));
+    }
+    if let Some(src) = b.source_node.as_deref().filter(|s| *s != guest.node) {
+        return Err(AdminError::new(
+            StatusCode::CONFLICT,
+            "the guest is elsewhere",
+            format!("guest {} runs on {}, not {src}", b.vmid, guest.node),
+            Some("source_node"),
+        ));
+    }
+    if guest.node == b.target_node {
+        return Err(AdminError::bad_input(
+            Some("target_node"),
+            format!("guest {} already runs on {}", b.vmid, b.target_node),
+        ));
+    }
+    // Planned as a "return home" to the target so capacity and hard rules are checked exactly as
+    // for any other move, instead of sending PVE a migration our planner would refuse.
+    let request = settings_request(&state)?;
+    let home = shared::evacuate::GuestHome { vmid: b.vmid, node: b.target_node.clone() };
+    let plan = shared::evacuate::return_home(&snapshot, &[home], &request);
+    if plan.steps.iter().all(|s| s.vmid != b.vmid) {
+        let why = plan
+            .why_not
+            .iter()
+            .find(|w| w.vmid == b.vmid)
+            .map(|w| w.reason.clone())
+            .or_else(|| plan.notes.first().cloned())
+            .unwrap_or_else(|| "the planner found no valid move".into());
+        return Err(AdminError::new(
+            StatusCode::CONFLICT,
+            "the move is not possible",
+            why,
+            Some("target_node"),
+        ));
+    }
+    let job_id = ex.start(&plan, None, &user.userid).map_err(|e| {
+        use crate::execute::StartError;
+        match e {
+            StartError::Invalid { field, detail } => AdminError::bad_input(Some(field), detail),
+            other => AdminError::new(StatusCode::CONFLICT, "cannot start a job now", other.to_string(), None),
+        }
+    })?;
+    let detail = format!("1 step: {} {} → {} (ProxBalance /api/migrate)", b.vmid, guest.node, b.target_node);
+    crate::http_admin::record(
+        &state,
+        &user.userid,
+        "plan.execute",
+        &format!("job/{job_id}"),
+        &detail,
+        Some(job_id),
+    );
+    Ok((StatusCode::ACCEPTED, Json(json!({ "success": true, "job_id": job_id }))))
+}
