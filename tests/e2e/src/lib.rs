@@ -19,6 +19,37 @@ pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
 }
 
+/// The built `pve-rebalancer` binary (target/debug), for tests that run the real process. Fails
+/// (never skips) when it is missing or older than `backend/src`.
+pub fn service_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let bin = exe.parent().and_then(Path::parent).unwrap().join("pve-rebalancer");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build -p pve-rebalancer`, or run `cargo test --workspace`)",
+        bin.display()
+    );
+    let built = std::fs::metadata(&bin).unwrap().modified().unwrap();
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    let mut dirs = vec![workspace_root().join("backend/src")];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.path().is_dir() {
+                dirs.push(e.path());
+            } else {
+                newest = newest.max(e.metadata().unwrap().modified().unwrap());
+            }
+        }
+    }
+    assert!(
+        built >= newest,
+        "{} is older than backend/src: rebuild it (`cargo build -p pve-rebalancer`)",
+        bin.display()
+    );
+    bin
+}
+
 /// The built panel. Tests that need it fail (never skip) when it is missing.
 pub fn panel_dir() -> PathBuf {
     let dir = workspace_root().join("frontend/dist");

@@ -916,3 +916,116 @@ async fn f24_pves_precondition_refusal_is_skipped_with_its_reason() {
     assert_consistent(&sim, &v);
     sim.shutdown().await;
 }
+
+// ------------------------------------------------------------------ the real service process
+//
+// f25/f26 run the built `pve-rebalancer` binary (target/debug) as a separate process, in front
+// of a recording proxy so every migrate POST is counted per guest.
+
+/// `POST …/{vmid}/migrate` calls the recorder saw, per vmid.
+fn migrate_posts_per_guest(
+    seen: &Mutex<Vec<(String, String, String)>>,
+) -> std::collections::BTreeMap<u32, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for (m, p, _) in seen.lock().unwrap().iter() {
+        let parts: Vec<&str> = p.split('/').collect();
+        if m == "POST" && parts.last() == Some(&"migrate") && parts.len() >= 2 {
+            if let Ok(vmid) = parts[parts.len() - 2].parse::<u32>() {
+                *out.entry(vmid).or_default() += 1;
+            }
+        }
+    }
+    out
+}
+
+/// `pve-rebalancer serve` on a free port with its journal and lock in `dir`, the service account
+/// root@pam/demo, PVE at `pve_url`. Returns the child and its URL once `/api/v1/health` answers.
+async fn spawn_service(dir: &Path, pve_url: &str, ca: &Path) -> (tokio::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = tokio::process::Command::new(e2e::service_binary())
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--pve-url", pve_url])
+        .arg("--pve-ca")
+        .arg(ca)
+        .arg("--journal")
+        .arg(dir.join("journal.sqlite"))
+        .arg("--lock-dir")
+        .arg(dir.join("lock"))
+        .env("PVE_REBALANCER_USER", "root@pam")
+        .env("PVE_REBALANCER_PASSWORD", "demo")
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join(format!("stderr-{port}.log"))).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start pve-rebalancer serve");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let http = reqwest::Client::new();
+    while !http.get(format!("{url}/api/v1/health")).send().await.is_ok_and(|r| r.status().is_success()) {
+        assert!(Instant::now() < deadline, "pve-rebalancer serve did not answer within 20 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, url)
+}
+
+async fn job_at(u: &e2e::Session, id: u64) -> JobView {
+    let resp = u.get(&format!("/api/v1/jobs/{id}")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f25_service_killed_mid_plan_reconciles_after_restart_and_never_resubmits() {
+    // 104 carries 8.4 GiB: ≈ 9 simulated seconds of migration, ≈ 2 s real at 4×.
+    let sim = demo_sim(4.0).await;
+    let (pve_url, seen) = recorder(&sim).await;
+    let dir = temp_dir("kill");
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, &sim.ca_pem).unwrap();
+    let (mut first, url) = spawn_service(&dir, &pve_url, &ca).await;
+    let u = e2e::login(&url, "root@pam", "demo").await.unwrap();
+    let resp = u
+        .post("/api/v1/plan/execute")
+        .json(&json!({"plan": plan(&[(104, "qemu", "pve1", "pve3", &[]), (105, "qemu", "pve1", "pve3", &[0])])}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let id = resp.json::<Value>().await.unwrap()["job_id"].as_u64().unwrap();
+    // Kill while 104's migration runs in PVE (submitted, lock held, not landed).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while migrate_posts_per_guest(&seen).get(&104).is_none() {
+        assert!(Instant::now() < deadline, "104's migration was never submitted");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sim.guest_node(104).as_deref(), Some("pve1"), "killed too late: 104 already landed");
+    first.start_kill().expect("SIGKILL"); // tokio's kill is SIGKILL: no shutdown code runs
+    let status = tokio::time::timeout(Duration::from_secs(10), first.wait()).await.unwrap().unwrap();
+    assert!(!status.success(), "{status}");
+
+    let (second, url) = spawn_service(&dir, &pve_url, &ca).await;
+    let u = e2e::login(&url, "root@pam", "demo").await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let v = loop {
+        let v = job_at(&u, id).await;
+        if v.job.state != JobState::Running {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the interrupted job was not reconciled within 40 s: {v:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(v.job.state, JobState::Interrupted, "{v:#?}");
+    assert_eq!(step(&v, 104).state, StepState::Done, "followed to its end after the restart: {v:#?}");
+    assert_eq!(sim.guest_node(104).as_deref(), Some("pve3"));
+    assert_eq!(step(&v, 105).state, StepState::Cancelled, "{v:#?}");
+    assert!(msg(&v, 105).contains("nothing is re-submitted"), "{}", msg(&v, 105));
+    // Give a wrongly re-submitting service time to do it, then count.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let posts = migrate_posts_per_guest(&seen);
+    assert_eq!(posts.get(&104), Some(&1), "104 submitted once, ever: {posts:?}");
+    assert_eq!(posts.get(&105), None, "105 never submitted: {posts:?}");
+    assert_consistent(&sim, &v);
+    drop(second);
+    sim.shutdown().await;
+}

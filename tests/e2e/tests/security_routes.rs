@@ -13,12 +13,11 @@
 
 use backend::execute::{ExecConfig, Journal};
 use e2e::routes::{concrete, in_docs as routes_in_docs, in_source as routes_in_source, PUBLIC};
-use e2e::{temp_dir, workspace_root, Session as User, Stack};
+use e2e::{temp_dir, Session as User, Stack};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shared::api::{JobState, JobView};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const ROOT_PW: &str = "Root-pw-4b1e9f7c";
@@ -273,38 +272,10 @@ async fn the_journal_file_is_private() {
 // ------------------------------------------------------------ secrets in logs and answers
 
 /// The `pve-rebalancer` binary cargo built next to this test (`cargo test --workspace` builds it).
-fn service_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).unwrap().join("pve-rebalancer");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (`cargo build -p pve-rebalancer`, or run `cargo test --workspace`)",
-        bin.display()
-    );
-    let built = std::fs::metadata(&bin).unwrap().modified().unwrap();
-    let mut newest = std::time::SystemTime::UNIX_EPOCH;
-    let mut dirs = vec![workspace_root().join("backend/src")];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            if e.path().is_dir() {
-                dirs.push(e.path());
-            } else {
-                newest = newest.max(e.metadata().unwrap().modified().unwrap());
-            }
-        }
-    }
-    assert!(
-        built >= newest,
-        "{} is older than backend/src: rebuild it (`cargo build -p pve-rebalancer`)",
-        bin.display()
-    );
-    bin
-}
 
 #[tokio::test]
 async fn secrets_never_appear_in_the_debug_log_or_in_answers() {
-    let bin = service_binary();
+    let bin = e2e::service_binary();
     let mut cfg = pve_sim::SimConfig::new(scenario());
     cfg.time_scale = 1000.0;
     let sim = pve_sim::start(cfg).await.expect("simulator");
