@@ -15,6 +15,9 @@
 use crate::auth::User;
 use axum::{Extension, Json};
 use shared::api::{ApiError, ClusterView, ExecuteRequest, ExecuteResponse, JobSummary, JobView};
+use shared::api::{
+    BestNodeAnswer, BestNodeRequest, ExitRequest, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance,
+};
 use shared::plan::{Plan, PlanRequest};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -28,11 +31,13 @@ use utoipa::{Modify, OpenApi};
                        CSRFPreventionToken header on writes) or PVE API token; privileges are PVE's.",
     ),
     paths(
-        health, login, logout, openapi_json, cluster, plan, execute, jobs, job, job_events, job_cancel
+        health, login, logout, openapi_json, cluster, plan, execute, jobs, job, job_events, job_cancel,
+        maintenance_list, maintenance_node, maintenance_enter, maintenance_exit, best_node
     ),
     components(schemas(
         ApiError, ClusterView, PlanRequest, Plan, ExecuteRequest, ExecuteResponse, JobSummary, JobView, Login,
-        LoginAnswer, Health
+        LoginAnswer, Health, NodeMaintenance, MaintenanceRequest, ExitRequest, MaintenanceAnswer,
+        BestNodeRequest, BestNodeAnswer
     )),
     modifiers(&Auth),
     security(("pve_ticket" = []), ("pve_token" = [])),
@@ -185,6 +190,50 @@ fn job_events() {}
     (status = 503, body = ApiError),
 ))]
 fn job_cancel() {}
+
+// Maintenance and best node (`backend/src/http_maint.rs`): 404 unknown node or guest, 409 node
+// already/not in maintenance or a job running, 502 PVE or `ha-manager` failed.
+
+#[utoipa::path(get, path = "/api/v1/maintenance", responses(
+    (status = 200, body = Vec<NodeMaintenance>),
+    (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 500, body = ApiError),
+    (status = 502, body = ApiError),
+))]
+fn maintenance_list() {}
+
+#[utoipa::path(get, path = "/api/v1/maintenance/{node}", params(("node" = String, Path)), responses(
+    (status = 200, body = NodeMaintenance),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 404, body = ApiError), (status = 500, body = ApiError), (status = 502, body = ApiError),
+))]
+fn maintenance_node() {}
+
+#[utoipa::path(post, path = "/api/v1/maintenance/{node}/enter", params(("node" = String, Path)),
+    request_body = MaintenanceRequest, responses(
+    (status = 200, body = MaintenanceAnswer, description = "preview, or nothing to move"),
+    (status = 202, body = MaintenanceAnswer, description = "the evacuation job started"),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 500, body = ApiError),
+    (status = 502, body = ApiError), (status = 503, body = ApiError),
+))]
+fn maintenance_enter() {}
+
+#[utoipa::path(post, path = "/api/v1/maintenance/{node}/exit", params(("node" = String, Path)),
+    request_body = ExitRequest, responses(
+    (status = 200, body = MaintenanceAnswer, description = "preview, or the mark is cleared"),
+    (status = 202, body = MaintenanceAnswer, description = "the return-home job started"),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 500, body = ApiError),
+    (status = 502, body = ApiError), (status = 503, body = ApiError),
+))]
+fn maintenance_exit() {}
+
+#[utoipa::path(post, path = "/api/v1/best-node", request_body = BestNodeRequest, responses(
+    (status = 200, body = BestNodeAnswer),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 404, body = ApiError), (status = 500, body = ApiError), (status = 502, body = ApiError),
+))]
+fn best_node() {}
 
 #[cfg(test)]
 mod tests {

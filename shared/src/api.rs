@@ -293,6 +293,7 @@ pub struct JobView {
 // ---- Maintenance (`/api/v1/maintenance`) and best node (`/api/v1/best-node`) ----
 
 /// Where a node stands in our maintenance workflow.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MaintenanceState {
@@ -319,6 +320,7 @@ impl MaintenanceState {
 }
 
 /// `POST /api/v1/maintenance/{node}/enter`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct MaintenanceRequest {
@@ -337,6 +339,7 @@ impl Default for MaintenanceRequest {
 }
 
 /// `POST /api/v1/maintenance/{node}/exit`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ExitRequest {
@@ -349,6 +352,7 @@ pub struct ExitRequest {
 }
 
 /// `GET /api/v1/maintenance[/{node}]`: one node's maintenance record.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeMaintenance {
     pub node: String,
@@ -382,6 +386,7 @@ impl NodeMaintenance {
 
 /// Answer to enter and exit: the plan (evacuation or return home), its job unless `preview` or
 /// the plan is empty, and the node's record afterwards.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MaintenanceAnswer {
     pub plan: crate::plan::Plan,
@@ -393,6 +398,7 @@ pub struct MaintenanceAnswer {
 
 /// `POST /api/v1/best-node`: either a new guest's shape or the vmid of an existing guest (ranked
 /// as if it were not placed yet).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct BestNodeRequest {
@@ -404,6 +410,7 @@ pub struct BestNodeRequest {
 
 /// Answer to `POST /api/v1/best-node`: the best fitting node (none when nothing fits) and every
 /// node's rank, best first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BestNodeAnswer {
     #[serde(default, skip_serializing_if = "Option::is_none")]

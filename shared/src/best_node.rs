@@ -7,6 +7,7 @@ use crate::plan::PlanRequest;
 use serde::{Deserialize, Serialize};
 
 /// The guest to place.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NewGuest {
@@ -21,6 +22,7 @@ pub struct NewGuest {
 }
 
 /// One node's verdict, best first.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NodeRank {
     pub node: String,

@@ -46,6 +46,7 @@ pub fn evacuate(snapshot: &ClusterSnapshot, evacuation: &EvacuationRequest) -> P
 }
 
 /// A guest's recorded home (where it ran before an evacuation).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GuestHome {
     pub vmid: u32,
