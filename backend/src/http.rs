@@ -30,6 +30,8 @@ pub struct AppState {
     pub maintenance: Arc<crate::maintenance::Maintenance>,
     /// Cluster-wide settings (see `settings`, `http_admin`).
     pub admin: Arc<crate::http_admin::Admin>,
+    /// The usage history (see `sampler`, `http_history`); `None`: history routes answer 503.
+    pub sampler: Option<Arc<crate::sampler::Sampler>>,
 }
 
 impl AppState {
@@ -40,6 +42,7 @@ impl AppState {
             jobs: None,
             maintenance: Default::default(),
             admin: Default::default(),
+            sampler: None,
         }
     }
 }
@@ -58,6 +61,7 @@ fn protected_routes() -> Router<AppState> {
     let routes = Router::new().route("/api/v1/cluster", get(cluster)).route("/api/v1/plan", post(plan));
     let routes = routes.route("/api/v1/openapi.json", get(crate::openapi::serve));
     let routes = crate::http_maint::add_routes(routes);
+    let routes = crate::http_history::add_routes(routes);
     let routes = crate::proxbalance::add_routes(crate::http_admin::add_routes(routes));
     crate::http_jobs::add_routes(routes)
 }
@@ -165,6 +169,10 @@ async fn plan(
     let Json(request) = body.map_err(|e| AppError::bad_input(None, e.body_text()))?;
     validate(&request)?;
     let mut snapshot = collect::snapshot(&state.pve, unix_now()).await?;
+    // The percentile mode's per-guest p95 comes from our own samples, not per-guest RRD calls.
+    if let Some(sampler) = &state.sampler {
+        sampler.fill_percentiles(&mut snapshot);
+    }
     // Nodes in our maintenance take no guests (PVE HA maintenance is in the snapshot already).
     mark_maintenance(&state, &mut snapshot)?;
     Ok(Json(shared::planner::plan(&snapshot, &request)))

@@ -46,6 +46,8 @@ enum Command {
         exec: backend::execute::ExecArgs,
         #[command(flatten)]
         maint: backend::maintenance::MaintArgs,
+        #[command(flatten)]
+        sampler: backend::sampler::SamplerArgs,
         /// Serve HTTPS with this certificate (PEM) and --tls-key.
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -158,6 +160,13 @@ struct PveArgs {
     /// Do not verify the PVE API's TLS certificate.
     #[arg(long)]
     insecure: bool,
+    /// Trust exactly the PVE certificate with this SHA-256 fingerprint (`AA:BB:…`, from
+    /// `pvenode cert info`), e.g. a node's self-signed one; takes the place of --pve-ca.
+    #[arg(long)]
+    pve_fingerprint: Option<String>,
+    /// Another node's API URL, tried when --pve-url cannot be reached (repeatable, in order).
+    #[arg(long = "pve-fallback-url")]
+    pve_fallback_urls: Vec<String>,
 }
 
 impl PveArgs {
@@ -180,13 +189,19 @@ impl PveArgs {
             ),
             None => None,
         };
-        Ok(PveClient::new(PveOptions {
+        let connection = backend::pve::Connection {
+            fallback_urls: self.pve_fallback_urls.clone(),
+            fingerprint: self.pve_fingerprint.clone(),
+            ..Default::default()
+        };
+        let opts = PveOptions {
             base_url: self.pve_url.clone(),
             credentials,
             ca_pem,
             insecure: self.insecure,
             timeout: Duration::from_secs(30),
-        })?)
+        };
+        Ok(PveClient::with_connection(opts, connection)?)
     }
 }
 
@@ -204,7 +219,7 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(backend::cli_proxlb::run(cli.proxlb).await);
     };
     match command {
-        Command::Serve { pve, listen, panel_dir, exec, maint, tls_cert, tls_key, tls_pve_dir } => {
+        Command::Serve { pve, listen, panel_dir, exec, maint, sampler, tls_cert, tls_key, tls_pve_dir } => {
             let tls = match (tls_cert, tls_key, tls_pve_dir) {
                 (Some(cert), Some(key), _) => Some(backend::serve::TlsFiles { cert, key }),
                 (_, _, Some(dir)) => Some(backend::serve::TlsFiles::pve_node(&dir).with_context(|| {
@@ -214,6 +229,11 @@ async fn main() -> anyhow::Result<()> {
             };
             let client = Arc::new(pve.client()?);
             let mut state = AppState::new(client.clone()).with_maintenance(maint.store());
+            let sampler =
+                sampler.config().map_err(|e| anyhow::anyhow!("--sample-interval/--history-hours: {e}"))?;
+            let sampler = Arc::new(backend::sampler::Sampler::new(sampler));
+            sampler.clone().spawn(client.clone());
+            state = state.with_sampler(sampler);
             // Without a journal nothing may execute (a step must never be submitted unrecorded);
             // the rest of the service still runs and the job routes say why they are off.
             match exec.executor(client) {

@@ -1,0 +1,104 @@
+//! `GET /api/v1/cluster/history?minutes=N` (Sys.Audit on `/`): the sampler's history of node
+//! usage and imbalance (spread, CV) for the panel's sparklines. Answers from memory: no PVE call.
+
+use crate::auth::{AuthError, User};
+use crate::http::AppState;
+use crate::sampler::Sampler;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use shared::api::{ApiError, HistoryView};
+use std::sync::Arc;
+
+/// Default window when `minutes` is not given.
+pub const DEFAULT_MINUTES: u32 = 60;
+/// Longest window one may ask for (7 days); what is shown is bounded by what the sampler keeps.
+pub const MAX_MINUTES: u32 = 7 * 24 * 60;
+
+pub fn add_routes(routes: Router<AppState>) -> Router<AppState> {
+    routes.route("/api/v1/cluster/history", get(history))
+}
+
+impl AppState {
+    /// Serves the history of `sampler` (without one, the route answers 503).
+    pub fn with_sampler(mut self, sampler: Arc<Sampler>) -> AppState {
+        self.sampler = Some(sampler);
+        self
+    }
+}
+
+struct Failure(StatusCode, ApiError);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
+impl From<AuthError> for Failure {
+    fn from(e: AuthError) -> Failure {
+        let (status, body) = e.parts();
+        Failure(status, body)
+    }
+}
+
+async fn history(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<HistoryView>, Failure> {
+    user.require("/", "Sys.Audit")?;
+    let minutes = minutes(query.as_deref().unwrap_or("")).map_err(|(field, detail)| {
+        Failure(
+            StatusCode::BAD_REQUEST,
+            ApiError { error: "invalid request".into(), detail, field: Some(field) },
+        )
+    })?;
+    let Some(sampler) = &state.sampler else {
+        return Err(Failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ApiError {
+                error: "no usage history".into(),
+                detail: "this service runs without the sampler (`serve --sample-interval` sets it up)".into(),
+                field: None,
+            },
+        ));
+    };
+    Ok(Json(sampler.history(minutes)))
+}
+
+/// Reads `minutes=N` (1 to [`MAX_MINUTES`]) from the query; any other parameter is an error.
+fn minutes(query: &str) -> Result<u32, (String, String)> {
+    let mut minutes = DEFAULT_MINUTES;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "minutes" {
+            return Err((key.into(), format!("unknown parameter '{key}'; the only one is minutes")));
+        }
+        minutes = value.parse::<u32>().ok().filter(|m| (1..=MAX_MINUTES).contains(m)).ok_or_else(|| {
+            (
+                "minutes".to_owned(),
+                format!("'{value}' is not a whole number of minutes from 1 to {MAX_MINUTES}"),
+            )
+        })?;
+    }
+    Ok(minutes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minutes_are_checked_with_the_field_named() {
+        assert_eq!(minutes(""), Ok(DEFAULT_MINUTES));
+        assert_eq!(minutes("minutes=15"), Ok(15));
+        let (field, detail) = minutes("minutes=0").unwrap_err();
+        assert_eq!(field, "minutes");
+        assert!(detail.contains("from 1 to 10080"), "{detail}");
+        assert!(minutes("minutes=abc").is_err());
+        assert_eq!(minutes("hours=2").unwrap_err().0, "hours");
+    }
+}
