@@ -1029,3 +1029,86 @@ async fn f25_service_killed_mid_plan_reconciles_after_restart_and_never_resubmit
     drop(second);
     sim.shutdown().await;
 }
+
+/// A ProxLB-style daemon config for `sim` (journal, lock and CA in `dir`) with `extra` appended.
+fn daemon_config(sim: &RunningSim, dir: &Path, extra: &str) -> String {
+    format!(
+        "proxmox_api:\n  hosts: ['{addr}']\n  user: root@pam\n  pass: demo\n  timeout: 10\n\
+         service:\n  daemon: true\n  schedule:\n    interval: 0.05\n    format: minutes\n\
+         rebalancer:\n  ca_file: {dir}/ca.pem\n  journal: {dir}/journal.sqlite\n  lock_dir: {dir}/lock\n\
+         {extra}",
+        addr = sim.addr,
+        dir = dir.display(),
+    )
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn f26_sighup_while_the_daemon_executes_a_plan_reloads_only_after_the_job() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = demo_sim(10.0).await;
+    let dir = temp_dir("hup");
+    std::fs::write(dir.join("ca.pem"), &sim.ca_pem).unwrap();
+    let cfg = dir.join("proxlb.yaml");
+    let write = |text: String| {
+        std::fs::write(&cfg, text).unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    write(daemon_config(
+        &sim,
+        &dir,
+        "balancing:\n  enable: true\n  balance_types: ['vm', 'ct']\n  parallel: true\n  parallel_jobs: 2\n",
+    ));
+    let stderr_path = dir.join("stderr.log");
+    let mut child = tokio::process::Command::new(e2e::service_binary())
+        .arg("-c")
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the daemon");
+    let pid = child.id().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while migrate_posts(&sim) == 0 {
+        assert!(Instant::now() < deadline, "the daemon never started a migration");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The next run must use this: pve4 drained, but balancing off, so it is only planned.
+    write(daemon_config(
+        &sim,
+        &dir,
+        "balancing:\n  enable: false\nproxmox_cluster:\n  maintenance_nodes: ['pve4*']\n",
+    ));
+    let kill = |sig: &str| std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
+    assert!(kill("-HUP").success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        if log.contains("not migrating") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no run with the reloaded configuration:\n{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(kill("-TERM").success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("stops").unwrap();
+    let log = std::fs::read_to_string(&stderr_path).unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    let at = |needle: &str| log.find(needle).unwrap_or_else(|| panic!("no {needle:?} in the log:\n{log}"));
+    // The signal arrived mid-job; the job ran to its end; only the next run reloaded.
+    assert!(at("execution started") < at("SIGHUP"), "{log}");
+    assert!(at("SIGHUP") < at("execution ended"), "SIGHUP came after the job:\n{log}");
+    assert!(at("execution ended") < at("configuration reloaded"), "{log}");
+    assert!(at("configuration reloaded") < at("not migrating: balancing.enable is false"), "{log}");
+    assert_eq!(log.matches("execution started").count(), 1, "{log}");
+    let journal = Journal::open(&dir.join("journal.sqlite")).unwrap();
+    let v = journal.job(1).unwrap().expect("job 1");
+    assert!(journal.job(2).unwrap().is_none(), "nothing executed after the reload");
+    assert_eq!(v.job.state, JobState::Done, "{v:#?}");
+    let submitted = v.steps.iter().filter(|s| s.upid.is_some()).count() as u64;
+    assert_eq!(migrate_posts(&sim), submitted, "one POST per submitted step, none repeated: {v:#?}");
+    assert_consistent(&sim, &v);
+    sim.shutdown().await;
+}
