@@ -1,0 +1,330 @@
+//! Settings, audit history, `/metrics` and the ProxBalance aliases, against the simulator (real
+//! HTTPS PVE API on loopback) and the backend's real router with an executor and a settings store
+//! in a private directory.
+
+use backend::execute::{DirLock, ExecConfig, Executor, Journal};
+use backend::http::{router, AppState};
+use backend::http_admin::Admin;
+use backend::pve::{Credentials, PveClient, PveOptions};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use shared::api::{AuditEntry, ClusterView, JobState, JobView, Settings, SettingsView};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "PVEAPIToken=root@pam!rebalancer=5f3e6c2a-8d4b-4e7f-9a1c-2b3d4e5f6a7b";
+
+struct Admin_ {
+    sim: pve_sim::RunningSim,
+    base: String,
+    state_dir: PathBuf,
+    backend: tokio::task::JoinHandle<()>,
+}
+
+async fn start() -> Admin_ {
+    let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).expect("demo scenario");
+    let mut cfg = pve_sim::SimConfig::new(scenario);
+    cfg.time_scale = 1000.0;
+    let sim = pve_sim::start(cfg).await.expect("simulator");
+    let pve = Arc::new(
+        PveClient::new(PveOptions {
+            base_url: sim.base_url.clone(),
+            credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
+            ca_pem: Some(sim.ca_pem.clone()),
+            insecure: false,
+            timeout: Duration::from_secs(10),
+        })
+        .expect("client"),
+    );
+    let work = e2e::temp_dir("admin");
+    let journal = Arc::new(Journal::open(&work.join("journal.sqlite")).expect("journal"));
+    let exec = ExecConfig {
+        poll_min: Duration::from_millis(20),
+        poll_max: Duration::from_millis(100),
+        step_timeout: Duration::from_secs(60),
+        ..ExecConfig::default()
+    };
+    let executor = Executor::new(pve.clone(), journal, Arc::new(DirLock::new(work.join("lock"))), exec);
+    let state_dir = work.join("state");
+    let state =
+        AppState::new(pve).with_executor(executor).with_admin(Admin::new(&state_dir, Settings::default()));
+    let app = router(state, None);
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let backend = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Admin_ { sim, base, state_dir, backend }
+}
+
+impl Admin_ {
+    async fn stop(self) {
+        self.backend.abort();
+        self.sim.shutdown().await;
+    }
+}
+
+async fn error_field(resp: reqwest::Response) -> (StatusCode, Option<String>) {
+    let status = resp.status();
+    let body: Value = resp.json().await.expect("ApiError JSON");
+    assert!(body["error"].is_string() && body["detail"].is_string(), "not an ApiError: {body}");
+    (status, body["field"].as_str().map(str::to_owned))
+}
+
+#[tokio::test]
+async fn settings_are_stored_validated_audited_and_read_only_for_auditors() {
+    let a = start().await;
+    let root = e2e::login(&a.base, "root@pam", "demo").await.unwrap();
+    let audit = e2e::login(&a.base, "audit@pve", "audit").await.unwrap();
+    let file = a.state_dir.join("settings.json");
+
+    let v: SettingsView = root.get("/api/v1/settings").send().await.unwrap().json().await.unwrap();
+    assert_eq!((v.settings, v.writable, v.missing_privilege), (Settings::default(), true, None));
+
+    // Bad input: 400 naming the field, and nothing written.
+    for (body, field) in [
+        (json!({"balanciness": 500}), "balanciness"),
+        (json!({"max_parallel": 0}), "max_parallel"),
+        (json!({"mode": "sometimes"}), "mode"),
+        (json!({"balanciness": 4, "no_such": 1}), "settings"),
+    ] {
+        let resp =
+            root.http.put(format!("{}/api/v1/settings", a.base)).header("CSRFPreventionToken", &root.csrf);
+        let (status, got) = error_field(resp.json(&body).send().await.unwrap()).await;
+        assert_eq!((status, got.as_deref()), (StatusCode::BAD_REQUEST, Some(field)), "{body}");
+    }
+    assert!(!file.exists(), "bad input wrote the settings file");
+    // A ticket write without the CSRF header is refused.
+    let resp = root.http.put(format!("{}/api/v1/settings", a.base)).json(&json!({"balanciness": 4})).send();
+    assert_eq!(resp.await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    // An auditor sees them, may not change them, and is told why.
+    let v: SettingsView = audit.get("/api/v1/settings").send().await.unwrap().json().await.unwrap();
+    assert_eq!((v.writable, v.missing_privilege.as_deref()), (false, Some("Sys.Modify on /")));
+    let resp =
+        audit.http.put(format!("{}/api/v1/settings", a.base)).header("CSRFPreventionToken", &audit.csrf);
+    let resp = resp.json(&json!({"balanciness": 4})).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+    assert!(!file.exists());
+
+    let resp = root.http.put(format!("{}/api/v1/settings", a.base)).header("CSRFPreventionToken", &root.csrf);
+    let resp = resp.json(&json!({"balanciness": 4, "max_moves": 7, "ignore_nodes": ["pve9"]})).send();
+    let v: SettingsView = resp.await.unwrap().json().await.unwrap();
+    assert_eq!((v.settings.balanciness, v.settings.max_moves), (4.0, 7));
+    assert_eq!(v.updated_by.as_deref(), Some("root@pam"));
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o640);
+    let again: SettingsView = audit.get("/api/v1/settings").send().await.unwrap().json().await.unwrap();
+    assert_eq!(again.settings, v.settings);
+
+    let history: Vec<AuditEntry> =
+        audit.get("/api/v1/history?action=settings.update").send().await.unwrap().json().await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!((history[0].user.as_str(), history[0].target.as_str()), ("root@pam", "settings"));
+    assert_eq!(
+        history[0].detail,
+        "balanciness: 10.0 → 4.0; max_moves: 20 → 7; ignore_nodes: [] → [\"pve9\"]"
+    );
+    let (status, field) = error_field(audit.get("/api/v1/history?limit=0").send().await.unwrap()).await;
+    assert_eq!((status, field.as_deref()), (StatusCode::BAD_REQUEST, Some("limit")));
+    a.stop().await;
+}
+
+/// One sample line of the text format: `name{l="v",…} value`, strictly.
+fn parse_sample(line: &str) -> Result<(String, BTreeMap<String, String>, f64), String> {
+    let (head, value) = line.rsplit_once(' ').ok_or("no value")?;
+    let value: f64 = value.parse().map_err(|_| format!("`{value}` is not a number"))?;
+    let (name, labels) = match head.split_once('{') {
+        Some((n, rest)) => (n, rest.strip_suffix('}').ok_or("labels not closed")?),
+        None => (head, ""),
+    };
+    let name_ok = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+    if !name_ok {
+        return Err(format!("bad metric name `{name}`"));
+    }
+    let mut out = BTreeMap::new();
+    let mut rest = labels;
+    while !rest.is_empty() {
+        let (k, after) = rest.split_once("=\"").ok_or("label without =\"")?;
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("bad label name `{k}`"));
+        }
+        let mut v = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next().ok_or("label value not closed")? {
+                (i, '"') => break i,
+                (_, '\\') => match chars.next().ok_or("dangling escape")?.1 {
+                    'n' => v.push('\n'),
+                    c @ ('\\' | '"') => v.push(c),
+                    c => return Err(format!("bad escape \\{c}")),
+                },
+                (_, c) => v.push(c),
+            }
+        };
+        out.insert(k.to_owned(), v);
+        rest = &after[end + 1..];
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+    }
+    Ok((name.to_owned(), out, value))
+}
+
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text_and_match_the_cluster() {
+    let a = start().await;
+    let http = reqwest::Client::new();
+    let anon = http.get(format!("{}/metrics", a.base)).send().await.unwrap();
+    assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
+    let view: ClusterView = http
+        .get(format!("{}/api/v1/cluster", a.base))
+        .header("Authorization", TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp = http.get(format!("{}/metrics", a.base)).header("Authorization", TOKEN).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let ctype = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    let text = resp.text().await.unwrap();
+
+    let mut typed = BTreeSet::new();
+    let mut samples: BTreeMap<(String, BTreeMap<String, String>), f64> = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(["gauge", "counter"].contains(&kind), "line {i}: type {kind}");
+            assert!(typed.insert(name.to_owned()), "line {i}: {name} typed twice");
+        } else if line.starts_with("# HELP ") {
+        } else {
+            let (name, labels, value) =
+                parse_sample(line).unwrap_or_else(|e| panic!("line {i} `{line}`: {e}"));
+            assert!(typed.contains(&name), "line {i}: {name} has no TYPE before it");
+            assert!(samples.insert((name, labels), value).is_none(), "line {i}: duplicate sample");
+        }
+    }
+    let get = |name: &str, labels: &[(&str, &str)]| {
+        let l = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        *samples.get(&(name.to_owned(), l)).unwrap_or_else(|| panic!("no {name}{labels:?}"))
+    };
+    assert!(!view.snapshot.nodes.is_empty());
+    for n in &view.snapshot.nodes {
+        let online = f64::from(n.status == shared::NodeStatus::Online);
+        assert_eq!(get("pve_rebalancer_node_online", &[("node", &n.name)]), online);
+        let qemu = view
+            .snapshot
+            .guests
+            .iter()
+            .filter(|g| g.node == n.name && g.kind == shared::GuestKind::Qemu && !g.template)
+            .count();
+        assert_eq!(get("pve_rebalancer_node_guests", &[("node", &n.name), ("kind", "qemu")]), qemu as f64);
+        let mem = view.memory.iter().find(|l| l.node == n.name).unwrap().percent;
+        // The simulator's usage moves a little between two collections.
+        let got = get("pve_rebalancer_node_memory_percent", &[("node", &n.name)]);
+        assert!((got - mem).abs() < 5.0, "{}: memory {got} vs {mem}", n.name);
+    }
+    let spread = get("pve_rebalancer_imbalance_spread", &[("resource", "memory")]);
+    assert!((spread - view.memory_spread).abs() < 5.0, "spread {spread} vs {}", view.memory_spread);
+    assert!(get("pve_rebalancer_imbalance_cv", &[("resource", "memory")]) >= 0.0);
+    assert_eq!(get("pve_rebalancer_migrations_in_flight", &[]), 0.0);
+    assert_eq!(get("pve_rebalancer_executor_enabled", &[]), 1.0);
+    assert!(get("pve_rebalancer_collection_duration_seconds", &[]) > 0.0);
+    a.stop().await;
+}
+
+async fn wait_job(s: &e2e::Session, id: u64) -> JobView {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v: JobView = s.get(&format!("/api/v1/jobs/{id}")).send().await.unwrap().json().await.unwrap();
+        if v.job.state != JobState::Running {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "job {id} still running: {v:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn proxbalance_aliases_answer_and_migrate_moves_the_guest_and_is_audited() {
+    let a = start().await;
+    let root = e2e::login(&a.base, "root@pam", "demo").await.unwrap();
+    let audit = e2e::login(&a.base, "audit@pve", "audit").await.unwrap();
+    let http = reqwest::Client::new();
+
+    let health: Value =
+        http.get(format!("{}/api/health", a.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(
+        http.get(format!("{}/api/analyze", a.base)).send().await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let analyze: Value = audit.get("/api/analyze").send().await.unwrap().json().await.unwrap();
+    assert_eq!(analyze["success"], true);
+    let view: ClusterView = serde_json::from_value(analyze["data"].clone()).expect("data is a ClusterView");
+    let recs: Value = audit.get("/api/recommendations").send().await.unwrap().json().await.unwrap();
+    assert_eq!(recs["success"], true);
+    let list = recs["recommendations"].as_array().expect("recommendations");
+    assert_eq!(recs["count"].as_u64(), Some(list.len() as u64));
+    assert_eq!(list.len(), recs["plan"]["steps"].as_array().unwrap().len());
+    let refresh: Value = root.post("/api/refresh").send().await.unwrap().json().await.unwrap();
+    assert_eq!(refresh["nodes"].as_u64(), Some(view.snapshot.nodes.len() as u64));
+
+    // The smallest running VM onto the emptiest other online node.
+    let target = view
+        .memory
+        .iter()
+        .filter(|l| view.snapshot.node(&l.node).is_some_and(|n| n.status == shared::NodeStatus::Online))
+        .min_by(|x, y| x.percent.total_cmp(&y.percent))
+        .unwrap()
+        .node
+        .clone();
+    let guest = view
+        .snapshot
+        .guests
+        .iter()
+        .filter(|g| g.node != target && g.kind == shared::GuestKind::Qemu && !g.template && g.tags.is_empty())
+        .min_by_key(|g| g.mem_max)
+        .unwrap()
+        .clone();
+
+    let (status, field) = error_field(
+        root.post("/api/migrate")
+            .json(&json!({"vmid": guest.vmid, "target_node": "nowhere"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, field.as_deref()), (StatusCode::BAD_REQUEST, Some("target_node")));
+    let denied = audit.post("/api/migrate").json(&json!({"vmid": guest.vmid, "target_node": target})).send();
+    assert_eq!(denied.await.unwrap().status(), StatusCode::FORBIDDEN);
+
+    let resp = root.post("/api/migrate").json(&json!({"vmid": guest.vmid, "target_node": target})).send();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED, "{}", resp.text().await.unwrap());
+    let started: Value = resp.json().await.unwrap();
+    let job_id = started["job_id"].as_u64().expect("job_id");
+    let job = wait_job(&root, job_id).await;
+    assert_eq!(job.job.state, JobState::Done, "{job:?}");
+    let after: ClusterView = root.get("/api/v1/cluster").send().await.unwrap().json().await.unwrap();
+    let moved = after.snapshot.guests.iter().find(|g| g.vmid == guest.vmid).unwrap();
+    assert_eq!(moved.node, target);
+
+    let history: Vec<AuditEntry> =
+        audit.get("/api/v1/history?user=root@pam").send().await.unwrap().json().await.unwrap();
+    let entry = history.iter().find(|e| e.action == "plan.execute").expect("plan.execute recorded");
+    assert_eq!((entry.job_id, entry.target.clone()), (Some(job_id), format!("job/{job_id}")));
+    assert!(
+        entry.detail.contains(&format!("{} {} → {}", guest.vmid, guest.node, target)),
+        "{}",
+        entry.detail
+    );
+    a.stop().await;
+}
