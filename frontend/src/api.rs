@@ -4,7 +4,10 @@
 use crate::PanelOptions;
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
-use shared::api::{ApiError, ClusterView, ExecuteRequest, ExecuteResponse, JobSummary, JobView};
+use shared::api::{
+    ApiError, AuditEntry, ClusterView, ExecuteRequest, ExecuteResponse, ExitRequest, HistoryView, JobSummary,
+    JobView, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance, Settings, SettingsView,
+};
 use shared::{Plan, PlanRequest};
 use std::cell::RefCell;
 
@@ -108,6 +111,60 @@ async fn post<B: serde::Serialize, T: DeserializeOwned>(
         .json(body)
         .map_err(|e| Failure { status: None, message: e.to_string() })?;
     decode(req.send().await).await
+}
+
+async fn put<B: serde::Serialize, T: DeserializeOwned>(
+    opts: &PanelOptions,
+    path: &str,
+    body: &B,
+) -> Result<T, Failure> {
+    let url = format!("{}{path}", opts.api_base);
+    let req = with_auth(Request::put(&url), opts)
+        .json(body)
+        .map_err(|e| Failure { status: None, message: e.to_string() })?;
+    decode(req.send().await).await
+}
+
+/// Node names travel in the path; PVE node names are `[a-zA-Z0-9-]`, but encode anyway so a
+/// stray character cannot change the route.
+fn node_path(node: &str) -> String {
+    String::from(js_sys::encode_uri_component(node))
+}
+
+pub async fn maintenance(opts: &PanelOptions, node: &str) -> Result<NodeMaintenance, Failure> {
+    get(opts, &format!("/api/v1/maintenance/{}", node_path(node))).await
+}
+
+/// Enter maintenance (`preview`: only the evacuation plan, nothing marked or moved).
+pub async fn enter(
+    opts: &PanelOptions,
+    node: &str,
+    req: &MaintenanceRequest,
+) -> Result<MaintenanceAnswer, Failure> {
+    post(opts, &format!("/api/v1/maintenance/{}/enter", node_path(node)), req).await
+}
+
+/// Leave maintenance (`preview`: only the return-home plan).
+pub async fn exit(opts: &PanelOptions, node: &str, req: &ExitRequest) -> Result<MaintenanceAnswer, Failure> {
+    post(opts, &format!("/api/v1/maintenance/{}/exit", node_path(node)), req).await
+}
+
+pub async fn settings(opts: &PanelOptions) -> Result<SettingsView, Failure> {
+    get(opts, "/api/v1/settings").await
+}
+
+pub async fn save_settings(opts: &PanelOptions, settings: &Settings) -> Result<SettingsView, Failure> {
+    put(opts, "/api/v1/settings", settings).await
+}
+
+/// The audit log of writes, newest first.
+pub async fn audit(opts: &PanelOptions, limit: usize) -> Result<Vec<AuditEntry>, Failure> {
+    get(opts, &format!("/api/v1/history?limit={limit}")).await
+}
+
+/// The service's samples of node usage over the last `minutes`.
+pub async fn cluster_history(opts: &PanelOptions, minutes: u32) -> Result<HistoryView, Failure> {
+    get(opts, &format!("/api/v1/cluster/history?minutes={minutes}")).await
 }
 
 async fn get<T: DeserializeOwned>(opts: &PanelOptions, path: &str) -> Result<T, Failure> {

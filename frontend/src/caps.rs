@@ -39,6 +39,12 @@ pub const MIGRATE: &[Need] = &[Need { section: "vms", privilege: "VM.Migrate", o
 /// Reading the cluster and planning: `Sys.Audit` on `/`.
 pub const AUDIT: &[Need] = &[Need { section: "dc", privilege: "Sys.Audit", on: "/" }];
 
+/// Maintenance enter/exit: `Sys.Modify` on the node, and `VM.Migrate` on the guests it moves.
+pub const MAINTAIN: &[Need] = &[
+    Need { section: "nodes", privilege: "Sys.Modify", on: "/nodes/<node>" },
+    Need { section: "vms", privilege: "VM.Migrate", on: "the guests" },
+];
+
 /// `None` when the action is allowed or the privileges are unknown (the backend decides then);
 /// otherwise a tooltip naming what is missing.
 pub fn denial(caps: Option<&Caps>, needs: &[Need]) -> Option<String> {
@@ -73,5 +79,9 @@ mod tests {
         assert_eq!(denial(Some(&Caps::default()), MIGRATE), None, "{{}} = not told");
         assert_eq!(denial(None, MIGRATE), None);
         assert!(!caps(r#"{"vms":{"VM.Migrate":0}}"#).has("vms", "VM.Migrate"));
+        assert_eq!(
+            denial(Some(&admin), MAINTAIN).as_deref(),
+            Some("You lack the privilege Sys.Modify on /nodes/<node> for this.")
+        );
     }
 }

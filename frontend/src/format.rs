@@ -97,6 +97,47 @@ pub fn clock(unix: u64, offset_east_min: i64) -> String {
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
+/// Coefficient of variation (population standard deviation / mean) of node percentages,
+/// divided by its largest possible value √(n − 1), so 0 = even and 1 = all load on one node
+/// whatever the node count. 0 with fewer than two nodes or no load.
+pub fn normalised_cv(percent: &[f64]) -> f64 {
+    let n = percent.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let mean = percent.iter().sum::<f64>() / n as f64;
+    if mean <= 0.0 {
+        return 0.0;
+    }
+    let var = percent.iter().map(|p| (p - mean).powi(2)).sum::<f64>() / n as f64;
+    (var.sqrt() / mean / ((n - 1) as f64).sqrt()).clamp(0.0, 1.0)
+}
+
+/// Whether balancing leaves `node` alone: an entry of `ignore_nodes` names it, or ends in `*`
+/// and is a prefix of it (ProxLB's wildcard).
+pub fn ignored(node: &str, patterns: &[String]) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => node.starts_with(prefix),
+        None => p == node,
+    })
+}
+
+/// SVG polyline points for a sparkline `width`×`height` of percentages (0–100, higher is up);
+/// a missing sample breaks nothing, it is skipped.
+pub fn sparkline(values: &[Option<f64>], width: f64, height: f64) -> String {
+    let step = if values.len() > 1 { width / (values.len() - 1) as f64 } else { 0.0 };
+    let mut out = String::new();
+    for (i, v) in values.iter().enumerate() {
+        let Some(v) = v.filter(|v| v.is_finite()) else { continue };
+        let y = height - v.clamp(0.0, 100.0) / 100.0 * height;
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&format!("{:.1},{:.1}", i as f64 * step, y));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +160,28 @@ mod tests {
         assert_eq!(estimate_secs(&[10.0, 4.0, 2.0], 2), 16.0);
         assert_eq!(estimate_secs(&[], 2), 0.0);
         assert_eq!(estimate_secs(&[1.0, 1.0], 1), 12.0);
+    }
+
+    #[test]
+    fn imbalance_figures() {
+        assert_eq!(normalised_cv(&[50.0, 50.0, 50.0]), 0.0);
+        // All load on one of four nodes is the worst case.
+        assert!((normalised_cv(&[80.0, 0.0, 0.0, 0.0]) - 1.0).abs() < 1e-9);
+        // [30, 50]: mean 40, sd 10 → cv 0.25, √1 = 1.
+        assert!((normalised_cv(&[30.0, 50.0]) - 0.25).abs() < 1e-9);
+        assert_eq!(normalised_cv(&[70.0]), 0.0);
+        assert_eq!(normalised_cv(&[0.0, 0.0]), 0.0);
+        let list = vec!["pve9".to_owned(), "gpu*".to_owned()];
+        assert!(ignored("pve9", &list) && ignored("gpu-01", &list));
+        assert!(!ignored("pve90", &list) && !ignored("pve1", &list));
+    }
+
+    #[test]
+    fn sparkline_points_scale_and_skip_gaps() {
+        assert_eq!(sparkline(&[Some(0.0), None, Some(100.0)], 100.0, 20.0), "0.0,20.0 100.0,0.0");
+        assert_eq!(sparkline(&[Some(50.0)], 100.0, 20.0), "0.0,10.0");
+        assert_eq!(sparkline(&[Some(150.0), Some(f64::NAN)], 10.0, 10.0), "0.0,0.0");
+        assert_eq!(sparkline(&[], 10.0, 10.0), "");
     }
 
     #[test]

@@ -6,14 +6,39 @@ use crate::format::{bar_class, bar_width};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-/// A usage bar with PVE's warning/critical colours; the label is the tooltip.
+/// A usage bar with PVE's warning/critical colours; the label is the tooltip. `reserve` (percent
+/// of capacity kept free) draws a mark where the usable part ends.
 #[component]
-pub fn Bar(percent: f64, #[prop(into)] label: String) -> impl IntoView {
+pub fn Bar(
+    percent: f64,
+    #[prop(into)] label: String,
+    #[prop(optional)] reserve: Option<f64>,
+) -> impl IntoView {
+    let mark = reserve.filter(|r| *r > 0.0).map(|r| {
+        view! { <div class="reserve" style=format!("left:{:.1}%", bar_width(100.0 - r))></div> }
+    });
     view! {
         <div class=bar_class(percent) title=label>
             <div class="fill" style=format!("width:{:.1}%", bar_width(percent))></div>
+            {mark}
             <span>{format!("{percent:.1}%")}</span>
         </div>
+    }
+}
+
+/// A small line of percentages (0–100) over time; `title` says what and over which window.
+#[component]
+pub fn Sparkline(
+    values: Vec<Option<f64>>,
+    #[prop(into)] title: String,
+    #[prop(into)] id: String,
+) -> impl IntoView {
+    let points = crate::format::sparkline(&values, 120.0, 24.0);
+    view! {
+        <svg id=id class="pvrb-spark" width="120" height="24" viewBox="0 0 120 24" role="img">
+            <title>{title}</title>
+            <polyline points=points fill="none" stroke="currentColor" stroke-width="1.5" />
+        </svg>
     }
 }
 

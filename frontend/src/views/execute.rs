@@ -2,7 +2,7 @@
 //! the job (every step's state, PVE's message when one fails, Cancel).
 
 use super::common::StateBadge;
-use super::plan::{step_gib, Shown};
+use super::plan::{step_gib, Run, Shown};
 use super::Ctx;
 use crate::caps::MIGRATE;
 use crate::format::{self, count, duration, estimate_secs};
@@ -34,11 +34,16 @@ pub fn ConfirmExecute(shown: RwSignal<Option<Shown>>, open: RwSignal<bool>) -> i
     });
     let snapshot = shown.get_untracked();
     let Some(s) = snapshot else { return ().into_any() };
+    let (title_word, button_word) = match &s.run {
+        Run::Steps => ("Run", "Run migrations"),
+        Run::Enter { .. } => ("Enter maintenance: run", "Enter maintenance"),
+        Run::Exit { .. } => ("Exit maintenance: run", "Exit maintenance"),
+    };
     let picked: Vec<(usize, &shared::PlanStep)> =
         s.plan.steps.iter().enumerate().filter(|(i, _)| s.selected.contains(i)).collect();
     let sizes: Vec<f64> = picked.iter().map(|(_, st)| step_gib(st)).collect();
     let heading = format!(
-        "Run {} ({:.1} GiB, ≈ {})?",
+        "{title_word} {} ({:.1} GiB, ≈ {})?",
         count(picked.len(), "migration", "migrations"),
         sizes.iter().sum::<f64>(),
         duration(estimate_secs(&sizes, format::ASSUMED_PARALLEL))
@@ -64,14 +69,34 @@ pub fn ConfirmExecute(shown: RwSignal<Option<Shown>>, open: RwSignal<bool>) -> i
         busy.set(true);
         error.set(None);
         spawn_local(async move {
-            match api::execute(&o, &s.plan, vmids).await {
-                Ok(id) => {
-                    ctx.follow_job(Progress::queued(id, &s.plan, &s.selected));
+            // Maintenance answers the plan it ran (planned again at that moment) and maybe no job
+            // (nothing to move: the node is marked at once).
+            let started = match s.run.clone() {
+                Run::Steps => api::execute(&o, &s.plan, vmids).await.map(|id| (Some(id), s.plan.clone())),
+                Run::Enter { node, mut request } => {
+                    request.preview = false;
+                    api::enter(&o, &node, &request).await.map(|a| (a.job_id, a.plan))
+                }
+                Run::Exit { node, mut request } => {
+                    request.preview = false;
+                    api::exit(&o, &node, &request).await.map(|a| (a.job_id, a.plan))
+                }
+            };
+            match started {
+                Ok((Some(id), plan)) => {
+                    let selected = if s.fixed() { selection::all(&plan.steps) } else { s.selected.clone() };
+                    ctx.follow_job(Progress::queued(id, &plan, &selected));
                     shown.try_update(|x| {
                         if let Some(x) = x {
                             x.executed = Some(id);
                         }
                     });
+                    ctx.jobs_changed.try_update(|n| *n += 1);
+                    close();
+                }
+                Ok((None, _)) => {
+                    ctx.jobs_changed.try_update(|n| *n += 1);
+                    ctx.reload();
                     close();
                 }
                 Err(e) => {
@@ -102,7 +127,7 @@ pub fn ConfirmExecute(shown: RwSignal<Option<Shown>>, open: RwSignal<bool>) -> i
                 <div class="pvrb-toolbar pvrb-dialog-buttons">
                     <button id="confirm-cancel" disabled=move || busy.get() on:click=move |_| close()>"Back"</button>
                     <button id="confirm-execute" class="primary" autofocus disabled=move || busy.get() on:click=go>
-                        {move || if busy.get() { "Starting…" } else { "Run migrations" }}
+                        {move || if busy.get() { "Starting…" } else { button_word }}
                     </button>
                 </div>
             </div>

@@ -1,24 +1,29 @@
-//! Jobs run so far (`GET /api/v1/jobs`): outcome, who started them, when, and their steps on demand.
+//! What was done (`GET /api/v1/history`: every write, by whom and when) and the jobs run so far
+//! (`GET /api/v1/jobs`): outcome, who started them, when, and their steps on demand.
 
 use super::common::StateBadge;
 use super::{clock, Ctx};
 use crate::api::{self, Failure};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::api::{JobSummary, JobView};
+use shared::api::{AuditEntry, JobSummary, JobView};
 
 #[component]
 pub fn History() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let jobs = RwSignal::new(None::<Result<Vec<JobSummary>, Failure>>);
     let open = RwSignal::new(None::<Result<JobView, Failure>>);
+    let audit = RwSignal::new(None::<Result<Vec<AuditEntry>, Failure>>);
     Effect::new(move |_| {
         ctx.jobs_changed.track();
         ctx.loaded_at.track();
+        ctx.settings.track();
         let o = ctx.opts.get_value();
         spawn_local(async move {
             let answer = api::jobs(&o, 100).await;
             jobs.try_set(Some(answer));
+            let answer = api::audit(&o, 100).await;
+            audit.try_set(Some(answer));
         });
     });
     let show = move |id: u64| {
@@ -99,5 +104,46 @@ pub fn History() -> impl IntoView {
             }
         })
     };
-    view! { {table} {detail} }
+    let audit_table = move || {
+        match audit.get() {
+        None => view! { <p class="pvrb-muted">"Loading the audit log…"</p> }.into_any(),
+        Some(Err(e)) => view! { <p class="pvrb-error" role="alert">{e.message}</p> }.into_any(),
+        Some(Ok(list)) if list.is_empty() => {
+            view! { <p class="pvrb-muted" id="audit-empty">"Nothing has been changed through the rebalancer yet."</p> }.into_any()
+        }
+        Some(Ok(list)) => {
+            let rows = list
+                .into_iter()
+                .map(|a| {
+                    let job = a.job_id.map(|id| view! { <button class="link job-steps" on:click=move |_| show(id)>{format!("job {id}")}</button> });
+                    view! {
+                        <tr data-action=a.action.clone()>
+                            <td class="nowrap">{clock(a.at)}</td>
+                            <td>{a.user.clone()}</td>
+                            <td class="nowrap">{a.action.clone()}</td>
+                            <td class="nowrap">{a.target.clone()}</td>
+                            <td class="why">{a.detail.clone()}</td>
+                            <td>{job}</td>
+                        </tr>
+                    }
+                })
+                .collect_view();
+            view! {
+                <div class="pvrb-scroll">
+                    <table id="history-audit" class="pvrb-grid">
+                        <thead><tr><th>"When"</th><th>"User"</th><th>"Action"</th><th>"Target"</th><th>"Detail"</th><th></th></tr></thead>
+                        <tbody>{rows}</tbody>
+                    </table>
+                </div>
+            }.into_any()
+        }
+    }
+    };
+    view! {
+        <h4>"Changes"</h4>
+        {audit_table}
+        <h4>"Jobs"</h4>
+        {table}
+        {detail}
+    }
 }

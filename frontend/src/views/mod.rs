@@ -11,6 +11,7 @@ mod maintenance;
 mod nodes;
 mod plan;
 mod rules;
+mod settings;
 
 use crate::api::Failure;
 use crate::caps::{denial, Caps, Need};
@@ -19,7 +20,7 @@ use crate::progress::Progress;
 use crate::{api, PanelOptions};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::api::{ClusterView, JobState};
+use shared::api::{ClusterView, HistoryView, JobState, SettingsView};
 use shared::Plan;
 use std::time::Duration;
 
@@ -30,10 +31,12 @@ pub enum Tab {
     Guests,
     Rules,
     History,
+    Settings,
 }
 
 impl Tab {
-    const ALL: [Tab; 5] = [Tab::Balance, Tab::Maintenance, Tab::Guests, Tab::Rules, Tab::History];
+    const ALL: [Tab; 6] =
+        [Tab::Balance, Tab::Maintenance, Tab::Guests, Tab::Rules, Tab::History, Tab::Settings];
 
     fn label(self) -> &'static str {
         match self {
@@ -42,6 +45,7 @@ impl Tab {
             Tab::Guests => "Guests",
             Tab::Rules => "Rules",
             Tab::History => "History",
+            Tab::Settings => "Settings",
         }
     }
 
@@ -52,6 +56,7 @@ impl Tab {
             Tab::Guests => "tab-guests",
             Tab::Rules => "tab-rules",
             Tab::History => "tab-history",
+            Tab::Settings => "tab-settings",
         }
     }
 }
@@ -76,7 +81,28 @@ pub struct Ctx {
     pub maintenance_node: RwSignal<Option<String>>,
     /// Bumped when a job ends, so History reloads.
     pub jobs_changed: RwSignal<u32>,
+    /// The balancing settings in force (trigger level, ignored nodes); `None` until loaded or
+    /// when the service does not offer them.
+    pub settings: RwSignal<Option<SettingsView>>,
+    /// The service's usage samples (`GET /api/v1/cluster/history`), when it keeps them.
+    pub history: RwSignal<Option<HistoryView>>,
+    /// Spreads seen by this page since it was loaded, the sparkline's fallback.
+    pub samples: RwSignal<Vec<Sample>>,
 }
+
+/// One load of the cluster as this page saw it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    pub at: u64,
+    pub memory_spread: f64,
+    pub cpu_spread: f64,
+}
+
+/// Samples kept in the page: 6 hours at the shortest auto-refresh interval would be 2,160; the
+/// sparkline shows the newest ones only.
+const MAX_SAMPLES: usize = 360;
+/// The window of the service's history the sparkline asks for.
+pub const HISTORY_MINUTES: u32 = 180;
 
 impl Ctx {
     fn new(opts: PanelOptions) -> Ctx {
@@ -96,6 +122,9 @@ impl Ctx {
             follower: StoredValue::new_local(None),
             last_plan: RwSignal::new(None),
             jobs_changed: RwSignal::new(0),
+            settings: RwSignal::new(None),
+            history: RwSignal::new(None),
+            samples: RwSignal::new(Vec::new()),
         }
     }
 
@@ -110,6 +139,14 @@ impl Ctx {
             // The panel may have been unmounted meanwhile: every write is a `try_`.
             match answer {
                 Ok(c) => {
+                    let sample =
+                        Sample { at: now_secs(), memory_spread: c.memory_spread, cpu_spread: c.cpu_spread };
+                    self.samples.try_update(|v| {
+                        v.push(sample);
+                        if v.len() > MAX_SAMPLES {
+                            v.remove(0);
+                        }
+                    });
                     self.cluster.try_set(Some(c));
                     self.loaded_at.try_set(Some(now_secs()));
                     self.error.try_set(None);
@@ -119,6 +156,12 @@ impl Ctx {
                 }
             }
             self.loading.try_set(false);
+            // Settings and history are extras: a service without them (older, or the history
+            // not sampled yet) leaves the panel as it was, with the page's own samples.
+            if let Ok(v) = api::settings(&o).await {
+                self.settings.try_set(Some(v));
+            }
+            self.history.try_set(api::cluster_history(&o, HISTORY_MINUTES).await.ok());
         });
     }
 
@@ -274,6 +317,9 @@ fn Views() -> impl IntoView {
         </section>
         <section id="history" class="pvrb-view" class:hidden=move || hidden(Tab::History)>
             {move || (ctx.tab.get() == Tab::History).then(|| view! { <history::History /> })}
+        </section>
+        <section id="settings" class="pvrb-view" class:hidden=move || hidden(Tab::Settings)>
+            {move || (ctx.tab.get() == Tab::Settings).then(|| view! { <settings::SettingsForm /> })}
         </section>
     }
 }

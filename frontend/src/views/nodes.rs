@@ -1,42 +1,122 @@
-//! The cluster at a glance: headline figures and one row per node with its usage bars and the
-//! way into that node's maintenance view.
+//! The cluster at a glance: imbalance figures against the trigger level, a sparkline of the
+//! spread over the last hours, and one row per node with CPU, memory and disk bars (the memory
+//! reserve marked), host pressure where known, status badges and the way into maintenance.
 
-use super::common::Bar;
-use super::{Ctx, Tab};
-use crate::format::gib;
+use super::common::{Bar, Sparkline};
+use super::{Ctx, Tab, HISTORY_MINUTES};
+use crate::format::{gib, ignored, normalised_cv};
 use leptos::prelude::*;
-use shared::NodeStatus;
+use shared::api::ClusterView;
+use shared::{Method, NodeStatus};
+
+/// Percentages of the nodes balancing looks at (online, not in maintenance, not ignored).
+fn balanced_percents(c: &ClusterView, loads: &[shared::NodeLoad], ignore: &[String]) -> Vec<f64> {
+    loads
+        .iter()
+        .filter(|l| {
+            c.snapshot.node(&l.node).is_some_and(|n| n.status == NodeStatus::Online && !n.maintenance)
+                && !ignored(&l.node, ignore)
+        })
+        .map(|l| l.percent)
+        .collect()
+}
 
 #[component]
 pub fn Summary() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     move || {
+        let settings = ctx.settings.get().map(|v| v.settings);
+        let ignore = settings.as_ref().map(|s| s.ignore_nodes.clone()).unwrap_or_default();
         ctx.cluster.with(|c| {
             let c = c.as_ref()?;
             let s = &c.snapshot;
             let quorum = if s.quorate { "quorate" } else { "NOT quorate" };
+            let mem_cv = normalised_cv(&balanced_percents(c, &c.memory, &ignore));
+            let cpu_cv = normalised_cv(&balanced_percents(c, &c.cpu, &ignore));
+            // The trigger compares the spread of the resource balancing uses.
+            let trigger = settings.as_ref().map(|st| {
+                let (name, spread) = match st.method {
+                    Method::Cpu => ("CPU", c.cpu_spread),
+                    _ => ("memory", c.memory_spread),
+                };
+                let over = spread > st.balanciness;
+                let text = format!(
+                    "Trigger {:.1} points ({name}): {}",
+                    st.balanciness,
+                    if over { "balancing would start" } else { "balanced enough" }
+                );
+                view! { <span id="trigger" class=if over { "badge warn" } else { "badge ok" }>{text}</span> }
+            });
             Some(view! {
                 <div class="pvrb-kpis">
                     <span>"Cluster " <b>{s.cluster_name.clone()}</b></span>
                     <span>"PVE " {s.pve_version.clone()}</span>
                     <span class=if s.quorate { "badge ok" } else { "badge bad" }>{quorum}</span>
                     <span>{format!("{} nodes, {} guests", s.nodes.len(), s.guests.len())}</span>
-                    <span>"Memory spread " <b id="memory-spread">{format!("{:.1}", c.memory_spread)}</b> " points"</span>
-                    <span>"CPU spread " <b>{format!("{:.1}", c.cpu_spread)}</b> " points"</span>
+                    <span title="max − min node usage, in percentage points">"Memory spread " <b id="memory-spread">{format!("{:.1}", c.memory_spread)}</b> " points"</span>
+                    <span title="max − min node usage, in percentage points">"CPU spread " <b id="cpu-spread">{format!("{:.1}", c.cpu_spread)}</b> " points"</span>
+                    <span title="Coefficient of variation of node usage divided by its maximum √(n−1): 0 = even, 1 = all on one node">
+                        "CV memory " <b id="memory-cv">{format!("{mem_cv:.2}")}</b> " · CPU " <b id="cpu-cv">{format!("{cpu_cv:.2}")}</b>
+                    </span>
+                    {trigger}
+                    <SpreadSparkline />
                 </div>
             })
         })
     }
 }
 
-fn status_badge(status: NodeStatus, maintenance: bool) -> impl IntoView {
+/// Memory spread over time: the service's samples when it keeps them, else this page's own
+/// since it was opened.
+#[component]
+fn SpreadSparkline() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    move || {
+        let (values, title, source) = match ctx.history.get().filter(|h| h.samples.len() > 1) {
+            Some(h) => (
+                h.samples.iter().map(|s| Some(s.memory_spread)).collect::<Vec<_>>(),
+                format!("Memory spread, last {} min ({} samples by the service)", h.minutes, h.samples.len()),
+                "service",
+            ),
+            None => {
+                let local = ctx.samples.get();
+                let n = local.len();
+                (
+                    local.into_iter().map(|s| Some(s.memory_spread)).collect(),
+                    format!("Memory spread since this page was opened ({n} loads; the service keeps no history of the last {HISTORY_MINUTES} min)"),
+                    "page",
+                )
+            }
+        };
+        (values.len() > 1).then(|| {
+            view! {
+                <span class="pvrb-spark-box" data-source=source>
+                    <Sparkline values=values title=title id="spread-spark" />
+                </span>
+            }
+        })
+    }
+}
+
+fn badges(status: NodeStatus, maintenance: bool, is_ignored: bool) -> impl IntoView {
     let (class, word) = match (status, maintenance) {
         (NodeStatus::Online, false) => ("badge ok", "online"),
         (NodeStatus::Online, true) => ("badge warn", "maintenance"),
         (NodeStatus::Offline, _) => ("badge bad", "offline"),
         (NodeStatus::Unknown, _) => ("badge bad", "unknown"),
     };
-    view! { <span class=class>{word}</span> }
+    // Offline and in maintenance: both matter (it comes back empty of new guests).
+    let also_maint = (maintenance && status != NodeStatus::Online)
+        .then(|| view! { <span class="badge warn">"maintenance"</span> });
+    let ign = is_ignored.then(|| {
+        view! { <span class="badge" title="Listed in ignore_nodes: balancing leaves it alone">"ignored"</span> }
+    });
+    view! { <span class="badges"><span class=class>{word}</span>{also_maint}{ign}</span> }
+}
+
+/// "some 1.2 / 0.4 / 3.0 %" for CPU / memory / IO pressure.
+fn psi(p: &shared::model::Pressure) -> String {
+    format!("{:.1} / {:.1} / {:.1} %", p.cpu_some, p.memory_some, p.io_some)
 }
 
 #[component]
@@ -47,28 +127,46 @@ pub fn Nodes() -> impl IntoView {
         ctx.tab.set(Tab::Maintenance);
     };
     let rows = move || {
+        let ignore =
+            ctx.settings.with(|v| v.as_ref().map(|v| v.settings.ignore_nodes.clone())).unwrap_or_default();
+        // The reserve is known once the service planned (its request carries the config's).
+        let reserve = ctx.last_plan.with(|p| p.as_ref().map(|p| p.request.clone()));
         ctx.cluster.with(|c| {
             let c = c.as_ref()?;
             Some(
                 c.snapshot
                     .nodes
                     .iter()
-                    .zip(c.memory.iter().zip(&c.cpu))
-                    .map(|(node, (mem, cpu))| {
+                    .map(|node| {
+                        let load = |loads: &[shared::NodeLoad]| {
+                            loads.iter().find(|l| l.node == node.name).map_or(0.0, |l| l.percent)
+                        };
                         let guests = c.snapshot.guests_on(&node.name).count();
                         let mem_label = format!("{} of {}", gib(node.mem_used), gib(node.mem_total));
                         let cpu_label = format!("{:.1} of {} cores", node.cpu_used, node.cpus);
+                        let disk_label = format!("{} of {} (root filesystem)", gib(node.disk_used), gib(node.disk_total));
+                        let reserve_pct = reserve.as_ref().and_then(|r| {
+                            let bytes = r.node_memory_reserve.get(&node.name).copied().unwrap_or(r.memory_reserve);
+                            (node.mem_total > 0 && bytes > 0).then(|| bytes as f64 * 100.0 / node.mem_total as f64)
+                        });
+                        let mem_label = match reserve_pct {
+                            Some(p) => format!("{mem_label}; {p:.1}% kept free (reserve)"),
+                            None => mem_label,
+                        };
+                        let pressure = node.pressure.as_ref().map(psi).unwrap_or_else(|| "—".into());
                         let name = node.name.clone();
                         view! {
                             <tr data-node=node.name.clone()>
                                 <td class="name">{node.name.clone()}</td>
-                                <td>{status_badge(node.status, node.maintenance)}</td>
+                                <td>{badges(node.status, node.maintenance, ignored(&node.name, &ignore))}</td>
                                 <td class="num">{guests}</td>
-                                <td><Bar percent=cpu.percent label=cpu_label /></td>
-                                <td><Bar percent=mem.percent label=mem_label /></td>
+                                <td><Bar percent=load(&c.cpu) label=cpu_label /></td>
+                                <td><Bar percent=load(&c.memory) label=mem_label reserve=reserve_pct.unwrap_or(0.0) /></td>
+                                <td><Bar percent=load(&c.disk) label=disk_label /></td>
+                                <td class="psi" title="Pressure stall (PSI), share of time some tasks waited: CPU / memory / IO">{pressure}</td>
                                 <td class="act">
                                     <button class="node-maintenance link" data-node=node.name.clone()
-                                        title=format!("Plan moving every guest off {}", node.name)
+                                        title=format!("Put {} into maintenance: move every guest off it", node.name)
                                         on:click=move |_| open(name.clone())>"Maintenance…"</button>
                                 </td>
                             </tr>
@@ -81,7 +179,7 @@ pub fn Nodes() -> impl IntoView {
     view! {
         <div class="pvrb-scroll">
             <table id="nodes" class="pvrb-grid">
-                <thead><tr><th>"Node"</th><th>"Status"</th><th class="num">"Guests"</th><th>"CPU"</th><th>"Memory"</th><th></th></tr></thead>
+                <thead><tr><th>"Node"</th><th>"Status"</th><th class="num">"Guests"</th><th>"CPU"</th><th>"Memory"</th><th>"Disk"</th><th>"PSI"</th><th></th></tr></thead>
                 <tbody>{rows}</tbody>
             </table>
         </div>

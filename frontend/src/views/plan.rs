@@ -21,8 +21,20 @@ pub enum Origin {
     Service { at: u64 },
     /// What-if: `shared::planner::plan` in the browser on the loaded snapshot.
     Simulation { at: u64, ms: f64 },
-    /// Maintenance: `shared::evacuate::evacuate` in the browser (no backend route for it yet).
-    Preview { at: u64, ms: f64 },
+    /// Maintenance: the service's preview of entering (evacuation) or leaving (return home).
+    Preview { at: u64 },
+}
+
+/// What running a shown plan means.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Run {
+    /// `POST /api/v1/plan/execute` with the selected steps.
+    Steps,
+    /// `POST /api/v1/maintenance/{node}/enter`: the node is marked and every guest that can
+    /// leave does (the service plans again at that moment; no step selection).
+    Enter { node: String, request: shared::api::MaintenanceRequest },
+    /// `POST /api/v1/maintenance/{node}/exit`, with the return-home plan when asked.
+    Exit { node: String, request: shared::api::ExitRequest },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -32,12 +44,18 @@ pub struct Shown {
     pub selected: BTreeSet<usize>,
     /// The job it was handed to.
     pub executed: Option<u64>,
+    pub run: Run,
 }
 
 impl Shown {
     pub fn new(plan: Plan, origin: Origin) -> Shown {
         let selected = selection::all(&plan.steps);
-        Shown { plan, origin, selected, executed: None }
+        Shown { plan, origin, selected, executed: None, run: Run::Steps }
+    }
+
+    /// All or nothing: maintenance runs the whole plan.
+    pub fn fixed(&self) -> bool {
+        self.run != Run::Steps
     }
 }
 
@@ -200,9 +218,9 @@ fn origin_line(origin: &Origin, executed: Option<u64>) -> (String, &'static str)
             ),
             "pvrb-origin sim",
         ),
-        Origin::Preview { at, ms } => (
+        Origin::Preview { at } => (
             format!(
-                "PREVIEW — computed in your browser in {ms:.0} ms from the snapshot of {} (the service has no evacuation route). Nothing has run; Execute sends this plan to the service.",
+                "PREVIEW — planned by the service at {}. Nothing is marked and nothing has run; confirming lets the service plan again and run it.",
                 clock(*at)
             ),
             "pvrb-origin sim",
@@ -242,6 +260,8 @@ pub fn PlanResult(
                 Some("Select at least one step".into())
             } else if ctx.job_running() {
                 Some("A job is running; wait for it to end or cancel it".into())
+            } else if s.fixed() {
+                ctx.denied(crate::caps::MAINTAIN)
             } else {
                 ctx.denied(MIGRATE)
             }
@@ -253,6 +273,7 @@ pub fn PlanResult(
             let p = &s.plan;
             let (origin, origin_class) = origin_line(&s.origin, s.executed);
             let all_selected = s.selected.len() == p.steps.len();
+            let fixed = s.fixed();
             let summary = format!(
                 "{}; spread {:.1} → {:.1} points",
                 totals(p.steps.iter()),
@@ -278,7 +299,7 @@ pub fn PlanResult(
                         .then(|| format!(" (after step {})", st.depends_on.iter().map(|d| (d + 1).to_string()).collect::<Vec<_>>().join(", ")));
                     view! {
                         <tr class:off=!on data-vmid=st.vmid>
-                            <td><input type="checkbox" class="step-pick" prop:checked=on
+                            <td><input type="checkbox" class="step-pick" prop:checked=on disabled=fixed
                                 aria-label=format!("Run step {}", i + 1)
                                 on:change=move |ev| toggle(i, event_target_checked(&ev)) /></td>
                             <td class="num idx">{i + 1}</td>
@@ -332,7 +353,7 @@ pub fn PlanResult(
                             <div class="pvrb-scroll">
                                 <table id=id("steps") class="pvrb-grid">
                                     <thead><tr>
-                                        <th><input type="checkbox" id=id("all") prop:checked=all_selected aria-label="Select every step"
+                                        <th><input type="checkbox" id=id("all") prop:checked=all_selected disabled=fixed aria-label="Select every step"
                                             on:change=move |ev| toggle_all(event_target_checked(&ev)) /></th>
                                         <th class="num idx">"#"</th><th class="num">"VMID"</th><th>"Name"</th><th>"Move"</th><th>"Kind"</th><th class="num">"Size"</th><th>"Why"</th>
                                     </tr></thead>
