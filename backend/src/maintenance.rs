@@ -73,12 +73,32 @@ pub struct Caller<'a> {
 struct StateFile {
     version: u32,
     nodes: BTreeMap<String, NodeMaintenance>,
+    /// node → (host, job id): journals are per host, so only the service on the host that started
+    /// a mark's job may read its end from its own journal.
+    #[serde(default)]
+    job_hosts: BTreeMap<String, (String, u64)>,
+}
+
+/// This host's name (what `job_hosts` records).
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Whether `node`'s job is in this host's journal (marks written before hosts were recorded
+/// count as ours).
+fn job_is_ours(job_hosts: &BTreeMap<String, (String, u64)>, node: &str, job: u64, host: &str) -> bool {
+    job_hosts.get(node).is_none_or(|(h, j)| *j != job || h == host)
 }
 
 /// Where the marks are kept and how to reach PVE's HA manager.
 pub struct Maintenance {
     dir: PathBuf,
     ha_manager: PathBuf,
+    host: String,
     /// Serialises read-modify-write in this process.
     write: std::sync::Mutex<()>,
 }
@@ -112,7 +132,12 @@ impl Default for Maintenance {
 
 impl Maintenance {
     pub fn new(dir: &Path, ha_manager: &Path) -> Maintenance {
-        Maintenance { dir: dir.to_owned(), ha_manager: ha_manager.to_owned(), write: Default::default() }
+        Maintenance {
+            dir: dir.to_owned(),
+            ha_manager: ha_manager.to_owned(),
+            host: this_host(),
+            write: Default::default(),
+        }
     }
 
     pub fn path(&self) -> PathBuf {
@@ -125,10 +150,14 @@ impl Maintenance {
 
     /// The marks; no file yet means no node is marked.
     pub fn marks(&self) -> Result<BTreeMap<String, NodeMaintenance>, MaintError> {
+        Ok(self.load()?.nodes)
+    }
+
+    fn load(&self) -> Result<StateFile, MaintError> {
         let path = self.path();
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StateFile::default()),
             Err(e) => return Err(self.state_err(format!("cannot read it: {e}"))),
         };
         let file: StateFile = serde_json::from_str(&text).map_err(|e| {
@@ -137,19 +166,18 @@ impl Maintenance {
                  mark)"
             ))
         })?;
-        Ok(file.nodes)
+        Ok(file)
     }
 
     /// Replaces the file atomically: a complete temporary file, then rename.
-    fn save(&self, nodes: &BTreeMap<String, NodeMaintenance>) -> Result<(), MaintError> {
+    fn save(&self, file: &StateFile) -> Result<(), MaintError> {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o750)
             .create(&self.dir)
             .map_err(|e| self.state_err(format!("cannot create {}: {e}", self.dir.display())))?;
-        let file = StateFile { version: 1, nodes: nodes.clone() };
-        let text = serde_json::to_string_pretty(&file).map_err(|e| self.state_err(e.to_string()))?;
+        let text = serde_json::to_string_pretty(file).map_err(|e| self.state_err(e.to_string()))?;
         let tmp = self.dir.join(format!(".{STATE_FILE}.tmp.{}", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut f =
@@ -169,19 +197,31 @@ impl Maintenance {
         f: impl FnOnce(&mut BTreeMap<String, NodeMaintenance>) -> Result<T, MaintError>,
     ) -> Result<T, MaintError> {
         let _held = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let mut nodes = self.marks()?;
-        let out = f(&mut nodes)?;
-        self.save(&nodes)?;
+        let mut file = self.load()?;
+        let out = f(&mut file.nodes)?;
+        // A job id this process just wrote is in this host's journal.
+        let StateFile { nodes, job_hosts, .. } = &mut file;
+        job_hosts.retain(|n, (_, j)| nodes.get(n).is_some_and(|m| m.job_id == Some(*j)));
+        for (n, m) in nodes.iter() {
+            if let Some(id) = m.job_id {
+                job_hosts.entry(n.clone()).or_insert_with(|| (self.host.clone(), id));
+            }
+        }
+        file.version = 1;
+        self.save(&file)?;
         Ok(out)
     }
 
     /// Moves marks whose job has ended on: entering → in maintenance, exiting → cleared.
     pub fn reconcile(&self, executor: Option<&Executor>) -> Result<(), MaintError> {
         let Some(ex) = executor else { return Ok(()) };
-        let marks = self.marks()?;
+        let file = self.load()?;
+        let marks = file.nodes;
         let ended = |m: &NodeMaintenance| {
-            m.job_id
-                .is_some_and(|id| ex.job(id).ok().flatten().is_none_or(|v| v.job.state != JobState::Running))
+            m.job_id.is_some_and(|id| {
+                job_is_ours(&file.job_hosts, &m.node, id, &self.host)
+                    && ex.job(id).ok().flatten().is_none_or(|v| v.job.state != JobState::Running)
+            })
         };
         if !marks
             .values()
@@ -573,6 +613,35 @@ mod tests {
         // A failed read must not be "fixed" by overwriting the file.
         assert!(m.update(|_| Ok(())).is_err());
         assert_eq!(std::fs::read_to_string(m.path()).unwrap(), "{not json");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn only_the_host_that_started_a_job_reads_its_end_from_its_journal() {
+        let dir = temp_dir("hosts");
+        let m = Maintenance::new(&dir, Path::new("ha-manager"));
+        let rec = NodeMaintenance {
+            node: "a".into(),
+            state: MaintenanceState::Entering,
+            job_id: Some(3),
+            ..Default::default()
+        };
+        m.update(|n| {
+            n.insert("a".into(), rec.clone());
+            Ok(())
+        })
+        .unwrap();
+        let file = m.load().unwrap();
+        assert_eq!(file.job_hosts.get("a"), Some(&(m.host.clone(), 3)));
+        assert!(job_is_ours(&file.job_hosts, "a", 3, &m.host));
+        assert!(!job_is_ours(&file.job_hosts, "a", 3, "other-node"));
+        // Cleared with the mark.
+        m.update(|n| {
+            n.remove("a");
+            Ok(())
+        })
+        .unwrap();
+        assert!(m.load().unwrap().job_hosts.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 
