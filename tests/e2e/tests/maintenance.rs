@@ -469,3 +469,53 @@ async fn the_command_line_shows_status_and_previews_an_evacuation() {
     assert!(!b.state_file().exists());
     b.stop().await;
 }
+
+#[tokio::test]
+async fn the_command_line_applies_a_plan_and_runs_maintenance_to_the_end() {
+    let b = start("cli-run").await;
+    let journal = b.dir.join("cli-journal.sqlite");
+    let lock = b.dir.join("cli-lock");
+    let exec = ["--journal", journal.to_str().unwrap(), "--lock-dir", lock.to_str().unwrap()];
+    let exec =
+        [&exec[..], &["--max-parallel", "4", "--max-per-node", "4", "--step-timeout-secs", "30"]].concat();
+    let before = b.placement();
+
+    // apply: plan, execute, wait; the table of steps ends with the job's state.
+    let (code, out, err) = cli(&b, &[&["apply", "--balanciness", "5"], &exec[..]].concat()).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("VMID"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("job ") && l.ends_with(": done")), "{out}");
+    assert_ne!(b.placement(), before, "apply moved nothing");
+    b.sim.check_invariants().expect("invariants after apply");
+
+    // enter for real: waits for the evacuation, then the node is in maintenance.
+    let (code, out, err) = cli(&b, &[&["maintenance", "enter", "pve4"], &exec[..]].concat()).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.lines().any(|l| l.starts_with("job ") && l.ends_with(": done")), "{out}");
+    let (code, out, err) = cli(&b, &["maintenance", "status", "--json", "pve4"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let m: NodeMaintenance = serde_json::from_str(&out).unwrap();
+    assert_eq!(m.state, MaintenanceState::InMaintenance, "{m:?}");
+    assert_eq!(m.by.as_deref(), Some("cli"));
+    assert!(!m.homes.is_empty());
+    let placed = b.placement();
+    for h in &m.homes {
+        assert_ne!(placed[&h.vmid], "pve4", "guest {} left", h.vmid);
+    }
+    // Twice: refused, exit status 1.
+    let (code, _, err) = cli(&b, &[&["maintenance", "enter", "pve4"], &exec[..]].concat()).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("already in_maintenance"), "{err}");
+
+    // exit with return home: the guests are back and the mark is gone.
+    let (code, out, err) =
+        cli(&b, &[&["maintenance", "exit", "pve4", "--return-home"], &exec[..]].concat()).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (_, out, _) = cli(&b, &["maintenance", "status", "--json", "pve4"]).await;
+    let m2: NodeMaintenance = serde_json::from_str(&out).unwrap();
+    assert_eq!(m2.state, MaintenanceState::None, "{m2:?}");
+    let home = b.placement();
+    assert!(m.homes.iter().filter(|h| home[&h.vmid] == "pve4").count() * 2 >= m.homes.len(), "{home:?}");
+    b.sim.check_invariants().expect("invariants after return home");
+    b.stop().await;
+}
