@@ -15,6 +15,7 @@
 use crate::auth::User;
 use axum::{Extension, Json};
 use shared::api::{ApiError, ClusterView, ExecuteRequest, ExecuteResponse, JobSummary, JobView};
+use shared::api::{AuditEntry, HistoryView, Settings, SettingsView};
 use shared::api::{
     BestNodeAnswer, BestNodeRequest, ExitRequest, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance,
 };
@@ -32,12 +33,14 @@ use utoipa::{Modify, OpenApi};
     ),
     paths(
         health, login, logout, openapi_json, cluster, plan, execute, jobs, job, job_events, job_cancel,
-        maintenance_list, maintenance_node, maintenance_enter, maintenance_exit, best_node
+        maintenance_list, maintenance_node, maintenance_enter, maintenance_exit, best_node, settings_get,
+        settings_put, audit_history, metrics, cluster_history, pb_health, pb_analyze, pb_recommendations,
+        pb_refresh, pb_migrate
     ),
     components(schemas(
         ApiError, ClusterView, PlanRequest, Plan, ExecuteRequest, ExecuteResponse, JobSummary, JobView, Login,
         LoginAnswer, Health, NodeMaintenance, MaintenanceRequest, ExitRequest, MaintenanceAnswer,
-        BestNodeRequest, BestNodeAnswer
+        BestNodeRequest, BestNodeAnswer, Settings, SettingsView, AuditEntry, HistoryView, PbMigrate
     )),
     modifiers(&Auth),
     security(("pve_ticket" = []), ("pve_token" = [])),
@@ -234,6 +237,93 @@ fn maintenance_exit() {}
     (status = 404, body = ApiError), (status = 500, body = ApiError), (status = 502, body = ApiError),
 ))]
 fn best_node() {}
+
+// Settings, audit history, metrics (`backend/src/http_admin.rs`), usage history
+// (`http_history.rs`): 500 the journal or settings file failed, 503 no journal / no sampler.
+
+#[utoipa::path(get, path = "/api/v1/settings", responses(
+    (status = 200, body = SettingsView),
+    (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 500, body = ApiError),
+))]
+fn settings_get() {}
+
+#[utoipa::path(put, path = "/api/v1/settings",
+    request_body(content = Object, description = "the fields of Settings to change; the others keep their value"),
+    responses(
+    (status = 200, body = SettingsView),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 500, body = ApiError),
+))]
+fn settings_put() {}
+
+#[utoipa::path(get, path = "/api/v1/history", params(
+        ("limit" = Option<usize>, Query, description = "1–1000, default 100"),
+        ("user" = Option<String>, Query, description = "only this user's entries"),
+        ("action" = Option<String>, Query, description = "only this action (plan.execute, job.cancel, …)"),
+    ),
+    responses(
+    (status = 200, body = Vec<AuditEntry>),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 500, body = ApiError), (status = 503, body = ApiError),
+))]
+fn audit_history() {}
+
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String),
+    (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 500, body = ApiError),
+    (status = 502, body = ApiError),
+))]
+fn metrics() {}
+
+#[utoipa::path(get, path = "/api/v1/cluster/history",
+    params(("minutes" = Option<u32>, Query, description = "window, 1–10080, default 60")),
+    responses(
+    (status = 200, body = HistoryView),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 503, body = ApiError),
+))]
+fn cluster_history() {}
+
+// ProxBalance-compatible aliases (`backend/src/proxbalance.rs`): ProxBalance's `{success, …}`
+// envelope, our auth and errors.
+
+#[utoipa::path(get, path = "/api/health", security(()), responses((status = 200, body = Health)))]
+fn pb_health() {}
+
+#[utoipa::path(get, path = "/api/analyze", responses(
+    (status = 200, description = "`{success: true, data: ClusterView}`", body = Object),
+    (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 502, body = ApiError),
+))]
+fn pb_analyze() {}
+
+#[utoipa::path(get, path = "/api/recommendations", responses(
+    (status = 200, description = "`{success, count, recommendations: [{vmid, name, type, source_node, target_node, reason}], spread_before, spread_after, plan}`", body = Object),
+    (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 500, body = ApiError),
+    (status = 502, body = ApiError),
+))]
+fn pb_recommendations() {}
+
+#[utoipa::path(post, path = "/api/refresh", responses(
+    (status = 200, description = "`{success, collected_at, nodes, guests}`", body = Object),
+    (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 502, body = ApiError),
+))]
+fn pb_refresh() {}
+
+/// `POST /api/migrate` (ProxBalance's body).
+#[derive(utoipa::ToSchema)]
+struct PbMigrate {
+    vmid: u32,
+    target_node: String,
+    source_node: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/migrate", request_body = PbMigrate, responses(
+    (status = 202, description = "`{success: true, job_id}`", body = Object),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 409, body = ApiError), (status = 500, body = ApiError), (status = 502, body = ApiError),
+    (status = 503, body = ApiError),
+))]
+fn pb_migrate() {}
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,8 @@ pub mod webdriver;
 
 use backend::execute::{DirLock, ExecConfig, Executor, Journal};
 use backend::http::{router, AppState};
+use backend::http_admin::Admin;
+use backend::maintenance::Maintenance;
 use backend::pve::{Credentials, PveClient, PveOptions};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -138,7 +140,13 @@ impl StackBuilder {
             Arc::new(DirLock::new(work.join("lock"))),
             self.exec,
         );
-        let app = router(AppState::new(pve.clone()).with_executor(executor), self.panel);
+        // Settings and maintenance state in the private directory, never the machine's /etc/pve; no
+        // ha-manager there, so PVE HA maintenance fails cleanly unless a test provides one.
+        let state = AppState::new(pve.clone())
+            .with_executor(executor)
+            .with_admin(Admin::new(&work, shared::api::Settings::default()))
+            .with_maintenance(Arc::new(Maintenance::new(&work, &work.join("ha-manager"))));
+        let app = router(state, self.panel);
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let backend_url = format!("http://{}", listener.local_addr()?);
         let backend = tokio::spawn(async move {
