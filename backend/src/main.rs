@@ -48,6 +48,10 @@ enum Command {
         maint: backend::maintenance::MaintArgs,
         #[command(flatten)]
         sampler: backend::sampler::SamplerArgs,
+        /// proxlb.yaml with the balancing defaults (settings stored in --state-dir win over them)
+        /// and the `rebalancer.notify` targets.
+        #[arg(short = 'c', long)]
+        config: Option<PathBuf>,
         /// Serve HTTPS with this certificate (PEM) and --tls-key.
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -57,6 +61,23 @@ enum Command {
         /// (pveproxy-ssl.* if present, else pve-ssl.*), as pveproxy does.
         #[arg(long, conflicts_with = "tls_cert")]
         tls_pve_dir: Option<PathBuf>,
+    },
+    /// A live table of the cluster: nodes, imbalance, the running job's progress.
+    Status {
+        #[command(flatten)]
+        pve: PveArgs,
+        /// Refresh until Ctrl-C (default: print one frame).
+        #[arg(long, conflicts_with = "once")]
+        watch: bool,
+        /// Print one frame, without terminal escape codes.
+        #[arg(long)]
+        once: bool,
+        /// Seconds between frames with --watch.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+        interval: u64,
+        /// The service's execution journal (read for the running job, if this user may).
+        #[arg(long, default_value = backend::execute::journal::DEFAULT_PATH)]
+        journal: PathBuf,
     },
     /// Collect once, plan, and print the plan as JSON.
     Plan {
@@ -219,7 +240,23 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(backend::cli_proxlb::run(cli.proxlb).await);
     };
     match command {
-        Command::Serve { pve, listen, panel_dir, exec, maint, sampler, tls_cert, tls_key, tls_pve_dir } => {
+        Command::Status { pve, watch, once, interval, journal } => {
+            let client = pve.client()?;
+            backend::status_watch::run(&client, &journal, Duration::from_secs(interval), once || !watch)
+                .await?;
+        }
+        Command::Serve {
+            pve,
+            listen,
+            panel_dir,
+            mut exec,
+            maint,
+            sampler,
+            config,
+            tls_cert,
+            tls_key,
+            tls_pve_dir,
+        } => {
             let tls = match (tls_cert, tls_key, tls_pve_dir) {
                 (Some(cert), Some(key), _) => Some(backend::serve::TlsFiles { cert, key }),
                 (_, _, Some(dir)) => Some(backend::serve::TlsFiles::pve_node(&dir).with_context(|| {
@@ -228,7 +265,34 @@ async fn main() -> anyhow::Result<()> {
                 _ => None,
             };
             let client = Arc::new(pve.client()?);
-            let mut state = AppState::new(client.clone()).with_maintenance(maint.store());
+            let loaded = config
+                .as_ref()
+                .map(|p| backend::cli_proxlb::load(p).unwrap_or_else(|f| std::process::exit(f.report())));
+            // Settings: stored (cluster-wide, --state-dir) over the config file over the flags.
+            let base = match &loaded {
+                Some(l) => backend::settings::from_config(&l.config),
+                None => shared::api::Settings {
+                    max_parallel: exec.max_parallel as u32,
+                    max_per_node: exec.max_per_node as u32,
+                    ..Default::default()
+                },
+            };
+            let admin = backend::http_admin::Admin::new(&maint.state_dir, base);
+            match admin.settings.load() {
+                Ok(s) => {
+                    exec.max_parallel = s.settings.max_parallel as usize;
+                    exec.max_per_node = s.settings.max_per_node as usize;
+                }
+                Err(e) => tracing::error!(error = %e, "stored settings not applied"),
+            }
+            let maintenance = maint.store();
+            let mut state =
+                AppState::new(client.clone()).with_maintenance(maintenance.clone()).with_admin(admin);
+            let notify = loaded.as_ref().map(|l| l.config.rebalancer.notify.clone()).unwrap_or_default();
+            let notifier = Arc::new(backend::notify::Notifier::new(&notify));
+            if let Some(alert) = notify.alert.clone().filter(|_| !notify.targets.is_empty()) {
+                notifier.clone().watch_thresholds(client.clone(), alert);
+            }
             let sampler =
                 sampler.config().map_err(|e| anyhow::anyhow!("--sample-interval/--history-hours: {e}"))?;
             let sampler = Arc::new(backend::sampler::Sampler::new(sampler));
@@ -244,6 +308,9 @@ async fn main() -> anyhow::Result<()> {
                             tracing::error!(error = %e, "reconciling the execution journal failed");
                         }
                     });
+                    if !notify.targets.is_empty() {
+                        notifier.clone().follow(&executor, Some(maintenance.clone()));
+                    }
                     state = state.with_executor(executor);
                 }
                 Err(e) => tracing::error!(error = %e, "execution disabled: cannot open the journal"),

@@ -22,6 +22,14 @@ const PSI_RESOURCES: Shape =
 const RESERVE: Shape = Keys(&[("memory", Leaf)]);
 const POOL: Shape = Keys(&[("type", Leaf), ("pin", Leaf), ("strict", Leaf)]);
 const TIME: Shape = Keys(&[("interval", Leaf), ("format", Leaf)]);
+const NOTIFY: Shape = Keys(&[
+    ("targets", Leaf),
+    (
+        "alert",
+        Keys(&[("percent", Leaf), ("minutes", Leaf), ("resource", Leaf), ("check_interval_secs", Leaf)]),
+    ),
+    ("timeout_secs", Leaf),
+]);
 const DELAY: Shape = Keys(&[("enable", Leaf), ("time", Leaf), ("format", Leaf)]);
 
 pub(super) const ROOT: Shape = Keys(&[
@@ -119,6 +127,7 @@ pub(super) const ROOT: Shape = Keys(&[
             ("max_per_node", Leaf),
             ("step_timeout_secs", Leaf),
             ("evacuate_stopped", Leaf),
+            ("notify", NOTIFY),
         ]),
     ),
 ]);

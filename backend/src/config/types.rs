@@ -427,6 +427,8 @@ pub struct Rebalancer {
     pub step_timeout_secs: Option<u64>,
     /// Maintenance: stopped guests leave the drained nodes too.
     pub evacuate_stopped: bool,
+    /// Webhook notifications (`serve`): targets and the threshold alert. See `notify`.
+    pub notify: crate::notify::NotifyConfig,
 }
 
 impl Default for Rebalancer {
@@ -447,6 +449,7 @@ impl Default for Rebalancer {
             max_per_node: 1,
             step_timeout_secs: None,
             evacuate_stopped: false,
+            notify: Default::default(),
         }
     }
 }

@@ -120,6 +120,22 @@ pub(super) fn check(c: &ProxlbConfig) -> Vec<Issue> {
     if r.max_gib.is_some_and(|g| !positive(g)) {
         bad("rebalancer.max_gib", "must be more than 0 GiB (leave it out for no limit)".into());
     }
+    for (i, t) in r.notify.targets.iter().enumerate() {
+        if let Some(p) = t.problem() {
+            bad(&format!("rebalancer.notify.targets[{i}]"), format!("{}: {p}", t.kind.as_str()));
+        }
+    }
+    if let Some(a) = &r.notify.alert {
+        if !(0.0..=100.0).contains(&a.percent) {
+            bad("rebalancer.notify.alert.percent", format!("{} is outside 0–100", a.percent));
+        }
+        if !non_negative(a.minutes) {
+            bad("rebalancer.notify.alert.minutes", format!("{} must be 0 or more", a.minutes));
+        }
+        if a.resource != "memory" && a.resource != "cpu" {
+            bad("rebalancer.notify.alert.resource", format!("`{}` is not one of memory, cpu", a.resource));
+        }
+    }
     out
 }
 

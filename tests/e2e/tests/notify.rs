@@ -1,0 +1,136 @@
+//! Notifications: a job run by the real executor against the simulator sends exactly one
+//! well-formed message per target kind to a real loopback HTTP receiver.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Uri};
+use backend::execute::{DirLock, ExecConfig, Executor, Journal};
+use backend::notify::{Kind, Notifier, NotifyConfig, Target};
+use backend::pve::{Credentials, PveClient, PveOptions};
+use serde_json::Value;
+use shared::api::JobState;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Received = Arc<Mutex<Vec<(String, HeaderMap, Bytes)>>>;
+
+async fn receiver() -> (String, Received) {
+    let got: Received = Arc::default();
+    let app = axum::Router::new().fallback(
+        |State(got): State<Received>, uri: Uri, headers: HeaderMap, body: Bytes| async move {
+            got.lock().unwrap().push((uri.path().to_owned(), headers, body));
+            "ok"
+        },
+    );
+    let app = app.with_state(got.clone());
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (url, got)
+}
+
+fn target(kind: Kind, url: Option<String>) -> Target {
+    let yaml = serde_json::json!({
+        "kind": kind.as_str(), "url": url, "token": "tok-123", "chat_id": "-100"
+    });
+    serde_json::from_value(yaml).unwrap()
+}
+
+#[tokio::test]
+async fn a_finished_job_sends_one_well_formed_message_per_target_kind() {
+    let (hook, got) = receiver().await;
+    let config = NotifyConfig {
+        targets: vec![
+            target(Kind::Json, Some(format!("{hook}/json"))),
+            target(Kind::Gotify, Some(format!("{hook}/gotify"))),
+            target(Kind::Ntfy, Some(format!("{hook}/ntfy/topic"))),
+            target(Kind::Telegram, Some(format!("{hook}/tg"))),
+            target(Kind::Slack, Some(format!("{hook}/slack/T0/B0/x"))),
+        ],
+        alert: None,
+        timeout_secs: Some(5),
+    };
+
+    let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).unwrap();
+    let mut cfg = pve_sim::SimConfig::new(scenario);
+    cfg.time_scale = 1000.0;
+    let sim = pve_sim::start(cfg).await.unwrap();
+    let pve = Arc::new(
+        PveClient::new(PveOptions {
+            base_url: sim.base_url.clone(),
+            credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
+            ca_pem: Some(sim.ca_pem.clone()),
+            insecure: false,
+            timeout: Duration::from_secs(10),
+        })
+        .unwrap(),
+    );
+    let work = e2e::temp_dir("notify");
+    let journal = Arc::new(Journal::open(&work.join("journal.sqlite")).unwrap());
+    let exec = ExecConfig {
+        poll_min: Duration::from_millis(20),
+        poll_max: Duration::from_millis(100),
+        ..ExecConfig::default()
+    };
+    let executor = Executor::new(pve.clone(), journal, Arc::new(DirLock::new(work.join("lock"))), exec);
+    let follower = Arc::new(Notifier::new(&config)).follow(&executor, None);
+
+    // One small VM onto another node, planned as any move (capacity and rules hold).
+    let snap = backend::collect::snapshot(&pve, 0).await.unwrap();
+    let guest = snap
+        .guests
+        .iter()
+        .filter(|g| g.kind == shared::GuestKind::Qemu && !g.template && g.tags.is_empty() && !g.ha_managed)
+        .min_by_key(|g| g.mem_max)
+        .unwrap();
+    let to =
+        snap.nodes.iter().find(|n| n.name != guest.node && n.status == shared::NodeStatus::Online).unwrap();
+    let home = shared::evacuate::GuestHome { vmid: guest.vmid, node: to.name.clone() };
+    let plan = shared::evacuate::return_home(&snap, &[home], &shared::PlanRequest::default());
+    assert!(!plan.steps.is_empty(), "no move planned: {:?}", plan.notes);
+    let id = executor.start(&plan, None, "root@pam").unwrap();
+    let job = executor.wait_finished(id, Duration::from_secs(60)).await.expect("job ended");
+    assert_eq!(job.job.state, JobState::Done, "{job:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.lock().unwrap().len() < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Anything extra (a duplicate) would arrive right behind the five.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut got = got.lock().unwrap().clone();
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    let paths: Vec<&str> = got.iter().map(|(p, _, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["/gotify/message", "/json", "/ntfy/topic", "/slack/T0/B0/x", "/tg/bottok-123/sendMessage"],
+        "exactly one message per target"
+    );
+    let json = |b: &Bytes| serde_json::from_slice::<Value>(b).expect("JSON body");
+    let title = format!("pve-rebalancer: job {id} done");
+
+    let (_, h, b) = &got[0];
+    assert_eq!(h["x-gotify-key"], "tok-123");
+    let v = json(b);
+    assert_eq!((v["title"].as_str(), v["priority"].as_u64()), (Some(title.as_str()), Some(4)));
+    let (_, h, b) = &got[1];
+    assert_eq!(h["authorization"], "Bearer tok-123");
+    let v = json(b);
+    assert_eq!((v["event"].as_str(), v["job_id"].as_u64()), (Some("job_ended"), Some(id)));
+    assert!(v["message"].as_str().unwrap().contains(&format!("{} done, 0 failed", plan.steps.len())), "{v}");
+    let (_, h, b) = &got[2];
+    assert_eq!(h["title"], title.as_str());
+    assert!(std::str::from_utf8(b).unwrap().starts_with(&format!("Job {id} started by root@pam ended done")));
+    let (_, _, b) = &got[3];
+    assert!(json(b)["text"].as_str().unwrap().starts_with(&format!("*{title}*\n")));
+    let (_, _, b) = &got[4];
+    let v = json(b);
+    assert_eq!(v["chat_id"], "-100");
+    assert!(v["text"].as_str().unwrap().starts_with(&title));
+
+    follower.abort();
+    sim.shutdown().await;
+}
