@@ -40,6 +40,7 @@ pub fn evacuate(snapshot: &ClusterSnapshot, evacuation: &EvacuationRequest) -> P
         drain_stopped: evacuation.include_stopped,
         drain_ignored: evacuation.move_ignored,
         mandatory_only: true,
+        scoped: true,
         ..Task::default()
     };
     crate::engine::run(snapshot, &evacuation.request, task)
@@ -57,7 +58,7 @@ pub struct GuestHome {
 /// capacity allow (largest first); the others stay and say why.
 pub fn return_home(snapshot: &ClusterSnapshot, homes: &[GuestHome], request: &PlanRequest) -> Plan {
     let homes: BTreeMap<u32, String> = homes.iter().map(|h| (h.vmid, h.node.clone())).collect();
-    let task = Task { homes, mandatory_only: true, ..Task::default() };
+    let task = Task { homes, mandatory_only: true, scoped: true, ..Task::default() };
     crate::engine::run(snapshot, request, task)
 }
 

@@ -26,6 +26,9 @@ pub struct Task {
     pub homes: BTreeMap<u32, String>,
     /// Only mandatory moves (rules, drains, homes); no balancing.
     pub mandatory_only: bool,
+    /// Only guests on drained nodes or with a home move: a maintenance action must not also
+    /// repair rules broken elsewhere (those stay diagnostics, for a plan to fix).
+    pub scoped: bool,
 }
 
 #[derive(Clone, Debug)]

@@ -349,7 +349,14 @@ fn commit(
 }
 
 fn violating_bundles(p: &Problem, st: &State) -> Vec<usize> {
-    let mut list: Vec<usize> = (0..p.bundles.len()).filter(|&b| bundle_violates(p, st, b)).collect();
+    let in_scope = |b: usize| {
+        !p.task.scoped
+            || p.bundles[b]
+                .iter()
+                .any(|&g| p.nodes[st.pos[g]].drained || p.task.homes.contains_key(&p.guests[g].vmid))
+    };
+    let mut list: Vec<usize> =
+        (0..p.bundles.len()).filter(|&b| in_scope(b) && bundle_violates(p, st, b)).collect();
     // Largest first (first-fit decreasing keeps big guests from being stranded).
     let size = |b: usize| p.bundles[b].iter().map(|&g| p.guests[g].mem + p.guests[g].load[1]).sum::<f64>();
     list.sort_by(|&a, &b| size(b).total_cmp(&size(a)).then(a.cmp(&b)));

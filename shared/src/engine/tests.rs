@@ -273,6 +273,28 @@ fn evacuation_spreads_respects_rules_and_says_why() {
 }
 
 #[test]
+fn maintenance_moves_only_what_it_drains_or_brings_home() {
+    // 5 and 6 already break their anti-affinity on b: a plan repairs that, maintenance must not.
+    let s = cluster(
+        vec![node("a", 100), node("b", 100), node("c", 100)],
+        vec![
+            vm(1, "a", 20, &[]),
+            vm(5, "b", 10, &["plb_anti_affinity_x"]),
+            vm(6, "b", 10, &["plb_anti_affinity_x"]),
+        ],
+    );
+    let p = evacuate(&s, &EvacuationRequest { nodes: vec!["a".into()], ..Default::default() });
+    let moved: Vec<u32> = p.steps.iter().map(|st| st.vmid).collect();
+    assert_eq!(moved, vec![1], "{:?}", p.steps);
+    let after = apply(&s, &p);
+    let back = return_home(&after, &[GuestHome { vmid: 1, node: "a".into() }], &PlanRequest::default());
+    let moved: Vec<u32> = back.steps.iter().map(|st| st.vmid).collect();
+    assert_eq!(moved, vec![1], "{:?}", back.steps);
+    // The same snapshot planned normally does repair the rule.
+    assert!(plan(&s, &PlanRequest::default()).steps.iter().any(|st| st.vmid == 5 || st.vmid == 6));
+}
+
+#[test]
 fn maintenance_nodes_drain_in_a_normal_plan_and_leave_the_spread() {
     let s = cluster(
         vec![node("a", 100), node("b", 100), node("c", 100)],
