@@ -180,6 +180,12 @@ async fn enter(
         .maintenance
         .enter(&state.pve, state.jobs.as_ref(), &node, &req, &PlanRequest::default(), caller(&user, &rights))
         .await?;
+    if !a.preview {
+        let ha = if req.ha { ", PVE HA maintenance" } else { "" };
+        let detail = format!("evacuation: {} steps{ha}", a.plan.steps.len());
+        let target = format!("node/{node}");
+        crate::http_admin::record(&state, &user.userid, "maintenance.enter", &target, &detail, a.job_id);
+    }
     Ok(answer(a))
 }
 
@@ -197,6 +203,12 @@ async fn exit(
         .maintenance
         .exit(&state.pve, state.jobs.as_ref(), &node, &req, &PlanRequest::default(), caller(&user, &rights))
         .await?;
+    if !a.preview {
+        let home = if req.return_home { "return home" } else { "no return home" };
+        let detail = format!("{home}: {} steps", a.plan.steps.len());
+        let target = format!("node/{node}");
+        crate::http_admin::record(&state, &user.userid, "maintenance.exit", &target, &detail, a.job_id);
+    }
     Ok(answer(a))
 }
 

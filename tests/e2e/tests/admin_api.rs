@@ -52,6 +52,8 @@ async fn start() -> Admin_ {
     let state_dir = work.join("state");
     let state =
         AppState::new(pve).with_executor(executor).with_admin(Admin::new(&state_dir, Settings::default()));
+    let maintenance = backend::maintenance::Maintenance::new(&state_dir, std::path::Path::new("ha-manager"));
+    let state = state.with_maintenance(Arc::new(maintenance));
     let app = router(state, None);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
@@ -326,5 +328,39 @@ async fn proxbalance_aliases_answer_and_migrate_moves_the_guest_and_is_audited()
         "{}",
         entry.detail
     );
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn maintenance_enter_and_exit_are_in_the_history() {
+    let a = start().await;
+    let root = e2e::login(&a.base, "root@pam", "demo").await.unwrap();
+    let view: ClusterView = root.get("/api/v1/cluster").send().await.unwrap().json().await.unwrap();
+    // The least loaded online node: its guests fit elsewhere.
+    let node = view
+        .memory
+        .iter()
+        .filter(|l| view.snapshot.node(&l.node).is_some_and(|n| n.status == shared::NodeStatus::Online))
+        .min_by(|x, y| x.percent.total_cmp(&y.percent))
+        .unwrap()
+        .node
+        .clone();
+    let preview = root.post(&format!("/api/v1/maintenance/{node}/enter")).json(&json!({"preview": true}));
+    assert!(preview.send().await.unwrap().status().is_success());
+    let resp = root.post(&format!("/api/v1/maintenance/{node}/enter")).json(&json!({})).send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let answer: Value = resp.json().await.unwrap();
+    if let Some(id) = answer["job_id"].as_u64() {
+        wait_job(&root, id).await;
+    }
+    let resp = root.post(&format!("/api/v1/maintenance/{node}/exit")).json(&json!({})).send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+
+    let history: Vec<AuditEntry> = root.get("/api/v1/history").send().await.unwrap().json().await.unwrap();
+    let actions: Vec<&str> = history.iter().map(|e| e.action.as_str()).collect();
+    // Newest first; the preview changed nothing and is not recorded.
+    assert_eq!(actions, ["maintenance.exit", "maintenance.enter"], "{history:?}");
+    assert!(history.iter().all(|e| e.target == format!("node/{node}") && e.user == "root@pam"));
+    assert_eq!(history[1].job_id, answer["job_id"].as_u64());
     a.stop().await;
 }
