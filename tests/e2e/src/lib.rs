@@ -11,6 +11,7 @@ use backend::http::{router, AppState};
 use backend::http_admin::Admin;
 use backend::maintenance::Maintenance;
 use backend::pve::{Credentials, PveClient, PveOptions};
+use backend::sampler::{Sampler, SamplerConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -74,6 +75,7 @@ pub struct Stack {
     /// Private directory holding `journal.sqlite` and the `lock` directory.
     pub work: PathBuf,
     backend: tokio::task::JoinHandle<()>,
+    sampling: tokio::task::JoinHandle<()>,
 }
 
 /// What a test may change about its [`Stack`]; everything else is as in the service.
@@ -146,13 +148,19 @@ impl StackBuilder {
             .with_executor(executor)
             .with_admin(Admin::new(&work, shared::api::Settings::default()))
             .with_maintenance(Arc::new(Maintenance::new(&work, &work.join("ha-manager"))));
+        // The usage sampler as `serve` runs it (history for /api/v1/cluster/history).
+        let sampler = Arc::new(Sampler::new(
+            SamplerConfig::new(5, 1.0).map_err(|e| anyhow::anyhow!("sampler config: {e}"))?,
+        ));
+        let sampling = sampler.clone().spawn(pve.clone());
+        let state = state.with_sampler(sampler);
         let app = router(state, self.panel);
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let backend_url = format!("http://{}", listener.local_addr()?);
         let backend = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Stack { sim, backend_url, pve, work, backend })
+        Ok(Stack { sim, backend_url, pve, work, backend, sampling })
     }
 }
 
@@ -197,6 +205,7 @@ impl Stack {
 
     pub async fn stop(self) {
         self.backend.abort();
+        self.sampling.abort();
         self.sim.shutdown().await;
     }
 }
