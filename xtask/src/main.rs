@@ -5,10 +5,15 @@
 //! - `test`      set up, build the panel, run every test (cargo, the PVE UI tests), fmt, clippy
 //! - `demo`      set up, build, start the simulator and the backend, print the panel's URL
 //! - `bench`     side by side with ProxLB 2.3; rewrites that section of docs/BENCHMARKS.md
+//! - `fuzz`      the libFuzzer targets in `fuzz/` for N seconds each (`--seconds`, default 60)
+//! - `load`      wrk on `GET /api/v1/cluster` at a paced rate, backend RSS sampled (`--seconds`, `--rate`)
 //! - `deb`       build the Debian package into `target/deb/`; the panel is shrunk by wasm-opt
 //!   unless `--no-optimize` (installs binaryen 116's wasm-opt once, ~15 min)
 //!
 //! Every task is idempotent and quick when already done.
+
+mod fuzz;
+mod load;
 
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
@@ -27,14 +32,25 @@ fn main() -> Result<()> {
         Some("test") => test(),
         Some("deb") => deb(!flag("--no-optimize")),
         Some("bench") => bench(),
+        Some("fuzz") => fuzz::fuzz(number(&args, "--seconds", 60)),
+        Some("load") => load::load(number(&args, "--seconds", 30), number(&args, "--rate", 500) as u32),
         Some("demo") => {
             demo(args.iter().position(|a| a == "--port").and_then(|i| args.get(i + 1)).map(String::as_str))
         }
         _ => {
-            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | demo [--port N] | deb [--no-optimize] | bench>");
+            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | demo [--port N] | deb [--no-optimize] | bench | load [--seconds N] [--rate R] | fuzz [--seconds N]>");
             std::process::exit(2)
         }
     }
+}
+
+/// The value after `name` (e.g. `--seconds 30`), or `default`.
+fn number(args: &[String], name: &str, default: u64) -> u64 {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn root() -> PathBuf {
