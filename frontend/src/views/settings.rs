@@ -122,7 +122,9 @@ pub fn SettingsForm() -> impl IntoView {
             _ => None,
         });
         Some(view! {
-            <form id="settings-form" class="pvrb-settings" on:submit=save>
+            // novalidate: our check names the field and the allowed range; the browser's own bubble
+            // would only block the submit.
+            <form id="settings-form" class="pvrb-settings" novalidate=true on:submit=save>
                 <fieldset id="settings-fields" disabled=read_only title=denied().unwrap_or_default()>
                     <label>"Method "<select id="set-method" on:change=move |ev| {
                         let v = event_target_value(&ev);

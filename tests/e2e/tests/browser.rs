@@ -1,6 +1,6 @@
 //! The panel in a real headless Chromium (Debian's), served by the backend, against the simulator
-//! with the executor running: log in, plan, simulate, execute and follow a job, evacuate a node,
-//! privileges, and screenshots (light, dark, phone width) under `target/screenshots/`.
+//! with the executor running: log in, plan, simulate, execute and follow a job, preview a node's
+//! evacuation, privileges, and screenshots (light, dark, phone width) under `target/screenshots/`.
 
 use e2e::webdriver::Browser;
 use e2e::{panel_dir, workspace_root, Stack};
@@ -190,30 +190,28 @@ async fn a_plan_is_executed_and_followed_until_every_step_is_done() {
     stack.stop().await;
 }
 
+/// The preview only: entering for real writes the maintenance state, which this stack keeps at
+/// the service's default place (pmxcfs); `browser_more.rs` runs the whole enter/exit with a
+/// private state directory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_maintenance_view_evacuates_a_node_to_empty() {
+async fn the_maintenance_view_previews_the_evacuation() {
     let stack = Stack::start(Some(panel_dir())).await.expect("stack starts");
     let browser = Browser::start(1280, 800, false).await.expect("browser starts");
     let on_pve4 = || stack.sim.with_cluster(|c| c.guests.values().filter(|g| g.node == "pve4").count());
-    assert!(on_pve4() > 0);
+    let before = on_pve4();
+    assert!(before > 0);
 
     // What the node toolbar button opens inside PVE: view=maintenance, node=pve4.
     open_logged_in(&browser, &stack, "/?view=maintenance&node=pve4", "root@pam", "demo").await;
     browser.wait_text("#panel-title", "Maintenance: pve4", WAIT).await.unwrap();
     assert_eq!(browser.count("#tab-balance").await.unwrap(), 0, "one node's view, no tabs");
-    browser.wait_for("#evac-steps tbody tr", on_pve4(), WAIT).await.unwrap();
+    browser.wait_for("#evac-steps tbody tr", before, WAIT).await.unwrap();
     let origin = browser.text("#evac-origin").await.unwrap();
-    assert!(origin.contains("PREVIEW") && origin.contains("in your browser"), "{origin}");
+    assert!(origin.contains("PREVIEW") && origin.contains("planned by the service"), "{origin}");
     let moves = planned_moves(&browser, "#evac-steps").await;
     assert!(moves.iter().all(|(_, to)| to != "pve4"));
+    assert_eq!(on_pve4(), before, "a preview moves nothing");
     browser.screenshot(&shots().join("panel-maintenance.png")).await.unwrap();
-
-    browser.click("#evac-execute").await.unwrap();
-    confirm_and_wait_done(&browser, moves.len()).await;
-    assert_eq!(on_pve4(), 0, "pve4 is empty in the simulator");
-    // The job's end reloads the cluster: the view now says the node is empty.
-    browser.wait_for("#maintenance-empty", 1, WAIT).await.unwrap();
-    browser.screenshot(&shots().join("panel-maintenance-done.png")).await.unwrap();
 
     browser.quit().await;
     stack.stop().await;
