@@ -227,7 +227,13 @@ async fn metrics(
         Some(ex) => ex.journal().totals()?,
         None => (vec![], vec![]),
     };
-    let extra = crate::metrics::Extra { jobs, steps, collection_seconds, executor: state.jobs.is_some() };
+    let extra = crate::metrics::Extra {
+        jobs,
+        steps,
+        collection_seconds,
+        executor: state.jobs.is_some(),
+        pve_calls: state.pve.call_counts(),
+    };
     let body = crate::metrics::render(&shared::api::ClusterView::of(snapshot), &extra);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
 }

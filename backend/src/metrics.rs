@@ -19,6 +19,8 @@ pub struct Extra {
     pub collection_seconds: f64,
     /// Whether execution is enabled (a journal is open).
     pub executor: bool,
+    /// PVE API requests the service sent since it started, and how many failed.
+    pub pve_calls: (u64, u64),
 }
 
 /// Label values escaped as the format asks (`\`, `"`, newline).
@@ -119,6 +121,14 @@ pub fn render(view: &ClusterView, extra: &Extra) -> String {
         "How long collecting the cluster state for this scrape took.",
     );
     o.sample("pve_rebalancer_collection_duration_seconds", &[], extra.collection_seconds);
+    o.family("pve_rebalancer_pve_api_requests_total", "counter", "PVE API requests sent as the service.");
+    o.sample("pve_rebalancer_pve_api_requests_total", &[], extra.pve_calls.0 as f64);
+    o.family(
+        "pve_rebalancer_pve_api_errors_total",
+        "counter",
+        "PVE API requests that failed (transport errors and PVE refusals).",
+    );
+    o.sample("pve_rebalancer_pve_api_errors_total", &[], extra.pve_calls.1 as f64);
     o.0
 }
 

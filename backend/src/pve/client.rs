@@ -1,6 +1,6 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -105,6 +105,9 @@ pub struct PveClient {
     ticket: Mutex<Option<Ticket>>,
     get_attempts: u32,
     backoff: Duration,
+    /// Requests sent as the service, and how many of them failed (for `/metrics`).
+    calls: AtomicU64,
+    errors: AtomicU64,
 }
 
 impl PveClient {
@@ -140,6 +143,8 @@ impl PveClient {
             ticket: Mutex::new(None),
             get_attempts: conn.get_attempts.max(1),
             backoff: conn.backoff,
+            calls: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
         })
     }
 
@@ -291,12 +296,21 @@ impl PveClient {
         if !form.is_empty() {
             req = req.form(form);
         }
-        let resp = req.send().await.map_err(|source| PveError::Transport {
-            method: name,
-            path: path.into(),
-            source,
-        })?;
-        decode(name, path, resp).await
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let result = match req.send().await {
+            Ok(resp) => decode(name, path, resp).await,
+            Err(source) => Err(PveError::Transport { method: name, path: path.into(), source }),
+        };
+        if result.is_err() {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Requests this client sent as the service (each attempt counts), and how many failed
+    /// (transport errors and PVE refusals alike).
+    pub fn call_counts(&self) -> (u64, u64) {
+        (self.calls.load(Ordering::Relaxed), self.errors.load(Ordering::Relaxed))
     }
 
     async fn login(&self, base: &str) -> Result<Ticket, PveError> {

@@ -237,6 +237,9 @@ async fn metrics_parse_as_prometheus_text_and_match_the_cluster() {
     assert_eq!(get("pve_rebalancer_migrations_in_flight", &[]), 0.0);
     assert_eq!(get("pve_rebalancer_executor_enabled", &[]), 1.0);
     assert!(get("pve_rebalancer_collection_duration_seconds", &[]) > 0.0);
+    // The collections for /api/v1/cluster and for this scrape went through the service's client.
+    assert!(get("pve_rebalancer_pve_api_requests_total", &[]) >= 2.0);
+    assert_eq!(get("pve_rebalancer_pve_api_errors_total", &[]), 0.0);
     a.stop().await;
 }
 
