@@ -308,6 +308,7 @@ async fn main() -> anyhow::Result<()> {
                             tracing::error!(error = %e, "reconciling the execution journal failed");
                         }
                     });
+                    executor.set_closed_targets(maintenance.closed_targets());
                     if !notify.targets.is_empty() {
                         notifier.clone().follow(&executor, Some(maintenance.clone()));
                     }

@@ -144,6 +144,21 @@ impl Maintenance {
         self.dir.join(STATE_FILE)
     }
 
+    /// For [`Executor::set_closed_targets`]: nodes marked (entering or in maintenance) are
+    /// closed to every step, also of a plan made before the mark. An unreadable state file
+    /// closes nothing here; the routes report it.
+    pub fn closed_targets(self: &Arc<Self>) -> crate::execute::ClosedTargets {
+        let store = self.clone();
+        Arc::new(move || {
+            let marks = store.marks().unwrap_or_default();
+            marks
+                .into_values()
+                .filter(|m| matches!(m.state, MaintenanceState::Entering | MaintenanceState::InMaintenance))
+                .map(|m| m.node)
+                .collect()
+        })
+    }
+
     fn state_err(&self, detail: impl Into<String>) -> MaintError {
         MaintError::State { path: self.path(), detail: detail.into() }
     }

@@ -166,6 +166,15 @@ pub enum Precheck {
     Skip(String),
 }
 
+/// Marks `names` as in maintenance (the service's own marks, on top of PVE's HA state).
+pub fn close_targets(seen: &mut Observed, names: &[String]) {
+    for name in names {
+        if let Some(n) = seen.nodes.get_mut(name) {
+            n.maintenance = true;
+        }
+    }
+}
+
 pub fn precheck(step: &StepView, seen: &Observed) -> Precheck {
     let Some(g) = seen.guests.get(&step.vmid) else {
         return Precheck::Skip(format!("guest {} no longer exists", step.vmid));

@@ -113,6 +113,10 @@ struct Active {
     recovering: bool,
 }
 
+/// Names of nodes no step may target besides those PVE reports in HA maintenance (the
+/// service's own maintenance marks), read afresh before each step.
+pub type ClosedTargets = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
 pub struct Executor {
     pve: Arc<PveClient>,
     journal: Arc<Journal>,
@@ -120,6 +124,7 @@ pub struct Executor {
     cfg: ExecConfig,
     events: broadcast::Sender<ExecEvent>,
     active: Mutex<Active>,
+    closed_targets: Mutex<Option<ClosedTargets>>,
 }
 
 fn unix_now() -> u64 {
@@ -141,7 +146,26 @@ impl Executor {
         cfg: ExecConfig,
     ) -> Arc<Executor> {
         let (events, _) = broadcast::channel(1024);
-        Arc::new(Executor { pve, journal, lock, cfg, events, active: Mutex::new(Active::default()) })
+        Arc::new(Executor {
+            pve,
+            journal,
+            lock,
+            cfg,
+            events,
+            active: Mutex::new(Active::default()),
+            closed_targets: Mutex::new(None),
+        })
+    }
+
+    /// Also treats these nodes as in maintenance in every step's precheck: a plan made before
+    /// a node was marked must not move guests onto it.
+    pub fn set_closed_targets(&self, source: ClosedTargets) {
+        *self.closed_targets.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
+    }
+
+    fn closed_targets(&self) -> Vec<String> {
+        let source = self.closed_targets.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        source.map(|f| f()).unwrap_or_default()
     }
 
     fn active(&self) -> std::sync::MutexGuard<'_, Active> {
@@ -492,7 +516,9 @@ impl StepCtx {
 
     async fn observe(&self) -> Result<Observed, PveError> {
         let rows: Vec<Value> = read(self.pve(), self.cfg(), "/cluster/resources").await?;
-        Ok(decide::observe(&rows))
+        let mut seen = decide::observe(&rows);
+        decide::close_targets(&mut seen, &self.exec.closed_targets());
+        Ok(seen)
     }
 
     async fn where_is(&self, step: &StepView) -> String {

@@ -144,10 +144,12 @@ impl StackBuilder {
         );
         // Settings and maintenance state in the private directory, never the machine's /etc/pve; no
         // ha-manager there, so PVE HA maintenance fails cleanly unless a test provides one.
+        let maintenance = Arc::new(Maintenance::new(&work, &work.join("ha-manager")));
+        executor.set_closed_targets(maintenance.closed_targets());
         let state = AppState::new(pve.clone())
             .with_executor(executor)
             .with_admin(Admin::new(&work, shared::api::Settings::default()))
-            .with_maintenance(Arc::new(Maintenance::new(&work, &work.join("ha-manager"))));
+            .with_maintenance(maintenance);
         // The usage sampler as `serve` runs it (history for /api/v1/cluster/history).
         let sampler = Arc::new(Sampler::new(
             SamplerConfig::new(5, 1.0).map_err(|e| anyhow::anyhow!("sampler config: {e}"))?,

@@ -107,6 +107,14 @@ fn prechecks_name_what_changed() {
     assert!(skip(ct.clone()).contains("is a container now"));
     ct.kind = GuestKind::Lxc;
     assert_eq!(skip(ct), "guest is locked (backup)");
+    // The service's own maintenance mark closes a target PVE still calls open.
+    let mut marked = s.clone();
+    close_targets(&mut marked, &["b".to_owned(), "not-a-node".to_owned()]);
+    match precheck(&step(0, 100, "a", "b", &[]), &marked) {
+        Precheck::Skip(why) => assert!(why.contains("b is in maintenance"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(marked.nodes.len(), s.nodes.len());
 }
 
 #[test]
