@@ -1,79 +1,39 @@
 //! The job routes over real sockets: plan → execute → events → job view, with the simulator's
 //! migrations as tasks, the backend's PVE auth in front, and the errors as `ApiError` JSON.
 
-use backend::execute::{DirLock, ExecConfig, Executor, Journal};
-use backend::http::{router, AppState};
-use backend::pve::{Credentials, PveClient, PveOptions};
-use serde_json::{json, Value};
+use backend::execute::ExecConfig;
+use e2e::Stack;
+use serde_json::json;
 use shared::api::{ApiError, ExecuteResponse, JobState, JobSummary, JobView, StepState};
 use shared::Plan;
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-struct Backend {
-    sim: pve_sim::RunningSim,
-    url: String,
-    server: tokio::task::JoinHandle<()>,
-    dir: std::path::PathBuf,
-}
-
-async fn start() -> Backend {
-    let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).unwrap();
-    let mut cfg = pve_sim::SimConfig::new(scenario);
-    cfg.time_scale = 1000.0;
-    let sim = pve_sim::start(cfg).await.unwrap();
-    let pve = Arc::new(
-        PveClient::new(PveOptions {
-            base_url: sim.base_url.clone(),
-            credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
-            ca_pem: Some(sim.ca_pem.clone()),
-            insecure: false,
-            timeout: Duration::from_secs(10),
+async fn start() -> Stack {
+    Stack::builder()
+        .exec_config(ExecConfig {
+            poll_min: Duration::from_millis(10),
+            poll_max: Duration::from_millis(50),
+            step_timeout: Duration::from_secs(20),
+            ..ExecConfig::default()
         })
-        .unwrap(),
-    );
-    let dir = std::env::temp_dir().join(format!("pve-rebalancer-e2e-exec-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let journal = Journal::open(&dir.join("journal.sqlite")).unwrap();
-    let exec_cfg = ExecConfig {
-        poll_min: Duration::from_millis(10),
-        poll_max: Duration::from_millis(50),
-        step_timeout: Duration::from_secs(20),
-        ..ExecConfig::default()
-    };
-    let executor =
-        Executor::new(pve.clone(), Arc::new(journal), Arc::new(DirLock::new(dir.join("lock"))), exec_cfg);
-    let app = router(AppState::new(pve).with_executor(executor), None);
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Backend { sim, url, server, dir }
+        .start()
+        .await
+        .expect("simulator and backend")
 }
 
 /// A logged-in client and its CSRF token.
-async fn login(b: &Backend, user: &str, password: &str) -> (reqwest::Client, String) {
-    let http =
-        reqwest::Client::builder().cookie_store(true).timeout(Duration::from_secs(30)).build().unwrap();
-    let resp = http
-        .post(format!("{}/api/v1/login", b.url))
-        .json(&json!({"username": user, "password": password}))
-        .send()
-        .await
-        .unwrap();
-    assert!(resp.status().is_success(), "login as {user}");
-    let body: Value = resp.json().await.unwrap();
-    (http, body["CSRFPreventionToken"].as_str().unwrap_or_default().to_owned())
+async fn login(b: &Stack, user: &str, password: &str) -> (reqwest::Client, String) {
+    let s = b.login(user, password).await.expect("login");
+    (s.http, s.csrf)
 }
 
 #[tokio::test]
 async fn a_plan_is_executed_followed_and_inspected_over_http() {
     let b = start().await;
     let (http, csrf) = login(&b, "root@pam", "demo").await;
-    let post = |path: &str| http.post(format!("{}{path}", b.url)).header("CSRFPreventionToken", &csrf);
-    let get = |path: &str| http.get(format!("{}{path}", b.url));
+    let post =
+        |path: &str| http.post(format!("{}{path}", b.backend_url)).header("CSRFPreventionToken", &csrf);
+    let get = |path: &str| http.get(format!("{}{path}", b.backend_url));
 
     let plan: Plan =
         post("/api/v1/plan").json(&json!({"balanciness": 5.0})).send().await.unwrap().json().await.unwrap();
@@ -130,7 +90,7 @@ async fn a_plan_is_executed_followed_and_inspected_over_http() {
     // An auditor may look but not migrate.
     let (audit, audit_csrf) = login(&b, "audit@pve", "audit").await;
     let resp = audit
-        .post(format!("{}/api/v1/plan/execute", b.url))
+        .post(format!("{}/api/v1/plan/execute", b.backend_url))
         .header("CSRFPreventionToken", &audit_csrf)
         .json(&json!({"plan": plan}))
         .send()
@@ -138,14 +98,12 @@ async fn a_plan_is_executed_followed_and_inspected_over_http() {
         .unwrap();
     assert_eq!(resp.status(), 403);
     assert!(resp.json::<ApiError>().await.unwrap().detail.contains("VM.Migrate"));
-    assert_eq!(audit.get(format!("{}/api/v1/jobs", b.url)).send().await.unwrap().status(), 200);
+    assert_eq!(audit.get(format!("{}/api/v1/jobs", b.backend_url)).send().await.unwrap().status(), 200);
 
     // Without credentials nothing at all.
     let anon = reqwest::Client::new();
-    assert_eq!(anon.get(format!("{}/api/v1/jobs", b.url)).send().await.unwrap().status(), 401);
+    assert_eq!(anon.get(format!("{}/api/v1/jobs", b.backend_url)).send().await.unwrap().status(), 401);
 
     b.sim.check_invariants().unwrap();
-    b.server.abort();
-    b.sim.shutdown().await;
-    let _ = std::fs::remove_dir_all(&b.dir);
+    b.stop().await;
 }

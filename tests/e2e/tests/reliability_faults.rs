@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use backend::execute::{DirLock, ExecConfig, Executor, Journal};
 use backend::http::{router, AppState};
 use backend::pve::{Credentials, PveClient, PveOptions};
+use e2e::temp_dir;
 use pve_sim::{FaultSpec, RunningSim};
 use serde_json::{json, Value};
 use shared::api::{JobState, JobView, StepState};
@@ -40,18 +41,6 @@ fn demo() -> pve_sim::Scenario {
 
 async fn demo_sim(time_scale: f64) -> RunningSim {
     sim_with(demo(), time_scale).await
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "pvrb-rel-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
 }
 
 fn fast() -> ExecConfig {
