@@ -33,16 +33,23 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-pub fn load(seconds: u64, rate: u32) -> Result<()> {
+pub fn load(seconds: u64, rate: u32, debug: bool) -> Result<()> {
     let root = super::root();
     if Command::new("wrk").arg("--version").output().is_err() {
         bail!("wrk is not installed: run xtask/setup.sh (Debian package wrk)");
     }
-    super::run(Command::new("cargo").args(["build", "--release", "-p", "pve-sim", "-p", "pve-rebalancer"]))?;
+    // `--debug` measures the debug build (quicker to get while release builds queue; slower code).
+    let profile: &[&str] = if debug { &[] } else { &["--release"] };
+    super::run(Command::new("cargo").arg("build").args(profile).args([
+        "-p",
+        "pve-sim",
+        "-p",
+        "pve-rebalancer",
+    ]))?;
     let work = root.join("target/load");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
-    let bin = root.join("target/release");
+    let bin = root.join(if debug { "target/debug" } else { "target/release" });
     let ca = work.join("sim-ca.pem");
     let (sim, sim_url) = super::start_and_wait(
         Command::new(bin.join("pve-sim"))
@@ -146,6 +153,7 @@ pub fn load(seconds: u64, rate: u32) -> Result<()> {
     let samples = samples.lock().expect("samples").clone();
     let (lo, hi) = (samples.iter().min().copied().unwrap_or(0), samples.iter().max().copied().unwrap_or(0));
     let errors = report.lines().find(|l| l.contains("Non-2xx") || l.contains("Socket errors"));
+    println!("build:     {}", if debug { "debug" } else { "release" });
     println!("command:   {shown}");
     println!("offered:   {rate} req/s ({CONNECTIONS} connections, {delay_ms:.1} ms apart each)");
     println!("achieved:  {} req/s", field("Requests/sec:"));

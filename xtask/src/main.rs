@@ -33,12 +33,14 @@ fn main() -> Result<()> {
         Some("deb") => deb(!flag("--no-optimize")),
         Some("bench") => bench(),
         Some("fuzz") => fuzz::fuzz(number(&args, "--seconds", 60)),
-        Some("load") => load::load(number(&args, "--seconds", 30), number(&args, "--rate", 500) as u32),
+        Some("load") => {
+            load::load(number(&args, "--seconds", 30), number(&args, "--rate", 500) as u32, flag("--debug"))
+        }
         Some("demo") => {
             demo(args.iter().position(|a| a == "--port").and_then(|i| args.get(i + 1)).map(String::as_str))
         }
         _ => {
-            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | demo [--port N] | deb [--no-optimize] | bench | load [--seconds N] [--rate R] | fuzz [--seconds N]>");
+            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | demo [--port N] | deb [--no-optimize] | bench | load [--seconds N] [--rate R] [--debug] | fuzz [--seconds N]>");
             std::process::exit(2)
         }
     }
