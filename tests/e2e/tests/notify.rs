@@ -134,3 +134,87 @@ async fn a_finished_job_sends_one_well_formed_message_per_target_kind() {
     follower.abort();
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_maintenance_evacuation_also_sends_maintenance_done_naming_the_node() {
+    let (hook, got) = receiver().await;
+    let config = NotifyConfig {
+        targets: vec![target(Kind::Json, Some(format!("{hook}/json")))],
+        alert: None,
+        timeout_secs: Some(5),
+    };
+    let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).unwrap();
+    let mut cfg = pve_sim::SimConfig::new(scenario);
+    cfg.time_scale = 1000.0;
+    let sim = pve_sim::start(cfg).await.unwrap();
+    let pve = Arc::new(
+        PveClient::new(PveOptions {
+            base_url: sim.base_url.clone(),
+            credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
+            ca_pem: Some(sim.ca_pem.clone()),
+            insecure: false,
+            timeout: Duration::from_secs(10),
+        })
+        .unwrap(),
+    );
+    let work = e2e::temp_dir("notify-maint");
+    let journal = Arc::new(Journal::open(&work.join("journal.sqlite")).unwrap());
+    let exec = ExecConfig {
+        poll_min: Duration::from_millis(20),
+        poll_max: Duration::from_millis(100),
+        ..ExecConfig::default()
+    };
+    let executor = Executor::new(pve.clone(), journal, Arc::new(DirLock::new(work.join("lock"))), exec);
+    let maintenance = Arc::new(backend::maintenance::Maintenance::new(
+        &work.join("state"),
+        std::path::Path::new("ha-manager"),
+    ));
+    let follower = Arc::new(Notifier::new(&config)).follow(&executor, Some(maintenance.clone()));
+
+    // The least loaded online node, so its guests fit elsewhere.
+    let snap = backend::collect::snapshot(&pve, 0).await.unwrap();
+    let view = shared::api::ClusterView::of(snap);
+    let node = view
+        .memory
+        .iter()
+        .filter(|l| view.snapshot.node(&l.node).is_some_and(|n| n.status == shared::NodeStatus::Online))
+        .min_by(|x, y| x.percent.total_cmp(&y.percent))
+        .unwrap()
+        .node
+        .clone();
+    let allow = |_: &shared::Plan| Ok(());
+    let caller = backend::maintenance::Caller { userid: "root@pam", authorize: &allow };
+    let req = shared::api::MaintenanceRequest::default();
+    let answer = maintenance
+        .enter(&pve, Some(&executor), &node, &req, &shared::PlanRequest::default(), caller)
+        .await
+        .expect("enter");
+    let id = answer.job_id.expect("the node had guests to evacuate");
+    executor.wait_finished(id, Duration::from_secs(60)).await.expect("job ended");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = got.lock().unwrap().clone();
+    let mut events: Vec<(String, Option<u64>, Option<String>)> = got
+        .iter()
+        .map(|(_, _, b)| {
+            let v: Value = serde_json::from_slice(b).unwrap();
+            (
+                v["event"].as_str().unwrap().to_owned(),
+                v["job_id"].as_u64(),
+                v["node"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    events.sort();
+    assert_eq!(
+        events,
+        [("job_ended".into(), Some(id), None), ("maintenance_done".into(), Some(id), Some(node))],
+        "one job message and one maintenance message"
+    );
+    follower.abort();
+    sim.shutdown().await;
+}
