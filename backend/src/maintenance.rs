@@ -32,6 +32,12 @@ pub const DEFAULT_STATE_DIR: &str = "/etc/pve/pve-rebalancer";
 pub const STATE_FILE: &str = "maintenance.json";
 /// PVE's HA CLI (on the node the service runs on).
 pub const DEFAULT_HA_MANAGER: &str = "ha-manager";
+/// The cross-node write lock: `<state dir>/lock/maintenance` (see `Maintenance::lock_state`).
+const STATE_LOCK_DIR: &str = "lock";
+const STATE_LOCK: &str = "maintenance";
+/// A holder that died is taken over after this long (an update takes milliseconds).
+const STATE_LOCK_TTL: Duration = Duration::from_secs(30);
+const STATE_LOCK_TRIES: u32 = 100;
 /// Why a guest was left on a node entering HA maintenance (shown as the guest's lock).
 const HA_LOCK: &str = "ha-maintenance (PVE's CRM moves it)";
 
@@ -212,6 +218,7 @@ impl Maintenance {
         f: impl FnOnce(&mut BTreeMap<String, NodeMaintenance>) -> Result<T, MaintError>,
     ) -> Result<T, MaintError> {
         let _held = self.write.lock().unwrap_or_else(|p| p.into_inner());
+        let _cluster_wide = self.lock_state()?;
         let mut file = self.load()?;
         let out = f(&mut file.nodes)?;
         // A job id this process just wrote is in this host's journal.
@@ -225,6 +232,24 @@ impl Maintenance {
         file.version = 1;
         self.save(&file)?;
         Ok(out)
+    }
+
+    /// Serialises read-modify-write across nodes: every node's service writes the same file on
+    /// pmxcfs, where `mkdir` is atomic cluster-wide (the executor lock's semantics). Held for
+    /// one update only, so a short bounded wait covers another node's write.
+    fn lock_state(&self) -> Result<crate::execute::Guard, MaintError> {
+        use crate::execute::ClusterLock;
+        let lock = crate::execute::DirLock::new(self.dir.join(STATE_LOCK_DIR));
+        for _ in 0..STATE_LOCK_TRIES {
+            if let Some(guard) = lock.try_acquire(STATE_LOCK, STATE_LOCK_TTL) {
+                return Ok(guard);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(MaintError::Conflict(format!(
+            "another node is changing the maintenance state (lock {}); try again",
+            self.dir.join(STATE_LOCK_DIR).join(STATE_LOCK).display()
+        )))
     }
 
     /// Moves marks whose job has ended on: entering → in maintenance, exiting → cleared.
@@ -612,8 +637,44 @@ mod tests {
         assert_eq!(m.marks().unwrap().get("a"), Some(&rec));
         let mode = std::fs::metadata(m.path()).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode & 0o137, 0, "mode {mode:o} must be 0640 or stricter");
-        let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
-        assert_eq!(leftovers, vec![std::ffi::OsString::from(STATE_FILE)], "no temporary file left");
+        let mut leftovers: Vec<_> =
+            std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+        leftovers.sort();
+        assert_eq!(
+            leftovers,
+            [STATE_LOCK_DIR, STATE_FILE].map(std::ffi::OsString::from),
+            "no temporary file"
+        );
+        let held: Vec<_> = std::fs::read_dir(dir.join(STATE_LOCK_DIR)).unwrap().flatten().collect();
+        assert!(held.is_empty(), "the write lock is released: {held:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn two_nodes_writing_at_once_lose_no_update() {
+        // Two services (two stores, as on two nodes) share the directory, as they share pmxcfs;
+        // each update is a read-modify-write of one counter.
+        let dir = temp_dir("race");
+        let bump = |m: &Maintenance| {
+            m.update(|n| {
+                let rec = n
+                    .entry("a".into())
+                    .or_insert_with(|| NodeMaintenance { node: "a".into(), ..Default::default() });
+                let seen = rec.since.unwrap_or(0);
+                std::thread::yield_now();
+                rec.since = Some(seen + 1);
+                Ok(())
+            })
+            .unwrap()
+        };
+        std::thread::scope(|s| {
+            for _ in 0..2 {
+                let m = Maintenance::new(&dir, Path::new("ha-manager"));
+                s.spawn(move || (0..40).for_each(|_| bump(&m)));
+            }
+        });
+        let m = Maintenance::new(&dir, Path::new("ha-manager"));
+        assert_eq!(m.marks().unwrap()["a"].since, Some(80));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
