@@ -218,3 +218,77 @@ async fn a_maintenance_evacuation_also_sends_maintenance_done_naming_the_node() 
     follower.abort();
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_failed_migration_sends_migration_failed_with_pves_words_and_the_job_end() {
+    let (hook, got) = receiver().await;
+    let config = NotifyConfig {
+        targets: vec![target(Kind::Json, Some(format!("{hook}/json")))],
+        alert: None,
+        timeout_secs: Some(5),
+    };
+    let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).unwrap();
+    let mut cfg = pve_sim::SimConfig::new(scenario);
+    cfg.time_scale = 1000.0;
+    let sim = pve_sim::start(cfg).await.unwrap();
+    let pve = Arc::new(
+        PveClient::new(PveOptions {
+            base_url: sim.base_url.clone(),
+            credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
+            ca_pem: Some(sim.ca_pem.clone()),
+            insecure: false,
+            timeout: Duration::from_secs(10),
+        })
+        .unwrap(),
+    );
+    let work = e2e::temp_dir("notify-fail");
+    let journal = Arc::new(Journal::open(&work.join("journal.sqlite")).unwrap());
+    let exec = ExecConfig {
+        poll_min: Duration::from_millis(20),
+        poll_max: Duration::from_millis(100),
+        ..ExecConfig::default()
+    };
+    let executor = Executor::new(pve.clone(), journal, Arc::new(DirLock::new(work.join("lock"))), exec);
+    let follower = Arc::new(Notifier::new(&config)).follow(&executor, None);
+
+    let snap = backend::collect::snapshot(&pve, 0).await.unwrap();
+    let guest = snap
+        .guests
+        .iter()
+        .filter(|g| g.kind == shared::GuestKind::Qemu && !g.template && g.tags.is_empty() && !g.ha_managed)
+        .min_by_key(|g| g.mem_max)
+        .unwrap();
+    let to =
+        snap.nodes.iter().find(|n| n.name != guest.node && n.status == shared::NodeStatus::Online).unwrap();
+    let home = shared::evacuate::GuestHome { vmid: guest.vmid, node: to.name.clone() };
+    let plan = shared::evacuate::return_home(&snap, &[home], &shared::PlanRequest::default());
+    assert_eq!(plan.steps.len(), 1, "{:?}", plan.notes);
+    let fault = pve_sim::FaultSpec::TaskError {
+        vmid: Some(guest.vmid),
+        count: 1,
+        message: "copy failed: broken pipe".into(),
+    };
+    sim.arm_fault(&fault).expect("fault armed");
+    let id = executor.start(&plan, None, "root@pam").unwrap();
+    let job = executor.wait_finished(id, Duration::from_secs(60)).await.expect("job ended");
+    assert_eq!(job.job.state, JobState::Failed, "{job:?}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = got.lock().unwrap().clone();
+    let mut bodies: Vec<Value> = got.iter().map(|(_, _, b)| serde_json::from_slice(b).unwrap()).collect();
+    bodies.sort_by(|a, b| a["event"].as_str().cmp(&b["event"].as_str()));
+    let events: Vec<&str> = bodies.iter().map(|v| v["event"].as_str().unwrap()).collect();
+    assert_eq!(events, ["job_ended", "migration_failed"]);
+    assert_eq!(bodies[0]["title"], format!("pve-rebalancer: job {id} failed"));
+    let text = bodies[1]["message"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("{} ", guest.vmid)) && text.contains("copy failed: broken pipe"),
+        "{text}"
+    );
+    follower.abort();
+    sim.shutdown().await;
+}
