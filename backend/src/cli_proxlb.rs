@@ -199,9 +199,28 @@ async fn execute(
     signals: &Signals,
 ) -> Result<(), Failure> {
     let cfg = &loaded.config;
-    let selection: Vec<u32> = plan.steps.iter().filter(|s| cfg.executes(s.kind)).map(|s| s.vmid).collect();
+    // Validated at load, so a parse error here cannot happen; read as "no windows" if it did.
+    let windows = crate::windows::parse_all(&cfg.rebalancer.windows).unwrap_or_default();
+    let now = crate::windows::local_now();
+    let in_window = crate::windows::is_open(&windows, now);
+    if !in_window {
+        let next = crate::windows::minutes_until_open(&windows, now).unwrap_or(0);
+        tracing::info!(
+            "outside the balancing windows (next opens in {}h{:02}m): only evacuations run now",
+            next / 60,
+            next % 60
+        );
+    }
+    let selection: Vec<u32> = plan
+        .steps
+        .iter()
+        .filter(|s| cfg.executes(s.kind) && (in_window || s.purpose == shared::plan::StepPurpose::Evacuate))
+        .map(|s| s.vmid)
+        .collect();
     if selection.is_empty() {
-        tracing::info!("not migrating: no step's guest type is in balancing.balance_types");
+        tracing::info!(
+            "not migrating: no step's guest type is in balancing.balance_types, or outside the windows"
+        );
         return Ok(());
     }
     let r = &cfg.rebalancer;

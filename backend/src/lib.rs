@@ -31,3 +31,4 @@ pub mod sampler;
 pub mod serve;
 pub mod settings;
 pub mod status_watch;
+pub mod windows;

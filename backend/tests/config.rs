@@ -276,6 +276,10 @@ fn bad_files_name_file_line_column_and_the_fix() {
         ("proxmox_api:\n  hosts: ['pve1:99999']\n", &[":2:10:", "not a port"]),
         ("proxmox_api: {hosts: [a]}\nrebalancer:\n  level: 9\n", &[":3:10:", "1, 2, 3, 4, 5"]),
         ("proxmox_api: {hosts: [a]}\nservice:\n  schedule:\n    interval: 0\n", &[":4:15:", "more than 0"]),
+        (
+            "proxmox_api: {hosts: [a]}\nrebalancer:\n  windows:\n    - sat\n    - funday 10:00-11:00\n",
+            &[":3:11:", "rebalancer.windows[1]", "`funday` is not a day", "e.g. `mon-fri 22:00-06:00`"],
+        ),
         ("- just\n- a list\n", &["must be a mapping"]),
     ];
     for (text, expected) in cases {

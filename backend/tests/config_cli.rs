@@ -289,3 +289,46 @@ async fn sighup_reloads_and_sigterm_stops_the_daemon() {
     assert!(stderr.contains("SIGTERM"), "{stderr}");
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_the_balancing_windows_only_evacuations_execute() {
+    let sim = start_sim().await;
+    let dir = temp_dir("windows");
+    // The only window is a whole day three days from today (node-local time): closed now.
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let other_day = days[(usize::from(backend::windows::local_now().day) + 3) % 7];
+    let base = format!(
+        "  step_timeout_secs: 60\n  windows: ['{other_day}']\nbalancing:\n  enable: true\n  \
+         balance_types: ['vm', 'ct']\n  balanciness: 1\n"
+    );
+    let evacuate = |s: &shared::PlanStep| s.purpose == shared::plan::StepPurpose::Evacuate;
+
+    // Balancing only: planned and printed, nothing moves.
+    let cfg = write_config(&sim, &dir, "", &base);
+    let out = run(&["-c", cfg.to_str().unwrap(), "-j"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("outside the balancing windows"), "{stderr}");
+    let plan = parse_plan(&stdout);
+    assert!(!plan.steps.is_empty() && !plan.steps.iter().any(&evacuate), "{:?}", plan.steps);
+    for s in &plan.steps {
+        assert_eq!(sim.guest_node(s.vmid).unwrap(), s.from, "{} waited for the window", s.vmid);
+    }
+
+    // A node to drain: the evacuation runs at once.
+    let cfg =
+        write_config(&sim, &dir, "", &format!("{base}proxmox_cluster:\n  maintenance_nodes: ['pve4']\n"));
+    let out = run(&["-c", cfg.to_str().unwrap(), "-j"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let plan = parse_plan(&stdout);
+    assert!(plan.steps.iter().any(&evacuate), "{:?}", plan.steps);
+    for s in plan.steps.iter().filter(|s| evacuate(s)) {
+        assert_eq!(sim.guest_node(s.vmid).unwrap(), s.to, "evacuation of {} ran: {stderr}", s.vmid);
+    }
+    for s in plan.steps.iter().filter(|s| !evacuate(s) && s.depends_on.is_empty()) {
+        assert_eq!(sim.guest_node(s.vmid).unwrap(), s.from, "balancing move of {} waited", s.vmid);
+    }
+    sim.check_invariants().expect("simulator consistent");
+    sim.shutdown().await;
+}

@@ -130,7 +130,8 @@ pub fn parse_str(text: &str, file: &str) -> Result<LoadedConfig, ConfigError> {
 }
 
 fn locate_path(text: &str, dotted: &str) -> (Option<usize>, Option<usize>) {
-    let path: Vec<&str> = dotted.split('.').collect();
+    // `rebalancer.windows[1]` points at its list's key (the error message names the index).
+    let path: Vec<&str> = dotted.split('.').map(|k| k.split_once('[').map_or(k, |(key, _)| key)).collect();
     locate(text, &path).map_or((None, None), |(l, c)| (Some(l), Some(c)))
 }
 

@@ -128,6 +128,7 @@ pub(super) const ROOT: Shape = Keys(&[
             ("step_timeout_secs", Leaf),
             ("evacuate_stopped", Leaf),
             ("notify", NOTIFY),
+            ("windows", Leaf),
         ]),
     ),
 ]);

@@ -429,6 +429,9 @@ pub struct Rebalancer {
     pub evacuate_stopped: bool,
     /// Webhook notifications (`serve`): targets and the threshold alert. See `notify`.
     pub notify: crate::notify::NotifyConfig,
+    /// When the daemon may execute balancing moves (`mon-fri 22:00-06:00`, node-local time);
+    /// empty = always. Evacuations run at any time. See `crate::windows`.
+    pub windows: Vec<String>,
 }
 
 impl Default for Rebalancer {
@@ -450,6 +453,7 @@ impl Default for Rebalancer {
             step_timeout_secs: None,
             evacuate_stopped: false,
             notify: Default::default(),
+            windows: Vec::new(),
         }
     }
 }

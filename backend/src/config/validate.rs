@@ -120,6 +120,9 @@ pub(super) fn check(c: &ProxlbConfig) -> Vec<Issue> {
     if r.max_gib.is_some_and(|g| !positive(g)) {
         bad("rebalancer.max_gib", "must be more than 0 GiB (leave it out for no limit)".into());
     }
+    if let Err((i, e)) = crate::windows::parse_all(&r.windows) {
+        bad(&format!("rebalancer.windows[{i}]"), format!("`{}`: {e}", r.windows[i]));
+    }
     for (i, t) in r.notify.targets.iter().enumerate() {
         if let Some(p) = t.problem() {
             bad(&format!("rebalancer.notify.targets[{i}]"), format!("{}: {p}", t.kind.as_str()));
