@@ -983,7 +983,7 @@ async fn f25_service_killed_mid_plan_reconciles_after_restart_and_never_resubmit
     let id = resp.json::<Value>().await.unwrap()["job_id"].as_u64().unwrap();
     // Kill while 104's migration runs in PVE (submitted, lock held, not landed).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while migrate_posts_per_guest(&seen).get(&104).is_none() {
+    while !migrate_posts_per_guest(&seen).contains_key(&104) {
         assert!(Instant::now() < deadline, "104's migration was never submitted");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
