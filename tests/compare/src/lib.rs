@@ -4,7 +4,8 @@
 //! in-process; ProxLB (dry run, JSON) and ours (in-process and through the CLI) plan against it;
 //! both plans are measured by the same functions on our snapshot ([`metrics`]). Also: ours and
 //! ProxLB against the exhaustive optimum on tiny clusters ([`optimum`]), and the engine's scaling
-//! curve. [`report`] renders the "Side by side with ProxLB" section of `docs/BENCHMARKS.md`.
+//! curve. [`week`]: a simulated week, both tools executing on identical simulator copies.
+//! [`report`] renders the "Side by side with ProxLB" section of `docs/BENCHMARKS.md`.
 
 pub mod metrics;
 pub mod optimum;
@@ -12,6 +13,7 @@ pub mod ours;
 pub mod proxlb;
 pub mod report;
 pub mod scenarios;
+pub mod week;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -47,6 +49,10 @@ pub struct Options {
     /// Run ProxLB with its sub-second sleeps skipped for scenarios above this many guests.
     pub skip_sleeps_above: usize,
     pub proxlb_timeout: Duration,
+    /// Run the simulated week ([`week`]).
+    pub week: bool,
+    /// Run the scenarios, tiny instances and scaling curve (off: the week alone, for iterating).
+    pub scenarios: bool,
 }
 
 impl Options {
@@ -55,6 +61,8 @@ impl Options {
             quick,
             skip_sleeps_above: if quick { 0 } else { 200 },
             proxlb_timeout: Duration::from_secs(if quick { 120 } else { 900 }),
+            week: true,
+            scenarios: true,
         }
     }
 }
@@ -228,8 +236,19 @@ pub struct Results {
     pub rows: Vec<Row>,
     pub tiny: Vec<Result<TinyRow, String>>,
     pub scaling: Vec<ScaleRow>,
+    /// `None` when not asked for.
+    pub week: Option<Result<week::WeekResult, String>>,
     pub env: report::Env,
     pub total: Duration,
+}
+
+/// `v`, or nothing when `yes` is false.
+fn only<T>(yes: bool, v: Vec<T>) -> Vec<T> {
+    if yes {
+        v
+    } else {
+        Vec::new()
+    }
 }
 
 /// Runs the whole harness; progress goes to stderr.
@@ -239,7 +258,7 @@ pub async fn run_all(opts: &Options) -> anyhow::Result<Results> {
     let cli = ours::ensure_cli()?;
     let env = report::Env::probe(&cli).await;
     let mut rows = Vec::new();
-    for case in scenarios::suite(opts.quick) {
+    for case in only(opts.scenarios, scenarios::suite(opts.quick)) {
         say(format!("{} ({}×{}, {})", case.id, case.nodes, case.guests, case.shape.label()));
         match run_case(&case, &cli, opts).await {
             Ok(r) => rows.push(r),
@@ -256,15 +275,22 @@ pub async fn run_all(opts: &Options) -> anyhow::Result<Results> {
         }
     }
     let mut tiny = Vec::new();
-    for (seed, n, g) in tiny_suite(opts.quick) {
+    for (seed, n, g) in only(opts.scenarios, tiny_suite(opts.quick)) {
         say(format!("tiny seed {seed} {n}×{g}"));
         tiny.push(run_tiny(seed, n, g, opts).await.map_err(|e| format!("{e:#}")));
     }
     let mut scaling = Vec::new();
-    for (n, g) in scaling_suite(opts.quick) {
+    for (n, g) in only(opts.scenarios, scaling_suite(opts.quick)) {
         say(format!("scaling {n}×{g}"));
         scaling.push(tokio::task::spawn_blocking(move || run_scaling(n, g)).await?);
     }
+    let week = if opts.week {
+        let spec = week::WeekSpec::new(opts.quick);
+        say(format!("week: {}×{}, {} simulated hours", spec.nodes, spec.guests, spec.hours));
+        Some(week::run(&spec, &cli, Duration::from_secs(300)).await.map_err(|e| format!("{e:#}")))
+    } else {
+        None
+    };
     say("done".into());
-    Ok(Results { quick: opts.quick, rows, tiny, scaling, env, total: t.elapsed() })
+    Ok(Results { quick: opts.quick, rows, tiny, scaling, week, env, total: t.elapsed() })
 }

@@ -1,27 +1,32 @@
-//! `compare [--quick] [--out docs/BENCHMARKS.md]`: runs the side-by-side benchmark
+//! `compare [--quick] [--no-week | --week-only] [--out docs/BENCHMARKS.md]`: runs the side-by-side benchmark
 //! and rewrites the "Side by side with ProxLB" section of the output file (only that section).
 
 use std::path::PathBuf;
 
 fn usage() -> ! {
-    eprintln!("usage: compare [--quick] [--out FILE]");
+    eprintln!("usage: compare [--quick] [--no-week | --week-only] [--out FILE]");
     std::process::exit(2)
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let mut quick = false;
+    let (mut week, mut scenarios) = (true, true);
     let mut out: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
+            "--no-week" => week = false,
+            "--week-only" => scenarios = false,
             "--out" => out = Some(args.next().map(PathBuf::from).unwrap_or_else(|| usage())),
             _ => usage(),
         }
     }
     let out = out.unwrap_or_else(|| compare::workspace_root().join("docs/BENCHMARKS.md"));
-    let opts = compare::Options::new(quick);
+    let mut opts = compare::Options::new(quick);
+    opts.week = week;
+    opts.scenarios = scenarios;
     let res = compare::run_all(&opts).await?;
     let section = compare::report::render(&res);
     compare::report::write_section(&out, &section)?;

@@ -55,8 +55,14 @@ pub fn plan_timed(s: &ClusterSnapshot, req: &PlanRequest, reps: usize) -> (Plan,
     (plan.expect("at least one plan"), times[times.len() / 2])
 }
 
-/// The CLI binary next to this harness's profile, built on demand with the same profile.
+/// The CLI binary next to this harness's profile, built on demand with the same profile;
+/// `$COMPARE_CLI` names a binary to use as it is instead.
 pub fn ensure_cli() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("COMPARE_CLI") {
+        let p = PathBuf::from(p);
+        anyhow::ensure!(p.exists(), "COMPARE_CLI={} does not exist", p.display());
+        return Ok(p);
+    }
     let release = !cfg!(debug_assertions);
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)

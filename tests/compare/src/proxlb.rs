@@ -11,12 +11,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-/// Python run with `-c`: counts (and optionally skips) ProxLB's sub-second sleeps, then runs the
-/// `proxlb` package as `python -m proxlb` would.
+/// Python run with `-c`: counts (and optionally skips) ProxLB's sub-second sleeps, optionally
+/// shortens its long sleeps (`PLB_CAP_LONG_SLEEPS`, seconds: the 5 s between task-status sweeps,
+/// for the simulated week, where the simulator's clock runs faster than the wall clock), then
+/// runs the `proxlb` package as `python -m proxlb` would.
 pub const LAUNCHER: &str = "import atexit,os,runpy,sys,time
-_s=time.sleep;_n=[0.0];_skip=os.environ.get('PLB_SKIP_SLEEPS')=='1'
+_s=time.sleep;_n=[0.0];_skip=os.environ.get('PLB_SKIP_SLEEPS')=='1';_cap=float(os.environ.get('PLB_CAP_LONG_SLEEPS','0'))
 def _sleep(t):
     if t<1: _n[0]+=t
+    if _cap>0 and t>=1: return _s(_cap)
     if not(_skip and t<1): _s(t)
 time.sleep=_sleep
 atexit.register(lambda: sys.stderr.write('PLB_SLEPT_S=%.2f\\n'%_n[0]))
@@ -73,24 +76,43 @@ impl Run {
 
 /// Runs ProxLB with `cfg`, `-j` and `-d` when `dry_run`; kills it after `timeout`.
 pub async fn run(cfg: &str, dry_run: bool, skip_sleeps: bool, timeout: Duration) -> Run {
+    run_capped(cfg, dry_run, skip_sleeps, None, timeout).await
+}
+
+/// [`run`], with ProxLB's sleeps of one second or more replaced by `cap` seconds when given.
+pub async fn run_capped(
+    cfg: &str,
+    dry_run: bool,
+    skip_sleeps: bool,
+    cap: Option<f64>,
+    timeout: Duration,
+) -> Run {
     let dir = crate::temp_dir("proxlb");
     let cfg_path = dir.join("proxlb.yaml");
     if let Err(e) = std::fs::write(&cfg_path, cfg) {
         return Run { error: Some(format!("writing config: {e}")), ..Default::default() };
     }
-    let mut r = run_in(&python(), &cfg_path, dry_run, skip_sleeps, timeout).await;
+    let mut r = run_in(&python(), &cfg_path, dry_run, skip_sleeps, cap, timeout).await;
     r.skipped_sleeps = skip_sleeps;
     let _ = std::fs::remove_dir_all(&dir);
     r
 }
 
-async fn run_in(py: &Path, cfg_path: &Path, dry_run: bool, skip: bool, timeout: Duration) -> Run {
+async fn run_in(
+    py: &Path,
+    cfg_path: &Path,
+    dry_run: bool,
+    skip: bool,
+    cap: Option<f64>,
+    timeout: Duration,
+) -> Run {
     let mut cmd = tokio::process::Command::new(py);
     cmd.arg("-c").arg(LAUNCHER).arg("-c").arg(cfg_path).arg("-j");
     if dry_run {
         cmd.arg("-d");
     }
     cmd.env("PLB_SKIP_SLEEPS", if skip { "1" } else { "0" })
+        .env("PLB_CAP_LONG_SLEEPS", cap.map_or("0".into(), |c| c.to_string()))
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     let start = Instant::now();

@@ -89,6 +89,7 @@ fn plb_failed(r: &Row) -> String {
 pub fn render(res: &Results) -> String {
     let mut o = String::new();
     let e = &res.env;
+    let d = crate::ours::request(&Default::default());
     let w = &mut o;
     let _ = writeln!(w, "{HEADING}\n");
     let _ = writeln!(
@@ -120,8 +121,12 @@ pub fn render(res: &Results) -> String {
     let _ = writeln!(w, "- Harness: `cargo run --release -p compare -- --out docs/BENCHMARKS.md` (`--quick`: the smoke subset, to a temp file in `cargo test -p compare`). Total {}.", secs(res.total));
     let _ = writeln!(
         w,
-        "- Ours end to end: `PVE_REBALANCER_PASSWORD=demo {} plan --pve-url https://127.0.0.1:PORT --pve-ca ca.pem --user root@pam --balanciness 5` (collection included); in-process: `backend::collect::snapshot` then `shared::planner::plan` with the same request (memory, used, balanciness 5, everything else default: at most 20 moves per plan, min gain 0.5 pt, λ = 0.01 pt/GiB).",
-        e.cli
+        "- Ours end to end: `PVE_REBALANCER_PASSWORD=demo {} plan --pve-url https://127.0.0.1:PORT --pve-ca ca.pem --user root@pam --balanciness 5` (collection included); in-process: `backend::collect::snapshot` then `shared::planner::plan` with the same request (memory, used, balanciness 5, everything else default: at most {} moves per plan{}, min gain {} pt, λ = {} pt/GiB).",
+        e.cli,
+        d.max_moves,
+        d.max_gib.map_or(String::new(), |g| format!(" and {g} GiB")),
+        d.min_gain,
+        d.migration_cost_per_gib
     );
     let _ = writeln!(
         w,
@@ -247,7 +252,123 @@ pub fn render(res: &Results) -> String {
 
     tiny(w, res);
     scaling(w, res);
+    week(w, res);
     o
+}
+
+fn pct(a: f64, b: f64) -> String {
+    if b <= 0.0 {
+        "–".into()
+    } else {
+        format!("{:.1} %", 100.0 * a / b)
+    }
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
+}
+
+fn week(w: &mut String, res: &Results) {
+    use crate::week::{self, Side};
+    let Some(r) = &res.week else { return };
+    let _ = writeln!(
+        w,
+        "### A simulated week (executing)
+"
+    );
+    let r = match r {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = writeln!(
+                w,
+                "The week did not complete: {}
+",
+                e.replace('|', "/")
+            );
+            return;
+        }
+    };
+    let s = &r.spec;
+    let days = s.hours as f64 / 24.0;
+    let _ = writeln!(
+        w,
+        "Three identical simulators (`tests/compare/src/week.rs`: `generate({}, {}, {})`, {} equal nodes of {:.0} GiB / 32 cores filled to ~68 % memory) run {} simulated hours ({:.1} days) from Monday {} UTC of diurnal load (peak 14:00 ± 3 h per guest, amplitude 35 %, memory follows by half, weekend × 0.7, smooth noise ±10 %), random CPU bursts (0.5 per guest and day, 30 min) and a nightly batch job on every 12th guest (2 h at 95 % of its memory). Copy A: **ProxLB 2.3 executing** every {} h (`python -c \"$LAUNCHER\" -c proxlb.yaml -j`, no `-d`; its sub-second sleeps skipped and its 5 s sleeps between task-status sweeps shortened to {} s). Copy B: **pve-rebalancer executing** every {} h (`target/{}/pve-rebalancer -c proxlb.yaml -j`, the same ProxLB keys plus `rebalancer.journal`/`lock_dir` in a temp dir; defaults otherwise). Copy C: nobody balances (baseline). Both tools use `balanciness: 5, method: memory, mode: used`. The simulators' clocks run at {}× while a tool runs (migration tasks take their simulated time) and jump to the next hour between runs. Node load is sampled {} times per simulated hour from the simulator's load model for the placement each tool left (the same curves `/cluster/resources` and the RRD serve). Wall time of the week: {}.\n",
+        s.seed,
+        s.nodes,
+        s.guests,
+        s.nodes,
+        r.node_gib,
+        s.hours,
+        days,
+        "2030-01-07 00:00",
+        s.proxlb_every_h,
+        week::PROXLB_LONG_SLEEP_S,
+        s.ours_every_h,
+        res.env.profile,
+        week::CLOCK_RATE,
+        week::SAMPLES_PER_HOUR,
+        secs(r.total),
+    );
+    let _ = writeln!(w, "| | pve-rebalancer | ProxLB 2.3 | nobody balancing |");
+    let _ = writeln!(w, "|---|---|---|---|");
+    let row = |w: &mut String, what: &str, f: &dyn Fn(&Side) -> String| {
+        let _ = writeln!(w, "| {what} | {} | {} | {} |", f(&r.ours), f(&r.proxlb), f(&r.idle));
+    };
+    row(w, "runs (failed)", &|x| {
+        if x.runs == 0 {
+            "–".into()
+        } else {
+            format!("{} ({})", x.runs, x.failed_runs)
+        }
+    });
+    row(w, &format!("node-hours above {:.0} % memory", week::HOT_PERCENT), &|x| {
+        format!("{:.1}", x.hot_mem_h)
+    });
+    row(w, &format!("node-hours above {:.0} % CPU", week::HOT_PERCENT), &|x| format!("{:.1}", x.hot_cpu_h));
+    row(w, "migrations", &|x| x.migrations.len().to_string());
+    row(w, "GiB moved", &|x| format!("{:.0}", x.gib()));
+    row(w, "reversals within 24 h (share of migrations)", &|x| {
+        format!("{} ({})", x.reversals(), pct(x.reversals() as f64, x.migrations.len() as f64))
+    });
+    row(w, "container restarts", &|x| x.restarts().to_string());
+    row(w, "memory spread, mean / worst (pts)", &|x| {
+        format!("{:.1} / {:.1}", x.mean_spread(), x.worst_spread())
+    });
+    row(w, "tool wall time, summed", &|x| if x.runs == 0 { "–".into() } else { secs(x.wall) });
+    row(w, "simulator consistency after the week", &|x| {
+        if x.invariants.is_empty() {
+            "ok".into()
+        } else {
+            x.invariants.join("; ").replace('|', "/")
+        }
+    });
+    let e = &r.ours.prediction_errors;
+    let mut sorted = e.clone();
+    sorted.sort_by(f64::total_cmp);
+    let p90 = sorted.get((sorted.len() * 9 / 10).min(sorted.len().saturating_sub(1))).copied().unwrap_or(0.0);
+    let _ = writeln!(
+        w,
+        "\nOur predictions: for every node a plan of ours changed, the plan's predicted memory percent after the moves against the simulator's node load at the next sample (15 simulated minutes later): mean absolute error {:.2} pts, 90th percentile {:.2} pts, worst {:.2} pts over {} node predictions. The error includes the load drifting in those minutes (diurnal curve, noise, bursts).\n",
+        mean(e),
+        p90,
+        sorted.last().copied().unwrap_or(0.0),
+        e.len()
+    );
+    let fails: Vec<String> = [("ProxLB", &r.proxlb), ("pve-rebalancer", &r.ours)]
+        .iter()
+        .flat_map(|(who, x)| x.failures.iter().map(move |f| format!("- {who}: {}", f.replace('|', "/"))))
+        .collect();
+    if !fails.is_empty() {
+        let _ = writeln!(w, "Failed runs (first three per tool, verbatim):\n");
+        for f in fails {
+            let _ = writeln!(w, "{f}");
+        }
+        let _ = writeln!(w);
+    }
 }
 
 fn aggregate(w: &mut String, res: &Results) {
