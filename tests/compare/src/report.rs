@@ -296,7 +296,7 @@ fn week(w: &mut String, res: &Results) {
     let days = s.hours as f64 / 24.0;
     let _ = writeln!(
         w,
-        "Three identical simulators (`tests/compare/src/week.rs`: `generate({}, {}, {})`, {} equal nodes of {:.0} GiB / 32 cores filled to ~68 % memory) run {} simulated hours ({:.1} days) from Monday {} UTC of diurnal load (peak 14:00 ± 3 h per guest, amplitude 35 %, memory follows by half, weekend × 0.7, smooth noise ±10 %), random CPU bursts (0.5 per guest and day, 30 min) and a nightly batch job on every 12th guest (2 h at 95 % of its memory). Copy A: **ProxLB 2.3 executing** every {} h (`python -c \"$LAUNCHER\" -c proxlb.yaml -j`, no `-d`; its sub-second sleeps skipped and its 5 s sleeps between task-status sweeps shortened to {} s). Copy B: **pve-rebalancer executing** every {} h (`target/{}/pve-rebalancer -c proxlb.yaml -j`, the same ProxLB keys plus `rebalancer.journal`/`lock_dir` in a temp dir; defaults otherwise). Copy C: nobody balances (baseline). Both tools use `balanciness: 5, method: memory, mode: used`. The simulators' clocks run at {}× while a tool runs (migration tasks take their simulated time) and jump to the next hour between runs. Node load is sampled {} times per simulated hour from the simulator's load model for the placement each tool left (the same curves `/cluster/resources` and the RRD serve). Wall time of the week: {}.\n",
+        "Three identical simulators (`tests/compare/src/week.rs`: `generate({}, {}, {})`, {} equal nodes of {:.0} GiB / 32 cores filled to ~68 % memory) run {} simulated hours ({:.1} days) from Monday 2030-01-07 00:00 UTC of diurnal load (peak 14:00 ± 3 h per guest, amplitude 35 %, memory follows by half, weekend × 0.7, smooth noise ±10 %), random CPU bursts (0.5 per guest and day, 30 min) and a nightly batch job on every 12th guest (2 h at 95 % of its memory). Copy A: **ProxLB 2.3 executing** every {} h (`python -c \"$LAUNCHER\" -c proxlb.yaml -j`, no `-d`; its sub-second sleeps skipped and its 5 s sleeps between task-status sweeps shortened to {} s). Copy B: **pve-rebalancer executing** every {} h (`target/{}/pve-rebalancer -c proxlb.yaml -j`, the same ProxLB keys plus `rebalancer.journal`/`lock_dir` in a temp dir; defaults otherwise). Copy C: nobody balances (baseline). Both tools use `balanciness: 5, method: memory, mode: used`. The simulators' clocks run at {}× while a tool runs (migration tasks take their simulated time) and jump to the next hour between runs. Node load is sampled {} times per simulated hour from the simulator's load model for the placement each tool left (the same curves `/cluster/resources` and the RRD serve). Wall time of the week: {}.\n",
         s.seed,
         s.nodes,
         s.guests,
@@ -304,7 +304,6 @@ fn week(w: &mut String, res: &Results) {
         r.node_gib,
         s.hours,
         days,
-        "2030-01-07 00:00",
         s.proxlb_every_h,
         week::PROXLB_LONG_SLEEP_S,
         s.ours_every_h,
