@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use shared::api::{ApiError, ClusterView};
-use shared::{Plan, PlanRequest};
+use shared::{ClusterSnapshot, Plan, PlanRequest};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -32,6 +32,8 @@ pub struct AppState {
     pub admin: Arc<crate::http_admin::Admin>,
     /// The usage history (see `sampler`, `http_history`); `None`: history routes answer 503.
     pub sampler: Option<Arc<crate::sampler::Sampler>>,
+    /// Shared snapshot for `GET /api/v1/cluster` (see `snapshot_cache`); no sharing by default.
+    pub snapshots: Arc<crate::snapshot_cache::SnapshotCache>,
 }
 
 impl AppState {
@@ -43,7 +45,14 @@ impl AppState {
             maintenance: Default::default(),
             admin: Default::default(),
             sampler: None,
+            snapshots: Default::default(),
         }
+    }
+
+    /// `GET /api/v1/cluster` answers from a snapshot at most `ttl` old (one collection per `ttl`).
+    pub fn with_cluster_cache(mut self, ttl: std::time::Duration) -> AppState {
+        self.snapshots = Arc::new(crate::snapshot_cache::SnapshotCache::new(ttl));
+        self
     }
 }
 
@@ -155,7 +164,7 @@ async fn cluster(
     Extension(user): Extension<User>,
 ) -> Result<Json<ClusterView>, AppError> {
     user.require("/", "Sys.Audit")?;
-    let mut snapshot = collect::snapshot(&state.pve, unix_now()).await?;
+    let mut snapshot = ClusterSnapshot::clone(&*state.snapshots.get(&state.pve, unix_now()).await?);
     mark_maintenance(&state, &mut snapshot)?;
     Ok(Json(ClusterView::of(snapshot)))
 }

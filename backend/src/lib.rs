@@ -30,5 +30,6 @@ pub mod pve;
 pub mod sampler;
 pub mod serve;
 pub mod settings;
+pub mod snapshot_cache;
 pub mod status_watch;
 pub mod windows;

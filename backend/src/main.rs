@@ -52,6 +52,10 @@ enum Command {
         /// and the `rebalancer.notify` targets.
         #[arg(short = 'c', long)]
         config: Option<PathBuf>,
+        /// `GET /api/v1/cluster` shares one collection per this many milliseconds (0: collect
+        /// on every request).
+        #[arg(long, default_value_t = 1000)]
+        cluster_cache_ms: u64,
         /// Serve HTTPS with this certificate (PEM) and --tls-key.
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -253,6 +257,7 @@ async fn main() -> anyhow::Result<()> {
             maint,
             sampler,
             config,
+            cluster_cache_ms,
             tls_cert,
             tls_key,
             tls_pve_dir,
@@ -286,8 +291,10 @@ async fn main() -> anyhow::Result<()> {
                 Err(e) => tracing::error!(error = %e, "stored settings not applied"),
             }
             let maintenance = maint.store();
-            let mut state =
-                AppState::new(client.clone()).with_maintenance(maintenance.clone()).with_admin(admin);
+            let mut state = AppState::new(client.clone())
+                .with_maintenance(maintenance.clone())
+                .with_admin(admin)
+                .with_cluster_cache(std::time::Duration::from_millis(cluster_cache_ms));
             let notify = loaded.as_ref().map(|l| l.config.rebalancer.notify.clone()).unwrap_or_default();
             let notifier = Arc::new(backend::notify::Notifier::new(&notify));
             if let Some(alert) = notify.alert.clone().filter(|_| !notify.targets.is_empty()) {
