@@ -93,7 +93,7 @@ fn node_index(sc: &Scenario, name: &str) -> usize {
 }
 
 /// Used GiB per node (overhead included) and capacity left below 92 % for guests.
-fn loads(sc: &Scenario) -> Vec<f64> {
+pub(crate) fn loads(sc: &Scenario) -> Vec<f64> {
     let mut l: Vec<f64> = sc.nodes.iter().map(|n| n.overhead.memory_gib).collect();
     for g in &sc.guests {
         l[node_index(sc, &g.node)] += need(g);
@@ -102,7 +102,7 @@ fn loads(sc: &Scenario) -> Vec<f64> {
 }
 
 /// Moves guests off nodes above 92 % to the least-used node (bounded: one pass over the guests).
-fn fix_overflow(sc: &mut Scenario) {
+pub(crate) fn fix_overflow(sc: &mut Scenario) {
     let mut l = loads(sc);
     for j in 0..sc.guests.len() {
         let i = node_index(sc, &sc.guests[j].node);
