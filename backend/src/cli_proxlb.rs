@@ -113,12 +113,14 @@ pub async fn run(args: ProxlbArgs) -> i32 {
 async fn run_once(loaded: &LoadedConfig, args: &ProxlbArgs, signals: &Signals) -> Result<(), Failure> {
     let cfg = &loaded.config;
     let client = Arc::new(connect(cfg).await?);
-    let snapshot = collect(&client).await?;
+    let mut snapshot = collect(&client).await?;
     if args.best_node {
         let ranks = best_node(&snapshot, &NewGuest::default(), &cfg.plan_request());
         print_best_node(&ranks);
         return Ok(());
     }
+    let request = cfg.plan_request();
+    crate::recent::fill(&client, &mut snapshot, request.cooldown_secs.max(request.no_return_secs)).await;
     let plan = plan_for(loaded, &snapshot);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan).map_err(|e| Failure::Other(e.to_string()))?);

@@ -178,6 +178,7 @@ async fn plan(
     let Json(request) = body.map_err(|e| AppError::bad_input(None, e.body_text()))?;
     validate(&request)?;
     let mut snapshot = collect::snapshot(&state.pve, unix_now()).await?;
+    crate::recent::fill(&state.pve, &mut snapshot, request.cooldown_secs.max(request.no_return_secs)).await;
     // The percentile mode's per-guest p95 comes from our own samples, not per-guest RRD calls.
     if let Some(sampler) = &state.sampler {
         sampler.fill_percentiles(&mut snapshot);

@@ -27,6 +27,7 @@ pub mod notify;
 pub mod openapi;
 pub mod proxbalance;
 pub mod pve;
+pub mod recent;
 pub mod sampler;
 pub mod serve;
 pub mod settings;

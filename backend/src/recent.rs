@@ -1,0 +1,133 @@
+//! Recent migrations from PVE's cluster task list, for the engine's anti-ping-pong rules
+//! (`cooldown_secs`: a guest moved recently is left alone; `no_return_secs`: it does not go
+//! back to a node it just left).
+//!
+//! PVE's `/cluster/tasks` lists every node's recent tasks in one call, whoever started them
+//! (us, ProxLB, the HA manager, an admin), so a guest someone else just moved also cools down.
+//! A finished `qmigrate`/`vzmigrate` with status `OK` ran on the source node; the task list has
+//! no target, so the target is where the guest is now. Planning without this list still works
+//! (the rules just have nothing to go on), so a failed call is logged, not fatal.
+
+use crate::pve::{wire, PveClient};
+use serde_json::Value;
+use shared::model::RecentMigration;
+use shared::ClusterSnapshot;
+
+/// Tasks stamped this far past our clock are from a skewed or simulated clock: not "recent".
+const MAX_SKEW_SECS: u64 = 300;
+
+/// Fills `snapshot.recent_migrations` with the migrations that ended within `horizon_secs`.
+pub async fn fill(pve: &PveClient, snapshot: &mut ClusterSnapshot, horizon_secs: u64) {
+    match pve.get::<Vec<Value>>("/cluster/tasks").await {
+        Ok(rows) => snapshot.recent_migrations = from_tasks(&rows, snapshot, horizon_secs),
+        Err(e) => tracing::warn!(error = %e, "cluster task list unavailable: no cooldown data"),
+    }
+}
+
+/// Pure: the task rows → recent migrations, newest first.
+pub fn from_tasks(rows: &[Value], snapshot: &ClusterSnapshot, horizon_secs: u64) -> Vec<RecentMigration> {
+    let now = snapshot.collected_at;
+    let mut out: Vec<RecentMigration> = rows
+        .iter()
+        .filter(|r| matches!(wire::text(r, "type"), Some("qmigrate" | "vzmigrate")))
+        .filter(|r| wire::text(r, "status") == Some("OK"))
+        .filter_map(|r| {
+            let vmid: u32 = wire::text(r, "id")?.parse().ok()?;
+            let at = wire::number(r, "endtime")? as u64;
+            let from = wire::text(r, "node")?;
+            if at > now + MAX_SKEW_SECS || now.saturating_sub(at) > horizon_secs {
+                return None;
+            }
+            let to = &snapshot.guests.iter().find(|g| g.vmid == vmid)?.node;
+            (to != from).then(|| RecentMigration {
+                vmid,
+                from: from.to_owned(),
+                to: to.clone(),
+                at: at.min(now),
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| b.at.cmp(&a.at).then(a.vmid.cmp(&b.vmid)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use shared::Guest;
+
+    fn snap(now: u64) -> ClusterSnapshot {
+        let guest = |vmid: u32, node: &str| Guest { vmid, node: node.into(), ..Default::default() };
+        ClusterSnapshot {
+            collected_at: now,
+            guests: vec![guest(100, "b"), guest(101, "a"), guest(102, "c")],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn finished_migrations_within_the_horizon_with_the_guest_now_elsewhere() {
+        let now = 1_000_000;
+        let rows = vec![
+            json!({"type": "qmigrate", "id": "100", "node": "a", "status": "OK", "endtime": now - 60}),
+            // failed, still running, another type, too old, from the future, back where it was
+            json!({"type": "qmigrate", "id": "101", "node": "b", "status": "migration aborted", "endtime": now - 5}),
+            json!({"type": "vzmigrate", "id": "102", "node": "a", "starttime": now - 5}),
+            json!({"type": "vzdump", "id": "102", "node": "c", "status": "OK", "endtime": now - 5}),
+            json!({"type": "qmigrate", "id": "102", "node": "a", "status": "OK", "endtime": now - 7200}),
+            json!({"type": "qmigrate", "id": "102", "node": "b", "status": "OK", "endtime": now + 86_400}),
+            json!({"type": "qmigrate", "id": "101", "node": "a", "status": "OK", "endtime": now - 10}),
+            // a container, numbers as strings (Perl)
+            json!({"type": "vzmigrate", "id": "102", "node": "b", "status": "OK", "endtime": (now - 30).to_string()}),
+        ];
+        let got = from_tasks(&rows, &snap(now), 3600);
+        assert_eq!(
+            got,
+            vec![
+                RecentMigration { vmid: 102, from: "b".into(), to: "c".into(), at: now - 30 },
+                RecentMigration { vmid: 100, from: "a".into(), to: "b".into(), at: now - 60 },
+            ]
+        );
+    }
+
+    #[test]
+    fn the_engine_leaves_a_guest_that_just_moved_alone() {
+        use shared::{Node, PlanRequest};
+        let gib = 1u64 << 30;
+        let node = |name: &str| Node {
+            name: name.into(),
+            mem_total: 64 * gib,
+            cpus: 16,
+            status: shared::NodeStatus::Online,
+            ..Default::default()
+        };
+        let vm = |vmid: u32, at: &str| Guest {
+            vmid,
+            node: at.into(),
+            mem_max: 16 * gib,
+            mem_used: 16 * gib,
+            status: shared::GuestStatus::Running,
+            ..Default::default()
+        };
+        let now = 1_000_000;
+        let mut s = ClusterSnapshot {
+            collected_at: now,
+            nodes: vec![node("a"), node("b")],
+            guests: vec![vm(100, "a"), vm(101, "a"), vm(102, "a")],
+            ..Default::default()
+        };
+        let req = PlanRequest::default();
+        let moved = |s: &ClusterSnapshot| -> Vec<u32> {
+            shared::planner::plan(s, &req).steps.iter().map(|st| st.vmid).collect()
+        };
+        assert!(!moved(&s).is_empty(), "unbalanced: something moves");
+        // Every guest just arrived on a from b: nothing may move (cooldown), and nothing goes back.
+        let rows: Vec<Value> = [100, 101, 102]
+            .map(|v| json!({"type": "qmigrate", "id": v.to_string(), "node": "b", "status": "OK", "endtime": now - 60}))
+            .to_vec();
+        s.recent_migrations = from_tasks(&rows, &s, 6 * 3600);
+        assert_eq!(s.recent_migrations.len(), 3);
+        assert!(moved(&s).is_empty(), "{:?}", shared::planner::plan(&s, &req).steps);
+    }
+}
