@@ -72,8 +72,12 @@ pub struct Stack {
     pub backend_url: String,
     /// The backend's PVE client (the service account).
     pub pve: Arc<PveClient>,
-    /// Private directory holding `journal.sqlite` and the `lock` directory.
+    /// Private directory holding `journal.sqlite`, the `lock` directory, the settings and the
+    /// maintenance state.
     pub work: PathBuf,
+    /// The backend's executor and maintenance store (the same ones its routes use).
+    pub executor: Arc<Executor>,
+    pub maintenance: Arc<Maintenance>,
     backend: tokio::task::JoinHandle<()>,
     sampling: tokio::task::JoinHandle<()>,
 }
@@ -85,6 +89,7 @@ pub struct StackBuilder {
     exec: ExecConfig,
     panel: Option<PathBuf>,
     service_user: (String, String),
+    ha_manager: Option<PathBuf>,
 }
 
 impl StackBuilder {
@@ -109,6 +114,13 @@ impl StackBuilder {
     /// Serve the built panel at `/`.
     pub fn panel(mut self, dir: Option<PathBuf>) -> Self {
         self.panel = dir;
+        self
+    }
+
+    /// The `ha-manager` command PVE HA maintenance runs (default: a missing file in `work`, so
+    /// it fails cleanly). It is run only when called, so a test may write it after `start`.
+    pub fn ha_manager(mut self, path: PathBuf) -> Self {
+        self.ha_manager = Some(path);
         self
     }
 
@@ -144,12 +156,13 @@ impl StackBuilder {
         );
         // Settings and maintenance state in the private directory, never the machine's /etc/pve; no
         // ha-manager there, so PVE HA maintenance fails cleanly unless a test provides one.
-        let maintenance = Arc::new(Maintenance::new(&work, &work.join("ha-manager")));
+        let ha_manager = self.ha_manager.unwrap_or_else(|| work.join("ha-manager"));
+        let maintenance = Arc::new(Maintenance::new(&work, &ha_manager));
         executor.set_closed_targets(maintenance.closed_targets());
         let state = AppState::new(pve.clone())
-            .with_executor(executor)
+            .with_executor(executor.clone())
             .with_admin(Admin::new(&work, shared::api::Settings::default()))
-            .with_maintenance(maintenance);
+            .with_maintenance(maintenance.clone());
         // The usage sampler as `serve` runs it (history for /api/v1/cluster/history).
         let sampler = Arc::new(Sampler::new(
             SamplerConfig::new(5, 1.0).map_err(|e| anyhow::anyhow!("sampler config: {e}"))?,
@@ -162,7 +175,7 @@ impl StackBuilder {
         let backend = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Stack { sim, backend_url, pve, work, backend, sampling })
+        Ok(Stack { sim, backend_url, pve, work, executor, maintenance, backend, sampling })
     }
 }
 
@@ -192,6 +205,7 @@ impl Stack {
             },
             panel: None,
             service_user: ("root@pam".into(), "demo".into()),
+            ha_manager: None,
         }
     }
 

@@ -2,72 +2,18 @@
 //! HTTPS PVE API on loopback) and the backend's real router with an executor and a settings store
 //! in a private directory.
 
-use backend::execute::{DirLock, ExecConfig, Executor, Journal};
-use backend::http::{router, AppState};
-use backend::http_admin::Admin;
-use backend::pve::{Credentials, PveClient, PveOptions};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use shared::api::{AuditEntry, ClusterView, JobState, JobView, Settings, SettingsView};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "PVEAPIToken=root@pam!rebalancer=5f3e6c2a-8d4b-4e7f-9a1c-2b3d4e5f6a7b";
 
-struct Admin_ {
-    sim: pve_sim::RunningSim,
-    base: String,
-    state_dir: PathBuf,
-    backend: tokio::task::JoinHandle<()>,
-}
-
-async fn start() -> Admin_ {
-    let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).expect("demo scenario");
-    let mut cfg = pve_sim::SimConfig::new(scenario);
-    cfg.time_scale = 1000.0;
-    let sim = pve_sim::start(cfg).await.expect("simulator");
-    let pve = Arc::new(
-        PveClient::new(PveOptions {
-            base_url: sim.base_url.clone(),
-            credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
-            ca_pem: Some(sim.ca_pem.clone()),
-            insecure: false,
-            timeout: Duration::from_secs(10),
-        })
-        .expect("client"),
-    );
-    let work = e2e::temp_dir("admin");
-    let journal = Arc::new(Journal::open(&work.join("journal.sqlite")).expect("journal"));
-    let exec = ExecConfig {
-        poll_min: Duration::from_millis(20),
-        poll_max: Duration::from_millis(100),
-        step_timeout: Duration::from_secs(60),
-        ..ExecConfig::default()
-    };
-    let executor = Executor::new(pve.clone(), journal, Arc::new(DirLock::new(work.join("lock"))), exec);
-    let state_dir = work.join("state");
-    let state =
-        AppState::new(pve).with_executor(executor).with_admin(Admin::new(&state_dir, Settings::default()));
-    let maintenance = backend::maintenance::Maintenance::new(&state_dir, std::path::Path::new("ha-manager"));
-    let state = state.with_maintenance(Arc::new(maintenance));
-    let app = router(state, None);
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let backend = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Admin_ { sim, base, state_dir, backend }
-}
-
-impl Admin_ {
-    async fn stop(self) {
-        self.backend.abort();
-        self.sim.shutdown().await;
-    }
+/// The shared e2e stack: its settings and maintenance state live in `work` (never /etc/pve).
+async fn start() -> e2e::Stack {
+    e2e::Stack::builder().start().await.expect("stack")
 }
 
 async fn error_field(resp: reqwest::Response) -> (StatusCode, Option<String>) {
@@ -80,9 +26,9 @@ async fn error_field(resp: reqwest::Response) -> (StatusCode, Option<String>) {
 #[tokio::test]
 async fn settings_are_stored_validated_audited_and_read_only_for_auditors() {
     let a = start().await;
-    let root = e2e::login(&a.base, "root@pam", "demo").await.unwrap();
-    let audit = e2e::login(&a.base, "audit@pve", "audit").await.unwrap();
-    let file = a.state_dir.join("settings.json");
+    let root = e2e::login(&a.backend_url, "root@pam", "demo").await.unwrap();
+    let audit = e2e::login(&a.backend_url, "audit@pve", "audit").await.unwrap();
+    let file = a.work.join("settings.json");
 
     let v: SettingsView = root.get("/api/v1/settings").send().await.unwrap().json().await.unwrap();
     assert_eq!((v.settings, v.writable, v.missing_privilege), (Settings::default(), true, None));
@@ -94,25 +40,31 @@ async fn settings_are_stored_validated_audited_and_read_only_for_auditors() {
         (json!({"mode": "sometimes"}), "mode"),
         (json!({"balanciness": 4, "no_such": 1}), "settings"),
     ] {
-        let resp =
-            root.http.put(format!("{}/api/v1/settings", a.base)).header("CSRFPreventionToken", &root.csrf);
+        let resp = root
+            .http
+            .put(format!("{}/api/v1/settings", a.backend_url))
+            .header("CSRFPreventionToken", &root.csrf);
         let (status, got) = error_field(resp.json(&body).send().await.unwrap()).await;
         assert_eq!((status, got.as_deref()), (StatusCode::BAD_REQUEST, Some(field)), "{body}");
     }
     assert!(!file.exists(), "bad input wrote the settings file");
     // A ticket write without the CSRF header is refused.
-    let resp = root.http.put(format!("{}/api/v1/settings", a.base)).json(&json!({"balanciness": 4})).send();
+    let resp =
+        root.http.put(format!("{}/api/v1/settings", a.backend_url)).json(&json!({"balanciness": 4})).send();
     assert_eq!(resp.await.unwrap().status(), StatusCode::UNAUTHORIZED);
     // An auditor sees them, may not change them, and is told why.
     let v: SettingsView = audit.get("/api/v1/settings").send().await.unwrap().json().await.unwrap();
     assert_eq!((v.writable, v.missing_privilege.as_deref()), (false, Some("Sys.Modify on /")));
-    let resp =
-        audit.http.put(format!("{}/api/v1/settings", a.base)).header("CSRFPreventionToken", &audit.csrf);
+    let resp = audit
+        .http
+        .put(format!("{}/api/v1/settings", a.backend_url))
+        .header("CSRFPreventionToken", &audit.csrf);
     let resp = resp.json(&json!({"balanciness": 4})).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert!(!file.exists());
 
-    let resp = root.http.put(format!("{}/api/v1/settings", a.base)).header("CSRFPreventionToken", &root.csrf);
+    let resp =
+        root.http.put(format!("{}/api/v1/settings", a.backend_url)).header("CSRFPreventionToken", &root.csrf);
     let resp = resp.json(&json!({"balanciness": 4, "max_moves": 7, "ignore_nodes": ["pve9"]})).send();
     let v: SettingsView = resp.await.unwrap().json().await.unwrap();
     assert_eq!((v.settings.balanciness, v.settings.max_moves), (4.0, 7));
@@ -179,10 +131,10 @@ fn parse_sample(line: &str) -> Result<(String, BTreeMap<String, String>, f64), S
 async fn metrics_parse_as_prometheus_text_and_match_the_cluster() {
     let a = start().await;
     let http = reqwest::Client::new();
-    let anon = http.get(format!("{}/metrics", a.base)).send().await.unwrap();
+    let anon = http.get(format!("{}/metrics", a.backend_url)).send().await.unwrap();
     assert_eq!(anon.status(), StatusCode::UNAUTHORIZED);
     let view: ClusterView = http
-        .get(format!("{}/api/v1/cluster", a.base))
+        .get(format!("{}/api/v1/cluster", a.backend_url))
         .header("Authorization", TOKEN)
         .send()
         .await
@@ -190,7 +142,8 @@ async fn metrics_parse_as_prometheus_text_and_match_the_cluster() {
         .json()
         .await
         .unwrap();
-    let resp = http.get(format!("{}/metrics", a.base)).header("Authorization", TOKEN).send().await.unwrap();
+    let resp =
+        http.get(format!("{}/metrics", a.backend_url)).header("Authorization", TOKEN).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let ctype = resp.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
@@ -258,15 +211,15 @@ async fn wait_job(s: &e2e::Session, id: u64) -> JobView {
 #[tokio::test]
 async fn proxbalance_aliases_answer_and_migrate_moves_the_guest_and_is_audited() {
     let a = start().await;
-    let root = e2e::login(&a.base, "root@pam", "demo").await.unwrap();
-    let audit = e2e::login(&a.base, "audit@pve", "audit").await.unwrap();
+    let root = e2e::login(&a.backend_url, "root@pam", "demo").await.unwrap();
+    let audit = e2e::login(&a.backend_url, "audit@pve", "audit").await.unwrap();
     let http = reqwest::Client::new();
 
     let health: Value =
-        http.get(format!("{}/api/health", a.base)).send().await.unwrap().json().await.unwrap();
+        http.get(format!("{}/api/health", a.backend_url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(
-        http.get(format!("{}/api/analyze", a.base)).send().await.unwrap().status(),
+        http.get(format!("{}/api/analyze", a.backend_url)).send().await.unwrap().status(),
         StatusCode::UNAUTHORIZED
     );
 
@@ -337,7 +290,7 @@ async fn proxbalance_aliases_answer_and_migrate_moves_the_guest_and_is_audited()
 #[tokio::test]
 async fn maintenance_enter_and_exit_are_in_the_history() {
     let a = start().await;
-    let root = e2e::login(&a.base, "root@pam", "demo").await.unwrap();
+    let root = e2e::login(&a.backend_url, "root@pam", "demo").await.unwrap();
     let view: ClusterView = root.get("/api/v1/cluster").send().await.unwrap().json().await.unwrap();
     // The least loaded online node: its guests fit elsewhere.
     let node = view

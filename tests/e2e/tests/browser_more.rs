@@ -4,17 +4,10 @@
 //! refused, nothing stored), maintenance enter → preview → confirm → job done → badge → exit
 //! with return home, the audit log, and dark-theme screenshots under `target/screenshots/`.
 
-use backend::execute::{DirLock, ExecConfig, Executor, Journal};
-use backend::http::{router, AppState};
-use backend::http_admin::Admin;
-use backend::maintenance::Maintenance;
-use backend::pve::{Credentials, PveClient, PveOptions};
 use e2e::webdriver::Browser;
-use e2e::{panel_dir, temp_dir, workspace_root};
+use e2e::{panel_dir, workspace_root};
 use shared::api::{Settings, SettingsView};
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -24,64 +17,25 @@ fn shots() -> PathBuf {
     workspace_root().join("target/screenshots")
 }
 
+/// The shared e2e stack serving the panel; maintenance marks and settings live in its private
+/// directory, and `ha-manager` is never called (the panel's PVE HA option stays off here).
 struct Stack {
-    sim: pve_sim::RunningSim,
+    inner: e2e::Stack,
     url: String,
-    server: tokio::task::JoinHandle<()>,
-    work: PathBuf,
 }
 
 impl Stack {
-    /// The demo cluster; maintenance marks and settings in a private directory (the service's
-    /// default is pmxcfs, which tests do not have). `ha-manager` is never called: the panel's
-    /// PVE HA option stays off here.
     async fn start() -> Stack {
-        let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).expect("demo scenario");
-        let mut cfg = pve_sim::SimConfig::new(scenario);
-        cfg.time_scale = 1000.0;
-        let sim = pve_sim::start(cfg).await.expect("simulator starts");
-        let pve = Arc::new(
-            PveClient::new(PveOptions {
-                base_url: sim.base_url.clone(),
-                credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
-                ca_pem: Some(sim.ca_pem.clone()),
-                insecure: false,
-                timeout: Duration::from_secs(10),
-            })
-            .expect("client"),
-        );
-        let work = temp_dir("browser-more");
-        let journal = Arc::new(Journal::open(&work.join("journal.sqlite")).expect("journal"));
-        let exec = ExecConfig {
-            poll_min: Duration::from_millis(20),
-            poll_max: Duration::from_millis(100),
-            step_timeout: Duration::from_secs(60),
-            ..ExecConfig::default()
-        };
-        let executor = Executor::new(pve.clone(), journal, Arc::new(DirLock::new(work.join("lock"))), exec);
-        let state_dir = work.join("state");
-        let state = AppState::new(pve)
-            .with_executor(executor)
-            .with_admin(Admin::new(&state_dir, Settings::default()))
-            .with_maintenance(Arc::new(Maintenance::new(&state_dir, &work.join("no-ha-manager"))));
-        let app = router(state, Some(panel_dir()));
-        let listener =
-            tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Stack { sim, url, server, work }
+        let inner = e2e::Stack::builder().panel(Some(panel_dir())).start().await.expect("stack");
+        Stack { url: inner.backend_url.clone(), inner }
     }
 
     fn on(&self, node: &str) -> usize {
-        self.sim.with_cluster(|c| c.guests.values().filter(|g| g.node == node).count())
+        self.inner.sim.with_cluster(|c| c.guests.values().filter(|g| g.node == node).count())
     }
 
     async fn stop(self) {
-        self.server.abort();
-        self.sim.shutdown().await;
-        let _ = std::fs::remove_dir_all(&self.work);
+        self.inner.stop().await;
     }
 }
 
@@ -203,7 +157,7 @@ async fn maintenance_enters_through_the_service_and_exits_with_return_home() {
     // The cluster view: node rows with CPU, memory and disk bars and the imbalance figures; two
     // loads give the sparkline its first line (the service here keeps no usage history).
     open_logged_in(&browser, &stack, "/", "root@pam", "demo").await;
-    let nodes = stack.sim.with_cluster(|c| c.nodes.len());
+    let nodes = stack.inner.sim.with_cluster(|c| c.nodes.len());
     browser.wait_for("#nodes tbody tr", nodes, WAIT).await.unwrap();
     assert_eq!(browser.count("#nodes tbody tr:first-child .bar").await.unwrap(), 3, "CPU, memory, disk");
     let cv = browser.text("#memory-cv").await.unwrap();

@@ -4,33 +4,28 @@
 //! unknown node, twice, bad JSON), PVE HA maintenance through a stand-in `ha-manager`, and the
 //! `pve-rebalancer maintenance` command line.
 
-use backend::execute::{DirLock, ExecConfig, Executor, Journal};
-use backend::http::{router, AppState};
-use backend::maintenance::Maintenance;
-use backend::pve::{Credentials, PveClient, PveOptions};
+use backend::execute::ExecConfig;
 use serde_json::{json, Value};
 use shared::api::{
     ApiError, BestNodeAnswer, JobState, JobView, MaintenanceAnswer, MaintenanceState, NodeMaintenance,
 };
 use shared::Plan;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 struct Backend {
-    sim: pve_sim::RunningSim,
+    stack: e2e::Stack,
     url: String,
-    server: tokio::task::JoinHandle<()>,
+    /// Holds the stand-in `ha-manager`, its log, and the CLI tests' files.
     dir: PathBuf,
+    /// The stack's maintenance state directory.
     state_dir: PathBuf,
 }
 
 impl Backend {
     async fn stop(self) {
-        self.server.abort();
-        self.sim.shutdown().await;
+        self.stack.stop().await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 
@@ -40,7 +35,7 @@ impl Backend {
 
     /// vmid → node, as the simulator has it.
     fn placement(&self) -> BTreeMap<u32, String> {
-        let s = self.sim.state_summary();
+        let s = self.stack.sim.state_summary();
         s["guests"]
             .as_object()
             .expect("guests")
@@ -78,25 +73,8 @@ exec curl -sS --fail-with-body --max-time 10 --cacert "{ca}" -H 'Content-Type: a
 }
 
 async fn start(tag: &str) -> Backend {
-    let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).unwrap();
-    let mut cfg = pve_sim::SimConfig::new(scenario);
-    cfg.time_scale = 1000.0;
-    let sim = pve_sim::start(cfg).await.unwrap();
-    let pve = Arc::new(
-        PveClient::new(PveOptions {
-            base_url: sim.base_url.clone(),
-            credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
-            ca_pem: Some(sim.ca_pem.clone()),
-            insecure: false,
-            timeout: Duration::from_secs(10),
-        })
-        .unwrap(),
-    );
-    let dir = std::env::temp_dir().join(format!("pvrb-e2e-maint-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let journal = Journal::open(&dir.join("journal.sqlite")).unwrap();
-    let exec_cfg = ExecConfig {
+    let dir = e2e::temp_dir(&format!("maint-{tag}"));
+    let exec = ExecConfig {
         poll_min: Duration::from_millis(10),
         poll_max: Duration::from_millis(50),
         step_timeout: Duration::from_secs(30),
@@ -104,20 +82,10 @@ async fn start(tag: &str) -> Backend {
         max_per_node: 4,
         ..ExecConfig::default()
     };
-    let executor =
-        Executor::new(pve.clone(), Arc::new(journal), Arc::new(DirLock::new(dir.join("lock"))), exec_cfg);
-    let state_dir = dir.join("state");
-    let ha = ha_manager_script(&dir, &sim);
-    let maintenance = Arc::new(Maintenance::new(&state_dir, &ha));
-    executor.set_closed_targets(maintenance.closed_targets());
-    let state = AppState::new(pve).with_executor(executor).with_maintenance(maintenance);
-    let app = router(state, None);
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Backend { sim, url, server, dir, state_dir }
+    let stack =
+        e2e::Stack::builder().exec_config(exec).ha_manager(dir.join("ha-manager")).start().await.unwrap();
+    ha_manager_script(&dir, &stack.sim);
+    Backend { url: stack.backend_url.clone(), state_dir: stack.work.clone(), dir, stack }
 }
 
 struct Client {
@@ -273,7 +241,7 @@ async fn enter_evacuates_plans_avoid_the_node_and_exit_returns_the_guests_home()
     let m = root.wait_node("pve2", "in_maintenance", |m| m.state == MaintenanceState::InMaintenance).await;
     assert_eq!(m.job_id, Some(job));
     assert_eq!(root.job(job).await.job.state, JobState::Done);
-    b.sim.check_invariants().expect("every guest exactly once, usage consistent");
+    b.stack.sim.check_invariants().expect("every guest exactly once, usage consistent");
     let after = b.placement();
     assert_eq!(after.len(), before.len());
     let stayed = on(&after, "pve2");
@@ -345,7 +313,7 @@ async fn enter_evacuates_plans_avoid_the_node_and_exit_returns_the_guests_home()
     );
     root.wait_node("pve2", "cleared", |m| m.state == MaintenanceState::None).await;
     assert_eq!(root.job(back).await.job.state, JobState::Done);
-    b.sim.check_invariants().expect("invariants after return home");
+    b.stack.sim.check_invariants().expect("invariants after return home");
     let home = b.placement();
     for s in &exited.plan.steps {
         assert_eq!(home[&s.vmid], "pve2", "guest {} is back home", s.vmid);
@@ -392,7 +360,7 @@ async fn a_plan_made_before_the_mark_never_moves_a_guest_onto_the_marked_node() 
         assert!(why.contains(&format!("{node} is in maintenance")), "{why}");
     }
     assert_eq!(on(&b.placement(), &node), emptied, "a guest moved onto {node} in maintenance");
-    b.sim.check_invariants().expect("invariants");
+    b.stack.sim.check_invariants().expect("invariants");
     b.stop().await;
 }
 
@@ -430,7 +398,7 @@ async fn ha_maintenance_goes_through_ha_manager_and_the_crm_moves_the_ha_guests(
         assert!(Instant::now() < deadline, "the CRM never moved vm 201");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    b.sim.check_invariants().expect("invariants with HA maintenance");
+    b.stack.sim.check_invariants().expect("invariants with HA maintenance");
 
     let (status, v) = root.post("/api/v1/maintenance/pve2/exit", json!({})).await;
     assert!(status == 200 || status == 202, "{status} {v}");
@@ -462,7 +430,7 @@ async fn cli(b: &Backend, args: &[&str]) -> (i32, String, String) {
     let ca = b.dir.join("sim-ca.pem");
     let out = tokio::process::Command::new(service_binary())
         .args(args)
-        .args(["--pve-url", &b.sim.base_url, "--pve-ca", ca.to_str().unwrap()])
+        .args(["--pve-url", &b.stack.sim.base_url, "--pve-ca", ca.to_str().unwrap()])
         .args(["--state-dir", b.state_dir.to_str().unwrap()])
         .env("PVE_REBALANCER_USER", "root@pam")
         .env("PVE_REBALANCER_PASSWORD", "demo")
@@ -530,7 +498,7 @@ async fn the_command_line_applies_a_plan_and_runs_maintenance_to_the_end() {
     assert!(out.starts_with("VMID"), "{out}");
     assert!(out.lines().any(|l| l.starts_with("job ") && l.ends_with(": done")), "{out}");
     assert_ne!(b.placement(), before, "apply moved nothing");
-    b.sim.check_invariants().expect("invariants after apply");
+    b.stack.sim.check_invariants().expect("invariants after apply");
 
     // enter for real: waits for the evacuation, then the node is in maintenance.
     let (code, out, err) = cli(&b, &[&["maintenance", "enter", "pve4"], &exec[..]].concat()).await;
@@ -560,6 +528,6 @@ async fn the_command_line_applies_a_plan_and_runs_maintenance_to_the_end() {
     assert_eq!(m2.state, MaintenanceState::None, "{m2:?}");
     let home = b.placement();
     assert!(m.homes.iter().filter(|h| home[&h.vmid] == "pve4").count() * 2 >= m.homes.len(), "{home:?}");
-    b.sim.check_invariants().expect("invariants after return home");
+    b.stack.sim.check_invariants().expect("invariants after return home");
     b.stop().await;
 }

@@ -4,9 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Uri};
-use backend::execute::{DirLock, ExecConfig, Executor, Journal};
 use backend::notify::{Kind, Notifier, NotifyConfig, Target};
-use backend::pve::{Credentials, PveClient, PveOptions};
 use serde_json::Value;
 use shared::api::JobState;
 use std::net::SocketAddr;
@@ -54,28 +52,8 @@ async fn a_finished_job_sends_one_well_formed_message_per_target_kind() {
         timeout_secs: Some(5),
     };
 
-    let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).unwrap();
-    let mut cfg = pve_sim::SimConfig::new(scenario);
-    cfg.time_scale = 1000.0;
-    let sim = pve_sim::start(cfg).await.unwrap();
-    let pve = Arc::new(
-        PveClient::new(PveOptions {
-            base_url: sim.base_url.clone(),
-            credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
-            ca_pem: Some(sim.ca_pem.clone()),
-            insecure: false,
-            timeout: Duration::from_secs(10),
-        })
-        .unwrap(),
-    );
-    let work = e2e::temp_dir("notify");
-    let journal = Arc::new(Journal::open(&work.join("journal.sqlite")).unwrap());
-    let exec = ExecConfig {
-        poll_min: Duration::from_millis(20),
-        poll_max: Duration::from_millis(100),
-        ..ExecConfig::default()
-    };
-    let executor = Executor::new(pve.clone(), journal, Arc::new(DirLock::new(work.join("lock"))), exec);
+    let stack = e2e::Stack::builder().start().await.unwrap();
+    let (pve, executor) = (stack.pve.clone(), stack.executor.clone());
     let follower = Arc::new(Notifier::new(&config)).follow(&executor, None);
 
     // One small VM onto another node, planned as any move (capacity and rules hold).
@@ -132,7 +110,7 @@ async fn a_finished_job_sends_one_well_formed_message_per_target_kind() {
     assert!(v["text"].as_str().unwrap().starts_with(&title));
 
     follower.abort();
-    sim.shutdown().await;
+    stack.stop().await;
 }
 
 #[tokio::test]
@@ -143,32 +121,9 @@ async fn a_maintenance_evacuation_also_sends_maintenance_done_naming_the_node() 
         alert: None,
         timeout_secs: Some(5),
     };
-    let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).unwrap();
-    let mut cfg = pve_sim::SimConfig::new(scenario);
-    cfg.time_scale = 1000.0;
-    let sim = pve_sim::start(cfg).await.unwrap();
-    let pve = Arc::new(
-        PveClient::new(PveOptions {
-            base_url: sim.base_url.clone(),
-            credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
-            ca_pem: Some(sim.ca_pem.clone()),
-            insecure: false,
-            timeout: Duration::from_secs(10),
-        })
-        .unwrap(),
-    );
-    let work = e2e::temp_dir("notify-maint");
-    let journal = Arc::new(Journal::open(&work.join("journal.sqlite")).unwrap());
-    let exec = ExecConfig {
-        poll_min: Duration::from_millis(20),
-        poll_max: Duration::from_millis(100),
-        ..ExecConfig::default()
-    };
-    let executor = Executor::new(pve.clone(), journal, Arc::new(DirLock::new(work.join("lock"))), exec);
-    let maintenance = Arc::new(backend::maintenance::Maintenance::new(
-        &work.join("state"),
-        std::path::Path::new("ha-manager"),
-    ));
+    let stack = e2e::Stack::builder().start().await.unwrap();
+    let (pve, executor) = (stack.pve.clone(), stack.executor.clone());
+    let maintenance = stack.maintenance.clone();
     let follower = Arc::new(Notifier::new(&config)).follow(&executor, Some(maintenance.clone()));
 
     // The least loaded online node, so its guests fit elsewhere.
@@ -216,7 +171,7 @@ async fn a_maintenance_evacuation_also_sends_maintenance_done_naming_the_node() 
         "one job message and one maintenance message"
     );
     follower.abort();
-    sim.shutdown().await;
+    stack.stop().await;
 }
 
 #[tokio::test]
@@ -227,28 +182,8 @@ async fn a_failed_migration_sends_migration_failed_with_pves_words_and_the_job_e
         alert: None,
         timeout_secs: Some(5),
     };
-    let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).unwrap();
-    let mut cfg = pve_sim::SimConfig::new(scenario);
-    cfg.time_scale = 1000.0;
-    let sim = pve_sim::start(cfg).await.unwrap();
-    let pve = Arc::new(
-        PveClient::new(PveOptions {
-            base_url: sim.base_url.clone(),
-            credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
-            ca_pem: Some(sim.ca_pem.clone()),
-            insecure: false,
-            timeout: Duration::from_secs(10),
-        })
-        .unwrap(),
-    );
-    let work = e2e::temp_dir("notify-fail");
-    let journal = Arc::new(Journal::open(&work.join("journal.sqlite")).unwrap());
-    let exec = ExecConfig {
-        poll_min: Duration::from_millis(20),
-        poll_max: Duration::from_millis(100),
-        ..ExecConfig::default()
-    };
-    let executor = Executor::new(pve.clone(), journal, Arc::new(DirLock::new(work.join("lock"))), exec);
+    let stack = e2e::Stack::builder().start().await.unwrap();
+    let (sim, pve, executor) = (&stack.sim, stack.pve.clone(), stack.executor.clone());
     let follower = Arc::new(Notifier::new(&config)).follow(&executor, None);
 
     let snap = backend::collect::snapshot(&pve, 0).await.unwrap();
@@ -290,5 +225,5 @@ async fn a_failed_migration_sends_migration_failed_with_pves_words_and_the_job_e
         "{text}"
     );
     follower.abort();
-    sim.shutdown().await;
+    stack.stop().await;
 }
