@@ -161,6 +161,22 @@ fn caller<'a>(
     crate::maintenance::Caller { userid: &user.userid, authorize: rights }
 }
 
+/// The cluster-wide settings as a plan request, so an evacuation honours the admin's ignore lists
+/// and limits as every plan does.
+fn stored_request(state: &AppState) -> Result<PlanRequest, MaintHttpError> {
+    let stored = state.admin.settings.load().map_err(|e| {
+        MaintHttpError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the stored settings are unreadable",
+            e.to_string(),
+            None,
+        )
+    })?;
+    let mut request = PlanRequest::default();
+    stored.settings.apply_to(&mut request);
+    Ok(request)
+}
+
 fn answer(a: MaintenanceAnswer) -> (StatusCode, Json<MaintenanceAnswer>) {
     let status = if a.job_id.is_some() { StatusCode::ACCEPTED } else { StatusCode::OK };
     (status, Json(a))
@@ -178,7 +194,7 @@ async fn enter(
     let rights = migrate_rights(&user);
     let a = state
         .maintenance
-        .enter(&state.pve, state.jobs.as_ref(), &node, &req, &PlanRequest::default(), caller(&user, &rights))
+        .enter(&state.pve, state.jobs.as_ref(), &node, &req, &stored_request(&state)?, caller(&user, &rights))
         .await?;
     if !a.preview {
         let ha = if req.ha { ", PVE HA maintenance" } else { "" };
@@ -201,7 +217,7 @@ async fn exit(
     let rights = migrate_rights(&user);
     let a = state
         .maintenance
-        .exit(&state.pve, state.jobs.as_ref(), &node, &req, &PlanRequest::default(), caller(&user, &rights))
+        .exit(&state.pve, state.jobs.as_ref(), &node, &req, &stored_request(&state)?, caller(&user, &rights))
         .await?;
     if !a.preview {
         let home = if req.return_home { "return home" } else { "no return home" };
@@ -236,7 +252,7 @@ async fn best_node(
     let mut snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
     state.maintenance.apply_marks(&mut snapshot)?;
     let ranks =
-        crate::maintenance::best_node(&mut snapshot, &req, &PlanRequest::default()).map_err(|vmid| {
+        crate::maintenance::best_node(&mut snapshot, &req, &stored_request(&state)?).map_err(|vmid| {
             MaintHttpError::new(
                 StatusCode::NOT_FOUND,
                 "no such guest",

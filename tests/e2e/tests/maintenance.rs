@@ -365,6 +365,41 @@ async fn a_plan_made_before_the_mark_never_moves_a_guest_onto_the_marked_node() 
 }
 
 #[tokio::test]
+async fn the_stored_settings_hold_for_maintenance_plans_and_best_node() {
+    let b = start("settings").await;
+    let root = Client::login(&b, "root@pam", "demo").await;
+    let (status, v) = root.post("/api/v1/maintenance/pve2/enter", json!({"preview": true})).await;
+    assert_eq!(status, 200, "{v}");
+    let open: MaintenanceAnswer = serde_json::from_value(v).unwrap();
+    assert!(
+        open.plan.steps.iter().any(|s| s.to == "pve3"),
+        "pve3 takes guests by default: {:?}",
+        open.plan.steps
+    );
+    // The admin takes pve3 out of balancing cluster-wide: maintenance must not fill it either.
+    let resp = root
+        .http
+        .put(format!("{}/api/v1/settings", b.url))
+        .header("CSRFPreventionToken", &root.csrf)
+        .json(&json!({"ignore_nodes": ["pve3"]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let (status, v) = root.post("/api/v1/maintenance/pve2/enter", json!({"preview": true})).await;
+    assert_eq!(status, 200, "{v}");
+    let closed: MaintenanceAnswer = serde_json::from_value(v).unwrap();
+    assert!(!closed.plan.steps.is_empty());
+    assert!(closed.plan.steps.iter().all(|s| s.to != "pve3"), "{:?}", closed.plan.steps);
+    let (status, v) =
+        root.post("/api/v1/best-node", json!({"guest": {"cpus": 1.0, "mem_bytes": 1u64 << 30}})).await;
+    assert_eq!(status, 200, "{v}");
+    let best: BestNodeAnswer = serde_json::from_value(v).unwrap();
+    assert_ne!(best.best.as_deref(), Some("pve3"), "{best:?}");
+    b.stop().await;
+}
+
+#[tokio::test]
 async fn ha_maintenance_goes_through_ha_manager_and_the_crm_moves_the_ha_guests() {
     let b = start("ha").await;
     let root = Client::login(&b, "root@pam", "demo").await;
