@@ -32,6 +32,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Try it without a cluster: a simulated PVE cluster in-process and the service in front of
+    /// it (built with `--features demo`; `cargo xtask demo` also builds the panel).
+    #[cfg(feature = "demo")]
+    Demo {
+        /// Address the service listens on.
+        #[arg(long, default_value = "127.0.0.1:8017")]
+        listen: SocketAddr,
+        /// Directory with the built panel (frontend/dist) to serve at `/`.
+        #[arg(long)]
+        panel_dir: Option<PathBuf>,
+    },
     /// Run the HTTP API (and serve the panel with --panel-dir).
     Serve {
         #[command(flatten)]
@@ -243,7 +254,18 @@ async fn main() -> anyhow::Result<()> {
     let Some(command) = cli.command else {
         std::process::exit(backend::cli_proxlb::run(cli.proxlb).await);
     };
+    dispatch(command).await
+}
+
+/// Runs one subcommand (boxed: `demo` runs `serve` through it).
+fn dispatch(command: Command) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>>>> {
+    Box::pin(run_command(command))
+}
+
+async fn run_command(command: Command) -> anyhow::Result<()> {
     match command {
+        #[cfg(feature = "demo")]
+        Command::Demo { listen, panel_dir } => demo(listen, panel_dir).await?,
         Command::Status { pve, watch, once, interval, journal } => {
             let client = pve.client()?;
             backend::status_watch::run(&client, &journal, Duration::from_secs(interval), once || !watch)
@@ -375,6 +397,52 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// `demo`: the project's PVE simulator (demo scenario, users `root@pam`/`demo` and the rest of
+/// `tests/pve-sim/scenarios/demo.yaml`) on a loopback port, and `serve` in front of it with its
+/// journal, lock and state in a fresh temporary directory, until Ctrl-C.
+#[cfg(feature = "demo")]
+async fn demo(listen: SocketAddr, panel_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path())?;
+    let mut cfg = pve_sim::SimConfig::new(scenario);
+    // Migrations take seconds, not minutes, so a plan can be watched to its end.
+    cfg.time_scale = 30.0;
+    let sim = pve_sim::start(cfg).await?;
+    let work = std::env::temp_dir().join(format!("pve-rebalancer-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let ca = work.join("sim-ca.pem");
+    std::fs::write(&ca, &sim.ca_pem)?;
+    eprintln!("simulated PVE cluster at {} (log in as root@pam / demo)", sim.base_url);
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+    let mut args = vec![
+        "pve-rebalancer".to_owned(),
+        "serve".into(),
+        "--pve-url".into(),
+        sim.base_url.clone(),
+        "--pve-ca".into(),
+        path(ca),
+        "--user".into(),
+        "root@pam".into(),
+        "--password".into(),
+        "demo".into(),
+        "--listen".into(),
+        listen.to_string(),
+        "--journal".into(),
+        path(work.join("journal.sqlite")),
+        "--lock-dir".into(),
+        path(work.join("lock")),
+        "--state-dir".into(),
+        path(work.join("state")),
+    ];
+    if let Some(dir) = panel_dir {
+        args.extend(["--panel-dir".to_owned(), path(dir)]);
+    }
+    let serve = Cli::try_parse_from(args)?.command.expect("serve");
+    let result = dispatch(serve).await;
+    sim.shutdown().await;
+    let _ = std::fs::remove_dir_all(&work);
+    result
 }
 
 async fn shutdown_signal() {
