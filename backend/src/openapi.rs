@@ -47,6 +47,16 @@ use utoipa::{Modify, OpenApi};
 )]
 struct ApiDoc;
 
+/// One server-sent event of `GET /api/v1/jobs/{id}/events` as an SSE client parses it: `event`
+/// is `step` (`data`: a StepView as JSON) or `end` (`data`: a JobSummary as JSON, the last one).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // a schema only: the route writes the events with axum's `Event`
+struct JobEvent {
+    #[schema(pattern = "^(step|end)$")]
+    event: String,
+    data: String,
+}
+
 /// PVE's two ways to authenticate: the ticket cookie and the API token header.
 struct Auth;
 
@@ -180,7 +190,7 @@ fn job() {}
 
 #[utoipa::path(get, path = "/api/v1/jobs/{id}/events", params(("id" = u64, Path)), responses(
     (status = 200, description = "server-sent events: `step` (a StepView) per change, `end` (a JobSummary) last",
-        content_type = "text/event-stream", body = String),
+        content_type = "text/event-stream", body = JobEvent),
     (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
     (status = 404, body = ApiError), (status = 500, body = ApiError), (status = 503, body = ApiError),
 ))]

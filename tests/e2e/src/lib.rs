@@ -117,8 +117,8 @@ impl StackBuilder {
         self
     }
 
-    /// The `ha-manager` command PVE HA maintenance runs (default: a missing file in `work`, so
-    /// it fails cleanly). It is run only when called, so a test may write it after `start`.
+    /// The `ha-manager` command PVE HA maintenance runs (default: [`ha_manager_stand_in`] in
+    /// `work`). It is run only when called, so a test may write it after `start`.
     pub fn ha_manager(mut self, path: PathBuf) -> Self {
         self.ha_manager = Some(path);
         self
@@ -156,7 +156,11 @@ impl StackBuilder {
         );
         // Settings and maintenance state in the private directory, never the machine's /etc/pve; no
         // ha-manager there, so PVE HA maintenance fails cleanly unless a test provides one.
-        let ha_manager = self.ha_manager.unwrap_or_else(|| work.join("ha-manager"));
+        // PVE's `ha-manager` CLI does not exist here: a stand-in asks the simulator's CRM.
+        let ha_manager = match self.ha_manager {
+            Some(path) => path,
+            None => ha_manager_stand_in(&work, &sim),
+        };
         let maintenance = Arc::new(Maintenance::new(&work, &ha_manager));
         executor.set_closed_targets(maintenance.closed_targets());
         let state = AppState::new(pve.clone())
@@ -177,6 +181,35 @@ impl StackBuilder {
         });
         Ok(Stack { sim, backend_url, pve, work, executor, maintenance, backend, sampling })
     }
+}
+
+/// A stand-in for `ha-manager crm-command node-maintenance enable|disable NODE` at
+/// `dir/ha-manager`: the simulator's CRM does what PVE's would (moves HA guests off, and back on
+/// disable). Each call is appended to `dir/ha-manager.log`; the simulator's CA is written to
+/// `dir/sim-ca.pem` for curl.
+pub fn ha_manager_stand_in(dir: &Path, sim: &pve_sim::RunningSim) -> PathBuf {
+    let ca = dir.join("sim-ca.pem");
+    std::fs::write(&ca, &sim.ca_pem).expect("write the simulator's CA");
+    let script = dir.join("ha-manager");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+[ "$1 $2" = "crm-command node-maintenance" ] || {{ echo "unexpected arguments: $*" >&2; exit 2; }}
+case "$3" in enable) e=true ;; disable) e=false ;; *) echo "bad verb $3" >&2; exit 2 ;; esac
+echo "$*" >> "{log}"
+exec curl -sS --fail-with-body --max-time 10 --cacert "{ca}" -H 'Content-Type: application/json' \
+  -d "{{\"node\":\"$4\",\"enable\":$e}}" "{url}/_sim/ha-maintenance" >/dev/null
+"#,
+            log = dir.join("ha-manager.log").display(),
+            ca = ca.display(),
+            url = sim.base_url
+        ),
+    )
+    .expect("write the ha-manager stand-in");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    script
 }
 
 /// A fresh private directory under the system temp dir, unique per process and call.

@@ -45,33 +45,6 @@ impl Backend {
     }
 }
 
-fn ha_manager_script(dir: &Path, sim: &pve_sim::RunningSim) -> PathBuf {
-    // A stand-in for `ha-manager crm-command node-maintenance enable|disable NODE`: the
-    // simulator's CRM does what PVE's would (moves HA guests off, and back on disable).
-    let ca = dir.join("sim-ca.pem");
-    std::fs::write(&ca, &sim.ca_pem).unwrap();
-    let script = dir.join("ha-manager");
-    std::fs::write(
-        &script,
-        format!(
-            r#"#!/bin/sh
-[ "$1 $2" = "crm-command node-maintenance" ] || {{ echo "unexpected arguments: $*" >&2; exit 2; }}
-case "$3" in enable) e=true ;; disable) e=false ;; *) echo "bad verb $3" >&2; exit 2 ;; esac
-echo "$*" >> "{log}"
-exec curl -sS --fail-with-body --max-time 10 --cacert "{ca}" -H 'Content-Type: application/json' \
-  -d "{{\"node\":\"$4\",\"enable\":$e}}" "{url}/_sim/ha-maintenance" >/dev/null
-"#,
-            log = dir.join("ha-manager.log").display(),
-            ca = ca.display(),
-            url = sim.base_url
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
-}
-
 async fn start(tag: &str) -> Backend {
     let dir = e2e::temp_dir(&format!("maint-{tag}"));
     let exec = ExecConfig {
@@ -84,7 +57,7 @@ async fn start(tag: &str) -> Backend {
     };
     let stack =
         e2e::Stack::builder().exec_config(exec).ha_manager(dir.join("ha-manager")).start().await.unwrap();
-    ha_manager_script(&dir, &stack.sim);
+    e2e::ha_manager_stand_in(&dir, &stack.sim);
     Backend { url: stack.backend_url.clone(), state_dir: stack.work.clone(), dir, stack }
 }
 
@@ -441,6 +414,12 @@ async fn ha_maintenance_goes_through_ha_manager_and_the_crm_moves_the_ha_guests(
     assert!(log.trim().ends_with("crm-command node-maintenance disable pve2"), "{log}");
     let cleared = root.wait_node("pve2", "out of maintenance", |m| !m.in_maintenance()).await;
     assert!(!cleared.ha_maintenance);
+    // PVE's CRM brings the HA guest back to the node it left for maintenance, on its own time.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while b.placement()[&201] != "pve2" {
+        assert!(Instant::now() < deadline, "the CRM never brought vm 201 back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // A failing ha-manager: a clear 502 and nothing marked.
     std::fs::write(b.dir.join("ha-manager"), "#!/bin/sh\necho 'no quorum' >&2\nexit 3\n").unwrap();
