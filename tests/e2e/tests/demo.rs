@@ -3,12 +3,26 @@
 //! SIGTERM ends the process cleanly.
 
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+/// The binary with the `demo` feature. Other tests (the comparison harness) build the plain
+/// `pve-rebalancer` into the same place, so it is built here, as the test needs it (incremental).
+fn demo_binary() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .current_dir(e2e::workspace_root())
+        .args(["build", "-q", "-p", "pve-rebalancer", "--features", "demo", "--bin", "pve-rebalancer"])
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "building pve-rebalancer --features demo failed");
+    e2e::service_binary()
+}
 
 #[tokio::test]
 async fn the_demo_subcommand_serves_a_simulated_cluster_until_terminated() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = tokio::process::Command::new(e2e::service_binary())
+    let mut child = tokio::process::Command::new(demo_binary())
         .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())
