@@ -610,7 +610,8 @@ mod settings_tests {
     #[test]
     fn defaults_pass_and_each_limit_names_its_field() {
         assert_eq!(Settings::default().check(), Ok(()));
-        let cases: [(&str, fn(&mut Settings)); 7] = [
+        type Spoil = fn(&mut Settings);
+        let cases: [(&str, Spoil); 7] = [
             ("balanciness", |s| s.balanciness = 101.0),
             ("min_gain", |s| s.min_gain = f64::NAN),
             ("max_moves", |s| s.max_moves = 10_001),
