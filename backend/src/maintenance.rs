@@ -35,9 +35,11 @@ pub const DEFAULT_HA_MANAGER: &str = "ha-manager";
 /// The cross-node write lock: `<state dir>/lock/maintenance` (see `Maintenance::lock_state`).
 const STATE_LOCK_DIR: &str = "lock";
 const STATE_LOCK: &str = "maintenance";
-/// A holder that died is taken over after this long (an update takes milliseconds).
-const STATE_LOCK_TTL: Duration = Duration::from_secs(30);
-const STATE_LOCK_TRIES: u32 = 100;
+/// A holder that died is taken over after this long (an update takes milliseconds). The wait
+/// (tries × 50 ms) outlasts it, so a lock left by a process that exited mid-update (a CLI run
+/// whose job-follower was writing as it quit) is taken over instead of refusing the caller.
+const STATE_LOCK_TTL: Duration = Duration::from_secs(10);
+const STATE_LOCK_TRIES: u32 = 300;
 /// Why a guest was left on a node entering HA maintenance (shown as the guest's lock).
 const HA_LOCK: &str = "ha-maintenance (PVE's CRM moves it)";
 
@@ -236,7 +238,8 @@ impl Maintenance {
 
     /// Serialises read-modify-write across nodes: every node's service writes the same file on
     /// pmxcfs, where `mkdir` is atomic cluster-wide (the executor lock's semantics). Held for
-    /// one update only, so a short bounded wait covers another node's write.
+    /// one update only; the bounded wait (15 s) covers another node's write and outlasts the
+    /// TTL of a holder that died.
     fn lock_state(&self) -> Result<crate::execute::Guard, MaintError> {
         use crate::execute::ClusterLock;
         let lock = crate::execute::DirLock::new(self.dir.join(STATE_LOCK_DIR));
