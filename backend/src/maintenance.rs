@@ -325,6 +325,25 @@ impl Maintenance {
         Ok(())
     }
 
+    /// Checks `node`'s name, moves ended jobs' marks on, and reads a fresh snapshot, the marks
+    /// and `node`'s record (enter and exit both start here).
+    async fn locate(
+        &self,
+        pve: &PveClient,
+        executor: Option<&Arc<Executor>>,
+        node: &str,
+    ) -> Result<(ClusterSnapshot, BTreeMap<String, NodeMaintenance>, NodeMaintenance), MaintError> {
+        if !crate::execute::decide::valid_node_name(node) {
+            return Err(MaintError::BadNode(node.to_owned()));
+        }
+        self.reconcile(executor.map(|e| &**e))?;
+        let snapshot = crate::collect::snapshot(pve, unix_now()).await?;
+        let marks = self.marks()?;
+        let current = status_of(&snapshot, &marks).into_iter().find(|m| m.node == node);
+        let current = current.ok_or_else(|| MaintError::UnknownNode(node.to_owned()))?;
+        Ok((snapshot, marks, current))
+    }
+
     /// Enter maintenance: plan the evacuation on a fresh snapshot; unless `preview`, mark the
     /// node, start the plan as a job and (with `ha`) put the node in PVE HA maintenance.
     pub async fn enter(
@@ -337,14 +356,7 @@ impl Maintenance {
         caller: Caller<'_>,
     ) -> Result<MaintenanceAnswer, MaintError> {
         let (user, authorize) = (caller.userid, caller.authorize);
-        if !crate::execute::decide::valid_node_name(node) {
-            return Err(MaintError::BadNode(node.to_owned()));
-        }
-        self.reconcile(executor.map(|e| &**e))?;
-        let mut snapshot = crate::collect::snapshot(pve, unix_now()).await?;
-        let marks = self.marks()?;
-        let current = status_of(&snapshot, &marks).into_iter().find(|m| m.node == node);
-        let current = current.ok_or_else(|| MaintError::UnknownNode(node.to_owned()))?;
+        let (mut snapshot, marks, current) = self.locate(pve, executor, node).await?;
         if current.state != MaintenanceState::None {
             return Err(MaintError::Conflict(format!(
                 "node `{node}` is already {} (since {}, by {}); exit maintenance first",
@@ -432,14 +444,7 @@ impl Maintenance {
         caller: Caller<'_>,
     ) -> Result<MaintenanceAnswer, MaintError> {
         let (user, authorize) = (caller.userid, caller.authorize);
-        if !crate::execute::decide::valid_node_name(node) {
-            return Err(MaintError::BadNode(node.to_owned()));
-        }
-        self.reconcile(executor.map(|e| &**e))?;
-        let mut snapshot = crate::collect::snapshot(pve, unix_now()).await?;
-        let marks = self.marks()?;
-        let current = status_of(&snapshot, &marks).into_iter().find(|m| m.node == node);
-        let current = current.ok_or_else(|| MaintError::UnknownNode(node.to_owned()))?;
+        let (mut snapshot, marks, current) = self.locate(pve, executor, node).await?;
         let leave_ha = req.ha || current.ha_requested;
         match current.state {
             MaintenanceState::None if !(req.ha && current.ha_maintenance) => {
