@@ -366,10 +366,12 @@ impl Executor {
         let outcome = decide::job_outcome(&steps, user_cancelled);
         let message =
             lost_lock.then_some("the cluster executor lock was lost; remaining steps were not started");
+        // Release before the journal says the job ended: a CLI that waits for that record and
+        // exits at once would otherwise leave the lock behind for its TTL, refusing the next run.
+        drop(guard);
         if let Err(e) = self.journal.finish_job(id, outcome, unix_now(), message) {
             tracing::error!(job = id, error = %e, "journal write failed");
         }
-        drop(guard);
         {
             let mut active = self.active();
             if active.job.as_ref().is_some_and(|(a, _)| *a == id) {
