@@ -9,7 +9,7 @@
 //! 2 authentication, TLS or connection.
 
 mod connect;
-mod output;
+pub(crate) mod output;
 mod signals;
 
 pub use connect::{connect, Failure};

@@ -161,20 +161,16 @@ fn caller<'a>(
     crate::maintenance::Caller { userid: &user.userid, authorize: rights }
 }
 
-/// The cluster-wide settings as a plan request, so an evacuation honours the admin's ignore lists
-/// and limits as every plan does.
+/// The cluster-wide settings as a plan request.
 fn stored_request(state: &AppState) -> Result<PlanRequest, MaintHttpError> {
-    let stored = state.admin.settings.load().map_err(|e| {
+    state.admin.settings.plan_request().map_err(|e| {
         MaintHttpError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the stored settings are unreadable",
             e.to_string(),
             None,
         )
-    })?;
-    let mut request = PlanRequest::default();
-    stored.settings.apply_to(&mut request);
-    Ok(request)
+    })
 }
 
 fn answer(a: MaintenanceAnswer) -> (StatusCode, Json<MaintenanceAnswer>) {

@@ -109,6 +109,9 @@ pub struct Maintenance {
     host: String,
     /// Serialises read-modify-write in this process.
     write: std::sync::Mutex<()>,
+    /// The tasks that update a mark when its job ends; a short-lived process (the CLI) awaits
+    /// them with `settle` so it never exits in the middle of a state write.
+    followers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 /// `serve` and CLI options.
@@ -145,7 +148,21 @@ impl Maintenance {
             ha_manager: ha_manager.to_owned(),
             host: this_host(),
             write: Default::default(),
+            followers: Default::default(),
         }
+    }
+
+    /// Waits, at most `bound`, for the job followers this store started (each ends soon after
+    /// its job does); a follower still waiting on an unfinished job is left to the next reader's
+    /// `reconcile`.
+    pub async fn settle(&self, bound: Duration) {
+        let followers = std::mem::take(&mut *self.followers.lock().unwrap_or_else(|e| e.into_inner()));
+        let _ = tokio::time::timeout(bound, async {
+            for f in followers {
+                let _ = f.await;
+            }
+        })
+        .await;
     }
 
     pub fn path(&self) -> PathBuf {
@@ -508,7 +525,7 @@ impl Maintenance {
     fn follow(self: &Arc<Self>, ex: &Arc<Executor>, job: Option<u64>) {
         let Some(id) = job else { return };
         let (me, ex) = (self.clone(), ex.clone());
-        tokio::spawn(async move {
+        let follower = tokio::spawn(async move {
             // Bounded per round; a maintenance evacuation may take hours.
             while ex.wait_finished(id, Duration::from_secs(600)).await.is_none() {
                 if ex.job(id).ok().flatten().is_none() {
@@ -519,6 +536,9 @@ impl Maintenance {
                 tracing::error!(error = %e, job = id, "updating the maintenance state failed");
             }
         });
+        let mut followers = self.followers.lock().unwrap_or_else(|e| e.into_inner());
+        followers.retain(|f| !f.is_finished());
+        followers.push(follower);
     }
 }
 

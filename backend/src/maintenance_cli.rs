@@ -2,11 +2,14 @@
 //! `apply` (collect, plan, execute and wait, as ProxLB without `-d`). Human tables by default,
 //! `--json` for scripts; exit status 0 when everything asked for was done, 1 otherwise.
 
+use crate::cli_proxlb::output::{job_table, kind, table};
 use crate::execute::{ExecArgs, Executor};
 use crate::maintenance::{Caller, MaintArgs, MaintError, Maintenance};
 use crate::pve::PveClient;
-use shared::api::{ExitRequest, JobState, JobView, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance};
-use shared::{GuestKind, Plan, PlanRequest};
+use crate::settings::SettingsStore;
+use shared::api::Settings;
+use shared::api::{ExitRequest, JobState, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance};
+use shared::{Plan, PlanRequest};
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,23 +90,26 @@ fn fail(e: impl std::fmt::Display) -> i32 {
     1
 }
 
+/// The cluster-wide settings stored beside the marks (what the panel's Settings view edits), as
+/// the service plans with them; an unreadable file is an error, not silently the defaults.
+fn stored_request(maint: &MaintArgs) -> Result<PlanRequest, i32> {
+    SettingsStore::new(&maint.state_dir, Settings::default()).plan_request().map_err(fail)
+}
+
 pub async fn enter(pve: PveClient, a: EnterArgs) -> i32 {
     let pve = Arc::new(pve);
     let store = a.maint.store();
     let req = MaintenanceRequest { preview: a.preview, ha: a.ha, include_stopped: !a.running_only };
+    let request = match stored_request(&a.maint) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let ex = match executor(&pve, &a.exec, a.preview).await {
         Ok(ex) => ex,
         Err(code) => return code,
     };
     let answer = store
-        .enter(
-            &pve,
-            ex.as_ref(),
-            &a.node,
-            &req,
-            &PlanRequest::default(),
-            Caller { userid: "cli", authorize: &anything },
-        )
+        .enter(&pve, ex.as_ref(), &a.node, &req, &request, Caller { userid: "cli", authorize: &anything })
         .await;
     finish(answer, ex, &store, a.json, &a.exec).await
 }
@@ -112,19 +118,16 @@ pub async fn exit(pve: PveClient, a: ExitArgs) -> i32 {
     let pve = Arc::new(pve);
     let store = a.maint.store();
     let req = ExitRequest { preview: a.preview, return_home: a.return_home, ha: a.ha };
+    let request = match stored_request(&a.maint) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let ex = match executor(&pve, &a.exec, a.preview).await {
         Ok(ex) => ex,
         Err(code) => return code,
     };
     let answer = store
-        .exit(
-            &pve,
-            ex.as_ref(),
-            &a.node,
-            &req,
-            &PlanRequest::default(),
-            Caller { userid: "cli", authorize: &anything },
-        )
+        .exit(&pve, ex.as_ref(), &a.node, &req, &request, Caller { userid: "cli", authorize: &anything })
         .await;
     finish(answer, ex, &store, a.json, &a.exec).await
 }
@@ -234,6 +237,8 @@ async fn finish(
         return 0;
     };
     let code = report_job(&ex, id, answer.plan.steps.len(), exec, json).await;
+    // The follower ends with the job; waiting for it means no state write is cut off at exit.
+    store.settle(Duration::from_secs(10)).await;
     if let Err(e) = store.reconcile(Some(&ex)) {
         return fail(e);
     }
@@ -253,31 +258,6 @@ async fn report_job(ex: &Arc<Executor>, id: u64, steps: usize, exec: &ExecArgs, 
         print!("{}", job_table(&view));
     }
     i32::from(view.job.state != JobState::Done)
-}
-
-/// Columns padded to their widest cell.
-fn table(head: &[&str], rows: &[Vec<String>]) -> String {
-    let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (w, c) in width.iter_mut().zip(r) {
-            *w = (*w).max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for cells in
-        std::iter::once(head.iter().map(|s| s.to_string()).collect::<Vec<_>>()).chain(rows.iter().cloned())
-    {
-        let line: Vec<String> = cells.iter().zip(&width).map(|(c, w)| format!("{c:<w$}")).collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
-    out
-}
-
-fn kind(k: GuestKind) -> &'static str {
-    match k {
-        GuestKind::Qemu => "vm",
-        GuestKind::Lxc => "ct",
-    }
 }
 
 /// `NODE STATE SINCE BY JOB HA GUESTS-HOME`.
@@ -317,25 +297,6 @@ pub fn plan_table(plan: &Plan) -> String {
     for n in &plan.notes {
         let _ = writeln!(out, "note: {n}");
     }
-    out
-}
-
-fn job_table(v: &JobView) -> String {
-    let rows: Vec<Vec<String>> = v
-        .steps
-        .iter()
-        .map(|s| {
-            vec![
-                s.vmid.to_string(),
-                s.from.clone(),
-                s.to.clone(),
-                s.state.as_str().to_owned(),
-                s.message.clone().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    let mut out = format!("job {}: {}\n", v.job.id, v.job.state.as_str());
-    out.push_str(&table(&["VMID", "FROM", "TO", "STATE", "MESSAGE"], &rows));
     out
 }
 

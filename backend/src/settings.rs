@@ -63,6 +63,14 @@ impl SettingsStore {
         Ok(self.read()?.1)
     }
 
+    /// The settings in force as a plan request, so evacuations and best-node answers honour the
+    /// admin's ignore lists and limits as every plan does.
+    pub fn plan_request(&self) -> Result<shared::PlanRequest, SettingsStoreError> {
+        let mut request = shared::PlanRequest::default();
+        self.load()?.settings.apply_to(&mut request);
+        Ok(request)
+    }
+
     /// The fields the file holds (only those someone set), and the settings in force.
     fn read(&self) -> Result<(Map<String, Value>, Stored), SettingsStoreError> {
         let path = self.path();

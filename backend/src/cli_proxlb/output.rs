@@ -7,16 +7,16 @@ use std::fmt::Write;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
-fn kind(k: GuestKind) -> &'static str {
+pub(crate) fn kind(k: GuestKind) -> &'static str {
     match k {
         GuestKind::Qemu => "vm",
         GuestKind::Lxc => "ct",
     }
 }
 
-/// Columns padded to their widest cell.
-fn table(head: &[&str], rows: &[Vec<String>]) -> String {
-    let mut width: Vec<usize> = head.iter().map(|h| h.len()).collect();
+/// Columns padded to their widest cell (the last one unpadded).
+pub(crate) fn table(head: &[&str], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = head.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
             width[i] = width[i].max(c.chars().count());
@@ -109,7 +109,7 @@ pub(super) fn ranking_table(ranks: &[NodeRank]) -> String {
     table(&["NODE", "FITS", "SCORE", "USE AFTER", "WHY"], &rows)
 }
 
-pub(super) fn job_table(v: &JobView) -> String {
+pub(crate) fn job_table(v: &JobView) -> String {
     let rows: Vec<Vec<String>> = v
         .steps
         .iter()
@@ -123,6 +123,6 @@ pub(super) fn job_table(v: &JobView) -> String {
             ]
         })
         .collect();
-    format!("job {} {}\n", v.job.id, v.job.state.as_str())
+    format!("job {}: {}\n", v.job.id, v.job.state.as_str())
         + &table(&["VMID", "FROM", "TO", "STATE", "MESSAGE"], &rows)
 }

@@ -369,6 +369,23 @@ async fn the_stored_settings_hold_for_maintenance_plans_and_best_node() {
     assert_eq!(status, 200, "{v}");
     let best: BestNodeAnswer = serde_json::from_value(v).unwrap();
     assert_ne!(best.best.as_deref(), Some("pve3"), "{best:?}");
+
+    // The command line plans with the same stored settings (it shares the state directory).
+    let (code, out, err) = cli(&b, &["maintenance", "enter", "--preview", "--json", "pve2"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let by_cli: MaintenanceAnswer = serde_json::from_str(&out).expect("JSON answer");
+    assert!(!by_cli.plan.steps.is_empty());
+    assert!(by_cli.plan.steps.iter().all(|s| s.to != "pve3"), "{:?}", by_cli.plan.steps);
+
+    // An unreadable settings file: the CLI says which file and why, and marks nothing.
+    let settings = b.state_dir.join("settings.json");
+    let good = std::fs::read(&settings).expect("the PUT stored the settings");
+    std::fs::write(&settings, b"{ not json").unwrap();
+    let (code, out, err) = cli(&b, &["maintenance", "enter", "pve2"]).await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("settings.json"), "{err}");
+    assert!(!b.state_file().exists(), "a mark was written despite the error");
+    std::fs::write(&settings, good).unwrap();
     b.stop().await;
 }
 
