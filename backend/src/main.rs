@@ -275,7 +275,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             pve,
             listen,
             panel_dir,
-            mut exec,
+            exec,
             maint,
             sampler,
             config,
@@ -305,18 +305,15 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                 },
             };
             let admin = backend::http_admin::Admin::new(&maint.state_dir, base);
-            match admin.settings.load() {
-                Ok(s) => {
-                    exec.max_parallel = s.settings.max_parallel as usize;
-                    exec.max_per_node = s.settings.max_per_node as usize;
-                }
-                Err(e) => tracing::error!(error = %e, "stored settings not applied"),
-            }
+            let limits = admin.settings.limits_source();
             let maintenance = maint.store();
             let mut state = AppState::new(client.clone())
                 .with_maintenance(maintenance.clone())
                 .with_admin(admin)
                 .with_cluster_cache(std::time::Duration::from_millis(cluster_cache_ms));
+            if let Some(l) = &loaded {
+                state = state.with_plan_defaults(l.config.plan_request());
+            }
             let notify = loaded.as_ref().map(|l| l.config.rebalancer.notify.clone()).unwrap_or_default();
             let notifier = Arc::new(backend::notify::Notifier::new(&notify));
             if let Some(alert) = notify.alert.clone().filter(|_| !notify.targets.is_empty()) {
@@ -338,6 +335,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                         }
                     });
                     executor.set_closed_targets(maintenance.closed_targets());
+                    executor.set_limits_source(limits);
                     if !notify.targets.is_empty() {
                         notifier.clone().follow(&executor, Some(maintenance.clone()));
                     }

@@ -63,6 +63,20 @@ impl SettingsStore {
         Ok(self.read()?.1)
     }
 
+    /// For [`crate::execute::Executor::set_limits_source`]: the stored parallelism limits, read
+    /// at each job start, so a change saved in the panel (on any node: the file is on pmxcfs)
+    /// applies to the next job without a restart. An unreadable file keeps the configured limits.
+    pub fn limits_source(&self) -> crate::execute::LimitsSource {
+        let (dir, base) = (self.dir.clone(), self.base.clone());
+        std::sync::Arc::new(move || match SettingsStore::new(&dir, base.clone()).load() {
+            Ok(s) => Some((s.settings.max_parallel as usize, s.settings.max_per_node as usize)),
+            Err(e) => {
+                tracing::error!(error = %e, "stored executor limits not applied");
+                None
+            }
+        })
+    }
+
     /// The settings in force as a plan request, so evacuations and best-node answers honour the
     /// admin's ignore lists and limits as every plan does.
     pub fn plan_request(&self) -> Result<shared::PlanRequest, SettingsStoreError> {

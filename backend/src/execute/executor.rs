@@ -117,6 +117,10 @@ struct Active {
 /// service's own maintenance marks), read afresh before each step.
 pub type ClosedTargets = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
 
+/// `(max_parallel, max_per_node)` in force, read at each job start (the stored settings, which any
+/// node may change); `None` keeps the configured [`ExecConfig`] limits.
+pub type LimitsSource = Arc<dyn Fn() -> Option<(usize, usize)> + Send + Sync>;
+
 pub struct Executor {
     pve: Arc<PveClient>,
     journal: Arc<Journal>,
@@ -125,6 +129,7 @@ pub struct Executor {
     events: broadcast::Sender<ExecEvent>,
     active: Mutex<Active>,
     closed_targets: Mutex<Option<ClosedTargets>>,
+    limits_source: Mutex<Option<LimitsSource>>,
 }
 
 fn unix_now() -> u64 {
@@ -154,6 +159,7 @@ impl Executor {
             events,
             active: Mutex::new(Active::default()),
             closed_targets: Mutex::new(None),
+            limits_source: Mutex::new(None),
         })
     }
 
@@ -161,6 +167,18 @@ impl Executor {
     /// a node was marked must not move guests onto it.
     pub fn set_closed_targets(&self, source: ClosedTargets) {
         *self.closed_targets.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
+    }
+
+    /// Takes the parallelism limits from `source` at each job start instead of the fixed config.
+    pub fn set_limits_source(&self, source: LimitsSource) {
+        *self.limits_source.lock().unwrap_or_else(|e| e.into_inner()) = Some(source);
+    }
+
+    fn limits(&self) -> Limits {
+        let source = self.limits_source.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let (global, per_node) =
+            source.and_then(|f| f()).unwrap_or((self.cfg.max_parallel, self.cfg.max_per_node));
+        Limits { global: global.max(1), per_node: per_node.max(1) }
     }
 
     fn closed_targets(&self) -> Vec<String> {
@@ -282,7 +300,7 @@ impl Executor {
         allow_local_disks: bool,
     ) {
         let pve_major = self.pve_major().await;
-        let limits = Limits { global: self.cfg.max_parallel.max(1), per_node: self.cfg.max_per_node.max(1) };
+        let limits = self.limits();
         let mut tasks = tokio::task::JoinSet::new();
         let mut task_pos: HashMap<tokio::task::Id, usize> = HashMap::new();
         let mut refresh = tokio::time::interval((self.cfg.lock_ttl / 3).max(Duration::from_millis(10)));

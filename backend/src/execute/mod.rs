@@ -19,6 +19,6 @@ pub mod lock;
 pub mod upid;
 
 pub use cli::ExecArgs;
-pub use executor::{CancelError, ClosedTargets, ExecConfig, ExecEvent, Executor, StartError};
+pub use executor::{CancelError, ClosedTargets, ExecConfig, ExecEvent, Executor, LimitsSource, StartError};
 pub use journal::{AuditFilter, AuditRecord, Journal, JournalError};
 pub use lock::{ClusterLock, DirLock, Guard, LockGuard};

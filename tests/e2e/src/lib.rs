@@ -147,6 +147,7 @@ impl StackBuilder {
             timeout: Duration::from_secs(10),
         })?);
         let work = temp_dir("stack");
+        let exec_limits = (self.exec.max_parallel as u32, self.exec.max_per_node as u32);
         let journal = Journal::open(&work.join("journal.sqlite"))?;
         let executor = Executor::new(
             pve.clone(),
@@ -163,9 +164,17 @@ impl StackBuilder {
         };
         let maintenance = Arc::new(Maintenance::new(&work, &ha_manager));
         executor.set_closed_targets(maintenance.closed_targets());
+        // As `serve` without a config file: the executor flags are the settings' base.
+        let base = shared::api::Settings {
+            max_parallel: exec_limits.0,
+            max_per_node: exec_limits.1,
+            ..Default::default()
+        };
+        let admin = Admin::new(&work, base);
+        executor.set_limits_source(admin.settings.limits_source());
         let state = AppState::new(pve.clone())
             .with_executor(executor.clone())
-            .with_admin(Admin::new(&work, shared::api::Settings::default()))
+            .with_admin(admin)
             .with_maintenance(maintenance.clone());
         // The usage sampler as `serve` runs it (history for /api/v1/cluster/history).
         let sampler = Arc::new(Sampler::new(

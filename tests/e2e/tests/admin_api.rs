@@ -2,9 +2,13 @@
 //! HTTPS PVE API on loopback) and the backend's real router with an executor and a settings store
 //! in a private directory.
 
+use backend::execute::{ExecConfig, ExecEvent};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use shared::api::{AuditEntry, ClusterView, JobState, JobView, Settings, SettingsView};
+use shared::api::{
+    AuditEntry, ClusterView, ExecuteResponse, JobState, JobView, Settings, SettingsView, StepState,
+};
+use shared::Plan;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
@@ -31,7 +35,14 @@ async fn settings_are_stored_validated_audited_and_read_only_for_auditors() {
     let file = a.work.join("settings.json");
 
     let v: SettingsView = root.get("/api/v1/settings").send().await.unwrap().json().await.unwrap();
-    assert_eq!((v.settings, v.writable, v.missing_privilege), (Settings::default(), true, None));
+    // Nothing stored: the defaults, with the executor limits the service was started with.
+    let exec = ExecConfig::default();
+    let base = Settings {
+        max_parallel: exec.max_parallel as u32,
+        max_per_node: exec.max_per_node as u32,
+        ..Settings::default()
+    };
+    assert_eq!((v.settings, v.writable, v.missing_privilege), (base, true, None));
 
     // Bad input: 400 naming the field, and nothing written.
     for (body, field) in [
@@ -83,6 +94,66 @@ async fn settings_are_stored_validated_audited_and_read_only_for_auditors() {
     );
     let (status, field) = error_field(audit.get("/api/v1/history?limit=0").send().await.unwrap()).await;
     assert_eq!((status, field.as_deref()), (StatusCode::BAD_REQUEST, Some("limit")));
+    a.stop().await;
+}
+
+#[tokio::test]
+async fn stored_executor_limits_apply_to_the_next_job_without_a_restart() {
+    // Started allowing four migrations at once, cluster-wide and per node.
+    let exec = ExecConfig {
+        max_parallel: 4,
+        max_per_node: 4,
+        poll_min: Duration::from_millis(20),
+        poll_max: Duration::from_millis(100),
+        step_timeout: Duration::from_secs(60),
+        ..ExecConfig::default()
+    };
+    let a = e2e::Stack::builder().exec_config(exec).start().await.expect("stack");
+    let root = e2e::login(&a.backend_url, "root@pam", "demo").await.unwrap();
+    let resp = root.http.put(format!("{}/api/v1/settings", a.backend_url));
+    let resp = resp.header("CSRFPreventionToken", &root.csrf).json(&json!({"max_parallel": 1}));
+    assert!(resp.send().await.unwrap().status().is_success());
+
+    let plan: Plan = root
+        .post("/api/v1/plan")
+        .json(&json!({"balanciness": 2.0}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let independent = plan.steps.iter().filter(|s| s.depends_on.is_empty()).count();
+    assert!(independent >= 2, "the demo plan needs two steps that could run together: {:?}", plan.steps);
+    let mut events = a.executor.subscribe();
+    let resp = root.post("/api/v1/plan/execute").json(&json!({"plan": plan})).send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let ExecuteResponse { job_id } = resp.json().await.unwrap();
+
+    // Every step's state as the executor reports it; at most one may be running at any moment.
+    let mut running = BTreeSet::new();
+    let (mut most, mut ended) = (0, false);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ended {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, events.recv()).await.expect("the job ended within 60 s") {
+            Ok(ExecEvent::Step { job_id: j, step }) if j == job_id => {
+                if step.state == StepState::Running {
+                    running.insert(step.vmid);
+                } else {
+                    running.remove(&step.vmid);
+                }
+                most = most.max(running.len());
+            }
+            Ok(ExecEvent::End { job }) if job.id == job_id => ended = true,
+            Ok(_) => {}
+            Err(e) => panic!("events lost: {e}"),
+        }
+    }
+    assert_eq!(most, 1, "the stored max_parallel 1 was not applied");
+    let view = wait_job(&root, job_id).await;
+    let c = &view.job.counts;
+    assert!(c.done >= 2 && c.failed + c.unknown == 0, "{view:?}");
     a.stop().await;
 }
 
