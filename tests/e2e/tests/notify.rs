@@ -30,6 +30,18 @@ async fn receiver() -> (String, Received) {
     (url, got)
 }
 
+/// What the receiver got once `n` messages are in (at most 10 s), plus anything arriving right
+/// behind them (a duplicate would).
+async fn wait_messages(got: &Received, n: usize) -> Vec<(String, HeaderMap, Bytes)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.lock().unwrap().len() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all = got.lock().unwrap().clone();
+    all
+}
+
 fn target(kind: Kind, url: Option<String>) -> Target {
     let yaml = serde_json::json!({
         "kind": kind.as_str(), "url": url, "token": "tok-123", "chat_id": "-100"
@@ -73,13 +85,7 @@ async fn a_finished_job_sends_one_well_formed_message_per_target_kind() {
     let job = executor.wait_finished(id, Duration::from_secs(60)).await.expect("job ended");
     assert_eq!(job.job.state, JobState::Done, "{job:?}");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while got.lock().unwrap().len() < 5 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Anything extra (a duplicate) would arrive right behind the five.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut got = got.lock().unwrap().clone();
+    let mut got = wait_messages(&got, 5).await;
     got.sort_by(|a, b| a.0.cmp(&b.0));
     let paths: Vec<&str> = got.iter().map(|(p, _, _)| p.as_str()).collect();
     assert_eq!(
@@ -147,12 +153,7 @@ async fn a_maintenance_evacuation_also_sends_maintenance_done_naming_the_node() 
     let id = answer.job_id.expect("the node had guests to evacuate");
     executor.wait_finished(id, Duration::from_secs(60)).await.expect("job ended");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while got.lock().unwrap().len() < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let got = got.lock().unwrap().clone();
+    let got = wait_messages(&got, 2).await;
     let mut events: Vec<(String, Option<u64>, Option<String>)> = got
         .iter()
         .map(|(_, _, b)| {
@@ -208,12 +209,7 @@ async fn a_failed_migration_sends_migration_failed_with_pves_words_and_the_job_e
     let job = executor.wait_finished(id, Duration::from_secs(60)).await.expect("job ended");
     assert_eq!(job.job.state, JobState::Failed, "{job:?}");
 
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while got.lock().unwrap().len() < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let got = got.lock().unwrap().clone();
+    let got = wait_messages(&got, 2).await;
     let mut bodies: Vec<Value> = got.iter().map(|(_, _, b)| serde_json::from_slice(b).unwrap()).collect();
     bodies.sort_by(|a, b| a["event"].as_str().cmp(&b["event"].as_str()));
     let events: Vec<&str> = bodies.iter().map(|v| v["event"].as_str().unwrap()).collect();
