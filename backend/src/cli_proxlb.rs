@@ -121,7 +121,7 @@ async fn run_once(loaded: &LoadedConfig, args: &ProxlbArgs, signals: &Signals) -
     }
     let request = cfg.plan_request();
     crate::recent::fill(&client, &mut snapshot, request.cooldown_secs.max(request.no_return_secs)).await;
-    let plan = plan_for(loaded, &snapshot);
+    let plan = crate::preflight::plan(&client, &mut snapshot, |s| plan_for(loaded, s)).await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan).map_err(|e| Failure::Other(e.to_string()))?);
     } else {
@@ -173,7 +173,8 @@ pub fn plan_for(loaded: &LoadedConfig, snapshot: &ClusterSnapshot) -> Plan {
 /// Collect once with the configuration's connection and request, and plan.
 pub async fn plan_with_config(loaded: &LoadedConfig) -> Result<Plan, Failure> {
     let client = connect(&loaded.config).await?;
-    Ok(plan_for(loaded, &collect(&client).await?))
+    let mut snapshot = collect(&client).await?;
+    Ok(crate::preflight::plan(&client, &mut snapshot, |s| plan_for(loaded, s)).await)
 }
 
 /// Rank nodes for `guest` with the configuration's connection and rules.

@@ -185,7 +185,7 @@ async fn plan(
     }
     // Nodes in our maintenance take no guests (PVE HA maintenance is in the snapshot already).
     mark_maintenance(&state, &mut snapshot)?;
-    Ok(Json(shared::planner::plan(&snapshot, &request)))
+    Ok(Json(crate::preflight::plan(&state.pve, &mut snapshot, |s| shared::planner::plan(s, &request)).await))
 }
 
 /// Nodes in our maintenance (entering or in it) take no guests; PVE HA maintenance is read by

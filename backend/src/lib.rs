@@ -25,6 +25,7 @@ pub mod maintenance_cli;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;
+pub mod preflight;
 pub mod proxbalance;
 pub mod pve;
 pub mod recent;

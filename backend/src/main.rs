@@ -389,9 +389,12 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
         Command::Plan { pve, balanciness, config: None } => {
             let client = pve.client()?;
             let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-            let snapshot = backend::collect::snapshot(&client, now).await?;
+            let mut snapshot = backend::collect::snapshot(&client, now).await?;
             let request = shared::PlanRequest { balanciness, ..Default::default() };
-            println!("{}", serde_json::to_string_pretty(&shared::planner::plan(&snapshot, &request))?);
+            let plan =
+                backend::preflight::plan(&client, &mut snapshot, |s| shared::planner::plan(s, &request))
+                    .await;
+            println!("{}", serde_json::to_string_pretty(&plan)?);
         }
     }
     Ok(())

@@ -383,7 +383,8 @@ impl Maintenance {
             )));
         }
         apply_marks(&mut snapshot, &marks);
-        let plan = evacuation_plan(&snapshot, node, req, request);
+        let plan =
+            crate::preflight::plan(pve, &mut snapshot, |s| evacuation_plan(s, node, req, request)).await;
         if req.preview {
             return Ok(MaintenanceAnswer { plan, job_id: None, preview: true, state: current });
         }

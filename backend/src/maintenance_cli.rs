@@ -173,8 +173,8 @@ pub async fn apply(pve: PveClient, a: ApplyArgs) -> i32 {
     if let Err(e) = a.maint.store().apply_marks(&mut snapshot) {
         return fail(e);
     }
-    let plan =
-        shared::planner::plan(&snapshot, &PlanRequest { balanciness: a.balanciness, ..Default::default() });
+    let request = PlanRequest { balanciness: a.balanciness, ..Default::default() };
+    let plan = crate::preflight::plan(&pve, &mut snapshot, |s| shared::planner::plan(s, &request)).await;
     if !a.json {
         print!("{}", plan_table(&plan));
     }

@@ -55,10 +55,7 @@ async fn analyze(
 
 /// The plan request the cluster-wide settings describe.
 fn settings_request(state: &AppState) -> Result<shared::PlanRequest, AdminError> {
-    let stored = state.admin.settings.load()?;
-    let mut request = shared::PlanRequest::default();
-    stored.settings.apply_to(&mut request);
-    Ok(request)
+    Ok(state.admin.settings.plan_request()?)
 }
 
 async fn recommendations(
@@ -67,8 +64,9 @@ async fn recommendations(
 ) -> Result<Json<Value>, AdminError> {
     user.require("/", "Sys.Audit")?;
     let request = settings_request(&state)?;
-    let snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
-    let plan = shared::planner::plan(&snapshot, &request);
+    let mut snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
+    let plan =
+        crate::preflight::plan(&state.pve, &mut snapshot, |s| shared::planner::plan(s, &request)).await;
     let recs: Vec<Value> = plan
         .steps
         .iter()

@@ -107,3 +107,31 @@ async fn a_plan_is_executed_followed_and_inspected_over_http() {
     b.sim.check_invariants().unwrap();
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_plan_leaves_out_the_vms_pves_migrate_check_refuses() {
+    // The demo's gpu-worker (109) has a PCI device: only PVE's per-guest migrate check says so.
+    let b = start().await;
+    let root = b.login("root@pam", "demo").await.expect("login");
+    let plan: Plan = root
+        .post("/api/v1/plan")
+        .json(&json!({"balanciness": 2.0}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!plan.steps.is_empty(), "{:?}", plan.notes);
+    assert!(plan.steps.iter().all(|s| s.vmid != 109), "{:?}", plan.steps);
+    let note = plan.notes.iter().find(|n| n.contains("PVE's migrate check")).expect("a note says why");
+    assert!(note.contains("gpu-worker (109): hostpci0"), "{note}");
+
+    // So executing it skips nothing.
+    let resp = root.post("/api/v1/plan/execute").json(&json!({"plan": plan})).send().await.unwrap();
+    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    let ExecuteResponse { job_id } = resp.json().await.unwrap();
+    let view = b.executor.wait_finished(job_id, Duration::from_secs(60)).await.expect("job ended");
+    assert_eq!(view.job.state, JobState::Done, "{view:?}");
+    b.stop().await;
+}
