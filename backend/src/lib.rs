@@ -33,5 +33,6 @@ pub mod sampler;
 pub mod serve;
 pub mod settings;
 pub mod snapshot_cache;
+pub mod state_file;
 pub mod status_watch;
 pub mod windows;

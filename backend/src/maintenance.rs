@@ -21,7 +21,6 @@ use shared::api::{
 use shared::evacuate::{EvacuationRequest, GuestHome};
 use shared::{ClusterSnapshot, Plan, PlanRequest};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -211,25 +210,9 @@ impl Maintenance {
 
     /// Replaces the file atomically: a complete temporary file, then rename.
     fn save(&self, file: &StateFile) -> Result<(), MaintError> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o750)
-            .create(&self.dir)
-            .map_err(|e| self.state_err(format!("cannot create {}: {e}", self.dir.display())))?;
         let text = serde_json::to_string_pretty(file).map_err(|e| self.state_err(e.to_string()))?;
-        let tmp = self.dir.join(format!(".{STATE_FILE}.tmp.{}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f =
-                std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, self.path())
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            self.state_err(format!("cannot write it: {e}"))
-        })
+        crate::state_file::write_atomically(&self.dir, STATE_FILE, text.as_bytes())
+            .map_err(|e| self.state_err(format!("cannot write it: {e}")))
     }
 
     fn update<T>(

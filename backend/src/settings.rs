@@ -12,8 +12,6 @@
 
 use serde_json::{Map, Value};
 use shared::api::{Settings, SettingsError};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// pmxcfs: shared by all nodes of the cluster (the maintenance marks live there too).
@@ -146,25 +144,8 @@ impl SettingsStore {
     }
 
     fn write_atomically(&self, bytes: &[u8]) -> Result<(), SettingsStoreError> {
-        let path = self.path();
-        let io = |e: std::io::Error| SettingsStoreError::Io { path: path.clone(), detail: e.to_string() };
-        if !self.dir.exists() {
-            std::fs::DirBuilder::new().recursive(true).mode(0o750).create(&self.dir).map_err(io)?;
-        }
-        let tmp = self.dir.join(format!(".{FILE}.tmp.{}", std::process::id()));
-        let result = (|| {
-            let mut f =
-                std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&tmp)?;
-            // pmxcfs ignores chmod, a local file system honours it (the umask may have narrowed).
-            let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o640));
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.map_err(io)
+        crate::state_file::write_atomically(&self.dir, FILE, bytes)
+            .map_err(|e| SettingsStoreError::Io { path: self.path(), detail: e.to_string() })
     }
 }
 
@@ -240,6 +221,7 @@ pub fn from_config(c: &crate::config::ProxlbConfig) -> Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn temp_dir(tag: &str) -> PathBuf {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
