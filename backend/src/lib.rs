@@ -30,6 +30,7 @@ pub mod proxbalance;
 pub mod pve;
 pub mod recent;
 pub mod sampler;
+pub mod scheduler;
 pub mod serve;
 pub mod settings;
 pub mod snapshot_cache;

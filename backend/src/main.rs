@@ -340,6 +340,17 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                         notifier.clone().follow(&executor, Some(maintenance.clone()));
                     }
                     state = state.with_executor(executor);
+                    // Scheduled balancing: idle until `schedule_interval_secs` is stored or set
+                    // by the configuration (see `scheduler`).
+                    let windows =
+                        loaded.as_ref().map(|l| l.config.rebalancer.windows.clone()).unwrap_or_default();
+                    let scheduler = backend::scheduler::SchedulerConfig {
+                        state_dir: maint.state_dir.clone(),
+                        base: loaded.as_ref().map(|l| l.config.plan_request()).unwrap_or_default(),
+                        windows: backend::windows::parse_all(&windows).unwrap_or_default(),
+                        tick: Duration::from_secs(30),
+                    };
+                    backend::scheduler::Scheduler::new(scheduler).spawn(state.clone());
                 }
                 Err(e) => tracing::error!(error = %e, "execution disabled: cannot open the journal"),
             }

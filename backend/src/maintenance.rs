@@ -87,7 +87,7 @@ struct StateFile {
 }
 
 /// This host's name (what `job_hosts` records).
-fn this_host() -> String {
+pub fn this_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .ok()

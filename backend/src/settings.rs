@@ -210,7 +210,10 @@ pub fn from_config(c: &crate::config::ProxlbConfig) -> Settings {
         balanciness: req.balanciness,
         min_gain: req.min_gain,
         max_moves: req.max_moves,
-        schedule_interval_secs: c.service.daemon.then(|| interval.duration().as_secs()),
+        // ProxLB balances on its schedule only as a daemon with balancing enabled; `serve`'s
+        // scheduler does the same (at least a minute apart, the setting's lower bound).
+        schedule_interval_secs: (c.service.daemon && c.balancing.enable)
+            .then(|| interval.duration().as_secs().max(60)),
         max_parallel: exec.max_parallel as u32,
         max_per_node: exec.max_per_node as u32,
         ignore_nodes: req.rules.ignore_nodes,

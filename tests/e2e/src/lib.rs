@@ -78,6 +78,8 @@ pub struct Stack {
     /// The backend's executor and maintenance store (the same ones its routes use).
     pub executor: Arc<Executor>,
     pub maintenance: Arc<Maintenance>,
+    /// The state the routes run with (for driving service tasks such as the scheduler).
+    pub state: AppState,
     backend: tokio::task::JoinHandle<()>,
     sampling: tokio::task::JoinHandle<()>,
 }
@@ -182,13 +184,13 @@ impl StackBuilder {
         ));
         let sampling = sampler.clone().spawn(pve.clone());
         let state = state.with_sampler(sampler);
-        let app = router(state, self.panel);
+        let app = router(state.clone(), self.panel);
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let backend_url = format!("http://{}", listener.local_addr()?);
         let backend = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Stack { sim, backend_url, pve, work, executor, maintenance, backend, sampling })
+        Ok(Stack { sim, backend_url, pve, work, executor, maintenance, state, backend, sampling })
     }
 }
 
