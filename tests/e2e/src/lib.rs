@@ -301,4 +301,18 @@ impl Session {
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.http.post(format!("{}{path}", self.base)).header("CSRFPreventionToken", &self.csrf)
     }
+
+    /// `POST /api/v1/plan` with `request`; panics unless a plan comes back.
+    pub async fn plan(&self, request: serde_json::Value) -> shared::Plan {
+        let resp = self.post("/api/v1/plan").json(&request).send().await.expect("POST /api/v1/plan");
+        assert!(resp.status().is_success(), "plan {request}: {}", resp.status());
+        resp.json().await.expect("a Plan")
+    }
+
+    /// `PUT /api/v1/settings` with `changes`; panics unless they were stored.
+    pub async fn put_settings(&self, changes: serde_json::Value) {
+        let resp = self.http.put(format!("{}/api/v1/settings", self.base));
+        let resp = resp.header("CSRFPreventionToken", &self.csrf).json(&changes).send().await.unwrap();
+        assert!(resp.status().is_success(), "settings {changes}: {}", resp.text().await.unwrap_or_default());
+    }
 }

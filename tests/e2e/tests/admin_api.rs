@@ -8,7 +8,6 @@ use serde_json::{json, Value};
 use shared::api::{
     AuditEntry, ClusterView, ExecuteResponse, JobState, JobView, Settings, SettingsView, StepState,
 };
-use shared::Plan;
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
@@ -110,19 +109,8 @@ async fn stored_executor_limits_apply_to_the_next_job_without_a_restart() {
     };
     let a = e2e::Stack::builder().exec_config(exec).start().await.expect("stack");
     let root = e2e::login(&a.backend_url, "root@pam", "demo").await.unwrap();
-    let resp = root.http.put(format!("{}/api/v1/settings", a.backend_url));
-    let resp = resp.header("CSRFPreventionToken", &root.csrf).json(&json!({"max_parallel": 1}));
-    assert!(resp.send().await.unwrap().status().is_success());
-
-    let plan: Plan = root
-        .post("/api/v1/plan")
-        .json(&json!({"balanciness": 2.0}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    root.put_settings(json!({"max_parallel": 1})).await;
+    let plan = root.plan(json!({"balanciness": 2.0})).await;
     let independent = plan.steps.iter().filter(|s| s.depends_on.is_empty()).count();
     assert!(independent >= 2, "the demo plan needs two steps that could run together: {:?}", plan.steps);
     let mut events = a.executor.subscribe();

@@ -113,15 +113,7 @@ async fn a_plan_leaves_out_the_vms_pves_migrate_check_refuses() {
     // The demo's gpu-worker (109) has a PCI device: only PVE's per-guest migrate check says so.
     let b = start().await;
     let root = b.login("root@pam", "demo").await.expect("login");
-    let plan: Plan = root
-        .post("/api/v1/plan")
-        .json(&json!({"balanciness": 2.0}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let plan = root.plan(json!({"balanciness": 2.0})).await;
     assert!(!plan.steps.is_empty(), "{:?}", plan.notes);
     assert!(plan.steps.iter().all(|s| s.vmid != 109), "{:?}", plan.steps);
     let note = plan.notes.iter().find(|n| n.contains("PVE's migrate check")).expect("a note says why");

@@ -23,10 +23,7 @@ const NOON: WeekTime = WeekTime { day: 0, minute: 12 * 60 };
 const T0: u64 = 1_800_000_000;
 
 async fn store(stack: &e2e::Stack, settings: serde_json::Value) {
-    let root = stack.login("root@pam", "demo").await.expect("login");
-    let resp = root.http.put(format!("{}/api/v1/settings", stack.backend_url));
-    let resp = resp.header("CSRFPreventionToken", &root.csrf).json(&settings).send().await.unwrap();
-    assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    stack.login("root@pam", "demo").await.expect("login").put_settings(settings).await;
 }
 
 #[tokio::test]
