@@ -34,6 +34,9 @@ pub struct AppState {
     pub sampler: Option<Arc<crate::sampler::Sampler>>,
     /// Shared snapshot for `GET /api/v1/cluster` (see `snapshot_cache`); no sharing by default.
     pub snapshots: Arc<crate::snapshot_cache::SnapshotCache>,
+    /// The configuration's plan request; `GET /api/v1/cluster` reports its memory reserve per
+    /// node (the panel draws it and plans with it). Defaults: no reserve.
+    pub plan_defaults: Arc<shared::PlanRequest>,
 }
 
 impl AppState {
@@ -46,7 +49,15 @@ impl AppState {
             admin: Default::default(),
             sampler: None,
             snapshots: Default::default(),
+            plan_defaults: Default::default(),
         }
+    }
+
+    /// The configuration's plan request (`proxlb.yaml`), for the reserve `GET /api/v1/cluster`
+    /// reports.
+    pub fn with_plan_defaults(mut self, request: shared::PlanRequest) -> AppState {
+        self.plan_defaults = Arc::new(request);
+        self
     }
 
     /// `GET /api/v1/cluster` answers from a snapshot at most `ttl` old (one collection per `ttl`).
@@ -166,7 +177,7 @@ async fn cluster(
     user.require("/", "Sys.Audit")?;
     let mut snapshot = ClusterSnapshot::clone(&*state.snapshots.get(&state.pve, unix_now()).await?);
     mark_maintenance(&state, &mut snapshot)?;
-    Ok(Json(ClusterView::of(snapshot)))
+    Ok(Json(ClusterView::of(snapshot).with_memory_reserve(&state.plan_defaults)))
 }
 
 async fn plan(

@@ -476,6 +476,7 @@ mod tests {
             memory_spread: 0.0,
             cpu_spread: 0.0,
             dynamic_balancer: None,
+            memory_reserve: Default::default(),
         };
         let mut t = ThresholdTracker::new(Alert { percent: 80.0, minutes: 2.0, ..Alert::default() });
         assert!(t.observe(&snap(85.0), 0).is_empty());

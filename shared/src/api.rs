@@ -19,9 +19,30 @@ pub struct ClusterView {
     /// to it and the panel says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic_balancer: Option<crate::model::DynamicBalancer>,
+    /// Memory kept free per node in bytes (the configuration's `node_resource_reserve`, the
+    /// value the service plans with); nodes without a reserve are absent.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub memory_reserve: std::collections::BTreeMap<String, u64>,
 }
 
 impl ClusterView {
+    /// Fills `memory_reserve` for every node of the snapshot from a plan request's reserve
+    /// (`node_memory_reserve` wins over `memory_reserve`, as in planning).
+    pub fn with_memory_reserve(mut self, request: &crate::PlanRequest) -> ClusterView {
+        self.memory_reserve = self
+            .snapshot
+            .nodes
+            .iter()
+            .map(|n| {
+                let bytes =
+                    request.node_memory_reserve.get(&n.name).copied().unwrap_or(request.memory_reserve);
+                (n.name.clone(), bytes)
+            })
+            .filter(|(_, bytes)| *bytes > 0)
+            .collect();
+        self
+    }
+
     pub fn of(snapshot: ClusterSnapshot) -> ClusterView {
         let load = |m| crate::planner::node_loads(&snapshot, m, Mode::Used);
         let (memory, cpu, disk) = (load(Method::Memory), load(Method::Cpu), load(Method::Disk));
@@ -41,7 +62,16 @@ impl ClusterView {
         };
         let (memory_spread, cpu_spread) = (spread(&memory), spread(&cpu));
         let dynamic_balancer = snapshot.dynamic_balancer.clone();
-        ClusterView { snapshot, memory, cpu, disk, memory_spread, cpu_spread, dynamic_balancer }
+        ClusterView {
+            snapshot,
+            memory,
+            cpu,
+            disk,
+            memory_spread,
+            cpu_spread,
+            dynamic_balancer,
+            memory_reserve: Default::default(),
+        }
     }
 }
 
@@ -634,5 +664,29 @@ mod settings_tests {
         s.apply_to(&mut r);
         assert_eq!((r.balanciness, r.cooldown_secs), (3.0, 7));
         assert_eq!(r.rules.ignore_nodes, vec!["pve9".to_owned()]);
+    }
+}
+
+#[cfg(test)]
+mod cluster_view_tests {
+    use super::*;
+
+    #[test]
+    fn memory_reserve_per_node_wins_over_the_default_and_zero_is_left_out() {
+        let node = |name: &str| crate::model::Node { name: name.into(), ..Default::default() };
+        let snapshot = ClusterSnapshot { nodes: vec![node("a"), node("b"), node("c")], ..Default::default() };
+        let mut request = crate::PlanRequest { memory_reserve: 4 << 30, ..Default::default() };
+        request.node_memory_reserve.insert("b".into(), 8 << 30);
+        request.node_memory_reserve.insert("c".into(), 0);
+        let view = ClusterView::of(snapshot.clone()).with_memory_reserve(&request);
+        let want: std::collections::BTreeMap<String, u64> =
+            [("a".into(), 4 << 30), ("b".into(), 8 << 30)].into();
+        assert_eq!(view.memory_reserve, want);
+        // No reserve configured: the field is absent on the wire, and an old answer reads as none.
+        let plain = ClusterView::of(snapshot).with_memory_reserve(&crate::PlanRequest::default());
+        let json = serde_json::to_value(&plain).unwrap();
+        assert!(json.get("memory_reserve").is_none(), "{json}");
+        let back: ClusterView = serde_json::from_value(json).unwrap();
+        assert!(back.memory_reserve.is_empty());
     }
 }
