@@ -143,6 +143,55 @@ pub async fn run_case(case: &Case, cli: &std::path::Path, opts: &Options) -> any
     })
 }
 
+/// `--ours-only`: our in-process plan on every scenario of the suite, one line each on stderr
+/// (spread before → after, CV, migrations, GiB, violations). A tuning aid: no ProxLB, no CLI, no
+/// file written; ProxLB's side of the same seeds is in the last full report.
+pub async fn ours_only(quick: bool) -> anyhow::Result<()> {
+    let (mut gib, mut moves) = (0.0, 0);
+    for case in scenarios::suite(quick) {
+        let built = scenarios::build(&case);
+        let sim = start_sim(built.scenario.clone()).await?;
+        let collected = ours::collect(&sim).await;
+        sim.shutdown().await;
+        let (snapshot, _) = collected?;
+        if let Some(dir) = std::env::var_os("COMPARE_DUMP") {
+            // The request and snapshot as JSON, to replay the engine without a simulator.
+            let req = serde_json::to_vec(&(ours::request(&built.rules), &snapshot))?;
+            std::fs::write(PathBuf::from(dir).join(format!("{}.json", case.id)), req)?;
+        }
+        let (plan, engine) = ours::plan_timed(&snapshot, &ours::request(&built.rules), 1);
+        let m = metrics::moves_of(&plan);
+        let o = metrics::evaluate(&snapshot, &plan, &m, &built.rules);
+        let before = metrics::balance(&snapshot, &built.rules);
+        gib += o.gib;
+        moves += o.migrations;
+        // Memory above the mean use: the least any plan must move to balance fully.
+        let excess = |l: &[shared::NodeLoad]| {
+            let (u, c): (f64, f64) = l.iter().fold((0.0, 0.0), |(u, c), n| (u + n.used, c + n.total));
+            l.iter().map(|n| (n.used - n.total * u / c.max(1.0)).max(0.0)).sum::<f64>() / (1u64 << 30) as f64
+        };
+        eprintln!(
+            "{:<12} spread {:>5.1} -> {:>5.1}  cv {:.3} -> {:.3}  moves {:>3}  GiB {:>6.0} (excess {:.0} -> {:.0})  violations {}  {:?}",
+            case.id,
+            before.spread,
+            o.after.spread,
+            before.cv,
+            o.after.cv,
+            o.migrations,
+            o.gib,
+            excess(&plan.before),
+            excess(&plan.after),
+            o.violations.total(),
+            engine
+        );
+        for n in &plan.notes {
+            eprintln!("             note: {n}");
+        }
+    }
+    eprintln!("total: {moves} moves, {gib:.0} GiB");
+    Ok(())
+}
+
 /// One tiny instance against the exhaustive optimum.
 #[derive(Clone, Debug)]
 pub struct TinyRow {

@@ -1,10 +1,11 @@
 //! `compare [--quick] [--no-week | --week-only] [--out docs/BENCHMARKS.md]`: runs the side-by-side benchmark
 //! and rewrites the "Side by side with ProxLB" section of the output file (only that section).
+//! `--ours-only` prints our in-process plan per scenario to stderr and writes nothing (tuning).
 
 use std::path::PathBuf;
 
 fn usage() -> ! {
-    eprintln!("usage: compare [--quick] [--no-week | --week-only] [--out FILE]");
+    eprintln!("usage: compare [--quick] [--no-week | --week-only | --ours-only] [--out FILE]");
     std::process::exit(2)
 }
 
@@ -19,6 +20,7 @@ async fn main() -> anyhow::Result<()> {
             "--quick" => quick = true,
             "--no-week" => week = false,
             "--week-only" => scenarios = false,
+            "--ours-only" => return compare::ours_only(quick).await,
             "--out" => out = Some(args.next().map(PathBuf::from).unwrap_or_else(|| usage())),
             _ => usage(),
         }
