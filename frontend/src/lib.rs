@@ -11,6 +11,7 @@
 //! - [`views`]: the components, one module per view.
 
 pub mod api;
+pub mod audit;
 pub mod caps;
 pub mod format;
 pub mod guests;

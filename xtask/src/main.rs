@@ -1,7 +1,8 @@
 //! `cargo xtask <task>`: the project's tasks, so that the README needs two commands.
 //!
 //! - `setup`     install what is not a crate (Debian packages, trunk, wasm-bindgen-cli, venv)
-//! - `frontend`  build the panel with trunk into `frontend/dist` (`--optimize`: wasm-opt -Oz)
+//! - `frontend`  build the panel with trunk into `frontend/dist` (`--optimize`: immediate-abort
+//!   panics and wasm-opt -Oz, the shipped build)
 //! - `test`      set up, build the panel, run every test (cargo, the PVE UI tests), fmt, clippy
 //! - `demo`      set up, build, start the simulator and the backend, print the panel's URL
 //! - `bench`     side by side with ProxLB 2.3; rewrites that section of docs/BENCHMARKS.md
@@ -119,6 +120,13 @@ fn frontend(optimize: bool) -> Result<()> {
         .env_remove("CARGO")
         .env_remove("RUSTDOC")
         .env_remove("CARGO_TARGET_DIR");
+    if optimize {
+        // The shipped (size-budgeted) build: a panic aborts without formatting its message
+        // (9.5 KB gzip, docs/BENCHMARKS.md). The development and test build keeps the message
+        // (console_error_panic_hook) to debug with.
+        cmd.env("CARGO_UNSTABLE_PANIC_IMMEDIATE_ABORT", "true")
+            .env("CARGO_PROFILE_RELEASE_PANIC", "immediate-abort");
+    }
     run(&mut cmd)?;
     if optimize {
         let wasm = root().join("frontend/dist/frontend_bg.wasm");

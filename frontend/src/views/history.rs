@@ -4,6 +4,7 @@
 use super::common::StateBadge;
 use super::{clock, Ctx};
 use crate::api::{self, Failure};
+use crate::audit::{choices, AuditFilter};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::api::{AuditEntry, JobSummary, JobView};
@@ -14,6 +15,7 @@ pub fn History() -> impl IntoView {
     let jobs = RwSignal::new(None::<Result<Vec<JobSummary>, Failure>>);
     let open = RwSignal::new(None::<Result<JobView, Failure>>);
     let audit = RwSignal::new(None::<Result<Vec<AuditEntry>, Failure>>);
+    let filter = RwSignal::new(AuditFilter::default());
     Effect::new(move |_| {
         ctx.jobs_changed.track();
         ctx.loaded_at.track();
@@ -112,7 +114,11 @@ pub fn History() -> impl IntoView {
             view! { <p class="pvrb-muted" id="audit-empty">"Nothing has been changed through the rebalancer yet."</p> }.into_any()
         }
         Some(Ok(list)) => {
-            let rows = list
+            let f = filter.get();
+            let total = list.len();
+            let shown: Vec<AuditEntry> = list.into_iter().filter(|e| f.matches(e)).collect();
+            let count = format!("{} of {total} shown", shown.len());
+            let rows = shown
                 .into_iter()
                 .map(|a| {
                     let job = a.job_id.map(|id| view! { <button class="link job-steps" on:click=move |_| show(id)>{format!("job {id}")}</button> });
@@ -129,6 +135,7 @@ pub fn History() -> impl IntoView {
                 })
                 .collect_view();
             view! {
+                <p class="pvrb-muted" id="audit-count">{count}</p>
                 <div class="pvrb-scroll">
                     <table id="history-audit" class="pvrb-grid">
                         <thead><tr><th>"When"</th><th>"User"</th><th>"Action"</th><th>"Target"</th><th>"Detail"</th><th></th></tr></thead>
@@ -139,8 +146,42 @@ pub fn History() -> impl IntoView {
         }
     }
     };
+    // The filter's controls follow the log only (not the filter), so typing keeps the focus; a
+    // refresh redraws them with the choices in force.
+    let audit_filter = move || {
+        let Some(Ok(list)) = audit.get() else { return None };
+        let f = filter.get_untracked();
+        let options = |values: Vec<String>, picked: &str| {
+            let picked = picked.to_owned();
+            values
+                .into_iter()
+                .map(|v| {
+                    let (selected, label) = (v == picked, v.clone());
+                    view! { <option value=v selected=selected>{label}</option> }
+                })
+                .collect_view()
+        };
+        let actions = options(choices(&list, |e| &e.action), &f.action);
+        let users = options(choices(&list, |e| &e.user), &f.user);
+        Some(view! {
+            <div class="pvrb-toolbar" id="audit-filter">
+                <select id="audit-action" title="Only this action"
+                    on:change=move |ev| filter.update(|f| f.action = event_target_value(&ev))>
+                    <option value="">"every action"</option>{actions}
+                </select>
+                <select id="audit-user" title="Only this user"
+                    on:change=move |ev| filter.update(|f| f.user = event_target_value(&ev))>
+                    <option value="">"every user"</option>{users}
+                </select>
+                <input id="audit-text" type="search" placeholder="node, job or words" title="Target, detail or user contains"
+                    value=f.text
+                    on:input=move |ev| filter.update(|f| f.text = event_target_value(&ev)) />
+            </div>
+        })
+    };
     view! {
         <h4>"Changes"</h4>
+        {audit_filter}
         {audit_table}
         <h4>"Jobs"</h4>
         {table}

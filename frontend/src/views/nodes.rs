@@ -129,8 +129,6 @@ pub fn Nodes() -> impl IntoView {
     let rows = move || {
         let ignore =
             ctx.settings.with(|v| v.as_ref().map(|v| v.settings.ignore_nodes.clone())).unwrap_or_default();
-        // The reserve is known once the service planned (its request carries the config's).
-        let reserve = ctx.last_plan.with(|p| p.as_ref().map(|p| p.request.clone()));
         ctx.cluster.with(|c| {
             let c = c.as_ref()?;
             Some(
@@ -145,9 +143,9 @@ pub fn Nodes() -> impl IntoView {
                         let mem_label = format!("{} of {}", gib(node.mem_used), gib(node.mem_total));
                         let cpu_label = format!("{:.1} of {} cores", node.cpu_used, node.cpus);
                         let disk_label = format!("{} of {} (root filesystem)", gib(node.disk_used), gib(node.disk_total));
-                        let reserve_pct = reserve.as_ref().and_then(|r| {
-                            let bytes = r.node_memory_reserve.get(&node.name).copied().unwrap_or(r.memory_reserve);
-                            (node.mem_total > 0 && bytes > 0).then(|| bytes as f64 * 100.0 / node.mem_total as f64)
+                        // The reserve the service plans with (the configuration's), from the cluster view.
+                        let reserve_pct = c.memory_reserve.get(&node.name).and_then(|&bytes| {
+                            (node.mem_total > 0).then(|| bytes as f64 * 100.0 / node.mem_total as f64)
                         });
                         let mem_label = match reserve_pct {
                             Some(p) => format!("{mem_label}; {p:.1}% kept free (reserve)"),

@@ -214,6 +214,26 @@ async fn maintenance_enters_through_the_service_and_exits_with_return_home() {
     assert_eq!(stack.on("pve4"), back, "the guests are home again");
     browser.screenshot(&shots().join("panel-maintenance-exited-dark.png")).await.unwrap();
 
+    // The audit log has both; its filter narrows to one action, then to text nothing matches.
+    browser.goto(&format!("{}/", stack.url)).await.unwrap();
+    browser.wait_for("#tab-history", 1, WAIT).await.unwrap();
+    browser.click("#tab-history").await.unwrap();
+    browser.wait_for("#history-audit tbody tr[data-action^='maintenance.']", 2, WAIT).await.unwrap();
+    let all = browser.count("#history-audit tbody tr").await.unwrap();
+    let pick = "const s = document.querySelector('#audit-action'); s.value = 'maintenance.exit'; \
+                s.dispatchEvent(new Event('change', {bubbles: true}))";
+    browser.eval(pick).await.unwrap();
+    browser.wait_text("#audit-count", &format!("1 of {all} shown"), WAIT).await.unwrap();
+    let row = browser.text("#history-audit tbody tr").await.unwrap();
+    assert!(row.contains("maintenance.exit") && row.contains("node/pve4"), "{row}");
+    browser.fill("#audit-text", "no-such-node").await.unwrap();
+    browser
+        .eval("document.querySelector('#audit-text').dispatchEvent(new Event('input', {bubbles: true}))")
+        .await
+        .unwrap();
+    browser.wait_text("#audit-count", &format!("0 of {all} shown"), WAIT).await.unwrap();
+    assert_eq!(browser.count("#history-audit tbody tr").await.unwrap(), 0);
+
     browser.quit().await;
     stack.stop().await;
 }
