@@ -176,7 +176,8 @@ async fn cluster(
 ) -> Result<Json<ClusterView>, AppError> {
     user.require("/", "Sys.Audit")?;
     let mut snapshot = ClusterSnapshot::clone(&*state.snapshots.get(&state.pve, unix_now()).await?);
-    mark_maintenance(&state, &mut snapshot)?;
+    // Nodes in our maintenance show as such (PVE HA maintenance is in the snapshot already).
+    state.maintenance.apply_marks(&mut snapshot).map_err(PlanNowError::from)?;
     Ok(Json(ClusterView::of(snapshot).with_memory_reserve(&state.plan_defaults)))
 }
 
@@ -188,24 +189,49 @@ async fn plan(
     user.require("/", "Sys.Audit")?;
     let Json(request) = body.map_err(|e| AppError::bad_input(None, e.body_text()))?;
     validate(&request)?;
-    let mut snapshot = collect::snapshot(&state.pve, unix_now()).await?;
-    crate::recent::fill(&state.pve, &mut snapshot, request.cooldown_secs.max(request.no_return_secs)).await;
-    // The percentile mode's per-guest p95 comes from our own samples, not per-guest RRD calls.
-    if let Some(sampler) = &state.sampler {
-        sampler.fill_percentiles(&mut snapshot);
-    }
-    // Nodes in our maintenance take no guests (PVE HA maintenance is in the snapshot already).
-    mark_maintenance(&state, &mut snapshot)?;
-    Ok(Json(crate::preflight::plan(&state.pve, &mut snapshot, |s| shared::planner::plan(s, &request)).await))
+    Ok(Json(state.plan_now(&request, unix_now()).await?))
 }
 
-/// Nodes in our maintenance (entering or in it) take no guests; PVE HA maintenance is read by
-/// `collect` already.
-fn mark_maintenance(state: &AppState, snapshot: &mut shared::ClusterSnapshot) -> Result<(), AppError> {
-    state.maintenance.apply_marks(snapshot).map_err(|e| AppError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        body: ApiError { error: "the maintenance state failed".into(), detail: e.to_string(), field: None },
-    })
+/// Why [`AppState::plan_now`] made no plan.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanNowError {
+    #[error("{0}")]
+    Pve(#[from] PveError),
+    #[error("the maintenance state failed: {0}")]
+    Maintenance(#[from] crate::maintenance::MaintError),
+}
+
+impl From<PlanNowError> for AppError {
+    fn from(e: PlanNowError) -> AppError {
+        match e {
+            PlanNowError::Pve(e) => e.into(),
+            PlanNowError::Maintenance(e) => AppError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                body: ApiError {
+                    error: "the maintenance state failed".into(),
+                    detail: e.to_string(),
+                    field: None,
+                },
+            },
+        }
+    }
+}
+
+impl AppState {
+    /// A balance plan on a fresh snapshot, as every service path makes one (`/plan`, the
+    /// scheduler): recent migrations for the cooldown rules, our own usage samples for the
+    /// percentile mode (not per-guest RRD calls), our maintenance marks (PVE HA maintenance is in
+    /// the snapshot already), and PVE's migrate check.
+    pub async fn plan_now(&self, request: &PlanRequest, now: u64) -> Result<Plan, PlanNowError> {
+        let mut snapshot = collect::snapshot(&self.pve, now).await?;
+        crate::recent::fill(&self.pve, &mut snapshot, request.cooldown_secs.max(request.no_return_secs))
+            .await;
+        if let Some(sampler) = &self.sampler {
+            sampler.fill_percentiles(&mut snapshot);
+        }
+        self.maintenance.apply_marks(&mut snapshot)?;
+        Ok(crate::preflight::plan(&self.pve, &mut snapshot, |s| shared::planner::plan(s, request)).await)
+    }
 }
 
 fn validate(r: &PlanRequest) -> Result<(), AppError> {

@@ -76,10 +76,8 @@ pub enum SchedulerError {
     Settings(#[from] crate::settings::SettingsStoreError),
     #[error("schedule state {path}: {detail}")]
     State { path: PathBuf, detail: String },
-    #[error("collecting the cluster failed: {0}")]
-    Pve(#[from] crate::pve::PveError),
-    #[error("the maintenance state failed: {0}")]
-    Maintenance(#[from] crate::maintenance::MaintError),
+    #[error("planning failed: {0}")]
+    Plan(#[from] crate::http::PlanNowError),
     #[error("cannot start the scheduled job: {0}")]
     Start(#[from] crate::execute::StartError),
     #[error("execution is disabled on this node (no journal)")]
@@ -158,12 +156,7 @@ impl Scheduler {
         }
         let mut request = self.cfg.base.clone();
         settings.apply_to(&mut request);
-        let mut snapshot = crate::collect::snapshot(&state.pve, now).await?;
-        crate::recent::fill(&state.pve, &mut snapshot, request.cooldown_secs.max(request.no_return_secs))
-            .await;
-        state.maintenance.apply_marks(&mut snapshot)?;
-        let plan =
-            crate::preflight::plan(&state.pve, &mut snapshot, |s| shared::planner::plan(s, &request)).await;
+        let plan = state.plan_now(&request, now).await?;
         if plan.steps.is_empty() {
             tracing::info!(notes = ?plan.notes, "scheduled run: balanced, nothing to move");
             return Ok(Round::Balanced { notes: plan.notes });
