@@ -128,6 +128,20 @@ impl From<crate::pve::PveError> for AdminError {
     }
 }
 
+impl From<crate::http::PlanNowError> for AdminError {
+    fn from(e: crate::http::PlanNowError) -> Self {
+        match e {
+            crate::http::PlanNowError::Pve(e) => e.into(),
+            crate::http::PlanNowError::Maintenance(e) => AdminError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the maintenance state failed",
+                e.to_string(),
+                None,
+            ),
+        }
+    }
+}
+
 /// Records one write in the audit log, when there is a journal. A failed audit write is logged
 /// and does not undo the write it describes (that already happened).
 pub fn record(state: &AppState, user: &str, action: &str, target: &str, detail: &str, job_id: Option<u64>) {

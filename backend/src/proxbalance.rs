@@ -64,9 +64,8 @@ async fn recommendations(
 ) -> Result<Json<Value>, AdminError> {
     user.require("/", "Sys.Audit")?;
     let request = settings_request(&state)?;
-    let mut snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
-    let plan =
-        crate::preflight::plan(&state.pve, &mut snapshot, |s| shared::planner::plan(s, &request)).await;
+    // The same plan the panel's Balance shows (cooldowns, maintenance marks, migrate check).
+    let plan = state.plan_now(&request, unix_now()).await?;
     let recs: Vec<Value> = plan
         .steps
         .iter()
