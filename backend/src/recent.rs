@@ -13,19 +13,33 @@ use serde_json::Value;
 use shared::model::RecentMigration;
 use shared::ClusterSnapshot;
 
-/// Tasks stamped this far past our clock are from a skewed or simulated clock: not "recent".
+/// Tasks stamped this far past PVE's own clock are from a node with a skewed clock: not "recent".
 const MAX_SKEW_SECS: u64 = 300;
 
 /// Fills `snapshot.recent_migrations` with the migrations that ended within `horizon_secs`.
+///
+/// Task end times are stamped by PVE's clock, so their age is measured on it (the `Date` of PVE's
+/// answer): a node whose clock differs from PVE's (or a simulated cluster) still sees a migration
+/// a minute old as a minute old. Ages are then put on our clock (`collected_at − age`), where the
+/// engine compares them.
 pub async fn fill(pve: &PveClient, snapshot: &mut ClusterSnapshot, horizon_secs: u64) {
     match pve.get::<Vec<Value>>("/cluster/tasks").await {
-        Ok(rows) => snapshot.recent_migrations = from_tasks(&rows, snapshot, horizon_secs),
+        Ok(rows) => {
+            let pve_now = pve.server_now().unwrap_or(snapshot.collected_at);
+            snapshot.recent_migrations = from_tasks(&rows, snapshot, pve_now, horizon_secs);
+        }
         Err(e) => tracing::warn!(error = %e, "cluster task list unavailable: no cooldown data"),
     }
 }
 
-/// Pure: the task rows → recent migrations, newest first.
-pub fn from_tasks(rows: &[Value], snapshot: &ClusterSnapshot, horizon_secs: u64) -> Vec<RecentMigration> {
+/// Pure: the task rows → recent migrations, newest first. `pve_now` is PVE's clock when it
+/// listed the tasks; the result's times are on `snapshot.collected_at`'s clock.
+pub fn from_tasks(
+    rows: &[Value],
+    snapshot: &ClusterSnapshot,
+    pve_now: u64,
+    horizon_secs: u64,
+) -> Vec<RecentMigration> {
     let now = snapshot.collected_at;
     let mut out: Vec<RecentMigration> = rows
         .iter()
@@ -35,7 +49,8 @@ pub fn from_tasks(rows: &[Value], snapshot: &ClusterSnapshot, horizon_secs: u64)
             let vmid: u32 = wire::text(r, "id")?.parse().ok()?;
             let at = wire::number(r, "endtime")? as u64;
             let from = wire::text(r, "node")?;
-            if at > now + MAX_SKEW_SECS || now.saturating_sub(at) > horizon_secs {
+            let age = pve_now.saturating_sub(at);
+            if at > pve_now + MAX_SKEW_SECS || age > horizon_secs {
                 return None;
             }
             let to = &snapshot.guests.iter().find(|g| g.vmid == vmid)?.node;
@@ -43,7 +58,7 @@ pub fn from_tasks(rows: &[Value], snapshot: &ClusterSnapshot, horizon_secs: u64)
                 vmid,
                 from: from.to_owned(),
                 to: to.clone(),
-                at: at.min(now),
+                at: now.saturating_sub(age),
             })
         })
         .collect();
@@ -81,7 +96,7 @@ mod tests {
             // a container, numbers as strings (Perl)
             json!({"type": "vzmigrate", "id": "102", "node": "b", "status": "OK", "endtime": (now - 30).to_string()}),
         ];
-        let got = from_tasks(&rows, &snap(now), 3600);
+        let got = from_tasks(&rows, &snap(now), now, 3600);
         assert_eq!(
             got,
             vec![
@@ -89,6 +104,22 @@ mod tests {
                 RecentMigration { vmid: 100, from: "a".into(), to: "b".into(), at: now - 60 },
             ]
         );
+    }
+
+    #[test]
+    fn ages_are_measured_on_pves_clock_and_placed_on_ours() {
+        // PVE's clock runs a year ahead of ours (or it is a simulated cluster): a task that ended
+        // a minute ago by PVE's clock is a minute old, not "from the future".
+        let ours = 1_000_000;
+        let pve_now = ours + 365 * 86_400;
+        let rows = vec![
+            json!({"type": "qmigrate", "id": "100", "node": "a", "status": "OK", "endtime": pve_now - 60}),
+            json!({"type": "qmigrate", "id": "102", "node": "a", "status": "OK", "endtime": pve_now - 7200}),
+        ];
+        let got = from_tasks(&rows, &snap(ours), pve_now, 3600);
+        assert_eq!(got, vec![RecentMigration { vmid: 100, from: "a".into(), to: "b".into(), at: ours - 60 }]);
+        // Judged on our clock instead, every row would be from the future and dropped.
+        assert!(from_tasks(&rows, &snap(ours), ours, 3600).is_empty());
     }
 
     #[test]
@@ -126,7 +157,7 @@ mod tests {
         let rows: Vec<Value> = [100, 101, 102]
             .map(|v| json!({"type": "qmigrate", "id": v.to_string(), "node": "b", "status": "OK", "endtime": now - 60}))
             .to_vec();
-        s.recent_migrations = from_tasks(&rows, &s, 6 * 3600);
+        s.recent_migrations = from_tasks(&rows, &s, now, 6 * 3600);
         assert_eq!(s.recent_migrations.len(), 3);
         assert!(moved(&s).is_empty(), "{:?}", shared::planner::plan(&s, &req).steps);
     }

@@ -160,3 +160,35 @@ async fn an_unreachable_host_fails_over_to_the_next_and_the_client_stays_there()
     assert!(matches!(&err, PveError::Transport { source, .. } if source.is_connect()), "{err:?}");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn task_ages_are_read_on_pves_clock_even_when_it_differs_from_ours() {
+    let sim = start_sim().await;
+    // PVE's clock a year ahead of this machine's (a skewed cluster, or a simulated week).
+    sim.advance_clock(365.0 * 86_400.0);
+    let client = PveClient::with_connection(opts(&sim.base_url, Some(sim.ca_pem.clone())), fast()).unwrap();
+    assert_eq!(client.server_now(), None, "no answer yet, no clock");
+    client.get::<Value>("/version").await.unwrap();
+    let pve_now = client.server_now().expect("pveproxy's Date header") as f64;
+    assert!((pve_now - sim.now()).abs() < 3.0, "PVE's clock {pve_now} vs the simulator's {}", sim.now());
+
+    let form = [("target", "pve3".to_string()), ("online", "1".to_string())];
+    let upid = client.post("/nodes/pve1/qemu/101/migrate", &form).await.unwrap();
+    let path = format!("/nodes/pve1/tasks/{}/status", upid.as_str().unwrap().replace(':', "%3A"));
+    for _ in 0..200 {
+        if client.get::<Value>(&path).await.unwrap()["status"] == "stopped" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sim.guest_node(101).as_deref(), Some("pve3"));
+    let ours = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let mut snapshot = backend::collect::snapshot(&client, ours).await.unwrap();
+    backend::recent::fill(&client, &mut snapshot, 3600).await;
+    let recent: Vec<_> =
+        snapshot.recent_migrations.iter().map(|m| (m.vmid, m.from.as_str(), m.to.as_str())).collect();
+    assert_eq!(recent, vec![(101, "pve1", "pve3")], "a migration a moment old on PVE's clock is recent");
+    let at = snapshot.recent_migrations[0].at;
+    assert!(at <= ours && ours - at < 120, "placed on our clock: {at} vs {ours}");
+    sim.shutdown().await;
+}

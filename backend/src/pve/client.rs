@@ -1,6 +1,6 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
@@ -108,6 +108,9 @@ pub struct PveClient {
     /// Requests sent as the service, and how many of them failed (for `/metrics`).
     calls: AtomicU64,
     errors: AtomicU64,
+    /// PVE's clock minus ours in seconds, from the last answer's `Date` header
+    /// ([`NO_SKEW_SEEN`] before any).
+    skew: AtomicI64,
 }
 
 impl PveClient {
@@ -145,6 +148,7 @@ impl PveClient {
             backoff: conn.backoff,
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
+            skew: AtomicI64::new(NO_SKEW_SEEN),
         })
     }
 
@@ -298,13 +302,38 @@ impl PveClient {
         }
         self.calls.fetch_add(1, Ordering::Relaxed);
         let result = match req.send().await {
-            Ok(resp) => decode(name, path, resp).await,
+            Ok(resp) => {
+                self.note_server_clock(resp.headers());
+                decode(name, path, resp).await
+            }
             Err(source) => Err(PveError::Transport { method: name, path: path.into(), source }),
         };
         if result.is_err() {
             self.errors.fetch_add(1, Ordering::Relaxed);
         }
         result
+    }
+
+    fn note_server_clock(&self, headers: &reqwest::header::HeaderMap) {
+        let Some(server) = headers.get(reqwest::header::DATE).and_then(|v| v.to_str().ok()) else {
+            return;
+        };
+        if let (Ok(server), Ok(ours)) =
+            (httpdate::parse_http_date(server), unix_secs(std::time::SystemTime::now()))
+        {
+            if let Ok(server) = unix_secs(server) {
+                self.skew.store(server as i64 - ours as i64, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// PVE's clock now (Unix seconds), from the `Date` header pveproxy puts on every answer and
+    /// our clock since; `None` before the first answer or if PVE sent no `Date`. Task times in
+    /// PVE's answers are on this clock, which may differ from ours (skew, or a simulator).
+    pub fn server_now(&self) -> Option<u64> {
+        let skew = self.skew.load(Ordering::Relaxed);
+        let ours = unix_secs(std::time::SystemTime::now()).ok()?;
+        (skew != NO_SKEW_SEEN).then(|| ours.saturating_add_signed(skew))
     }
 
     /// Requests this client sent as the service (each attempt counts), and how many failed
@@ -386,6 +415,13 @@ impl PveClient {
             .map_err(|source| PveError::Transport { method: "POST", path: path.into(), source })?;
         decode("POST", path, resp).await
     }
+}
+
+/// [`PveClient::skew`] before PVE has answered.
+const NO_SKEW_SEEN: i64 = i64::MIN;
+
+fn unix_secs(t: std::time::SystemTime) -> Result<u64, std::time::SystemTimeError> {
+    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs())
 }
 
 /// Worth another attempt of an idempotent call: the network failed, or a proxy in front of PVE

@@ -185,7 +185,15 @@ async fn api_handler(
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
     let res = handle(&sim, &method, path, uri.query(), &headers, &body);
-    api::render(fmt, res)
+    let mut resp = api::render(fmt, res);
+    // pveproxy stamps every answer with its clock; ours is the simulated one, so clients that
+    // measure task ages on PVE's clock see the simulated week, not the wall clock.
+    let now = sim.lock().1.max(0.0);
+    let date = httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs_f64(now));
+    if let Ok(v) = axum::http::HeaderValue::from_str(&date) {
+        resp.headers_mut().insert(axum::http::header::DATE, v);
+    }
+    resp
 }
 
 fn handle(
