@@ -59,7 +59,7 @@ impl Options {
     pub fn new(quick: bool) -> Options {
         Options {
             quick,
-            skip_sleeps_above: if quick { 0 } else { 200 },
+            skip_sleeps_above: if quick { 0 } else { 100 },
             proxlb_timeout: Duration::from_secs(if quick { 120 } else { 900 }),
             week: true,
             scenarios: true,

@@ -215,8 +215,10 @@ pub fn render(res: &Results) -> String {
     }
     let _ = writeln!(w);
 
-    // Aggregate.
-    aggregate(w, res);
+    // Aggregate (`--week-only` runs no scenario: nothing to sum).
+    if !res.rows.is_empty() {
+        aggregate(w, res);
+    }
 
     // ProxLB messages.
     let notes: Vec<String> = res
@@ -425,6 +427,26 @@ fn aggregate(w: &mut String, res: &Results) {
     );
     let _ =
         writeln!(w, "| GiB moved | {:.0} | {:.0} |", mean(&|x| x.gib, true) * n, mean(&|x| x.gib, false) * n);
+    // Moving less by balancing less is easy; what one point of balance costs is the fair ratio.
+    let removed = |pick_ours: bool| -> f64 {
+        both.iter()
+            .map(|(r, o, p)| r.before.spread - if pick_ours { &o.outcome } else { p }.after.spread)
+            .sum()
+    };
+    let per_point = |pick_ours: bool| {
+        let (gib, pts) = (mean(&|x| x.gib, pick_ours) * n, removed(pick_ours));
+        if pts > 1e-9 {
+            format!("{:.1} ({gib:.0} GiB for {pts:.0} pts)", gib / pts)
+        } else {
+            "–".into()
+        }
+    };
+    let _ = writeln!(
+        w,
+        "| GiB moved per point of spread removed (summed over scenarios) | {} | {} |",
+        per_point(true),
+        per_point(false)
+    );
     let _ = writeln!(
         w,
         "| hard-rule violations after (all scenarios) | **{}** | {} |",

@@ -17,7 +17,7 @@ use pve_sim::{GuestType, Scenario};
 use shared::Plan;
 
 /// Simulated seconds per wall second while a tool runs.
-pub const CLOCK_RATE: f64 = 60.0;
+pub const CLOCK_RATE: f64 = 300.0;
 /// Load samples per simulated hour.
 pub const SAMPLES_PER_HOUR: usize = 4;
 /// A node above this percentage (memory or CPU) is "hot".
