@@ -118,7 +118,8 @@ pub struct PlanRequest {
     pub max_moves_per_node: Option<u32>,
     /// A guest migrated within this many seconds is not moved again for balance.
     pub cooldown_secs: u64,
-    /// A guest does not return to a node it left within this many seconds.
+    /// A guest does not return to a node it left within this many seconds. A day by default: load
+    /// follows the day, and a guest moved off at one peak would otherwise go back for the next.
     pub no_return_secs: u64,
     /// Which nodes may give or take guests.
     pub roles: NodeRoles,
@@ -150,7 +151,7 @@ impl Default for PlanRequest {
             max_gib: None,
             max_moves_per_node: None,
             cooldown_secs: 3600,
-            no_return_secs: 6 * 3600,
+            no_return_secs: 24 * 3600,
             roles: NodeRoles::default(),
             rules: RuleConfig::default(),
         }

@@ -446,7 +446,7 @@ impl Default for Rebalancer {
             max_gib: None,
             max_moves_per_node: None,
             cooldown_secs: 3600,
-            no_return_secs: 6 * 3600,
+            no_return_secs: 24 * 3600,
             min_gain: 0.5,
             stop_spread: None,
             max_per_node: 1,
