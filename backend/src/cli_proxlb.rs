@@ -146,7 +146,7 @@ async fn run_once(loaded: &LoadedConfig, args: &ProxlbArgs, signals: &Signals) -
 }
 
 async fn collect(client: &crate::pve::PveClient) -> Result<ClusterSnapshot, Failure> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = crate::unix_now();
     crate::collect::snapshot(client, now).await.map_err(Failure::from_pve)
 }
 

@@ -6,6 +6,7 @@
 use crate::auth::{require_user, AuthError, Authenticator, User};
 use crate::collect;
 use crate::pve::{PveClient, PveError};
+use crate::unix_now;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -16,7 +17,6 @@ use shared::api::{ApiError, ClusterView};
 use shared::{ClusterSnapshot, Plan, PlanRequest};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -251,10 +251,6 @@ fn validate(r: &PlanRequest) -> Result<(), AppError> {
         ));
     }
     Ok(())
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[derive(Debug)]

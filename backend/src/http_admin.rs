@@ -12,6 +12,7 @@ use crate::auth::{AuthError, User};
 use crate::execute::{AuditFilter, AuditRecord, JournalError};
 use crate::http::AppState;
 use crate::settings::{SettingsStore, SettingsStoreError};
+use crate::unix_now;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
@@ -21,7 +22,7 @@ use axum::{Extension, Json, Router};
 use shared::api::{ApiError, AuditEntry, Settings, SettingsView};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// The administration state the routes share (one per service).
 pub struct Admin {
@@ -54,10 +55,6 @@ pub fn add_routes(router: Router<AppState>) -> Router<AppState> {
         .route("/api/v1/settings", get(get_settings).put(put_settings))
         .route("/api/v1/history", get(history))
         .route("/metrics", get(metrics))
-}
-
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[derive(Debug)]

@@ -14,6 +14,7 @@
 use crate::auth::{AuthError, User};
 use crate::http::AppState;
 use crate::maintenance::{MaintError, Maintenance};
+use crate::unix_now;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -116,10 +117,6 @@ impl From<MaintError> for MaintHttpError {
 
 fn node_of(path: Result<Path<String>, PathRejection>) -> Result<String, MaintHttpError> {
     path.map(|Path(n)| n).map_err(|e| MaintHttpError::bad_input(Some("node"), e.body_text()))
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 async fn list(

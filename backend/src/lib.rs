@@ -37,3 +37,9 @@ pub mod snapshot_cache;
 pub mod state_file;
 pub mod status_watch;
 pub mod windows;
+
+/// Seconds since the Unix epoch on this machine's clock (0 if the clock is before 1970). PVE's
+/// clock may differ: see `pve::PveClient::server_now`.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}

@@ -15,6 +15,7 @@
 
 use crate::execute::{Executor, StartError};
 use crate::pve::{PveClient, PveError};
+use crate::unix_now;
 use shared::api::{
     ExitRequest, JobState, MaintenanceAnswer, MaintenanceRequest, MaintenanceState, NodeMaintenance,
 };
@@ -23,7 +24,7 @@ use shared::{ClusterSnapshot, Plan, PlanRequest};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// pmxcfs: shared by all nodes of the cluster.
 pub const DEFAULT_STATE_DIR: &str = "/etc/pve/pve-rebalancer";
@@ -128,10 +129,6 @@ impl MaintArgs {
     pub fn store(&self) -> Arc<Maintenance> {
         Arc::new(Maintenance::new(&self.state_dir, &self.ha_manager))
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl Default for Maintenance {

@@ -134,7 +134,7 @@ pub async fn exit(pve: PveClient, a: ExitArgs) -> i32 {
 
 pub async fn status(pve: PveClient, a: StatusArgs) -> i32 {
     let store = a.maint.store();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = crate::unix_now();
     let snapshot = match crate::collect::snapshot(&pve, now).await {
         Ok(s) => s,
         Err(e) => return fail(e),
@@ -165,7 +165,7 @@ pub async fn status(pve: PveClient, a: StatusArgs) -> i32 {
 
 pub async fn apply(pve: PveClient, a: ApplyArgs) -> i32 {
     let pve = Arc::new(pve);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = crate::unix_now();
     let mut snapshot = match crate::collect::snapshot(&pve, now).await {
         Ok(s) => s,
         Err(e) => return fail(e),

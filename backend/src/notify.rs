@@ -276,7 +276,7 @@ impl Notifier {
 
     /// Sends `event` to every target, each on its own task; returns at once. Failures are logged.
     pub fn send(self: &Arc<Self>, event: Event) {
-        let now = crate::http_admin::unix_now();
+        let now = crate::unix_now();
         for (i, target) in self.targets.iter().enumerate() {
             let (url, headers, body) = request_for(target, &event, now);
             let (client, kind, name) = (self.client.clone(), target.kind.as_str(), event.name());
@@ -345,7 +345,7 @@ impl Notifier {
             let mut tick = tokio::time::interval(Duration::from_secs(alert.check_interval_secs.max(5)));
             loop {
                 tick.tick().await;
-                let now = crate::http_admin::unix_now();
+                let now = crate::unix_now();
                 match crate::collect::snapshot(&pve, now).await {
                     Ok(snap) => {
                         for event in tracker.observe(&shared::api::ClusterView::of(snap), now) {

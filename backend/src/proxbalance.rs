@@ -17,7 +17,8 @@
 
 use crate::auth::User;
 use crate::http::AppState;
-use crate::http_admin::{unix_now, AdminError};
+use crate::http_admin::AdminError;
+use crate::unix_now;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -8,12 +8,13 @@
 
 use crate::collect;
 use crate::pve::PveClient;
+use crate::unix_now;
 use serde_json::Value;
 use shared::api::{HistorySample, HistoryView, NodePercentiles};
 use shared::{ClusterSnapshot, GuestStatus, NodeStatus};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct SamplerConfig {
@@ -247,10 +248,6 @@ impl Sampler {
             }
         })
     }
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn round2(x: f32) -> f64 {

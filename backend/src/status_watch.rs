@@ -135,7 +135,7 @@ pub async fn run(
     once: bool,
 ) -> anyhow::Result<()> {
     loop {
-        let now = crate::http_admin::unix_now();
+        let now = crate::unix_now();
         let snapshot = crate::collect::snapshot(pve, now).await?;
         let frame = render(&ClusterView::of(snapshot), &job_line(journal), now, !once);
         if once {

@@ -7,12 +7,13 @@ use super::journal::{Journal, JournalError};
 use super::lock::{ClusterLock, Guard};
 use super::upid::{path_segment, Upid};
 use crate::pve::{PveClient, PveError};
+use crate::unix_now;
 use serde_json::Value;
 use shared::api::{JobState, JobSummary, JobView, StepState, StepView};
 use shared::{GuestKind, Plan};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 
 /// Tunables of the executor.
@@ -130,10 +131,6 @@ pub struct Executor {
     active: Mutex<Active>,
     closed_targets: Mutex<Option<ClosedTargets>>,
     limits_source: Mutex<Option<LimitsSource>>,
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn finish(step: &mut StepView, state: StepState, message: String) {

@@ -314,16 +314,14 @@ impl PveClient {
         result
     }
 
+    /// Keeps PVE's clock from an answer's `Date` header (seconds; absent or unreadable: unchanged).
     fn note_server_clock(&self, headers: &reqwest::header::HeaderMap) {
-        let Some(server) = headers.get(reqwest::header::DATE).and_then(|v| v.to_str().ok()) else {
-            return;
-        };
-        if let (Ok(server), Ok(ours)) =
-            (httpdate::parse_http_date(server), unix_secs(std::time::SystemTime::now()))
-        {
-            if let Ok(server) = unix_secs(server) {
-                self.skew.store(server as i64 - ours as i64, Ordering::Relaxed);
-            }
+        let server = headers
+            .get(reqwest::header::DATE)
+            .and_then(|v| httpdate::parse_http_date(v.to_str().ok()?).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        if let Some(server) = server {
+            self.skew.store(server.as_secs() as i64 - crate::unix_now() as i64, Ordering::Relaxed);
         }
     }
 
@@ -332,8 +330,7 @@ impl PveClient {
     /// PVE's answers are on this clock, which may differ from ours (skew, or a simulator).
     pub fn server_now(&self) -> Option<u64> {
         let skew = self.skew.load(Ordering::Relaxed);
-        let ours = unix_secs(std::time::SystemTime::now()).ok()?;
-        (skew != NO_SKEW_SEEN).then(|| ours.saturating_add_signed(skew))
+        (skew != NO_SKEW_SEEN).then(|| crate::unix_now().saturating_add_signed(skew))
     }
 
     /// Requests this client sent as the service (each attempt counts), and how many failed
@@ -419,10 +416,6 @@ impl PveClient {
 
 /// [`PveClient::skew`] before PVE has answered.
 const NO_SKEW_SEEN: i64 = i64::MIN;
-
-fn unix_secs(t: std::time::SystemTime) -> Result<u64, std::time::SystemTimeError> {
-    t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs())
-}
 
 /// Worth another attempt of an idempotent call: the network failed, or a proxy in front of PVE
 /// (or pveproxy itself, restarting) answered 502/503/504. PVE's own refusals (4xx, 500 with its
