@@ -31,6 +31,13 @@ pub struct World {
     pub clock: Clock,
 }
 
+impl World {
+    /// Simulated time at wall time `wall`.
+    fn now_at(&self, wall: f64) -> f64 {
+        self.clock.at(wall) + self.clock_offset
+    }
+}
+
 /// The simulated clock: `now = base_sim + (wall − base_wall) × rate + clock_offset`.
 /// Rate 1 is real time, > 1 runs faster (a week in minutes), 0 stands still (stepped via
 /// `/_sim/clock` `advance`). Tickets and CSRF tokens use the unscaled `wall + clock_offset`.
@@ -107,11 +114,16 @@ impl Sim {
         }
     }
 
+    /// Simulated time now, without letting tasks advance (for stamping answers).
+    pub fn clock_now(&self) -> f64 {
+        self.world.lock().unwrap_or_else(|e| e.into_inner()).now_at(wall())
+    }
+
     /// Locks the world and lets due tasks finish first. Returns the guard and the simulated time.
     pub fn lock(&self) -> (MutexGuard<'_, World>, f64) {
         let mut w = self.world.lock().unwrap_or_else(|e| e.into_inner());
         let wl = wall();
-        let now = w.clock.at(wl) + w.clock_offset;
+        let now = w.now_at(wl);
         let div = self.task_divisor(&w);
         w.cluster.auth_now = (wl + w.clock_offset).floor() as i64;
         let World { cluster, faults, .. } = &mut *w;
@@ -188,7 +200,7 @@ async fn api_handler(
     let mut resp = api::render(fmt, res);
     // pveproxy stamps every answer with its clock; ours is the simulated one, so clients that
     // measure task ages on PVE's clock see the simulated week, not the wall clock.
-    let now = sim.lock().1.max(0.0);
+    let now = sim.clock_now().max(0.0);
     let date = httpdate::fmt_http_date(std::time::UNIX_EPOCH + Duration::from_secs_f64(now));
     if let Ok(v) = axum::http::HeaderValue::from_str(&date) {
         resp.headers_mut().insert(axum::http::header::DATE, v);
