@@ -140,6 +140,7 @@ fn test() -> Result<()> {
     // A test run builds each crate once: incremental caches (3 GB here) only cost disk.
     // Set for the process so that the cargo builds the tests start themselves inherit it.
     std::env::set_var("CARGO_INCREMENTAL", "0");
+    report_disk();
     setup(false)?;
     run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
     frontend(false)?;
@@ -148,8 +149,25 @@ fn test() -> Result<()> {
     run(Command::new("bash").arg(root().join("debian/build.sh")))?;
     run(Command::new("bash").arg(root().join("tests/deb/run.sh")))?;
     run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    report_disk();
     eprintln!("[xtask] all tests passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// Prints the free space and the size of `target/`, so that a CI log shows how close a run came
+/// to filling its disk. Informational: never fails the task.
+fn report_disk() {
+    let out = |cmd: &mut Command| {
+        cmd.current_dir(root())
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    let free = out(Command::new("df").args(["-h", "--output=avail", "."]));
+    let target = out(Command::new("du").args(["-sh", "target"]));
+    let target = target.split_whitespace().next().unwrap_or("nothing");
+    eprintln!("[xtask] disk: {} free, {target} in target/", free.trim());
 }
 
 /// Side by side with ProxLB 2.3 (needs the venv); rewrites that section of docs/BENCHMARKS.md.
