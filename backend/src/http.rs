@@ -255,8 +255,8 @@ fn validate(r: &PlanRequest) -> Result<(), AppError> {
 
 #[derive(Debug)]
 pub struct AppError {
-    status: StatusCode,
-    body: ApiError,
+    pub(crate) status: StatusCode,
+    pub(crate) body: ApiError,
 }
 
 impl AppError {

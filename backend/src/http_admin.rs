@@ -87,10 +87,16 @@ impl IntoResponse for AdminError {
     }
 }
 
+/// Failures the service API maps already (PVE, auth, planning) mean the same here: one mapping.
+impl From<crate::http::AppError> for AdminError {
+    fn from(e: crate::http::AppError) -> Self {
+        AdminError { status: e.status, body: e.body }
+    }
+}
+
 impl From<AuthError> for AdminError {
     fn from(e: AuthError) -> Self {
-        let (status, body) = e.parts();
-        AdminError { status, body }
+        crate::http::AppError::from(e).into()
     }
 }
 
@@ -120,22 +126,13 @@ impl From<SettingsStoreError> for AdminError {
 
 impl From<crate::pve::PveError> for AdminError {
     fn from(e: crate::pve::PveError) -> Self {
-        tracing::warn!(error = %e, "PVE call failed");
-        AdminError::new(StatusCode::BAD_GATEWAY, "the PVE API call failed", e.to_string(), None)
+        crate::http::AppError::from(e).into()
     }
 }
 
 impl From<crate::http::PlanNowError> for AdminError {
     fn from(e: crate::http::PlanNowError) -> Self {
-        match e {
-            crate::http::PlanNowError::Pve(e) => e.into(),
-            crate::http::PlanNowError::Maintenance(e) => AdminError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the maintenance state failed",
-                e.to_string(),
-                None,
-            ),
-        }
+        crate::http::AppError::from(e).into()
     }
 }
 
