@@ -77,6 +77,9 @@ pub struct OursRun {
     /// equals the in-process one.
     pub cli: Result<(Duration, u64, bool), String>,
     pub api_inprocess: u64,
+    /// The first steps of our plan that reach ProxLB's result (spread and violations), when
+    /// ProxLB produced one and some prefix does ([`metrics::prefix_matching`]).
+    pub matching_proxlb: Option<Outcome>,
 }
 
 /// One row of the report.
@@ -130,13 +133,23 @@ pub async fn run_case(case: &Case, cli: &std::path::Path, opts: &Options) -> any
     let run = proxlb::run(&cfg, true, skip, opts.proxlb_timeout).await;
     let c5 = sim.request_count();
     let proxlb_outcome = run.ok.then(|| metrics::evaluate(&snapshot, &plan, &run.moves, &rules));
+    let matching_proxlb = proxlb_outcome
+        .as_ref()
+        .and_then(|p| metrics::prefix_matching(&snapshot, &plan, &our_moves, &rules, p));
     sim.shutdown().await;
     Ok(Row {
         case: case.clone(),
         running: snapshot.guests.iter().filter(|g| g.is_running()).count(),
         before: metrics::balance(&snapshot, &rules),
         before_violations: metrics::violations(&snapshot, &snapshot, &[], &rules),
-        ours: Ok(OursRun { outcome, engine, collect: collect_time, cli, api_inprocess: c1 - c0 }),
+        ours: Ok(OursRun {
+            outcome,
+            engine,
+            collect: collect_time,
+            cli,
+            api_inprocess: c1 - c0,
+            matching_proxlb,
+        }),
         proxlb: run,
         proxlb_outcome,
         proxlb_api: c5 - c4,
@@ -281,7 +294,8 @@ pub fn run_scaling(nodes: usize, guests: usize) -> ScaleRow {
 /// Everything one harness run produced.
 #[derive(Clone, Debug)]
 pub struct Results {
-    pub quick: bool,
+    /// What was asked, so the report states the settings that ran.
+    pub opts: Options,
     pub rows: Vec<Row>,
     pub tiny: Vec<Result<TinyRow, String>>,
     pub scaling: Vec<ScaleRow>,
@@ -341,5 +355,5 @@ pub async fn run_all(opts: &Options) -> anyhow::Result<Results> {
         None
     };
     say("done".into());
-    Ok(Results { quick: opts.quick, rows, tiny, scaling, week, env, total: t.elapsed() })
+    Ok(Results { opts: opts.clone(), rows, tiny, scaling, week, env, total: t.elapsed() })
 }

@@ -222,6 +222,21 @@ pub fn evaluate(
     }
 }
 
+/// The shortest prefix of `moves` (a plan's steps, in execution order) whose result is at
+/// least as good as `other`: spread no higher and no more hard-rule violations. Answers "what
+/// would this plan have moved to get the other tool's result"; `None` when no prefix does.
+pub fn prefix_matching(
+    s: &ClusterSnapshot,
+    template: &Plan,
+    moves: &[(u32, String, String)],
+    rules: &RuleConfig,
+    other: &Outcome,
+) -> Option<Outcome> {
+    (0..=moves.len())
+        .map(|k| evaluate(s, template, &moves[..k], rules))
+        .find(|o| o.after.spread <= other.after.spread && o.violations.total() <= other.violations.total())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,5 +295,23 @@ mod tests {
         // Over capacity.
         let o = evaluate(&s, &template, &[(4, "b".into(), "a".into())], &rules);
         assert_eq!(o.violations.capacity, 1);
+    }
+
+    #[test]
+    fn prefix_matching_stops_at_the_first_step_as_good_as_the_other_plan() {
+        let s = snap();
+        let template = shared::planner::plan(&s, &PlanRequest::default());
+        let rules = RuleConfig::default();
+        let mv = |id: u32| (id, "a".to_string(), "b".to_string());
+        // The other tool moved guest 2: spread 5, anti-affinity fixed.
+        let other = evaluate(&s, &template, &[mv(2)], &rules);
+        let ours = [mv(1), mv(3)];
+        let p = prefix_matching(&s, &template, &ours, &rules, &other).expect("one step matches");
+        assert_eq!((p.migrations, p.gib), (1, 30.0));
+        // Doing nothing already matches a plan that did nothing.
+        let idle = evaluate(&s, &template, &[], &rules);
+        assert_eq!(prefix_matching(&s, &template, &ours, &rules, &idle).map(|p| p.migrations), Some(0));
+        // Moving the pinned guest never gets there: spread 15 and two violations.
+        assert!(prefix_matching(&s, &template, &[mv(3)], &rules, &other).is_none());
     }
 }

@@ -102,8 +102,8 @@ pub fn render(res: &Results) -> String {
          are computed over the online non-maintenance nodes, and hard rules (pins, affinity, \
          anti-affinity, ignore, PVE HA rules via `shared::rules`, memory capacity, guests left on a \
          maintenance node) are checked by our rule engine for both.\n",
-        if res.quick { "`--quick`" } else { "full" },
-        if res.quick { ", a harness check only: numbers are not meant to be quoted" } else { "" }
+        if res.opts.quick { "`--quick`" } else { "full" },
+        if res.opts.quick { ", a harness check only: numbers are not meant to be quoted" } else { "" }
     );
     let _ = writeln!(
         w,
@@ -130,9 +130,9 @@ pub fn render(res: &Results) -> String {
     );
     let _ = writeln!(
         w,
-        "- ProxLB: `target/venv/bin/python -c \"$LAUNCHER\" -c cfg.yaml -d -j`, where the launcher runs the unmodified `proxlb` package with `runpy` (like `python -m proxlb`) and counts its sub-second `time.sleep` calls. ProxLB sleeps 0.1 s before every tags, RRD and version call (~0.3 s per guest); above {} guests the launcher skips those sleeps (`PLB_SKIP_SLEEPS=1`) to keep the harness under 20 min, and \"as shipped\" = measured + skipped sleeps. Config: `balancing: {{enable: True, balance_types: [vm, ct], balanciness: 5, method: memory, mode: used}}`, `proxmox_api.timeout: 30`, `service.daemon: False`, plus `proxmox_cluster.maintenance_nodes: [pve2]` in the maintenance scenario. Each ProxLB run is killed after {} s.",
-        if res.quick { 0 } else { 200 },
-        if res.quick { 120 } else { 900 }
+        "- ProxLB: `target/venv/bin/python -c \"$LAUNCHER\" -c cfg.yaml -d -j`, where the launcher runs the unmodified `proxlb` package with `runpy` (like `python -m proxlb`) and counts its sub-second `time.sleep` calls. ProxLB sleeps 0.1 s before every tags, RRD and version call (~0.3 s per guest); in scenarios of more than {} guests the launcher skips those sleeps (`PLB_SKIP_SLEEPS=1`) to keep the harness under 20 min, and \"as shipped\" = measured + skipped sleeps. Config: `balancing: {{enable: True, balance_types: [vm, ct], balanciness: 5, method: memory, mode: used}}`, `proxmox_api.timeout: 30`, `service.daemon: False`, plus `proxmox_cluster.maintenance_nodes: [pve2]` in the maintenance scenario. Each ProxLB run is killed after {} s.",
+        res.opts.skip_sleeps_above,
+        res.opts.proxlb_timeout.as_secs()
     );
     let _ = writeln!(w, "- Scenarios: `pve_sim::generate(seed, nodes, guests)` (mixed node sizes 16–1024 GiB, skewed placement, ~55 % memory use, ~4 % stopped guests, a few anti-affinity and ignore tags), reshaped deterministically (`tests/compare/src/scenarios.rs`): *homogeneous* = every node the same size; *rule-heavy* = co-located anti-affinity groups, affinity groups, pins (some broken), ignored guests, a negative HA resource-affinity and a strict HA node-affinity; *maintenance* = `pve2` in HA maintenance and in `maintenance_nodes`; *balanced* = greedy pre-balanced placement.\n");
 
@@ -218,6 +218,7 @@ pub fn render(res: &Results) -> String {
     // Aggregate (`--week-only` runs no scenario: nothing to sum).
     if !res.rows.is_empty() {
         aggregate(w, res);
+        matching(w, res);
     }
 
     // ProxLB messages.
@@ -480,6 +481,48 @@ fn aggregate(w: &mut String, res: &Results) {
         let _ = writeln!(w, "| ProxLB ÷ ours end-to-end time, geometric mean | 1× | {g:.1}× (measured, sleeps skipped where marked) |");
     }
     let _ = writeln!(w);
+}
+
+/// What our plan moves to get as far as ProxLB got: the GiB target in like-for-like terms
+/// (our full plan balances further, so its GiB alone compares different results).
+fn matching(w: &mut String, res: &Results) {
+    let _ = writeln!(
+        w,
+        "### Moving only as far as ProxLB gets
+"
+    );
+    let _ = writeln!(
+        w,
+        "Our plan's steps run in order; here, the first steps of it whose result is at least as good as ProxLB's whole plan (spread no higher, no more hard-rule violations), measured like the rest.          A user gets this by capping a run (`max_moves` / `max_gib`); the default plan goes on while a step gains ≥ 0.5 pt.\n"
+    );
+    let _ = writeln!(w, "| scenario | ProxLB: spread after, migrations, GiB | ours, first steps reaching it: spread, migrations, GiB | GiB, ours ÷ ProxLB |");
+    let _ = writeln!(w, "|---|---|---|---|");
+    let (mut gib_o, mut gib_p, mut mig_o, mut mig_p, mut matched, mut total) = (0.0, 0.0, 0, 0, 0, 0);
+    for r in &res.rows {
+        let (Ok(o), Some(p)) = (&r.ours, &r.proxlb_outcome) else { continue };
+        total += 1;
+        let plb = format!("{:.1}, {}, {:.0}", p.after.spread, p.migrations, p.gib);
+        let (ours, rat) = match &o.matching_proxlb {
+            Some(m) => {
+                matched += 1;
+                (gib_o, gib_p, mig_o, mig_p) =
+                    (gib_o + m.gib, gib_p + p.gib, mig_o + m.migrations, mig_p + p.migrations);
+                let rat = if p.gib > 1e-9 { format!("{:.2}", m.gib / p.gib) } else { "–".into() };
+                (format!("{:.1}, {}, {:.0}", m.after.spread, m.migrations, m.gib), rat)
+            }
+            None => ("no prefix of our plan reaches it".into(), "–".into()),
+        };
+        let _ = writeln!(w, "| {} | {plb} | {ours} | {rat} |", r.case.id);
+    }
+    let fewer = if gib_p > 1e-9 {
+        format!(" ({:.0} % fewer GiB)", (1.0 - gib_o / gib_p) * 100.0)
+    } else {
+        String::new()
+    };
+    let _ = writeln!(
+        w,
+        "\nSummed over the {matched} of {total} scenarios where a prefix reaches ProxLB's result: ours {mig_o} migrations, {gib_o:.0} GiB; ProxLB {mig_p} migrations, {gib_p:.0} GiB{fewer}.\n"
+    );
 }
 
 fn tiny(w: &mut String, res: &Results) {

@@ -12,6 +12,7 @@ async fn quick_harness_writes_every_row() {
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(text.contains("## Engine\n\nkept\n"), "other sections kept:\n{text}");
     assert!(text.contains(compare::report::HEADING));
+    assert!(text.contains("### Moving only as far as ProxLB gets"), "prefix table expected:\n{text}");
     for case in compare::scenarios::suite(true) {
         let rows = text.lines().filter(|l| l.starts_with(&format!("| {} ", case.id))).count();
         assert!(rows >= 2, "{}: quality and cost rows expected:\n{text}", case.id);
