@@ -486,14 +486,10 @@ fn aggregate(w: &mut String, res: &Results) {
 /// What our plan moves to get as far as ProxLB got: the GiB target in like-for-like terms
 /// (our full plan balances further, so its GiB alone compares different results).
 fn matching(w: &mut String, res: &Results) {
+    let _ = writeln!(w, "### Moving only as far as ProxLB gets\n");
     let _ = writeln!(
         w,
-        "### Moving only as far as ProxLB gets
-"
-    );
-    let _ = writeln!(
-        w,
-        "Our plan's steps run in order; here, the first steps of it whose result is at least as good as ProxLB's whole plan (spread no higher, no more hard-rule violations), measured like the rest.          A user gets this by capping a run (`max_moves` / `max_gib`); the default plan goes on while a step gains ≥ 0.5 pt.\n"
+        "Our plan's steps run in order; here, the first steps of it whose result is at least as good as ProxLB's whole plan (spread no higher, no more hard-rule violations), measured like the rest. The steps are executed in this order, so this is the cluster after the first of them; the default plan goes on while a step gains ≥ 0.5 pt.\n"
     );
     let _ = writeln!(w, "| scenario | ProxLB: spread after, migrations, GiB | ours, first steps reaching it: spread, migrations, GiB | GiB, ours ÷ ProxLB |");
     let _ = writeln!(w, "|---|---|---|---|");
@@ -514,14 +510,15 @@ fn matching(w: &mut String, res: &Results) {
         };
         let _ = writeln!(w, "| {} | {plb} | {ours} | {rat} |", r.case.id);
     }
-    let fewer = if gib_p > 1e-9 {
-        format!(" ({:.0} % fewer GiB)", (1.0 - gib_o / gib_p) * 100.0)
+    let compared = if gib_p > 1e-9 {
+        let change = (gib_o / gib_p - 1.0) * 100.0;
+        format!(" (ours {:.0} % {})", change.abs(), if change <= 0.0 { "fewer" } else { "more" })
     } else {
         String::new()
     };
     let _ = writeln!(
         w,
-        "\nSummed over the {matched} of {total} scenarios where a prefix reaches ProxLB's result: ours {mig_o} migrations, {gib_o:.0} GiB; ProxLB {mig_p} migrations, {gib_p:.0} GiB{fewer}.\n"
+        "\nSummed over the {matched} of {total} scenarios where a prefix reaches ProxLB's result: ours {mig_o} migrations, {gib_o:.0} GiB; ProxLB {mig_p} migrations, {gib_p:.0} GiB{compared}.\n"
     );
 }
 
