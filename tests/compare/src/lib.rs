@@ -80,6 +80,9 @@ pub struct OursRun {
     /// The first steps of our plan that reach ProxLB's result (spread and violations), when
     /// ProxLB produced one and some prefix does ([`metrics::prefix_matching`]).
     pub matching_proxlb: Option<Outcome>,
+    /// Our plan with ProxLB's migration count as the move budget (`max_moves`), everything else
+    /// as above: the spread each tool gets for the same number of migrations.
+    pub same_moves_as_proxlb: Option<Outcome>,
 }
 
 /// One row of the report.
@@ -136,6 +139,11 @@ pub async fn run_case(case: &Case, cli: &std::path::Path, opts: &Options) -> any
     let matching_proxlb = proxlb_outcome
         .as_ref()
         .and_then(|p| metrics::prefix_matching(&snapshot, &plan, &our_moves, &rules, p));
+    let same_moves_as_proxlb = proxlb_outcome.as_ref().map(|p| {
+        let req = shared::PlanRequest { max_moves: p.migrations as u32, ..req.clone() };
+        let plan = shared::planner::plan(&snapshot, &req);
+        metrics::evaluate(&snapshot, &plan, &metrics::moves_of(&plan), &rules)
+    });
     sim.shutdown().await;
     Ok(Row {
         case: case.clone(),
@@ -149,6 +157,7 @@ pub async fn run_case(case: &Case, cli: &std::path::Path, opts: &Options) -> any
             cli,
             api_inprocess: c1 - c0,
             matching_proxlb,
+            same_moves_as_proxlb,
         }),
         proxlb: run,
         proxlb_outcome,

@@ -13,6 +13,10 @@ async fn quick_harness_writes_every_row() {
     assert!(text.contains("## Engine\n\nkept\n"), "other sections kept:\n{text}");
     assert!(text.contains(compare::report::HEADING));
     assert!(text.contains("### Moving only as far as ProxLB gets"), "prefix table expected:\n{text}");
+    assert!(
+        text.contains("### With as many migrations as ProxLB made"),
+        "equal-budget table expected:\n{text}"
+    );
     for case in compare::scenarios::suite(true) {
         let rows = text.lines().filter(|l| l.starts_with(&format!("| {} ", case.id))).count();
         assert!(rows >= 2, "{}: quality and cost rows expected:\n{text}", case.id);
@@ -22,6 +26,12 @@ async fn quick_harness_writes_every_row() {
         if let Err(e) = &o.cli {
             panic!("{}: our CLI failed: {e}", r.case.id);
         }
+        assert_eq!(
+            o.same_moves_as_proxlb.is_some(),
+            r.proxlb_outcome.is_some(),
+            "{}: an equal-budget plan wherever ProxLB planned",
+            r.case.id
+        );
     }
     assert!(res.tiny.iter().all(|t| t.is_ok()), "{:?}", res.tiny);
     assert!(!res.scaling.is_empty());
