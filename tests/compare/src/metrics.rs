@@ -207,6 +207,13 @@ pub struct Outcome {
     pub violations: Violations,
 }
 
+impl Outcome {
+    /// Spread no higher and no more hard-rule violations: the yardstick of the like-for-like views.
+    pub fn as_good_as(&self, other: &Outcome) -> bool {
+        self.after.spread <= other.after.spread && self.violations.total() <= other.violations.total()
+    }
+}
+
 pub fn evaluate(
     s: &ClusterSnapshot,
     template: &Plan,
@@ -232,9 +239,7 @@ pub fn prefix_matching(
     rules: &RuleConfig,
     other: &Outcome,
 ) -> Option<Outcome> {
-    (0..=moves.len())
-        .map(|k| evaluate(s, template, &moves[..k], rules))
-        .find(|o| o.after.spread <= other.after.spread && o.violations.total() <= other.violations.total())
+    (0..=moves.len()).map(|k| evaluate(s, template, &moves[..k], rules)).find(|o| o.as_good_as(other))
 }
 
 #[cfg(test)]
