@@ -450,104 +450,7 @@ pub struct BestNodeAnswer {
 
 // ---- Settings (`/api/v1/settings`) and history (`/api/v1/history`) ----
 
-/// The balancing settings shared by the whole cluster (stored on pmxcfs, so every node's service
-/// and panel see the same). Stored values win over the configuration file's.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct Settings {
-    pub method: Method,
-    pub mode: Mode,
-    /// Percentage points of max − min node usage that trigger balancing (0–100).
-    pub balanciness: f64,
-    /// Points of the gap a move must close (0–100).
-    pub min_gain: f64,
-    /// Migrations per plan (0–10000).
-    pub max_moves: u32,
-    /// Seconds between automatic balancing runs; `None` = only on demand.
-    pub schedule_interval_secs: Option<u64>,
-    /// Migrations in flight at once, cluster-wide (1–64).
-    pub max_parallel: u32,
-    /// Migrations in flight per node, as source or target (1–64).
-    pub max_per_node: u32,
-    /// Nodes balancing leaves alone (ProxLB's `ignore_nodes`; `*` suffix wildcard).
-    pub ignore_nodes: Vec<String>,
-    /// Guests balancing never moves (names, `*` suffix wildcard, as ProxLB's `ignore_guests`).
-    pub ignore_guests: Vec<String>,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        let r = crate::PlanRequest::default();
-        Settings {
-            method: r.method,
-            mode: r.mode,
-            balanciness: r.balanciness,
-            min_gain: r.min_gain,
-            max_moves: r.max_moves,
-            schedule_interval_secs: None,
-            max_parallel: 1,
-            max_per_node: 1,
-            ignore_nodes: vec![],
-            ignore_guests: vec![],
-        }
-    }
-}
-
-/// A setting out of range: which one and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SettingsError {
-    pub field: &'static str,
-    pub detail: String,
-}
-
-impl Settings {
-    /// Every field within its limits (the same as `POST /api/v1/plan` applies), else the first
-    /// offending field. The panel checks with this before sending; the backend again on `PUT`.
-    pub fn check(&self) -> Result<(), SettingsError> {
-        let err = |field, detail: String| Err(SettingsError { field, detail });
-        if !self.balanciness.is_finite() || !(0.0..=100.0).contains(&self.balanciness) {
-            return err("balanciness", format!("{} is outside 0–100 percentage points", self.balanciness));
-        }
-        if !self.min_gain.is_finite() || !(0.0..=100.0).contains(&self.min_gain) {
-            return err("min_gain", format!("{} is outside 0–100 points", self.min_gain));
-        }
-        if self.max_moves > 10_000 {
-            return err("max_moves", format!("{} is above the limit of 10000", self.max_moves));
-        }
-        if let Some(s) = self.schedule_interval_secs {
-            if !(60..=7 * 86_400).contains(&s) {
-                return err(
-                    "schedule_interval_secs",
-                    format!("{s} is outside 60–604800 seconds (1 minute to 1 week); null turns it off"),
-                );
-            }
-        }
-        if !(1..=64).contains(&self.max_parallel) {
-            return err("max_parallel", format!("{} is outside 1–64 migrations", self.max_parallel));
-        }
-        if !(1..=64).contains(&self.max_per_node) {
-            return err("max_per_node", format!("{} is outside 1–64 migrations", self.max_per_node));
-        }
-        for (field, list) in [("ignore_nodes", &self.ignore_nodes), ("ignore_guests", &self.ignore_guests)] {
-            if let Some(bad) = list.iter().find(|e| e.trim().is_empty() || e.contains(char::is_whitespace)) {
-                return err(field, format!("`{bad}` is not a name or `prefix*` pattern"));
-            }
-        }
-        Ok(())
-    }
-
-    /// These settings applied to a plan request (the rest of the request stays as it was).
-    pub fn apply_to(&self, request: &mut crate::PlanRequest) {
-        request.method = self.method;
-        request.mode = self.mode;
-        request.balanciness = self.balanciness;
-        request.min_gain = self.min_gain;
-        request.max_moves = self.max_moves;
-        request.rules.ignore_nodes = self.ignore_nodes.clone();
-        request.rules.ignore_guests = self.ignore_guests.clone();
-    }
-}
+pub use crate::policy::{Settings, SettingsError};
 
 /// `GET /api/v1/settings` (and the answer to `PUT`): the settings in force, and whether the caller
 /// may change them (`Sys.Modify` on `/`).
@@ -631,40 +534,6 @@ pub struct NodePercentiles {
     pub cpu_p95: f64,
     pub memory_p50: f64,
     pub memory_p95: f64,
-}
-
-#[cfg(test)]
-mod settings_tests {
-    use super::*;
-
-    #[test]
-    fn defaults_pass_and_each_limit_names_its_field() {
-        assert_eq!(Settings::default().check(), Ok(()));
-        type Spoil = fn(&mut Settings);
-        let cases: [(&str, Spoil); 7] = [
-            ("balanciness", |s| s.balanciness = 101.0),
-            ("min_gain", |s| s.min_gain = f64::NAN),
-            ("max_moves", |s| s.max_moves = 10_001),
-            ("schedule_interval_secs", |s| s.schedule_interval_secs = Some(5)),
-            ("max_parallel", |s| s.max_parallel = 0),
-            ("max_per_node", |s| s.max_per_node = 65),
-            ("ignore_guests", |s| s.ignore_guests = vec!["a b".into()]),
-        ];
-        for (field, spoil) in cases {
-            let mut s = Settings::default();
-            spoil(&mut s);
-            assert_eq!(s.check().unwrap_err().field, field);
-        }
-    }
-
-    #[test]
-    fn apply_to_sets_the_request_and_keeps_the_rest() {
-        let s = Settings { balanciness: 3.0, ignore_nodes: vec!["pve9".into()], ..Settings::default() };
-        let mut r = crate::PlanRequest { cooldown_secs: 7, ..Default::default() };
-        s.apply_to(&mut r);
-        assert_eq!((r.balanciness, r.cooldown_secs), (3.0, 7));
-        assert_eq!(r.rules.ignore_nodes, vec!["pve9".to_owned()]);
-    }
 }
 
 #[cfg(test)]

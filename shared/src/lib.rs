@@ -15,6 +15,7 @@ pub mod evacuate;
 pub mod model;
 pub mod plan;
 pub mod planner;
+pub mod policy;
 pub mod rules;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

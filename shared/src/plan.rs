@@ -126,6 +126,9 @@ pub struct PlanRequest {
     /// Rules from configuration (pools, ignore and maintenance lists); tags and HA rules come
     /// with the snapshot.
     pub rules: RuleConfig,
+    /// Between moves of about the same gain, prefer the larger guest (ProxLB
+    /// `balance_larger_guests_first`); false = the smaller.
+    pub larger_guests_first: bool,
 }
 
 impl Default for PlanRequest {
@@ -154,6 +157,7 @@ impl Default for PlanRequest {
             no_return_secs: 24 * 3600,
             roles: NodeRoles::default(),
             rules: RuleConfig::default(),
+            larger_guests_first: false,
         }
     }
 }

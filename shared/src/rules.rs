@@ -42,6 +42,8 @@ pub struct RuleConfig {
     pub ignore_nodes: Vec<String>,
     /// ProxLB `maintenance_nodes`: drained (`*` wildcard).
     pub maintenance_nodes: Vec<String>,
+    /// Guests the policy keeps in place (`balance_types`, `live: false`).
+    pub stay: crate::policy::StayRules,
 }
 
 /// One entry of ProxLB's `balancing.pools`.

@@ -12,6 +12,11 @@ pub(super) fn read(snapshot: &ClusterSnapshot, config: &RuleConfig, set: &mut Ru
             snapshot.guests.iter().filter(|g| wildcard_match(pattern, &g.name)).map(|g| g.vmid).collect();
         ignore_all(&hits, cfg("ignore_guests", pattern), set);
     }
+    for guest in &snapshot.guests {
+        if let Some((key, value)) = config.stay.why(guest) {
+            set.add(ConstraintKind::Ignore { vmid: guest.vmid }, Strength::Hard, cfg(key, value));
+        }
+    }
     for pattern in &config.ignore_vms {
         // 0.9.9 accepted names; vmids are accepted too since names are not unique.
         let by_id = pattern.trim().parse::<u32>().ok();
