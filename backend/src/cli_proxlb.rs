@@ -14,11 +14,13 @@ mod signals;
 
 pub use connect::{connect, Failure};
 
+use crate::app::Policy;
 use crate::config::{self, LoadedConfig};
 use crate::execute::{DirLock, Executor, Journal};
 use shared::best_node::{best_node, NewGuest, NodeRank};
 use shared::evacuate::{evacuate, EvacuationRequest};
-use shared::{ClusterSnapshot, Plan};
+use shared::policy::PolicyView;
+use shared::{ClusterSnapshot, Plan, PlanRequest};
 use signals::Signals;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -110,18 +112,26 @@ pub async fn run(args: ProxlbArgs) -> i32 {
     }
 }
 
+/// The policy this file makes with the settings stored in its `rebalancer.state_dir` (the
+/// panel's), as the service resolves it.
+pub async fn policy(loaded: &LoadedConfig) -> Result<PolicyView, Failure> {
+    let policy = Arc::new(Policy::new(&loaded.config.rebalancer.state_dir, Some(loaded.file_layer())));
+    policy.resolve_async(Default::default()).await.map_err(|e| Failure::Config(e.to_string()))
+}
+
 async fn run_once(loaded: &LoadedConfig, args: &ProxlbArgs, signals: &Signals) -> Result<(), Failure> {
     let cfg = &loaded.config;
+    let policy = policy(loaded).await?;
+    let request = &policy.request;
     let client = Arc::new(connect(cfg).await?);
     let mut snapshot = collect(&client).await?;
     if args.best_node {
-        let ranks = best_node(&snapshot, &NewGuest::default(), &cfg.plan_request());
+        let ranks = best_node(&snapshot, &NewGuest::default(), request);
         print_best_node(&ranks);
         return Ok(());
     }
-    let request = cfg.plan_request();
     crate::recent::fill(&client, &mut snapshot, request.cooldown_secs.max(request.no_return_secs)).await;
-    let plan = crate::preflight::plan(&client, &mut snapshot, |s| plan_for(loaded, s)).await;
+    let plan = crate::preflight::plan(&client, &mut snapshot, |s| plan_for(loaded, s, request)).await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan).map_err(|e| Failure::Other(e.to_string()))?);
     } else {
@@ -133,10 +143,10 @@ async fn run_once(loaded: &LoadedConfig, args: &ProxlbArgs, signals: &Signals) -
         Some("balancing.enable is false")
     } else if plan.steps.is_empty() {
         None
-    } else if cfg.balancing.balance_types.is_empty() {
-        Some("balancing.balance_types is empty (use ['vm', 'ct'])")
+    } else if policy.settings.balance_types.is_empty() {
+        Some("balance_types is empty (use ['vm', 'ct'])")
     } else {
-        execute(loaded, client, &plan, signals).await?;
+        execute(loaded, &policy, client, &plan, signals).await?;
         None
     };
     if let (Some(why), false) = (why_not, plan.steps.is_empty()) {
@@ -151,12 +161,11 @@ async fn collect(client: &crate::pve::PveClient) -> Result<ClusterSnapshot, Fail
 }
 
 /// Maintenance nodes present → evacuate them (ProxLB: ignored guests stay); else balance.
-pub fn plan_for(loaded: &LoadedConfig, snapshot: &ClusterSnapshot) -> Plan {
+pub fn plan_for(loaded: &LoadedConfig, snapshot: &ClusterSnapshot, request: &PlanRequest) -> Plan {
     let cfg = &loaded.config;
-    let request = cfg.plan_request();
     let drained = cfg.maintenance_nodes_in(snapshot.nodes.iter().map(|n| n.name.as_str()));
     if drained.is_empty() {
-        return shared::planner::plan(snapshot, &request);
+        return shared::planner::plan(snapshot, request);
     }
     tracing::info!("evacuating maintenance nodes: {}", drained.join(", "));
     evacuate(
@@ -165,16 +174,17 @@ pub fn plan_for(loaded: &LoadedConfig, snapshot: &ClusterSnapshot) -> Plan {
             nodes: drained,
             include_stopped: cfg.rebalancer.evacuate_stopped,
             move_ignored: false,
-            request,
+            request: request.clone(),
         },
     )
 }
 
 /// Collect once with the configuration's connection and request, and plan.
 pub async fn plan_with_config(loaded: &LoadedConfig) -> Result<Plan, Failure> {
+    let request = policy(loaded).await?.request;
     let client = connect(&loaded.config).await?;
     let mut snapshot = collect(&client).await?;
-    Ok(crate::preflight::plan(&client, &mut snapshot, |s| plan_for(loaded, s)).await)
+    Ok(crate::preflight::plan(&client, &mut snapshot, |s| plan_for(loaded, s, &request)).await)
 }
 
 /// Rank nodes for `guest` with the configuration's connection and rules.
@@ -182,8 +192,9 @@ pub async fn best_node_with_config(
     loaded: &LoadedConfig,
     guest: &NewGuest,
 ) -> Result<Vec<NodeRank>, Failure> {
+    let request = policy(loaded).await?.request;
     let client = connect(&loaded.config).await?;
-    Ok(best_node(&collect(&client).await?, guest, &loaded.config.plan_request()))
+    Ok(best_node(&collect(&client).await?, guest, &request))
 }
 
 /// Ranking on stderr; the best node's name as the last stdout line (ProxLB's `-b` contract).
@@ -197,13 +208,14 @@ pub fn print_best_node(ranks: &[NodeRank]) {
 
 async fn execute(
     loaded: &LoadedConfig,
+    policy: &PolicyView,
     client: Arc<crate::pve::PveClient>,
     plan: &Plan,
     signals: &Signals,
 ) -> Result<(), Failure> {
     let cfg = &loaded.config;
     // Validated at load, so a parse error here cannot happen; read as "no windows" if it did.
-    let windows = crate::windows::parse_all(&cfg.rebalancer.windows).unwrap_or_default();
+    let windows = crate::windows::parse_all(&policy.settings.windows).unwrap_or_default();
     let now = crate::windows::local_now();
     let in_window = crate::windows::is_open(&windows, now);
     if !in_window {
@@ -217,7 +229,10 @@ async fn execute(
     let selection: Vec<u32> = plan
         .steps
         .iter()
-        .filter(|s| cfg.executes(s.kind) && (in_window || s.purpose == shared::plan::StepPurpose::Evacuate))
+        .filter(|s| {
+            policy.settings.executes(s.kind)
+                && (in_window || s.purpose == shared::plan::StepPurpose::Evacuate)
+        })
         .map(|s| s.vmid)
         .collect();
     if selection.is_empty() {
@@ -229,7 +244,9 @@ async fn execute(
     let r = &cfg.rebalancer;
     let journal = Journal::open(&r.journal)
         .map_err(|e| Failure::Permission(format!("cannot open the journal {}: {e}", r.journal.display())))?;
-    let exec_cfg = cfg.exec_config();
+    let mut exec_cfg = cfg.exec_config();
+    exec_cfg.max_parallel = policy.settings.max_parallel as usize;
+    exec_cfg.max_per_node = policy.settings.max_per_node as usize;
     let bound = exec_cfg.step_timeout * (selection.len() as u32) + Duration::from_secs(60);
     let executor = Executor::new(client, Arc::new(journal), Arc::new(DirLock::new(&r.lock_dir)), exec_cfg);
     // Steps an earlier run left in flight are followed to their end before anything new starts.

@@ -9,7 +9,7 @@
 //! Invariant: secrets (`pass`, `token_secret`) live in [`Secret`], whose `Debug` prints `***`.
 
 mod locate;
-mod schema;
+pub(crate) mod schema;
 mod validate;
 
 pub mod load;

@@ -3,7 +3,8 @@
 //! (`-c proxlb.yaml [-d] [-j] [-b]`, see `backend::cli_proxlb`).
 
 use anyhow::Context;
-use backend::http::{router, AppState};
+use backend::app::{origins::Origins, AppState, Policy};
+use backend::http::router;
 use backend::pve::{Credentials, PveClient, PveOptions};
 use clap::{Args, Parser, Subcommand};
 use std::net::SocketAddr;
@@ -47,12 +48,17 @@ enum Command {
     Serve {
         #[command(flatten)]
         pve: PveArgs,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8017")]
-        listen: SocketAddr,
+        /// Address to listen on [default: the configuration's `rebalancer.listen`, else
+        /// 127.0.0.1:8017].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
         /// Directory with the built panel (frontend/dist) to serve at `/`.
         #[arg(long)]
         panel_dir: Option<PathBuf>,
+        /// A host name whose PVE UI (`https://NAME:8006`) may call this service, besides the
+        /// cluster's own node names and addresses (repeatable; e.g. the nodes' FQDNs).
+        #[arg(long = "ui-origin")]
+        ui_origins: Vec<String>,
         #[command(flatten)]
         exec: backend::execute::ExecArgs,
         #[command(flatten)]
@@ -94,16 +100,19 @@ enum Command {
         #[arg(long, default_value = backend::execute::journal::DEFAULT_PATH)]
         journal: PathBuf,
     },
-    /// Collect once, plan, and print the plan as JSON.
+    /// Collect once, plan with the policy in force (configuration file < stored settings <
+    /// --balanciness), and print the plan as JSON.
     Plan {
         #[command(flatten)]
         pve: PveArgs,
-        /// Balanciness in percentage points (ignored with --config, which has its own).
-        #[arg(long, default_value_t = 10.0)]
-        balanciness: f64,
+        /// Balanciness in percentage points, for this plan.
+        #[arg(long)]
+        balanciness: Option<f64>,
         /// Take connection and planning settings from this proxlb.yaml instead.
         #[arg(short = 'c', long)]
         config: Option<PathBuf>,
+        #[command(flatten)]
+        maint: backend::maintenance::MaintArgs,
     },
     /// Rank the nodes for a new guest; the best node's name is the last stdout line.
     BestNode {
@@ -114,6 +123,8 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         guest: GuestArgs,
+        #[command(flatten)]
+        maint: backend::maintenance::MaintArgs,
     },
     /// Node maintenance: evacuate a node, bring its guests back, show the marks.
     Maintenance {
@@ -243,18 +254,34 @@ impl PveArgs {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(&cli);
     let Some(command) = cli.command else {
         std::process::exit(backend::cli_proxlb::run(cli.proxlb).await);
     };
     dispatch(command).await
+}
+
+/// `RUST_LOG` when set; else the configuration's `service.log_level` (ProxLB's key), else info.
+fn init_logging(cli: &Cli) {
+    let config = match &cli.command {
+        None => Some(backend::cli_proxlb::config_path(cli.proxlb.config.as_deref())),
+        Some(
+            Command::Serve { config, .. } | Command::Plan { config, .. } | Command::BestNode { config, .. },
+        ) => config.clone(),
+        _ => None,
+    };
+    // Read quietly here: the command loads the file again and reports its problems.
+    let level = config
+        .and_then(|p| backend::config::load_file(&p).ok())
+        .map_or("info", |l| l.config.service.log_level.directive());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| format!("{level},tower_http=warn").into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Runs one subcommand (boxed: `demo` runs `serve` through it).
@@ -275,6 +302,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             pve,
             listen,
             panel_dir,
+            ui_origins,
             exec,
             maint,
             sampler,
@@ -285,35 +313,33 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             tls_pve_dir,
         } => {
             let tls = match (tls_cert, tls_key, tls_pve_dir) {
-                (Some(cert), Some(key), _) => Some(backend::serve::TlsFiles { cert, key }),
-                (_, _, Some(dir)) => Some(backend::serve::TlsFiles::pve_node(&dir).with_context(|| {
-                    format!("no pveproxy-ssl.pem/.key or pve-ssl.pem/.key in {}", dir.display())
-                })?),
+                (Some(cert), Some(key), _) => Some(backend::http::serve::TlsFiles { cert, key }),
+                (_, _, Some(dir)) => {
+                    Some(backend::http::serve::TlsFiles::pve_node(&dir).with_context(|| {
+                        format!("no pveproxy-ssl.pem/.key or pve-ssl.pem/.key in {}", dir.display())
+                    })?)
+                }
                 _ => None,
             };
             let client = Arc::new(pve.client()?);
             let loaded = config
                 .as_ref()
                 .map(|p| backend::cli_proxlb::load(p).unwrap_or_else(|f| std::process::exit(f.report())));
-            // Settings: stored (cluster-wide, --state-dir) over the config file over the flags.
-            let base = match &loaded {
-                Some(l) => backend::settings::from_config(&l.config),
-                None => shared::api::Settings {
-                    max_parallel: exec.max_parallel as u32,
-                    max_per_node: exec.max_per_node as u32,
-                    ..Default::default()
-                },
-            };
-            let admin = backend::http_admin::Admin::new(&maint.state_dir, base);
-            let limits = admin.settings.limits_source();
+            // One policy for every plan: stored settings (cluster-wide, --state-dir) over the file.
+            let policy = Arc::new(Policy::new(&maint.state_dir, loaded.as_ref().map(|l| l.file_layer())));
             let maintenance = maint.store();
+            let listen = listen
+                .or_else(|| loaded.as_ref().and_then(|l| l.config.rebalancer.listen.parse().ok()))
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8017)));
+            let mut hosts = ui_origins;
+            hosts.extend(loaded.iter().flat_map(|l| l.config.rebalancer.ui_origins.clone()));
+            let origins = Arc::new(Origins::new(hosts));
+            spawn_origin_refresh(origins.clone(), client.clone());
             let mut state = AppState::new(client.clone())
                 .with_maintenance(maintenance.clone())
-                .with_admin(admin)
+                .with_policy(policy.clone())
+                .with_origins(origins)
                 .with_cluster_cache(std::time::Duration::from_millis(cluster_cache_ms));
-            if let Some(l) = &loaded {
-                state = state.with_plan_defaults(l.config.plan_request());
-            }
             let notify = loaded.as_ref().map(|l| l.config.rebalancer.notify.clone()).unwrap_or_default();
             let notifier = Arc::new(backend::notify::Notifier::new(&notify));
             if let Some(alert) = notify.alert.clone().filter(|_| !notify.targets.is_empty()) {
@@ -335,26 +361,21 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                         }
                     });
                     executor.set_closed_targets(maintenance.closed_targets());
-                    executor.set_limits_source(limits);
+                    executor.set_limits_source(policy.limits_source());
                     if !notify.targets.is_empty() {
                         notifier.clone().follow(&executor, Some(maintenance.clone()));
                     }
                     state = state.with_executor(executor);
-                    // Scheduled balancing: idle until `schedule_interval_secs` is stored or set
-                    // by the configuration (see `scheduler`).
-                    let windows =
-                        loaded.as_ref().map(|l| l.config.rebalancer.windows.clone()).unwrap_or_default();
+                    // Scheduled balancing: idle until the policy's `schedule_interval_secs` is set.
                     let scheduler = backend::scheduler::SchedulerConfig {
                         state_dir: maint.state_dir.clone(),
-                        base: loaded.as_ref().map(|l| l.config.plan_request()).unwrap_or_default(),
-                        windows: backend::windows::parse_all(&windows).unwrap_or_default(),
                         tick: Duration::from_secs(30),
                     };
                     backend::scheduler::Scheduler::new(scheduler).spawn(state.clone());
                 }
                 Err(e) => tracing::error!(error = %e, "execution disabled: cannot open the journal"),
             }
-            backend::serve::serve(router(state, panel_dir), listen, tls, shutdown_signal()).await?;
+            backend::http::serve::serve(router(state, panel_dir), listen, tls, shutdown_signal()).await?;
         }
         Command::Plan { config: Some(path), .. } => {
             let loaded = backend::cli_proxlb::load(&path).unwrap_or_else(|f| std::process::exit(f.report()));
@@ -363,7 +384,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                 Err(f) => std::process::exit(f.report()),
             }
         }
-        Command::BestNode { pve, config, guest } => {
+        Command::BestNode { pve, config, guest, maint } => {
             let guest = shared::best_node::NewGuest {
                 name: guest.name,
                 cpus: guest.cpus,
@@ -381,10 +402,11 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                         .unwrap_or_else(|f| std::process::exit(f.report()))
                 }
                 None => {
+                    let request = backend::maintenance_cli::policy_request(&maint, &Default::default())
+                        .unwrap_or_else(|code| std::process::exit(code));
                     let client = pve.client()?;
-                    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-                    let snapshot = backend::collect::snapshot(&client, now).await?;
-                    shared::best_node::best_node(&snapshot, &guest, &shared::PlanRequest::default())
+                    let snapshot = backend::collect::snapshot(&client, backend::unix_now()).await?;
+                    shared::best_node::best_node(&snapshot, &guest, &request)
                 }
             };
             backend::cli_proxlb::print_best_node(&ranks);
@@ -397,11 +419,12 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
         Command::Apply { pve, args } => {
             std::process::exit(backend::maintenance_cli::apply(pve.client()?, args).await)
         }
-        Command::Plan { pve, balanciness, config: None } => {
+        Command::Plan { pve, balanciness, config: None, maint } => {
+            let overrides = shared::policy::PolicyLayer { balanciness, ..Default::default() };
+            let request = backend::maintenance_cli::policy_request(&maint, &overrides)
+                .unwrap_or_else(|code| std::process::exit(code));
             let client = pve.client()?;
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
-            let mut snapshot = backend::collect::snapshot(&client, now).await?;
-            let request = shared::PlanRequest { balanciness, ..Default::default() };
+            let mut snapshot = backend::collect::snapshot(&client, backend::unix_now()).await?;
             let plan =
                 backend::preflight::plan(&client, &mut snapshot, |s| shared::planner::plan(s, &request))
                     .await;
@@ -455,6 +478,17 @@ async fn demo(listen: SocketAddr, panel_dir: Option<PathBuf>) -> anyhow::Result<
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&work);
     result
+}
+
+/// The cluster's node names and addresses for CORS, now and every five minutes (nodes join).
+fn spawn_origin_refresh(origins: Arc<Origins>, pve: Arc<PveClient>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            origins.refresh(&pve).await;
+        }
+    });
 }
 
 async fn shutdown_signal() {

@@ -2,12 +2,11 @@
 //! `apply` (collect, plan, execute and wait, as ProxLB without `-d`). Human tables by default,
 //! `--json` for scripts; exit status 0 when everything asked for was done, 1 otherwise.
 
+use crate::app::Policy;
 use crate::cli_proxlb::output::{job_table, kind, table};
 use crate::execute::{ExecArgs, Executor};
 use crate::maintenance::{Caller, MaintArgs, MaintError, Maintenance};
 use crate::pve::PveClient;
-use crate::settings::SettingsStore;
-use shared::api::Settings;
 use shared::api::{ExitRequest, JobState, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance};
 use shared::{Plan, PlanRequest};
 use std::fmt::Write;
@@ -69,9 +68,9 @@ pub struct StatusArgs {
 
 #[derive(clap::Args, Debug)]
 pub struct ApplyArgs {
-    /// Balanciness in percentage points.
-    #[arg(long, default_value_t = 10.0)]
-    pub balanciness: f64,
+    /// Balanciness in percentage points, for this run (over the configured and stored ones).
+    #[arg(long)]
+    pub balanciness: Option<f64>,
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -90,10 +89,24 @@ fn fail(e: impl std::fmt::Display) -> i32 {
     1
 }
 
-/// The cluster-wide settings stored beside the marks (what the panel's Settings view edits), as
-/// the service plans with them; an unreadable file is an error, not silently the defaults.
+/// The policy the service plans with: this node's configuration file (if any), the settings
+/// stored beside the marks (the panel's), and this command's overrides; an unreadable or invalid
+/// file is an error, not silently the defaults.
+pub fn policy_request(
+    maint: &MaintArgs,
+    overrides: &shared::policy::PolicyLayer,
+) -> Result<PlanRequest, i32> {
+    let path = crate::cli_proxlb::config_path(None);
+    let file = match path.exists().then(|| crate::cli_proxlb::load(&path)) {
+        Some(Ok(loaded)) => Some(loaded.file_layer()),
+        Some(Err(f)) => return Err(f.report()),
+        None => None,
+    };
+    Policy::new(&maint.state_dir, file).resolve(overrides).map(|v| v.request).map_err(fail)
+}
+
 fn stored_request(maint: &MaintArgs) -> Result<PlanRequest, i32> {
-    SettingsStore::new(&maint.state_dir, Settings::default()).plan_request().map_err(fail)
+    policy_request(maint, &Default::default())
 }
 
 pub async fn enter(pve: PveClient, a: EnterArgs) -> i32 {
@@ -173,7 +186,11 @@ pub async fn apply(pve: PveClient, a: ApplyArgs) -> i32 {
     if let Err(e) = a.maint.store().apply_marks(&mut snapshot) {
         return fail(e);
     }
-    let request = PlanRequest { balanciness: a.balanciness, ..Default::default() };
+    let overrides = shared::policy::PolicyLayer { balanciness: a.balanciness, ..Default::default() };
+    let request = match policy_request(&a.maint, &overrides) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let plan = crate::preflight::plan(&pve, &mut snapshot, |s| shared::planner::plan(s, &request)).await;
     if !a.json {
         print!("{}", plan_table(&plan));

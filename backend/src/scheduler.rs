@@ -10,31 +10,25 @@
 //!   (pmxcfs), so the other nodes find it not due.
 //! - Never beside a job: a node whose executor runs one skips the round (the executor's own
 //!   cluster lock refuses a second job anywhere).
-//! - Outside the balancing windows (`rebalancer.windows`) nothing is planned.
-//! - Plans go through `preflight` and the maintenance marks like any other plan.
+//! - Outside the balancing windows (`windows`) nothing is planned.
+//! - Plans are made with the policy in force (`app::Policy`: file < stored settings) through
+//!   the one pipeline (`AppState::plan_now`); only balancing steps of the guest types in
+//!   `balance_types` are executed (evacuations always are).
 
-use crate::execute::{ClusterLock, DirLock};
-use crate::http::AppState;
-use crate::windows::Window;
+use crate::app::{AppState, PlanNowError};
+use crate::store::{JsonStore, StoreError};
 use serde::{Deserialize, Serialize};
-use shared::PlanRequest;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const STATE_FILE: &str = "schedule.json";
-const LOCK_NAME: &str = "scheduler";
-/// The lock covers a read and a write of a small file: a holder older than this is dead.
-const LOCK_TTL: Duration = Duration::from_secs(30);
 
 /// What the scheduler was started with.
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
     /// Where `schedule.json` and the lock live (`--state-dir`, shared by every node).
     pub state_dir: PathBuf,
-    /// The plan request the stored settings are applied over (the configuration's, or defaults).
-    pub base: PlanRequest,
-    /// Balancing windows; empty = always open.
-    pub windows: Vec<Window>,
     /// How often the service looks whether a run is due.
     pub tick: Duration,
 }
@@ -73,11 +67,11 @@ pub enum Round {
 #[derive(Debug, thiserror::Error)]
 pub enum SchedulerError {
     #[error("{0}")]
-    Settings(#[from] crate::settings::SettingsStoreError),
-    #[error("schedule state {path}: {detail}")]
-    State { path: PathBuf, detail: String },
+    Policy(#[from] crate::settings::SettingsFailure),
+    #[error("{0}")]
+    State(#[from] StoreError),
     #[error("planning failed: {0}")]
-    Plan(#[from] crate::http::PlanNowError),
+    Plan(#[from] PlanNowError),
     #[error("cannot start the scheduled job: {0}")]
     Start(#[from] crate::execute::StartError),
     #[error("execution is disabled on this node (no journal)")]
@@ -86,50 +80,41 @@ pub enum SchedulerError {
 
 pub struct Scheduler {
     cfg: SchedulerConfig,
-    lock: DirLock,
+    state: Arc<JsonStore<ScheduleState>>,
     host: String,
 }
 
 impl Scheduler {
     pub fn new(cfg: SchedulerConfig) -> Scheduler {
-        let lock = DirLock::new(cfg.state_dir.join("lock"));
-        let host = crate::maintenance::this_host();
-        Scheduler { cfg, lock, host }
-    }
-
-    fn state_path(&self) -> PathBuf {
-        self.cfg.state_dir.join(STATE_FILE)
-    }
-
-    fn state_err(&self, detail: impl std::fmt::Display) -> SchedulerError {
-        SchedulerError::State { path: self.state_path(), detail: detail.to_string() }
+        let state = Arc::new(JsonStore::new(&cfg.state_dir, STATE_FILE));
+        Scheduler { cfg, state, host: crate::maintenance::this_host() }
     }
 
     /// The last run as recorded (none yet: zero).
     pub fn state(&self) -> Result<ScheduleState, SchedulerError> {
-        match std::fs::read(self.state_path()) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| self.state_err(format!("not valid ({e}); fix or remove the file"))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(ScheduleState::default()),
-            Err(e) => Err(self.state_err(e)),
-        }
+        Ok(self.state.load()?)
     }
 
     /// Claims the run due at `now` for this node; `Err(round)` says why not (not due, or another
     /// node is claiming it right now).
-    fn claim(&self, now: u64, interval: u64) -> Result<Result<(), Round>, SchedulerError> {
-        let Some(_guard) = self.lock.try_acquire(LOCK_NAME, LOCK_TTL) else {
-            return Ok(Err(Round::Busy));
-        };
-        let last = self.state()?.last_run;
-        if last > 0 && now < last + interval {
-            return Ok(Err(Round::NotDue { next_in_secs: last + interval - now }));
+    async fn claim(&self, now: u64, interval: u64) -> Result<Result<(), Round>, SchedulerError> {
+        let host = self.host.clone();
+        let claimed = self
+            .state
+            .update_async(move |s: &mut ScheduleState| {
+                if s.last_run > 0 && now < s.last_run + interval {
+                    return Ok::<_, StoreError>(Err(Round::NotDue {
+                        next_in_secs: s.last_run + interval - now,
+                    }));
+                }
+                *s = ScheduleState { last_run: now, host };
+                Ok(Ok(()))
+            })
+            .await;
+        match claimed {
+            Err(StoreError::Busy { .. }) => Ok(Err(Round::Busy)),
+            other => Ok(other?),
         }
-        let claimed = ScheduleState { last_run: now, host: self.host.clone() };
-        let bytes = serde_json::to_vec_pretty(&claimed).map_err(|e| self.state_err(e))?;
-        crate::state_file::write_atomically(&self.cfg.state_dir, STATE_FILE, &bytes)
-            .map_err(|e| self.state_err(format!("cannot write it: {e}")))?;
-        Ok(Ok(()))
     }
 
     /// One look at the schedule at `now` (Unix seconds; `local` is the node's local week time for
@@ -140,7 +125,8 @@ impl Scheduler {
         now: u64,
         local: crate::windows::WeekTime,
     ) -> Result<Round, SchedulerError> {
-        let settings = state.admin.settings.load()?.settings;
+        let policy = state.policy_with(Default::default()).await?;
+        let settings = &policy.settings;
         let Some(interval) = settings.schedule_interval_secs else {
             return Ok(Round::Off);
         };
@@ -148,29 +134,35 @@ impl Scheduler {
         if ex.active_job().is_some() {
             return Ok(Round::Busy);
         }
-        if !crate::windows::is_open(&self.cfg.windows, local) {
+        // Checked when stored or loaded, so a parse error cannot happen here; read as "always".
+        let windows = crate::windows::parse_all(&settings.windows).unwrap_or_default();
+        if !crate::windows::is_open(&windows, local) {
             return Ok(Round::OutsideWindow);
         }
-        if let Err(skip) = self.claim(now, interval)? {
+        if let Err(skip) = self.claim(now, interval).await? {
             return Ok(skip);
         }
-        let mut request = self.cfg.base.clone();
-        settings.apply_to(&mut request);
-        let plan = state.plan_now(&request, now).await?;
-        if plan.steps.is_empty() {
-            tracing::info!(notes = ?plan.notes, "scheduled run: balanced, nothing to move");
+        let plan = state.plan_now(&policy.request, now).await?;
+        let selection: Vec<u32> = plan
+            .steps
+            .iter()
+            .filter(|s| s.purpose != shared::plan::StepPurpose::Balance || settings.executes(s.kind))
+            .map(|s| s.vmid)
+            .collect();
+        if selection.is_empty() {
+            tracing::info!(notes = ?plan.notes, "scheduled run: nothing to move (or no step's type in balance_types)");
             return Ok(Round::Balanced { notes: plan.notes });
         }
-        let job_id = ex.start(&plan, None, "scheduler")?;
+        let job_id = ex.start(&plan, Some(&selection), "scheduler")?;
         let detail = format!(
             "{} moves, spread {:.1} → {:.1} points",
-            plan.steps.len(),
+            selection.len(),
             plan.spread_before,
             plan.spread_after
         );
-        crate::http_admin::record(state, "scheduler", "schedule.run", "cluster", &detail, Some(job_id));
+        state.audit("scheduler", "schedule.run", "cluster", &detail, Some(job_id));
         tracing::info!(job = job_id, %detail, "scheduled run started");
-        Ok(Round::Started { job_id, steps: plan.steps.len() })
+        Ok(Round::Started { job_id, steps: selection.len() })
     }
 
     /// Looks every `tick` for as long as the service runs.

@@ -93,6 +93,7 @@ pub struct ApiError {
 /// unselected one.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExecuteRequest {
     pub plan: crate::plan::Plan,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -352,6 +353,7 @@ impl MaintenanceState {
 /// `POST /api/v1/maintenance/{node}/enter`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(default)]
 pub struct MaintenanceRequest {
     /// Plan only: nothing is marked, nothing moves.
@@ -371,6 +373,7 @@ impl Default for MaintenanceRequest {
 /// `POST /api/v1/maintenance/{node}/exit`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(default)]
 pub struct ExitRequest {
     /// Plan only: the mark stays, nothing moves.
@@ -430,6 +433,7 @@ pub struct MaintenanceAnswer {
 /// as if it were not placed yet).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 #[serde(default)]
 pub struct BestNodeRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -458,6 +462,9 @@ pub use crate::policy::{Settings, SettingsError};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SettingsView {
     pub settings: Settings,
+    /// Field → where its value comes from (`file`, `stored`); absent = the built-in default.
+    #[serde(default)]
+    pub sources: crate::policy::Sources,
     pub writable: bool,
     /// The privilege the caller lacks to write, e.g. `Sys.Modify on /`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

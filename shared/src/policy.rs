@@ -253,7 +253,10 @@ impl Settings {
             }
         }
         if !(self.memory_reserve_gib.is_finite() && self.memory_reserve_gib >= 0.0) {
-            return out_of("memory_reserve_gib", format!("{} must be 0 or more GiB", self.memory_reserve_gib));
+            return out_of(
+                "memory_reserve_gib",
+                format!("{} must be 0 or more GiB", self.memory_reserve_gib),
+            );
         }
         if let Some(o) = self.cpu_overcommit.filter(|o| !(o.is_finite() && *o > 0.0)) {
             return out_of("cpu_overcommit", format!("{o} must be more than 0 (1.0 = no overcommit)"));
@@ -308,8 +311,11 @@ impl Settings {
         request.max_moves_per_node = self.max_moves_per_node;
         request.cooldown_secs = self.cooldown_secs;
         request.no_return_secs = self.no_return_secs;
-        request.overload =
-            ResourcePercents { memory: self.memory_threshold, cpu: self.cpu_threshold, disk: self.disk_threshold };
+        request.overload = ResourcePercents {
+            memory: self.memory_threshold,
+            cpu: self.cpu_threshold,
+            disk: self.disk_threshold,
+        };
         request.memory_reserve = (self.memory_reserve_gib * GIB) as u64;
         request.cpu_overcommit = self.cpu_overcommit;
         request.allow_local_disks = self.with_local_disks;

@@ -53,6 +53,9 @@ pub struct LoadedConfig {
     pub warnings: Vec<String>,
     /// Where it came from (for messages).
     pub file: String,
+    /// The dotted path of every key the file holds (`balancing.pools.web.type`), so the panel
+    /// can tell a value the file sets from ProxLB's default.
+    pub present: std::collections::BTreeSet<String>,
 }
 
 /// Reads and checks `path`. An unreadable file is an error naming the path and the OS reason.
@@ -126,7 +129,8 @@ pub fn parse_str(text: &str, file: &str) -> Result<LoadedConfig, ConfigError> {
         let (line, column) = locate_path(text, &path);
         warnings.push(format!("{}: {path}: {message}", at(file, line, column)));
     }
-    Ok(LoadedConfig { config, warnings, file: file.to_owned() })
+    let present = super::schema::key_paths(&value);
+    Ok(LoadedConfig { config, warnings, file: file.to_owned(), present })
 }
 
 fn locate_path(text: &str, dotted: &str) -> (Option<usize>, Option<usize>) {

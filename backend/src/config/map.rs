@@ -1,10 +1,13 @@
 //! The configuration as the rest of the service wants it.
 
-use super::types::{BalanceType, PoolType, ProxlbConfig};
+use super::types::{PoolType, ProxlbConfig};
+use super::LoadedConfig;
 use crate::execute::ExecConfig;
 use crate::pve::{Credentials, PveOptions};
+use shared::policy::{PolicyLayer, Settings};
 use shared::rules::{PoolRule, RuleConfig};
 use shared::{GuestKind, Method, PlanRequest};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -117,12 +120,19 @@ impl ProxlbConfig {
             min_gain: r.min_gain,
             level: r.level,
             stop_spread: r.stop_spread,
-            cpu_overcommit: b.cpu_overcommit,
+            // ProxLB's `overprovisioning: true` avoids moves that overprovision a node: no more
+            // running vCPUs than cores (memory is always capacity-checked).
+            cpu_overcommit: match (b.cpu_overcommit, self.proxmox_cluster.overprovisioning) {
+                (Some(o), true) => Some(o.min(1.0)),
+                (None, true) => Some(1.0),
+                (o, false) => o,
+            },
             allow_local_disks: b.with_local_disks,
             max_gib: r.max_gib,
             max_moves_per_node: r.max_moves_per_node.or(b.max_node_inflow),
             cooldown_secs: r.cooldown_secs,
             no_return_secs: r.no_return_secs,
+            larger_guests_first: b.balance_larger_guests_first,
             ..PlanRequest::default()
         };
         // ProxLB: a threshold only adds a trigger (a node at or above it balances).
@@ -177,6 +187,7 @@ impl ProxlbConfig {
             ignore_vms: vec![],
             ignore_nodes: self.proxmox_cluster.ignore_nodes.clone(),
             maintenance_nodes: self.proxmox_cluster.maintenance_nodes.clone(),
+            stay: Default::default(),
         }
     }
 
@@ -205,10 +216,107 @@ impl ProxlbConfig {
 
     /// May a guest of this kind be migrated (ProxLB's `balance_types`; empty = none)?
     pub fn executes(&self, kind: GuestKind) -> bool {
-        let t = match kind {
-            GuestKind::Qemu => BalanceType::Vm,
-            GuestKind::Lxc => BalanceType::Ct,
-        };
-        self.balancing.balance_types.contains(&t)
+        self.settings().executes(kind)
+    }
+
+    /// Every policy setting as this file has it: its keys, ProxLB's defaults where it is silent.
+    pub fn settings(&self) -> Settings {
+        let (b, r, c) = (&self.balancing, &self.rebalancer, &self.proxmox_cluster);
+        let req = self.plan_request();
+        let exec = self.exec_config();
+        let reserve = b.node_resource_reserve.as_ref().and_then(|m| m.get("defaults")).and_then(|d| d.memory);
+        Settings {
+            method: b.method,
+            mode: b.mode,
+            balanciness: b.balanciness,
+            level: r.level,
+            stop_spread: r.stop_spread,
+            min_gain: r.min_gain,
+            max_moves: r.max_moves,
+            max_gib: r.max_gib,
+            max_moves_per_node: req.max_moves_per_node,
+            cooldown_secs: r.cooldown_secs,
+            no_return_secs: r.no_return_secs,
+            memory_threshold: b.memory_threshold,
+            cpu_threshold: b.cpu_threshold,
+            disk_threshold: b.disk_threshold,
+            memory_reserve_gib: reserve.unwrap_or(0.0),
+            pools: req.rules.pools,
+            ignore_nodes: c.ignore_nodes.clone(),
+            ignore_guests: b.ignore_guests.clone(),
+            balance_types: b.balance_types.clone(),
+            live: b.live,
+            with_local_disks: b.with_local_disks,
+            cpu_overcommit: req.cpu_overcommit,
+            larger_guests_first: b.balance_larger_guests_first,
+            // ProxLB balances on its schedule only as a daemon with balancing enabled; `serve`'s
+            // scheduler does the same (at least a minute apart, the setting's lower bound).
+            schedule_interval_secs: (self.service.daemon && b.enable)
+                .then(|| self.service.schedule.duration().as_secs().max(60)),
+            windows: r.windows.clone(),
+            max_parallel: exec.max_parallel as u32,
+            max_per_node: exec.max_per_node as u32,
+        }
+    }
+}
+
+/// The configuration file as a layer of the policy (`shared::policy`).
+#[derive(Clone, Debug)]
+pub struct FileLayer {
+    /// Every setting, ProxLB's defaults included (a ProxLB file means what it means to ProxLB).
+    pub layer: PolicyLayer,
+    /// The settings whose keys the file names; the others are shown as defaults.
+    pub named: BTreeSet<&'static str>,
+    /// What only the file can say (per-node reserves, PSI thresholds, maintenance lists), for
+    /// the settings to be applied over.
+    pub base: PlanRequest,
+}
+
+/// Which file keys set each policy setting (any one present names it).
+const KEYS: &[(&str, &[&str])] = &[
+    ("method", &["balancing.method"]),
+    ("mode", &["balancing.mode"]),
+    ("balanciness", &["balancing.balanciness"]),
+    ("level", &["rebalancer.level"]),
+    ("stop_spread", &["rebalancer.stop_spread"]),
+    ("min_gain", &["rebalancer.min_gain"]),
+    ("max_moves", &["rebalancer.max_moves"]),
+    ("max_gib", &["rebalancer.max_gib"]),
+    ("max_moves_per_node", &["rebalancer.max_moves_per_node", "balancing.max_node_inflow"]),
+    ("cooldown_secs", &["rebalancer.cooldown_secs"]),
+    ("no_return_secs", &["rebalancer.no_return_secs"]),
+    ("memory_threshold", &["balancing.memory_threshold"]),
+    ("cpu_threshold", &["balancing.cpu_threshold"]),
+    ("disk_threshold", &["balancing.disk_threshold"]),
+    ("memory_reserve_gib", &["balancing.node_resource_reserve.defaults.memory"]),
+    ("pools", &["balancing.pools"]),
+    ("ignore_nodes", &["proxmox_cluster.ignore_nodes"]),
+    ("ignore_guests", &["balancing.ignore_guests"]),
+    ("balance_types", &["balancing.balance_types"]),
+    ("live", &["balancing.live"]),
+    ("with_local_disks", &["balancing.with_local_disks"]),
+    ("cpu_overcommit", &["balancing.cpu_overcommit", "proxmox_cluster.overprovisioning"]),
+    ("larger_guests_first", &["balancing.balance_larger_guests_first"]),
+    ("schedule_interval_secs", &["service.daemon", "service.schedule", "balancing.enable"]),
+    ("windows", &["rebalancer.windows"]),
+    ("max_parallel", &["balancing.parallel", "balancing.parallel_jobs"]),
+    ("max_per_node", &["rebalancer.max_per_node"]),
+];
+
+impl LoadedConfig {
+    /// This file as the lowest set layer of the policy.
+    pub fn file_layer(&self) -> FileLayer {
+        let named = KEYS
+            .iter()
+            .filter(|(_, keys)| {
+                keys.iter().any(|k| self.present.iter().any(|p| p == k || p.starts_with(&format!("{k}."))))
+            })
+            .map(|(field, _)| *field)
+            .collect();
+        FileLayer {
+            layer: PolicyLayer::whole(&self.config.settings()),
+            named,
+            base: self.config.plan_request(),
+        }
     }
 }

@@ -129,6 +129,8 @@ pub(super) const ROOT: Shape = Keys(&[
             ("evacuate_stopped", Leaf),
             ("notify", NOTIFY),
             ("windows", Leaf),
+            ("state_dir", Leaf),
+            ("ui_origins", Leaf),
         ]),
     ),
 ]);
@@ -174,8 +176,26 @@ fn walk(value: &Value, shape: &Shape, path: &mut Vec<String>, out: &mut Vec<Unkn
     }
 }
 
+/// The dotted path of every key in `value`, nested ones included.
+pub(super) fn key_paths(value: &Value) -> std::collections::BTreeSet<String> {
+    fn walk(value: &Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+        let Value::Mapping(map) = value else { return };
+        for (key, child) in map {
+            let key =
+                key.as_str().map_or_else(|| serde_norway::to_string(key).unwrap_or_default(), str::to_owned);
+            let path =
+                if prefix.is_empty() { key.trim().to_owned() } else { format!("{prefix}.{}", key.trim()) };
+            walk(child, &path, out);
+            out.insert(path);
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    walk(value, "", &mut out);
+    out
+}
+
 /// The known key within a small edit distance (a third of its length, at least 2).
-fn closest(key: &str, known: impl Iterator<Item = &'static str>) -> Option<&'static str> {
+pub(crate) fn closest<'a>(key: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     known
         .map(|k| (edit_distance(key, k), k))
         .filter(|(d, k)| *d <= (k.len() / 3).max(2))

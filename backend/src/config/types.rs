@@ -1,7 +1,7 @@
 //! The sections of `proxlb.yaml`. Field names are ProxLB's; `Default` is ProxLB 2.3's default
 //! (research §3), so a file that leaves a key out means what it means to ProxLB.
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use shared::{Method, Mode};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -91,7 +91,8 @@ pub struct ProxmoxCluster {
     /// Nodes left alone entirely (`*` suffix wildcard).
     #[serde(deserialize_with = "string_list")]
     pub ignore_nodes: Vec<String>,
-    /// Parsed, unused (as in ProxLB 2.x).
+    /// True: no move may overprovision a node (ProxLB's README; ProxLB 2.x parses it only):
+    /// running vCPUs stay within a target's cores.
     pub overprovisioning: bool,
 }
 
@@ -107,13 +108,7 @@ pub struct MaintenanceSchedule {
     pub schedules: BTreeMap<String, Vec<String>>,
 }
 
-/// `vm` or `ct`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BalanceType {
-    Vm,
-    Ct,
-}
+pub use shared::policy::BalanceType;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default)]
@@ -432,6 +427,12 @@ pub struct Rebalancer {
     /// When the daemon may execute balancing moves (`mon-fri 22:00-06:00`, node-local time);
     /// empty = always. Evacuations run at any time. See `crate::windows`.
     pub windows: Vec<String>,
+    /// The cluster-wide state directory (stored settings, maintenance marks): the CLI plans with
+    /// the settings stored there, as the service does.
+    pub state_dir: PathBuf,
+    /// Host names besides the nodes' own whose PVE UI (`https://<name>:8006`) may call `serve`
+    /// (e.g. the nodes' FQDNs).
+    pub ui_origins: Vec<String>,
 }
 
 impl Default for Rebalancer {
@@ -454,6 +455,8 @@ impl Default for Rebalancer {
             evacuate_stopped: false,
             notify: Default::default(),
             windows: Vec::new(),
+            state_dir: PathBuf::from(crate::settings::DEFAULT_STATE_DIR),
+            ui_origins: Vec::new(),
         }
     }
 }

@@ -10,7 +10,9 @@ fn samples(field: &str) -> [Value; 3] {
         "level" => [json!(2), json!(3), json!(4)],
         "stop_spread" | "max_gib" | "cpu_overcommit" => [json!(1.5), json!(2.5), json!(3.5)],
         "memory_threshold" | "cpu_threshold" | "disk_threshold" => [json!(70.0), json!(80.0), json!(90.0)],
-        "max_moves" | "max_moves_per_node" | "max_parallel" | "max_per_node" => [json!(2), json!(3), json!(4)],
+        "max_moves" | "max_moves_per_node" | "max_parallel" | "max_per_node" => {
+            [json!(2), json!(3), json!(4)]
+        }
         "cooldown_secs" | "no_return_secs" | "schedule_interval_secs" => [json!(600), json!(700), json!(800)],
         "pools" => [
             json!([{"pool": "a", "type": "affinity"}]),
@@ -50,8 +52,16 @@ fn every_field_is_won_by_the_highest_layer_that_sets_it() {
         let cases = [
             (vec![(Source::File, &f)], &file, Source::File),
             (vec![(Source::File, &f), (Source::Stored, &s)], &stored, Source::Stored),
-            (vec![(Source::File, &f), (Source::Stored, &s), (Source::Request, &r)], &request, Source::Request),
-            (vec![(Source::File, &f), (Source::Stored, &none), (Source::Request, &none)], &file, Source::File),
+            (
+                vec![(Source::File, &f), (Source::Stored, &s), (Source::Request, &r)],
+                &request,
+                Source::Request,
+            ),
+            (
+                vec![(Source::File, &f), (Source::Stored, &none), (Source::Request, &none)],
+                &file,
+                Source::File,
+            ),
         ];
         for (layers, want, source) in cases {
             let (settings, sources) = resolve(&layers);
@@ -68,7 +78,8 @@ fn every_field_is_won_by_the_highest_layer_that_sets_it() {
 #[test]
 fn every_field_changes_the_plan_request_or_the_execution() {
     // A field that changes neither would be a key that silently does nothing.
-    let execution_only = ["balance_types", "schedule_interval_secs", "windows", "max_parallel", "max_per_node"];
+    let execution_only =
+        ["balance_types", "schedule_interval_secs", "windows", "max_parallel", "max_per_node"];
     for field in PolicyLayer::FIELDS {
         let [a, b, _] = samples(field);
         let (sa, _) = resolve(&[(Source::File, &layer(field, &a))]);
@@ -124,7 +135,9 @@ fn each_limit_names_its_field() {
         ("max_gib", |s| s.max_gib = Some(0.0)),
         ("cpu_threshold", |s| s.cpu_threshold = Some(-1.0)),
         ("memory_reserve_gib", |s| s.memory_reserve_gib = -2.0),
-        ("pools", |s| s.pools = vec![PoolRule { pool: "p".into(), kind: Some("affinty".into()), ..Default::default() }]),
+        ("pools", |s| {
+            s.pools = vec![PoolRule { pool: "p".into(), kind: Some("affinty".into()), ..Default::default() }]
+        }),
         ("schedule_interval_secs", |s| s.schedule_interval_secs = Some(5)),
         ("max_parallel", |s| s.max_parallel = 0),
         ("max_per_node", |s| s.max_per_node = 65),
@@ -163,8 +176,13 @@ fn a_plan_with_vms_only_moves_no_container_and_says_why() {
     let plan = crate::planner::plan(&snapshot, &all);
     assert!(plan.steps.iter().any(|s| kind(s.vmid) == GuestKind::Lxc), "the sample must move a CT at all");
     let mut vms = all.clone();
-    Settings { balanciness: 1.0, max_moves: 200, balance_types: vec![BalanceType::Vm], ..Settings::default() }
-        .apply_to(&mut vms);
+    Settings {
+        balanciness: 1.0,
+        max_moves: 200,
+        balance_types: vec![BalanceType::Vm],
+        ..Settings::default()
+    }
+    .apply_to(&mut vms);
     let plan = crate::planner::plan(&snapshot, &vms);
     assert!(!plan.steps.is_empty());
     assert!(plan.steps.iter().all(|s| kind(s.vmid) == GuestKind::Qemu), "{:?}", plan.steps);

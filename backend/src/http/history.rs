@@ -1,16 +1,13 @@
 //! `GET /api/v1/cluster/history?minutes=N` (Sys.Audit on `/`): the sampler's history of node
 //! usage and imbalance (spread, CV) for the panel's sparklines. Answers from memory: no PVE call.
 
-use crate::auth::{AuthError, User};
-use crate::http::AppState;
-use crate::sampler::Sampler;
+use super::error::HttpError;
+use crate::app::AppState;
+use crate::auth::User;
 use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use shared::api::{ApiError, HistoryView};
-use std::sync::Arc;
+use shared::api::HistoryView;
 
 /// Default window when `minutes` is not given.
 pub const DEFAULT_MINUTES: u32 = 60;
@@ -21,49 +18,18 @@ pub fn add_routes(routes: Router<AppState>) -> Router<AppState> {
     routes.route("/api/v1/cluster/history", get(history))
 }
 
-impl AppState {
-    /// Serves the history of `sampler` (without one, the route answers 503).
-    pub fn with_sampler(mut self, sampler: Arc<Sampler>) -> AppState {
-        self.sampler = Some(sampler);
-        self
-    }
-}
-
-struct Failure(StatusCode, ApiError);
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        (self.0, Json(self.1)).into_response()
-    }
-}
-
-impl From<AuthError> for Failure {
-    fn from(e: AuthError) -> Failure {
-        let (status, body) = e.parts();
-        Failure(status, body)
-    }
-}
-
 async fn history(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
     RawQuery(query): RawQuery,
-) -> Result<Json<HistoryView>, Failure> {
+) -> Result<Json<HistoryView>, HttpError> {
     user.require("/", "Sys.Audit")?;
-    let minutes = minutes(query.as_deref().unwrap_or("")).map_err(|(field, detail)| {
-        Failure(
-            StatusCode::BAD_REQUEST,
-            ApiError { error: "invalid request".into(), detail, field: Some(field) },
-        )
-    })?;
+    let minutes = minutes(query.as_deref().unwrap_or(""))
+        .map_err(|(field, detail)| HttpError::bad_input(Some(&field), detail))?;
     let Some(sampler) = &state.sampler else {
-        return Err(Failure(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ApiError {
-                error: "no usage history".into(),
-                detail: "this service runs without the sampler (`serve --sample-interval` sets it up)".into(),
-                field: None,
-            },
+        return Err(HttpError::unavailable(
+            "no usage history",
+            "this service runs without the sampler (`serve --sample-interval` sets it up)",
         ));
     };
     Ok(Json(sampler.history(minutes)))

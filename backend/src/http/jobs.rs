@@ -11,29 +11,21 @@
 //!
 //! Errors are `ApiError` JSON like every other route.
 
-use crate::auth::{AuthError, User};
-use crate::execute::{CancelError, ExecEvent, Executor, JournalError, StartError};
-use crate::http::AppState;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use super::error::HttpError;
+use super::extract::{Body, PathParam, QueryParams};
+use crate::app::AppState;
+use crate::auth::User;
+use crate::execute::{ExecEvent, Executor};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures_util::stream::{self, Stream, StreamExt};
-use shared::api::{ApiError, ExecuteRequest, ExecuteResponse, JobState, JobSummary, JobView, StepView};
+use shared::api::{ExecuteRequest, ExecuteResponse, JobState, JobSummary, JobView, StepView};
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
-
-impl AppState {
-    /// Enables the execution routes with this executor.
-    pub fn with_executor(mut self, executor: Arc<Executor>) -> AppState {
-        self.jobs = Some(executor);
-        self
-    }
-}
 
 /// Adds the job routes (to the authenticated part of the router).
 pub fn add_routes(router: Router<AppState>) -> Router<AppState> {
@@ -45,90 +37,16 @@ pub fn add_routes(router: Router<AppState>) -> Router<AppState> {
         .route("/api/v1/jobs/{id}/events", get(events))
 }
 
-#[derive(Debug)]
-pub struct JobsError {
-    status: StatusCode,
-    body: ApiError,
+fn executor(state: &AppState) -> Result<&Arc<Executor>, HttpError> {
+    state.jobs.as_ref().ok_or_else(HttpError::no_executor)
 }
 
-impl JobsError {
-    fn new(status: StatusCode, error: &str, detail: impl Into<String>, field: Option<&str>) -> JobsError {
-        JobsError {
-            status,
-            body: ApiError { error: error.into(), detail: detail.into(), field: field.map(str::to_owned) },
-        }
-    }
-
-    fn bad_input(field: Option<&str>, detail: impl Into<String>) -> JobsError {
-        JobsError::new(StatusCode::BAD_REQUEST, "invalid request", detail, field)
-    }
-
-    fn not_found(id: u64) -> JobsError {
-        JobsError::new(StatusCode::NOT_FOUND, "no such job", format!("no job {id}"), Some("id"))
-    }
-}
-
-impl IntoResponse for JobsError {
-    fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
-    }
-}
-
-impl From<AuthError> for JobsError {
-    fn from(e: AuthError) -> JobsError {
-        let (status, body) = e.parts();
-        JobsError { status, body }
-    }
-}
-
-impl From<JournalError> for JobsError {
-    fn from(e: JournalError) -> JobsError {
-        tracing::error!(error = %e, "journal failed");
-        JobsError::new(StatusCode::INTERNAL_SERVER_ERROR, "the execution journal failed", e.to_string(), None)
-    }
-}
-
-impl From<StartError> for JobsError {
-    fn from(e: StartError) -> JobsError {
-        match e {
-            StartError::Invalid { field, detail } => JobsError::bad_input(Some(field), detail),
-            StartError::Busy(_) | StartError::Locked(_) | StartError::Recovering => {
-                JobsError::new(StatusCode::CONFLICT, "cannot start a job now", e.to_string(), None)
-            }
-            StartError::Journal(j) => j.into(),
-        }
-    }
-}
-
-impl From<CancelError> for JobsError {
-    fn from(e: CancelError) -> JobsError {
-        match e {
-            CancelError::NotFound(id) => JobsError::not_found(id),
-            CancelError::NotRunning(..) => {
-                JobsError::new(StatusCode::CONFLICT, "the job is not running", e.to_string(), None)
-            }
-            CancelError::Journal(j) => j.into(),
-        }
-    }
-}
-
-fn executor(state: &AppState) -> Result<&Arc<Executor>, JobsError> {
-    state.jobs.as_ref().ok_or_else(|| {
-        JobsError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "execution is not available",
-            "this service runs without an execution journal (see its log)",
-            None,
-        )
-    })
-}
-
-fn job_id(path: Result<Path<u64>, PathRejection>) -> Result<u64, JobsError> {
-    path.map(|Path(id)| id).map_err(|e| JobsError::bad_input(Some("id"), e.body_text()))
+fn not_found(id: u64) -> HttpError {
+    HttpError::not_found("no such job", format!("no job {id}"), "id")
 }
 
 /// The caller must be allowed to migrate every guest the steps move.
-fn require_migrate<'a>(user: &User, vmids: impl IntoIterator<Item = &'a u32>) -> Result<(), JobsError> {
+fn require_migrate<'a>(user: &User, vmids: impl IntoIterator<Item = &'a u32>) -> Result<(), HttpError> {
     for vmid in vmids {
         user.require(&format!("/vms/{vmid}"), "VM.Migrate")?;
     }
@@ -138,10 +56,10 @@ fn require_migrate<'a>(user: &User, vmids: impl IntoIterator<Item = &'a u32>) ->
 async fn execute(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
-    body: Result<Json<ExecuteRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<ExecuteResponse>), JobsError> {
+    Body(req): Body<ExecuteRequest>,
+) -> Result<(StatusCode, Json<ExecuteResponse>), HttpError> {
     let ex = executor(&state)?;
-    let Json(req) = body.map_err(|e| JobsError::bad_input(None, e.body_text()))?;
+    refuse_unbalanced_kinds(&state, &req).await?;
     let selected = req
         .plan
         .steps
@@ -158,18 +76,12 @@ async fn execute(
         .map(|s| format!("{} {} → {}", s.vmid, s.from, s.to))
         .collect();
     let detail = format!("{} steps: {}", moves.len(), moves.join(", "));
-    crate::http_admin::record(
-        &state,
-        &user.userid,
-        "plan.execute",
-        &format!("job/{job_id}"),
-        &detail,
-        Some(job_id),
-    );
+    state.audit(&user.userid, "plan.execute", &format!("job/{job_id}"), &detail, Some(job_id));
     Ok((StatusCode::ACCEPTED, Json(ExecuteResponse { job_id })))
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ListQuery {
     limit: Option<usize>,
 }
@@ -177,13 +89,12 @@ struct ListQuery {
 async fn list(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
-    query: Result<Query<ListQuery>, QueryRejection>,
-) -> Result<Json<Vec<JobSummary>>, JobsError> {
+    QueryParams(q): QueryParams<ListQuery>,
+) -> Result<Json<Vec<JobSummary>>, HttpError> {
     user.require("/", "Sys.Audit")?;
-    let Query(q) = query.map_err(|e| JobsError::bad_input(Some("limit"), e.body_text()))?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=1000).contains(&limit) {
-        return Err(JobsError::bad_input(Some("limit"), format!("{limit} is outside 1–1000")));
+        return Err(HttpError::bad_input(Some("limit"), format!("{limit} is outside 1–1000")));
     }
     Ok(Json(executor(&state)?.jobs(limit)?))
 }
@@ -191,26 +102,24 @@ async fn list(
 async fn show(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
-    path: Result<Path<u64>, PathRejection>,
-) -> Result<Json<JobView>, JobsError> {
+    PathParam(id): PathParam<u64>,
+) -> Result<Json<JobView>, HttpError> {
     user.require("/", "Sys.Audit")?;
-    let id = job_id(path)?;
-    executor(&state)?.job(id)?.map(Json).ok_or_else(|| JobsError::not_found(id))
+    executor(&state)?.job(id)?.map(Json).ok_or_else(|| not_found(id))
 }
 
 async fn cancel(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
-    path: Result<Path<u64>, PathRejection>,
-) -> Result<(StatusCode, Json<JobView>), JobsError> {
-    let id = job_id(path)?;
+    PathParam(id): PathParam<u64>,
+) -> Result<(StatusCode, Json<JobView>), HttpError> {
     let ex = executor(&state)?;
-    let view = ex.job(id)?.ok_or_else(|| JobsError::not_found(id))?;
+    let view = ex.job(id)?.ok_or_else(|| not_found(id))?;
     require_migrate(&user, view.steps.iter().map(|s| &s.vmid))?;
     ex.cancel(id)?;
-    let view = ex.job(id)?.ok_or_else(|| JobsError::not_found(id))?;
+    let view = ex.job(id)?.ok_or_else(|| not_found(id))?;
     let detail = format!("cancelled with {} of {} steps done", view.job.counts.done, view.steps.len());
-    crate::http_admin::record(&state, &user.userid, "job.cancel", &format!("job/{id}"), &detail, Some(id));
+    state.audit(&user.userid, "job.cancel", &format!("job/{id}"), &detail, Some(id));
     Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
@@ -225,14 +134,13 @@ fn end_event(job: &JobSummary) -> Event {
 async fn events(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
-    path: Result<Path<u64>, PathRejection>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, JobsError> {
+    PathParam(id): PathParam<u64>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, HttpError> {
     user.require("/", "Sys.Audit")?;
-    let id = job_id(path)?;
     let ex = executor(&state)?;
     // Subscribe before reading the current state, so no change falls between the two.
     let rx = ex.subscribe();
-    let view = ex.job(id)?.ok_or_else(|| JobsError::not_found(id))?;
+    let view = ex.job(id)?.ok_or_else(|| not_found(id))?;
     let ended = view.job.state != JobState::Running;
     let mut first: Vec<Event> = view.steps.iter().map(step_event).collect();
     if ended {
@@ -253,4 +161,24 @@ async fn events(
     });
     let all = stream::iter(first).chain(live).map(Ok);
     Ok(Sse::new(all).keep_alive(KeepAlive::default()))
+}
+
+/// Balancing steps of a guest type outside `balance_types` are refused (ProxLB: nothing of
+/// that type executes); evacuations and rule repairs are not balancing and pass.
+async fn refuse_unbalanced_kinds(state: &AppState, req: &ExecuteRequest) -> Result<(), HttpError> {
+    let settings = state.policy_with(Default::default()).await?.settings;
+    let selected = |vmid: &u32| req.steps.as_ref().is_none_or(|sel| sel.contains(vmid));
+    let refused = req.plan.steps.iter().find(|s| {
+        selected(&s.vmid) && s.purpose == shared::plan::StepPurpose::Balance && !settings.executes(s.kind)
+    });
+    match refused {
+        Some(s) => Err(HttpError::conflict(
+            "the policy does not execute this guest type",
+            format!(
+                "step {} moves a {:?} guest but balance_types is {:?}; add it to balance_types (Settings) or leave the step out",
+                s.vmid, s.kind, settings.balance_types
+            ),
+        )),
+        None => Ok(()),
+    }
 }

@@ -15,11 +15,11 @@
 //!   `{"success":true,"job_id"}`; needs `VM.Migrate` on `/vms/{vmid}`; planned so rules and
 //!   capacity hold, else 409 with the planner's reason.
 
+use super::error::HttpError;
+use super::extract::Body;
+use crate::app::AppState;
 use crate::auth::User;
-use crate::http::AppState;
-use crate::http_admin::AdminError;
 use crate::unix_now;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -48,23 +48,18 @@ async fn health() -> Json<Value> {
 async fn analyze(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<Value>, HttpError> {
     user.require("/", "Sys.Audit")?;
     let snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
     Ok(Json(json!({ "success": true, "data": ClusterView::of(snapshot) })))
 }
 
-/// The plan request the cluster-wide settings describe.
-fn settings_request(state: &AppState) -> Result<shared::PlanRequest, AdminError> {
-    Ok(state.admin.settings.plan_request()?)
-}
-
 async fn recommendations(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<Value>, HttpError> {
     user.require("/", "Sys.Audit")?;
-    let request = settings_request(&state)?;
+    let request = state.plan_request().await?;
     // The same plan the panel's Balance shows (cooldowns, maintenance marks, migrate check).
     let plan = state.plan_now(&request, unix_now()).await?;
     let recs: Vec<Value> = plan
@@ -94,7 +89,7 @@ async fn recommendations(
 async fn refresh(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
-) -> Result<Json<Value>, AdminError> {
+) -> Result<Json<Value>, HttpError> {
     user.require("/", "Sys.Audit")?;
     // We keep no cache to refresh: every answer is collected fresh, so this just collects.
     let snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
@@ -107,6 +102,7 @@ async fn refresh(
 }
 
 #[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MigrateBody {
     vmid: u32,
     target_node: String,
@@ -117,30 +113,24 @@ struct MigrateBody {
 async fn migrate(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
-    body: Result<Json<MigrateBody>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), AdminError> {
-    let Json(b) = body.map_err(|e| AdminError::bad_input(None, e.body_text()))?;
+    Body(b): Body<MigrateBody>,
+) -> Result<(StatusCode, Json<Value>), HttpError> {
     user.require(&format!("/vms/{}", b.vmid), "VM.Migrate")?;
     let Some(ex) = state.jobs.clone() else {
-        return Err(AdminError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "execution is not available",
-            "this service runs without an execution journal (see its log)",
-            None,
-        ));
+        return Err(HttpError::no_executor());
     };
     let snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
     let Some(guest) = snapshot.guests.iter().find(|g| g.vmid == b.vmid) else {
-        return Err(AdminError::bad_input(Some("vmid"), format!("guest {} is not in the cluster", b.vmid)));
+        return Err(HttpError::bad_input(Some("vmid"), format!("guest {} is not in the cluster", b.vmid)));
     };
     if snapshot.node(&b.target_node).is_none() {
-        return Err(AdminError::bad_input(
+        return Err(HttpError::bad_input(
             Some("target_node"),
             format!("node `{}` is not in the cluster", b.target_node),
         ));
     }
     if let Some(src) = b.source_node.as_deref().filter(|s| *s != guest.node) {
-        return Err(AdminError::new(
+        return Err(HttpError::new(
             StatusCode::CONFLICT,
             "the guest is elsewhere",
             format!("guest {} runs on {}, not {src}", b.vmid, guest.node),
@@ -148,14 +138,14 @@ async fn migrate(
         ));
     }
     if guest.node == b.target_node {
-        return Err(AdminError::bad_input(
+        return Err(HttpError::bad_input(
             Some("target_node"),
             format!("guest {} already runs on {}", b.vmid, b.target_node),
         ));
     }
     // Planned as a "return home" to the target so capacity and hard rules are checked exactly as
     // for any other move, instead of sending PVE a migration our planner would refuse.
-    let request = settings_request(&state)?;
+    let request = state.plan_request().await?;
     let home = shared::evacuate::GuestHome { vmid: b.vmid, node: b.target_node.clone() };
     let plan = shared::evacuate::return_home(&snapshot, &[home], &request);
     if plan.steps.iter().all(|s| s.vmid != b.vmid) {
@@ -166,28 +156,15 @@ async fn migrate(
             .map(|w| w.reason.clone())
             .or_else(|| plan.notes.first().cloned())
             .unwrap_or_else(|| "the planner found no valid move".into());
-        return Err(AdminError::new(
+        return Err(HttpError::new(
             StatusCode::CONFLICT,
             "the move is not possible",
             why,
             Some("target_node"),
         ));
     }
-    let job_id = ex.start(&plan, None, &user.userid).map_err(|e| {
-        use crate::execute::StartError;
-        match e {
-            StartError::Invalid { field, detail } => AdminError::bad_input(Some(field), detail),
-            other => AdminError::new(StatusCode::CONFLICT, "cannot start a job now", other.to_string(), None),
-        }
-    })?;
+    let job_id = ex.start(&plan, None, &user.userid)?;
     let detail = format!("1 step: {} {} → {} (ProxBalance /api/migrate)", b.vmid, guest.node, b.target_node);
-    crate::http_admin::record(
-        &state,
-        &user.userid,
-        "plan.execute",
-        &format!("job/{job_id}"),
-        &detail,
-        Some(job_id),
-    );
+    state.audit(&user.userid, "plan.execute", &format!("job/{job_id}"), &detail, Some(job_id));
     Ok((StatusCode::ACCEPTED, Json(json!({ "success": true, "job_id": job_id }))))
 }

@@ -1,0 +1,131 @@
+//! Administration routes: cluster-wide settings, the audit history, Prometheus metrics.
+//!
+//! - `GET /api/v1/settings` → `SettingsView` (`Sys.Audit` on `/`); `writable` says whether the
+//!   caller holds `Sys.Modify` on `/`.
+//! - `PUT /api/v1/settings` `{field: value, …}` (absent fields keep their value) → `SettingsView`
+//!   (`Sys.Modify` on `/`). Bad input: 400 naming the field, nothing written. The change is
+//!   recorded in the audit log with the old → new values.
+//! - `GET /api/v1/history?limit=&user=&action=` → `[AuditEntry]`, newest first (`Sys.Audit`).
+//! - `GET /metrics` → Prometheus text (`Sys.Audit`; scrapers send an API token).
+
+use super::error::HttpError;
+use super::extract::{Body, QueryParams};
+use crate::app::AppState;
+use crate::auth::User;
+use crate::execute::AuditFilter;
+use crate::unix_now;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use shared::api::{AuditEntry, SettingsView};
+use shared::policy::PolicyLayer;
+use std::time::Instant;
+
+/// Adds the administration routes (to the authenticated part of the router).
+pub fn add_routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .route("/api/v1/settings", get(get_settings).put(put_settings))
+        .route("/api/v1/history", get(history))
+        .route("/metrics", get(metrics))
+}
+
+/// The settings in force (file < stored), their sources, and who stored them last.
+async fn view(state: &AppState, user: &User) -> Result<SettingsView, HttpError> {
+    let policy = state.policy.clone();
+    let (view, stored) = tokio::task::spawn_blocking(move || {
+        let stored = policy.stored()?;
+        Ok::<_, crate::settings::SettingsFailure>((policy.view_of(&stored, &PolicyLayer::default())?, stored))
+    })
+    .await
+    .map_err(|e| HttpError::internal("internal error", e))??;
+    let writable = user.permissions.has("/", "Sys.Modify");
+    Ok(SettingsView {
+        settings: view.settings,
+        sources: view.sources,
+        writable,
+        missing_privilege: (!writable).then(|| "Sys.Modify on /".to_owned()),
+        updated_by: stored.updated_by,
+        updated_at: stored.updated_at,
+    })
+}
+
+async fn get_settings(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+) -> Result<Json<SettingsView>, HttpError> {
+    user.require("/", "Sys.Audit")?;
+    Ok(Json(view(&state, &user).await?))
+}
+
+/// `PUT /api/v1/settings` `PolicyLayer`: the fields given are stored (over the file's values);
+/// a bad or unknown field is refused by name and nothing is written.
+async fn put_settings(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Body(changes): Body<PolicyLayer>,
+) -> Result<Json<SettingsView>, HttpError> {
+    user.require("/", "Sys.Modify")?;
+    let (policy, who) = (state.policy.clone(), user.userid.clone());
+    let (old, _) = tokio::task::spawn_blocking(move || policy.store(&changes, &who, unix_now()))
+        .await
+        .map_err(|e| HttpError::internal("internal error", e))??;
+    let new = view(&state, &user).await?;
+    let diff = crate::settings::diff(&old, &new.settings);
+    let detail = if diff.is_empty() { "no change".to_owned() } else { diff };
+    state.audit(&user.userid, "settings.update", "settings", &detail, None);
+    Ok(Json(new))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    limit: Option<usize>,
+    user: Option<String>,
+    action: Option<String>,
+}
+
+async fn history(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    QueryParams(q): QueryParams<HistoryQuery>,
+) -> Result<Json<Vec<AuditEntry>>, HttpError> {
+    user.require("/", "Sys.Audit")?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(HttpError::bad_input(Some("limit"), format!("{limit} is outside 1–1000")));
+    }
+    let Some(ex) = &state.jobs else {
+        return Err(HttpError::unavailable(
+            "the history is not available",
+            "this service runs without a journal (see its log)",
+        ));
+    };
+    let filter =
+        AuditFilter { user: q.user.filter(|u| !u.is_empty()), action: q.action.filter(|a| !a.is_empty()) };
+    Ok(Json(ex.journal().audit(limit, &filter)?))
+}
+
+async fn metrics(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+) -> Result<Response, HttpError> {
+    user.require("/", "Sys.Audit")?;
+    let started = Instant::now();
+    let snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
+    let collection_seconds = started.elapsed().as_secs_f64();
+    let (jobs, steps) = match &state.jobs {
+        Some(ex) => ex.journal().totals()?,
+        None => (vec![], vec![]),
+    };
+    let extra = crate::metrics::Extra {
+        jobs,
+        steps,
+        collection_seconds,
+        executor: state.jobs.is_some(),
+        pve_calls: state.pve.call_counts(),
+    };
+    let body = crate::metrics::render(&shared::api::ClusterView::of(snapshot), &extra);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response())
+}

@@ -1,0 +1,166 @@
+//! The maintenance and best-node routes (logic in `maintenance`, types in `shared::api`).
+//!
+//! - `GET /api/v1/maintenance` → `[NodeMaintenance]`, every node (`Sys.Audit` on `/`).
+//! - `GET /api/v1/maintenance/{node}` → `NodeMaintenance` (`Sys.Audit` on `/`).
+//! - `POST /api/v1/maintenance/{node}/enter` `MaintenanceRequest` → `MaintenanceAnswer`
+//!   (`Sys.Modify` on `/nodes/{node}`, and `VM.Migrate` on every guest the plan moves unless
+//!   `preview`); 202 when a job started, 200 otherwise.
+//! - `POST /api/v1/maintenance/{node}/exit` `ExitRequest` → `MaintenanceAnswer` (same privileges).
+//! - `POST /api/v1/best-node` `BestNodeRequest` → `BestNodeAnswer` (`Sys.Audit` on `/`).
+//!
+//! Unknown node 404 (`field: node`), already/not in maintenance or a job running 409, bad JSON
+//! 400; errors change nothing.
+
+use super::error::HttpError;
+use super::extract::{Body, PathParam};
+use crate::app::AppState;
+use crate::auth::{AuthError, User};
+use crate::maintenance::MaintError;
+use crate::unix_now;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use shared::api::{
+    BestNodeAnswer, BestNodeRequest, ExitRequest, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance,
+};
+use shared::Plan;
+
+/// Adds the maintenance and best-node routes (to the authenticated part of the router).
+pub fn add_routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .route("/api/v1/maintenance", get(list))
+        .route("/api/v1/maintenance/{node}", get(show))
+        .route("/api/v1/maintenance/{node}/enter", post(enter))
+        .route("/api/v1/maintenance/{node}/exit", post(exit))
+        .route("/api/v1/best-node", post(best_node))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+) -> Result<Json<Vec<NodeMaintenance>>, HttpError> {
+    user.require("/", "Sys.Audit")?;
+    let snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
+    Ok(Json(state.maintenance.status(&snapshot, state.jobs.as_deref())?))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    PathParam(node): PathParam<String>,
+) -> Result<Json<NodeMaintenance>, HttpError> {
+    user.require("/", "Sys.Audit")?;
+    let snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
+    let all = state.maintenance.status(&snapshot, state.jobs.as_deref())?;
+    let found = all.into_iter().find(|m| m.node == node);
+    Ok(Json(found.ok_or(MaintError::UnknownNode(node))?))
+}
+
+/// `VM.Migrate` on every guest the plan moves.
+fn migrate_rights(user: &User) -> impl Fn(&Plan) -> Result<(), AuthError> + Sync + '_ {
+    move |plan: &Plan| {
+        for s in &plan.steps {
+            user.require(&format!("/vms/{}", s.vmid), "VM.Migrate")?;
+        }
+        Ok(())
+    }
+}
+
+fn caller<'a>(
+    user: &'a User,
+    rights: &'a (dyn Fn(&Plan) -> Result<(), AuthError> + Sync),
+) -> crate::maintenance::Caller<'a> {
+    crate::maintenance::Caller { userid: &user.userid, authorize: rights }
+}
+
+fn answer(a: MaintenanceAnswer) -> (StatusCode, Json<MaintenanceAnswer>) {
+    let status = if a.job_id.is_some() { StatusCode::ACCEPTED } else { StatusCode::OK };
+    (status, Json(a))
+}
+
+async fn enter(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    PathParam(node): PathParam<String>,
+    Body(req): Body<MaintenanceRequest>,
+) -> Result<(StatusCode, Json<MaintenanceAnswer>), HttpError> {
+    user.require(&format!("/nodes/{node}"), "Sys.Modify")?;
+    let rights = migrate_rights(&user);
+    let a = state
+        .maintenance
+        .enter(
+            &state.pve,
+            state.jobs.as_ref(),
+            &node,
+            &req,
+            &state.plan_request().await?,
+            caller(&user, &rights),
+        )
+        .await?;
+    if !a.preview {
+        let ha = if req.ha { ", PVE HA maintenance" } else { "" };
+        let detail = format!("evacuation: {} steps{ha}", a.plan.steps.len());
+        let target = format!("node/{node}");
+        state.audit(&user.userid, "maintenance.enter", &target, &detail, a.job_id);
+    }
+    Ok(answer(a))
+}
+
+async fn exit(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    PathParam(node): PathParam<String>,
+    Body(req): Body<ExitRequest>,
+) -> Result<(StatusCode, Json<MaintenanceAnswer>), HttpError> {
+    user.require(&format!("/nodes/{node}"), "Sys.Modify")?;
+    let rights = migrate_rights(&user);
+    let a = state
+        .maintenance
+        .exit(
+            &state.pve,
+            state.jobs.as_ref(),
+            &node,
+            &req,
+            &state.plan_request().await?,
+            caller(&user, &rights),
+        )
+        .await?;
+    if !a.preview {
+        let home = if req.return_home { "return home" } else { "no return home" };
+        let detail = format!("{home}: {} steps", a.plan.steps.len());
+        let target = format!("node/{node}");
+        state.audit(&user.userid, "maintenance.exit", &target, &detail, a.job_id);
+    }
+    Ok(answer(a))
+}
+
+async fn best_node(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    Body(req): Body<BestNodeRequest>,
+) -> Result<Json<BestNodeAnswer>, HttpError> {
+    user.require("/", "Sys.Audit")?;
+    if req.guest.is_some() == req.vmid.is_some() {
+        return Err(HttpError::bad_input(
+            None,
+            "give either `guest` ({cpus, mem_bytes, tags, pool, …}) or `vmid` of an existing guest, not both",
+        ));
+    }
+    if let Some(g) = &req.guest {
+        if !(g.cpus.is_finite() && g.cpus >= 0.0) {
+            return Err(HttpError::bad_input(
+                Some("guest.cpus"),
+                format!("{} is not a number of vCPUs ≥ 0", g.cpus),
+            ));
+        }
+    }
+    let mut snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
+    state.maintenance.apply_marks(&mut snapshot)?;
+    let request = state.plan_request().await?;
+    let ranks = crate::maintenance::best_node(&mut snapshot, &req, &request).map_err(|vmid| {
+        HttpError::not_found("no such guest", format!("no guest {vmid} in the cluster"), "vmid")
+    })?;
+    let best = ranks.iter().find(|r| r.fits).map(|r| r.node.clone());
+    Ok(Json(BestNodeAnswer { best, ranks }))
+}
