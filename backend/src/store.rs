@@ -146,7 +146,11 @@ mod tests {
                 let s = store.clone();
                 std::thread::spawn(move || {
                     for _ in 0..10 {
-                        s.update(|c| Ok::<_, StoreError>(c.n += 1)).unwrap();
+                        s.update(|c| {
+                            c.n += 1;
+                            Ok::<_, StoreError>(())
+                        })
+                        .unwrap();
                     }
                 })
             })

@@ -13,8 +13,19 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "services",
         &[
-            "execute", "collect", "settings", "store", "config", "auth", "preflight", "recent", "sampler",
-            "snapshot_cache", "state_file", "windows", "metrics",
+            "execute",
+            "collect",
+            "settings",
+            "store",
+            "config",
+            "auth",
+            "preflight",
+            "recent",
+            "sampler",
+            "snapshot_cache",
+            "state_file",
+            "windows",
+            "metrics",
         ],
     ),
     ("pve", &["pve"]),
@@ -84,7 +95,10 @@ fn every_module_has_a_layer_and_uses_only_its_own_or_lower_ones() {
         for dep in deps {
             let to = layer_of(&dep).unwrap();
             if to < from {
-                wrong.push(format!("{module} ({}) uses {dep} ({}), a layer above it", LAYERS[from].0, LAYERS[to].0));
+                wrong.push(format!(
+                    "{module} ({}) uses {dep} ({}), a layer above it",
+                    LAYERS[from].0, LAYERS[to].0
+                ));
             }
         }
     }

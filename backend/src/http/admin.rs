@@ -17,18 +17,19 @@ use crate::unix_now;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
+use shared::api::ApiError;
 use shared::api::{AuditEntry, SettingsView};
 use shared::policy::PolicyLayer;
 use std::time::Instant;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// Adds the administration routes (to the authenticated part of the router).
-pub fn add_routes(router: Router<AppState>) -> Router<AppState> {
-    router
-        .route("/api/v1/settings", get(get_settings).put(put_settings))
-        .route("/api/v1/history", get(history))
-        .route("/metrics", get(metrics))
+/// The administration routes (authenticated).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_settings, put_settings))
+        .routes(routes!(history))
+        .routes(routes!(metrics))
 }
 
 /// The settings in force (file < stored), their sources, and who stored them last.
@@ -51,6 +52,10 @@ async fn view(state: &AppState, user: &User) -> Result<SettingsView, HttpError> 
     })
 }
 
+#[utoipa::path(get, path = "/api/v1/settings", responses(
+    (status = 200, body = SettingsView),
+    (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 500, body = ApiError),
+))]
 async fn get_settings(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -61,6 +66,13 @@ async fn get_settings(
 
 /// `PUT /api/v1/settings` `PolicyLayer`: the fields given are stored (over the file's values);
 /// a bad or unknown field is refused by name and nothing is written.
+#[utoipa::path(put, path = "/api/v1/settings",
+    request_body(content = shared::policy::PolicyLayer, description = "the settings to store; the others keep their value"),
+    responses(
+    (status = 200, body = SettingsView),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 500, body = ApiError),
+))]
 async fn put_settings(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -86,6 +98,16 @@ struct HistoryQuery {
     action: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/history", params(
+        ("limit" = Option<usize>, Query, description = "1–1000, default 100"),
+        ("user" = Option<String>, Query, description = "only this user's entries"),
+        ("action" = Option<String>, Query, description = "only this action (plan.execute, job.cancel, …)"),
+    ),
+    responses(
+    (status = 200, body = Vec<AuditEntry>),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 500, body = ApiError), (status = 503, body = ApiError),
+))]
 async fn history(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -107,6 +129,11 @@ async fn history(
     Ok(Json(ex.journal().audit(limit, &filter)?))
 }
 
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain", body = String),
+    (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 500, body = ApiError),
+    (status = 502, body = ApiError),
+))]
 async fn metrics(
     State(state): State<AppState>,
     Extension(user): Extension<User>,

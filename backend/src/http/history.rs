@@ -5,19 +5,28 @@ use super::error::HttpError;
 use crate::app::AppState;
 use crate::auth::User;
 use axum::extract::{RawQuery, State};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
+use shared::api::ApiError;
 use shared::api::HistoryView;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Default window when `minutes` is not given.
 pub const DEFAULT_MINUTES: u32 = 60;
 /// Longest window one may ask for (7 days); what is shown is bounded by what the sampler keeps.
 pub const MAX_MINUTES: u32 = 7 * 24 * 60;
 
-pub fn add_routes(routes: Router<AppState>) -> Router<AppState> {
-    routes.route("/api/v1/cluster/history", get(history))
+/// The usage history route (authenticated).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(history))
 }
 
+#[utoipa::path(get, path = "/api/v1/cluster/history",
+    params(("minutes" = Option<u32>, Query, description = "window, 1–10080, default 60")),
+    responses(
+    (status = 200, body = HistoryView),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 503, body = ApiError),
+))]
 async fn history(
     State(state): State<AppState>,
     Extension(user): Extension<User>,

@@ -13,28 +13,30 @@
 
 use super::error::HttpError;
 use super::extract::{Body, PathParam, QueryParams};
+use super::openapi::JobEvent;
 use crate::app::AppState;
 use crate::auth::User;
 use crate::execute::{ExecEvent, Executor};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use futures_util::stream::{self, Stream, StreamExt};
+use shared::api::ApiError;
 use shared::api::{ExecuteRequest, ExecuteResponse, JobState, JobSummary, JobView, StepView};
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio::sync::broadcast::error::RecvError;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// Adds the job routes (to the authenticated part of the router).
-pub fn add_routes(router: Router<AppState>) -> Router<AppState> {
-    router
-        .route("/api/v1/plan/execute", post(execute))
-        .route("/api/v1/jobs", get(list))
-        .route("/api/v1/jobs/{id}", get(show))
-        .route("/api/v1/jobs/{id}/cancel", post(cancel))
-        .route("/api/v1/jobs/{id}/events", get(events))
+/// The job routes (authenticated).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(execute))
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(cancel))
+        .routes(routes!(events))
 }
 
 fn executor(state: &AppState) -> Result<&Arc<Executor>, HttpError> {
@@ -53,6 +55,12 @@ fn require_migrate<'a>(user: &User, vmids: impl IntoIterator<Item = &'a u32>) ->
     Ok(())
 }
 
+#[utoipa::path(post, path = "/api/v1/plan/execute", request_body = ExecuteRequest, responses(
+    (status = 202, body = ExecuteResponse),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 409, body = ApiError), (status = 500, body = ApiError), (status = 502, body = ApiError),
+    (status = 503, body = ApiError),
+))]
 async fn execute(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -86,6 +94,12 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs", params(("limit" = Option<usize>, Query, description = "1–1000, default 50")),
+    responses(
+    (status = 200, body = Vec<JobSummary>),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 500, body = ApiError), (status = 503, body = ApiError),
+))]
 async fn list(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -99,6 +113,11 @@ async fn list(
     Ok(Json(executor(&state)?.jobs(limit)?))
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs/{id}", params(("id" = u64, Path)), responses(
+    (status = 200, body = JobView),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 404, body = ApiError), (status = 500, body = ApiError), (status = 503, body = ApiError),
+))]
 async fn show(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -108,6 +127,12 @@ async fn show(
     executor(&state)?.job(id)?.map(Json).ok_or_else(|| not_found(id))
 }
 
+#[utoipa::path(post, path = "/api/v1/jobs/{id}/cancel", params(("id" = u64, Path)), responses(
+    (status = 202, body = JobView),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 500, body = ApiError),
+    (status = 503, body = ApiError),
+))]
 async fn cancel(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -131,6 +156,12 @@ fn end_event(job: &JobSummary) -> Event {
     Event::default().event("end").json_data(job).unwrap_or_else(|_| Event::default().event("end"))
 }
 
+#[utoipa::path(get, path = "/api/v1/jobs/{id}/events", params(("id" = u64, Path)), responses(
+    (status = 200, description = "server-sent events: `step` (a StepView) per change, `end` (a JobSummary) last",
+        content_type = "text/event-stream", body = JobEvent),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 404, body = ApiError), (status = 500, body = ApiError), (status = 503, body = ApiError),
+))]
 async fn events(
     State(state): State<AppState>,
     Extension(user): Extension<User>,

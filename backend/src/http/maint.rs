@@ -19,23 +19,29 @@ use crate::maintenance::MaintError;
 use crate::unix_now;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
+use shared::api::ApiError;
 use shared::api::{
     BestNodeAnswer, BestNodeRequest, ExitRequest, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance,
 };
 use shared::Plan;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// Adds the maintenance and best-node routes (to the authenticated part of the router).
-pub fn add_routes(router: Router<AppState>) -> Router<AppState> {
-    router
-        .route("/api/v1/maintenance", get(list))
-        .route("/api/v1/maintenance/{node}", get(show))
-        .route("/api/v1/maintenance/{node}/enter", post(enter))
-        .route("/api/v1/maintenance/{node}/exit", post(exit))
-        .route("/api/v1/best-node", post(best_node))
+/// The maintenance and best-node routes (authenticated).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(show))
+        .routes(routes!(enter))
+        .routes(routes!(exit))
+        .routes(routes!(best_node))
 }
 
+#[utoipa::path(get, path = "/api/v1/maintenance", responses(
+    (status = 200, body = Vec<NodeMaintenance>),
+    (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 500, body = ApiError),
+    (status = 502, body = ApiError),
+))]
 async fn list(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -45,6 +51,11 @@ async fn list(
     Ok(Json(state.maintenance.status(&snapshot, state.jobs.as_deref())?))
 }
 
+#[utoipa::path(get, path = "/api/v1/maintenance/{node}", params(("node" = String, Path)), responses(
+    (status = 200, body = NodeMaintenance),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 404, body = ApiError), (status = 500, body = ApiError), (status = 502, body = ApiError),
+))]
 async fn show(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -79,6 +90,14 @@ fn answer(a: MaintenanceAnswer) -> (StatusCode, Json<MaintenanceAnswer>) {
     (status, Json(a))
 }
 
+#[utoipa::path(post, path = "/api/v1/maintenance/{node}/enter", params(("node" = String, Path)),
+    request_body = MaintenanceRequest, responses(
+    (status = 200, body = MaintenanceAnswer, description = "preview, or nothing to move"),
+    (status = 202, body = MaintenanceAnswer, description = "the evacuation job started"),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 500, body = ApiError),
+    (status = 502, body = ApiError), (status = 503, body = ApiError),
+))]
 async fn enter(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -107,6 +126,14 @@ async fn enter(
     Ok(answer(a))
 }
 
+#[utoipa::path(post, path = "/api/v1/maintenance/{node}/exit", params(("node" = String, Path)),
+    request_body = ExitRequest, responses(
+    (status = 200, body = MaintenanceAnswer, description = "preview, or the mark is cleared"),
+    (status = 202, body = MaintenanceAnswer, description = "the return-home job started"),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 500, body = ApiError),
+    (status = 502, body = ApiError), (status = 503, body = ApiError),
+))]
 async fn exit(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -135,6 +162,11 @@ async fn exit(
     Ok(answer(a))
 }
 
+#[utoipa::path(post, path = "/api/v1/best-node", request_body = BestNodeRequest, responses(
+    (status = 200, body = BestNodeAnswer),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 404, body = ApiError), (status = 500, body = ApiError), (status = 502, body = ApiError),
+))]
 async fn best_node(
     State(state): State<AppState>,
     Extension(user): Extension<User>,

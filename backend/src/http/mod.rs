@@ -27,42 +27,51 @@ use crate::unix_now;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use extract::Body;
+use openapi::{Health, LoginAnswer};
+use shared::api::ApiError;
 use shared::api::ClusterView;
 use shared::policy::{PolicyLayer, PolicyView};
 use shared::{ClusterSnapshot, Plan};
 use std::path::PathBuf;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Routes anyone may call: health, and login/logout for the standalone panel.
-fn public_routes() -> Router<AppState> {
-    let routes = Router::new()
-        .route("/api/v1/health", get(health))
-        .route("/api/v1/login", post(login))
-        .route("/api/v1/logout", post(logout));
-    proxbalance::add_public_routes(routes)
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(login))
+        .routes(routes!(logout))
+        .merge(proxbalance::public_routes())
 }
 
 /// Routes that need valid PVE credentials; each handler checks its privileges on top.
-fn protected_routes() -> Router<AppState> {
-    let routes = Router::new()
-        .route("/api/v1/cluster", get(cluster))
-        .route("/api/v1/plan", post(plan))
-        .route("/api/v1/policy", get(policy));
-    let routes = routes.route("/api/v1/openapi.json", get(openapi::serve));
-    let routes = maint::add_routes(routes);
-    let routes = history::add_routes(routes);
-    let routes = proxbalance::add_routes(admin::add_routes(routes));
-    jobs::add_routes(routes)
+fn protected_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(cluster))
+        .routes(routes!(plan))
+        .routes(routes!(policy))
+        .routes(routes!(openapi::serve))
+        .merge(maint::routes())
+        .merge(history::routes())
+        .merge(admin::routes())
+        .merge(proxbalance::routes())
+        .merge(jobs::routes())
+}
+
+/// Every API route with its documentation (auth is added by [`router`]).
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base()).merge(public_routes()).merge(protected_routes())
 }
 
 /// The service's router. `panel_dir`, when given, is served at `/` (the standalone panel).
 pub fn router(state: AppState, panel_dir: Option<PathBuf>) -> Router {
-    let protected = protected_routes()
-        .route_layer(axum::middleware::from_fn_with_state(state.auth.clone(), require_user));
+    let auth = axum::middleware::from_fn_with_state(state.auth.clone(), require_user);
+    let (protected, _) = protected_routes().route_layer(auth).split_for_parts();
+    let (public, _) = public_routes().split_for_parts();
     let cors = cors::layer(state.origins.clone());
-    let api = public_routes().merge(protected).with_state(state);
+    let api = public.merge(protected).with_state(state);
     let api = match panel_dir {
         Some(dir) => api.fallback_service(tower_http::services::ServeDir::new(dir)),
         None => api,
@@ -70,11 +79,13 @@ pub fn router(state: AppState, panel_dir: Option<PathBuf>) -> Router {
     api.layer(cors).layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
+#[utoipa::path(get, path = "/api/v1/health", security(()), responses((status = 200, body = Health)))]
 async fn health() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
 }
 
-#[derive(serde::Deserialize)]
+/// `POST /api/v1/login`.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Login {
     username: String,
@@ -83,6 +94,10 @@ struct Login {
 
 /// Standalone panel login: PVE checks the password and issues a ticket, which we hand to the
 /// browser as PVE's own cookie (so the same ticket also works in the PVE UI, and vice versa).
+#[utoipa::path(post, path = "/api/v1/login", security(()), request_body = Login, responses(
+    (status = 200, body = LoginAnswer, description = "logged in; sets the PVEAuthCookie cookie"),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 502, body = ApiError),
+))]
 async fn login(State(state): State<AppState>, Body(login): Body<Login>) -> Response {
     match state.pve.login_user(&login.username, &login.password).await {
         Ok(answer) => {
@@ -109,6 +124,9 @@ async fn login(State(state): State<AppState>, Body(login): Body<Login>) -> Respo
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/logout", security(()), responses(
+    (status = 204, description = "the cookie is cleared"),
+))]
 async fn logout() -> Response {
     let mut resp = StatusCode::NO_CONTENT.into_response();
     resp.headers_mut().insert(
@@ -118,6 +136,10 @@ async fn logout() -> Response {
     resp
 }
 
+#[utoipa::path(get, path = "/api/v1/cluster", responses(
+    (status = 200, body = ClusterView),
+    (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 502, body = ApiError),
+))]
 async fn cluster(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -131,6 +153,11 @@ async fn cluster(
 }
 
 /// `POST /api/v1/plan` `PolicyLayer`: a plan with the policy in force and these overrides.
+#[utoipa::path(post, path = "/api/v1/plan", request_body = shared::policy::PolicyLayer, responses(
+    (status = 200, body = Plan),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 502, body = ApiError),
+))]
 async fn plan(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -141,6 +168,11 @@ async fn plan(
     Ok(Json(state.plan_now(&policy.request, unix_now()).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/policy", responses(
+    (status = 200, body = PolicyView),
+    (status = 401, body = shared::api::ApiError), (status = 403, body = shared::api::ApiError),
+    (status = 500, body = shared::api::ApiError),
+))]
 /// `GET /api/v1/policy`: the policy in force, each value's source, and the engine request it
 /// makes; the panel's what-if plans in the browser with exactly this.
 async fn policy(
@@ -149,4 +181,118 @@ async fn policy(
 ) -> Result<Json<PolicyView>, HttpError> {
     user.require("/", "Sys.Audit")?;
     Ok(Json(state.policy_with(PolicyLayer::default()).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    fn state() -> AppState {
+        let opts = crate::pve::PveOptions {
+            base_url: "https://127.0.0.1:9".into(),
+            credentials: crate::pve::Credentials::Token { token_id: "u@pve!t".into(), secret: "s".into() },
+            ca_pem: None,
+            insecure: true,
+            timeout: std::time::Duration::from_millis(200),
+        };
+        AppState::new(std::sync::Arc::new(crate::pve::PveClient::new(opts).unwrap()))
+    }
+
+    #[test]
+    fn the_document_lists_every_routed_path_from_the_handlers_themselves() {
+        let doc = openapi::document();
+        let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
+        for p in [
+            "/api/v1/plan",
+            "/api/v1/policy",
+            "/api/v1/settings",
+            "/api/v1/jobs/{id}/events",
+            "/api/v1/maintenance/{node}/enter",
+            "/api/migrate",
+            "/metrics",
+            "/api/v1/health",
+        ] {
+            assert!(paths.contains(&p), "{p} missing from {paths:?}");
+        }
+        let settings = serde_json::to_value(&doc.paths.paths["/api/v1/settings"]).unwrap();
+        assert!(settings.get("get").is_some() && settings.get("put").is_some(), "{settings}");
+    }
+
+    #[tokio::test]
+    async fn each_documented_path_is_routed_and_guarded() {
+        let doc = openapi::document();
+        let app = router(state(), None);
+        for (path, item) in &doc.paths.paths {
+            let item = serde_json::to_value(item).unwrap();
+            let public =
+                ["/api/v1/health", "/api/v1/login", "/api/v1/logout", "/api/health"].contains(&path.as_str());
+            for method in ["get", "post", "put", "delete"].into_iter().filter(|m| item.get(*m).is_some()) {
+                let uri = path.replace("{id}", "1").replace("{node}", "pve1");
+                let req = axum::http::Request::builder()
+                    .method(method.to_uppercase().as_str())
+                    .uri(&uri)
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let status = app.clone().oneshot(req).await.unwrap().status();
+                assert_ne!(status, StatusCode::NOT_FOUND, "{method} {uri} is documented but not routed");
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+                if !public {
+                    assert_eq!(
+                        status,
+                        StatusCode::UNAUTHORIZED,
+                        "{method} {uri} answers without credentials"
+                    );
+                }
+            }
+        }
+    }
+
+    fn preflight(origin: &str, method: &str, uri: &str) -> axum::http::Request<axum::body::Body> {
+        axum::http::Request::builder()
+            .method("OPTIONS")
+            .uri(uri)
+            .header("origin", origin)
+            .header("access-control-request-method", method)
+            .header("access-control-request-headers", "content-type,csrfpreventiontoken")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_node_s_ui_may_preflight_every_call_and_a_look_alike_none() {
+        let state = state();
+        state.origins.set_nodes(&[serde_json::json!({"type": "node", "name": "pve1", "ip": "192.0.2.1"})]);
+        let app = router(state, None);
+        let doc = openapi::document();
+        for (path, item) in &doc.paths.paths {
+            let item = serde_json::to_value(item).unwrap();
+            for method in
+                ["GET", "POST", "PUT", "DELETE"].into_iter().filter(|m| item.get(m.to_lowercase()).is_some())
+            {
+                let uri = path.replace("{id}", "1").replace("{node}", "pve1");
+                let resp = app.clone().oneshot(preflight("https://pve1:8006", method, &uri)).await.unwrap();
+                let h = resp.headers();
+                let allowed = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+                assert_eq!(allowed("access-control-allow-origin"), "https://pve1:8006", "{method} {uri}");
+                assert_eq!(allowed("access-control-allow-credentials"), "true", "{method} {uri}");
+                assert!(allowed("access-control-allow-methods").contains(method), "{method} {uri}");
+                assert!(allowed("access-control-allow-headers")
+                    .to_lowercase()
+                    .contains("csrfpreventiontoken"));
+                for evil in [
+                    "https://evil.example:8006",
+                    "https://pve1:8006.evil.example",
+                    "null",
+                    "http://pve1:8006",
+                ] {
+                    let resp = app.clone().oneshot(preflight(evil, method, &uri)).await.unwrap();
+                    assert!(
+                        resp.headers().get("access-control-allow-origin").is_none(),
+                        "{evil} {method} {uri}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -17,34 +17,41 @@
 
 use super::error::HttpError;
 use super::extract::Body;
+use super::openapi::{Health, PbMigrate};
 use crate::app::AppState;
 use crate::auth::User;
 use crate::unix_now;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde_json::{json, Value};
+use shared::api::ApiError;
 use shared::api::ClusterView;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
-/// The public alias (health), for `http::public_routes`.
-pub fn add_public_routes(router: Router<AppState>) -> Router<AppState> {
-    router.route("/api/health", get(health))
+/// The public alias (health).
+pub fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(health))
 }
 
 /// The authenticated aliases.
-pub fn add_routes(router: Router<AppState>) -> Router<AppState> {
-    router
-        .route("/api/analyze", get(analyze))
-        .route("/api/recommendations", get(recommendations))
-        .route("/api/refresh", post(refresh))
-        .route("/api/migrate", post(migrate))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(analyze))
+        .routes(routes!(recommendations))
+        .routes(routes!(refresh))
+        .routes(routes!(migrate))
 }
 
+#[utoipa::path(get, path = "/api/health", security(()), responses((status = 200, body = Health)))]
 async fn health() -> Json<Value> {
     Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
 }
 
+#[utoipa::path(get, path = "/api/analyze", responses(
+    (status = 200, description = "`{success: true, data: ClusterView}`", body = Object),
+    (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 502, body = ApiError),
+))]
 async fn analyze(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -54,6 +61,11 @@ async fn analyze(
     Ok(Json(json!({ "success": true, "data": ClusterView::of(snapshot) })))
 }
 
+#[utoipa::path(get, path = "/api/recommendations", responses(
+    (status = 200, description = "`{success, count, recommendations: [{vmid, name, type, source_node, target_node, reason}], spread_before, spread_after, plan}`", body = Object),
+    (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 500, body = ApiError),
+    (status = 502, body = ApiError),
+))]
 async fn recommendations(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -86,6 +98,10 @@ async fn recommendations(
     })))
 }
 
+#[utoipa::path(post, path = "/api/refresh", responses(
+    (status = 200, description = "`{success, collected_at, nodes, guests}`", body = Object),
+    (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 502, body = ApiError),
+))]
 async fn refresh(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
@@ -110,6 +126,12 @@ struct MigrateBody {
     source_node: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/migrate", request_body = PbMigrate, responses(
+    (status = 202, description = "`{success: true, job_id}`", body = Object),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 409, body = ApiError), (status = 500, body = ApiError), (status = 502, body = ApiError),
+    (status = 503, body = ApiError),
+))]
 async fn migrate(
     State(state): State<AppState>,
     Extension(user): Extension<User>,
