@@ -13,7 +13,7 @@ fn segs(path: &str) -> Vec<String> {
 }
 
 fn check_schema(version: &str, method: &str, path: &str, data: &Value) {
-    let sch = schema::for_version(&PveVersion::parse(version).unwrap()).expect("apidata present");
+    let sch = schema::for_version(&PveVersion::parse(version).unwrap()).expect("bundled PVE API schema");
     if let Err(e) = sch.validate_response(method, &segs(path), data) {
         panic!("{method} {path} does not match the {version} schema: {e:?}\n{data}");
     }
