@@ -201,3 +201,23 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<RunningSim> {
         join,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo() -> SimConfig {
+        SimConfig::new(Scenario::from_file(&demo_scenario_path()).expect("demo scenario"))
+    }
+
+    #[tokio::test]
+    async fn the_bundled_schema_is_loaded_unless_no_schema_is_asked_for() {
+        let sim = start(demo()).await.expect("starts");
+        let source = sim.sim.schema.as_ref().map(|s| s.source.clone());
+        assert_eq!(source.as_deref(), Some("bundled pve-9.1.json"));
+        sim.shutdown().await;
+        let sim = start(SimConfig { no_schema: true, ..demo() }).await.expect("starts");
+        assert!(sim.sim.schema.is_none());
+        sim.shutdown().await;
+    }
+}
