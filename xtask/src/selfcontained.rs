@@ -1,6 +1,6 @@
 //! The guard that the repository carries everything it needs: no tracked file names a path
 //! outside the repository, and the schema-dependent tests pass in a copy of the tracked tree
-//! with nothing beside it.
+//! with nothing beside it. It also checks that every test file is built by a test target.
 
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
@@ -69,6 +69,41 @@ fn escapes(base: &Path, reference: &str) -> bool {
     false
 }
 
+/// Test files that no test target builds: with `autotests = false` (one integration binary per
+/// crate, `tests/integration/main.rs`), a file beside that folder, or one in it without its
+/// `mod` line, would never be compiled.
+pub fn unbuilt_test_files(root: &Path, files: &[String]) -> Vec<String> {
+    let mut found = Vec::new();
+    for f in files.iter().filter(|f| f.ends_with(".rs")) {
+        let path = Path::new(f);
+        let Some(tests) = path.ancestors().find(|d| d.file_name().is_some_and(|n| n == "tests")) else {
+            continue;
+        };
+        let Some(krate) = tests.parent() else { continue };
+        let manifest = std::fs::read_to_string(root.join(krate).join("Cargo.toml")).unwrap_or_default();
+        if !manifest.lines().any(|l| l.replace(' ', "") == "autotests=false") {
+            continue;
+        }
+        let main = tests.join("integration/main.rs");
+        let unbuilt = match path.strip_prefix(tests.join("integration")) {
+            Ok(rest) if rest == Path::new("main.rs") => false,
+            Ok(rest) => {
+                let module = rest
+                    .components()
+                    .next()
+                    .map(|c| c.as_os_str().to_string_lossy().trim_end_matches(".rs").to_owned());
+                let text = std::fs::read_to_string(root.join(&main)).unwrap_or_default();
+                !module.is_some_and(|m| text.lines().any(|l| l.trim() == format!("mod {m};")))
+            }
+            Err(_) => path.parent() == Some(tests),
+        };
+        if unbuilt {
+            found.push(format!("{f}: add `mod <name>;` for it to {} (autotests = false)", main.display()));
+        }
+    }
+    found
+}
+
 /// The tracked files, as `git ls-files` lists them.
 pub fn tracked_files(root: &Path) -> Result<Vec<String>> {
     let out =
@@ -101,6 +136,10 @@ pub fn check(root: &Path) -> Result<()> {
             outside.join("\n")
         );
     }
+    let unbuilt = unbuilt_test_files(root, &files);
+    if !unbuilt.is_empty() {
+        bail!("{} test file(s) are built by no test target:\n{}", unbuilt.len(), unbuilt.join("\n"));
+    }
     let lone = tempfile::Builder::new().prefix("pvrb-lone-clone-").tempdir()?;
     let copy: PathBuf = lone.path().join("repo");
     copy_tree(root, &files, &copy)?;
@@ -126,6 +165,30 @@ mod tests {
         assert_eq!(parent_references(r#"join("../../../shared/a.json")"#), vec!["../../../shared/a.json"]);
         assert_eq!(parent_references("CARGO_MANIFEST_DIR/../y and ../z"), vec!["../y", "../z"]);
         assert!(parent_references("v1../c").is_empty());
+    }
+
+    #[test]
+    fn finds_test_files_no_target_builds() {
+        let root = tempfile::tempdir().unwrap();
+        let it = root.path().join("c/tests/integration");
+        std::fs::create_dir_all(it.join("common")).unwrap();
+        std::fs::write(root.path().join("c/Cargo.toml"), "[package]\nautotests = false\n").unwrap();
+        std::fs::write(it.join("main.rs"), "mod common;\nmod a;\n").unwrap();
+        let files: Vec<String> = [
+            "c/tests/integration/main.rs",
+            "c/tests/integration/a.rs",
+            "c/tests/integration/common/mod.rs",
+            "c/tests/integration/b.rs",
+            "c/tests/new.rs",
+        ]
+        .map(String::from)
+        .to_vec();
+        let found = unbuilt_test_files(root.path(), &files);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found[0].starts_with("c/tests/integration/b.rs") && found[1].starts_with("c/tests/new.rs"),
+            "{found:?}"
+        );
     }
 
     #[test]

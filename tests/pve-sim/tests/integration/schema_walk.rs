@@ -1,9 +1,7 @@
 //! Walks every endpoint the simulator serves and validates each response against the
 //! `returns` schema of the matching PVE version (bundled `schema/pve-*.json`); checks request validation.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pve_sim::schema;
 use pve_sim::state::PveVersion;
 use serde_json::Value;

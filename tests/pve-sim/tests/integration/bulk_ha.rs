@@ -1,9 +1,7 @@
 //! `migrateall`, bulk migrate (9.1+), HA migrate/relocate and HA node maintenance
 //! (`/_sim/ha-maintenance`); every new answer is checked against the PVE schema.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pve_sim::schema;
 use pve_sim::state::PveVersion;
 use serde_json::Value;
