@@ -140,6 +140,46 @@ async fn wrong_password_and_no_reachable_host_exit_2() {
     sim.shutdown().await;
 }
 
+#[tokio::test]
+async fn dash_v_prints_the_version_as_proxlb_does() {
+    for flag in ["-v", "--version"] {
+        let out = run(&[flag]).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{flag}: {stderr}");
+        assert_eq!(stdout.trim(), format!("pve-rebalancer {}", env!("CARGO_PKG_VERSION")), "{flag}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_host_is_tried_retries_times_wait_time_apart() {
+    let sim = start_sim(1000.0).await;
+    let dir = temp_dir("retries");
+    let retries = "  retries: 3\n  wait_time: 0.05\n";
+    let cfg = write_config(&sim, &dir, retries, "");
+    let t = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&format!("['{}']", sim.addr), &format!("['127.0.0.1:1', '{}']", sim.addr));
+    std::fs::write(&cfg, t).unwrap();
+    let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for attempt in 1..=3 {
+        assert!(stderr.contains(&format!("(attempt {attempt}/3)")), "attempt {attempt} logged: {stderr}");
+    }
+    assert!(!stderr.contains("attempt 4/"), "{stderr}");
+    parse_plan(&stdout);
+
+    // The default, one attempt per host.
+    let cfg = write_config(&sim, &dir, "", "");
+    let t = std::fs::read_to_string(&cfg).unwrap().replace(&sim.addr.to_string(), "127.0.0.1:1");
+    std::fs::write(&cfg, t).unwrap();
+    let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("(attempt 1/1)") && !stderr.contains("attempt 2/"), "{stderr}");
+    sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_are_tried_in_order() {
     let sim = start_sim(1000.0).await;
