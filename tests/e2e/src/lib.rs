@@ -14,7 +14,6 @@ use backend::pve::{Credentials, PveClient, PveOptions};
 use backend::sampler::{Sampler, SamplerConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,8 +72,9 @@ pub struct Stack {
     /// The backend's PVE client (the service account).
     pub pve: Arc<PveClient>,
     /// Private directory holding `journal.sqlite`, the `lock` directory, the settings and the
-    /// maintenance state.
+    /// maintenance state (removed with the stack).
     pub work: PathBuf,
+    _work: Scratch,
     /// The backend's executor and maintenance store (the same ones its routes use).
     pub executor: Arc<Executor>,
     pub maintenance: Arc<Maintenance>,
@@ -92,6 +92,7 @@ pub struct StackBuilder {
     panel: Option<PathBuf>,
     service_user: (String, String),
     ha_manager: Option<PathBuf>,
+    pve_timeout: Duration,
 }
 
 impl StackBuilder {
@@ -126,6 +127,13 @@ impl StackBuilder {
         self
     }
 
+    /// The backend's timeout for one PVE call (default 10 s; a cluster of thousands of guests
+    /// on two busy cores needs more).
+    pub fn pve_timeout(mut self, timeout: Duration) -> Self {
+        self.pve_timeout = timeout;
+        self
+    }
+
     /// The PVE account the backend itself uses (default `root@pam` / `demo`, the demo's).
     pub fn service_user(mut self, user: &str, password: &str) -> Self {
         self.service_user = (user.to_owned(), password.to_owned());
@@ -141,14 +149,9 @@ impl StackBuilder {
         cfg.time_scale = self.time_scale;
         let sim = pve_sim::start(cfg).await?;
         let (user, password) = self.service_user;
-        let pve = Arc::new(PveClient::new(PveOptions {
-            base_url: sim.base_url.clone(),
-            credentials: Credentials::Password { user, password },
-            ca_pem: Some(sim.ca_pem.clone()),
-            insecure: false,
-            timeout: Duration::from_secs(10),
-        })?);
-        let work = temp_dir("stack");
+        let pve = pve_client_as(&sim, &sim.base_url, (&user, &password), self.pve_timeout);
+        let scratch = temp_dir("stack");
+        let work = scratch.to_path_buf();
         let exec_limits = (self.exec.max_parallel as u32, self.exec.max_per_node as u32);
         let journal = Journal::open(&work.join("journal.sqlite"))?;
         let executor = Executor::new(
@@ -190,7 +193,18 @@ impl StackBuilder {
         let backend = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Stack { sim, backend_url, pve, work, executor, maintenance, state, backend, sampling })
+        Ok(Stack {
+            sim,
+            backend_url,
+            pve,
+            work,
+            _work: scratch,
+            executor,
+            maintenance,
+            state,
+            backend,
+            sampling,
+        })
     }
 }
 
@@ -223,17 +237,49 @@ exec curl -sS --fail-with-body --max-time 10 --cacert "{ca}" -H 'Content-Type: a
     script
 }
 
-/// A fresh private directory under the system temp dir, unique per process and call.
-pub fn temp_dir(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "pvrb-e2e-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+/// A PVE client for `sim` reached at `base_url` (the simulator, or a proxy in front of it),
+/// trusting its CA, logged in as root@pam.
+pub fn pve_client(sim: &pve_sim::RunningSim, base_url: &str, timeout: Duration) -> Arc<PveClient> {
+    pve_client_as(sim, base_url, ("root@pam", "demo"), timeout)
+}
+
+fn pve_client_as(
+    sim: &pve_sim::RunningSim,
+    base_url: &str,
+    (user, password): (&str, &str),
+    timeout: Duration,
+) -> Arc<PveClient> {
+    Arc::new(
+        PveClient::new(PveOptions {
+            base_url: base_url.to_owned(),
+            credentials: Credentials::Password { user: user.to_owned(), password: password.to_owned() },
+            ca_pem: Some(sim.ca_pem.clone()),
+            insecure: false,
+            timeout,
+        })
+        .expect("a PVE client for the simulator"),
+    )
+}
+
+/// A fresh private directory under the system temp dir, removed when dropped; reads as a `Path`.
+pub fn temp_dir(tag: &str) -> Scratch {
+    Scratch(tempfile::Builder::new().prefix(&format!("pvrb-e2e-{tag}-")).tempdir().expect("temp dir"))
+}
+
+/// A directory from [`temp_dir`].
+pub struct Scratch(tempfile::TempDir);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
 }
 
 impl Stack {
@@ -250,6 +296,7 @@ impl Stack {
             panel: None,
             service_user: ("root@pam".into(), "demo".into()),
             ha_manager: None,
+            pve_timeout: Duration::from_secs(10),
         }
     }
 
