@@ -11,7 +11,8 @@ use anyhow::{bail, Context, Result};
 /// file's folder or, in Rust code, from its crate's folder (`CARGO_MANIFEST_DIR`).
 pub fn outside_references(root: &Path, files: &[String]) -> Vec<String> {
     let mut found = Vec::new();
-    for rel in files {
+    // This file's own tests name such paths on purpose.
+    for rel in files.iter().filter(|f| !f.ends_with(file!())) {
         let Ok(text) = std::fs::read_to_string(root.join(rel)) else { continue }; // binary files
         let file = Path::new(rel);
         let mut bases = vec![file.parent().unwrap_or(Path::new(""))];
