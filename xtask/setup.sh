@@ -78,7 +78,7 @@ if [ "${WITH_PYTHON:-1}" = 1 ]; then
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q --disable-pip-version-check proxlb==2.3.0 fakepve
   fi
-  # The API fuzzer of tests/e2e/tests/schemathesis.rs (≈ 15 s to install from PyPI).
+  # The API fuzzer of tests/e2e/tests/integration/schemathesis.rs (≈ 15 s to install from PyPI).
   if ! "$venv/bin/st" --version 2>/dev/null | grep -q "4.32.5"; then
     say "schemathesis==4.32.5 into target/venv"
     "$venv/bin/pip" install -q --disable-pip-version-check schemathesis==4.32.5

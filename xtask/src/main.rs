@@ -3,7 +3,10 @@
 //! - `setup`     install what is not a crate (Debian packages, trunk, wasm-bindgen-cli, venv)
 //! - `frontend`  build the panel with trunk into `frontend/dist` (`--optimize`: immediate-abort
 //!   panics and wasm-opt -Oz, the shipped build)
-//! - `test`      set up, build the panel, run every test (cargo, the PVE UI tests), fmt, clippy
+//! - `test`      set up, build the panel, run every test (cargo, the lone-clone guard, the PVE UI
+//!   tests, the package), fmt, clippy; prints each stage's wall time and the total
+//! - `self-contained`  the lone-clone guard alone: no tracked file points outside the repository,
+//!   and pve-sim's schema tests pass in a copy of the tracked tree with nothing beside it
 //! - `demo`      set up, build, start the simulator and the backend, print the panel's URL
 //! - `bench`     side by side with ProxLB 2.3; rewrites that section of docs/BENCHMARKS.md
 //! - `fuzz`      the libFuzzer targets in `fuzz/` for N seconds each (`--seconds`, default 60)
@@ -15,6 +18,7 @@
 
 mod fuzz;
 mod load;
+mod selfcontained;
 
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
@@ -31,6 +35,7 @@ fn main() -> Result<()> {
         Some("setup") => setup(flag("--with-wasm-opt")),
         Some("frontend") => frontend(flag("--optimize")),
         Some("test") => test(),
+        Some("self-contained") => selfcontained::check(&root()),
         Some("deb") => deb(!flag("--no-optimize")),
         Some("bench") => bench(),
         Some("fuzz") => fuzz::fuzz(number(&args, "--seconds", 60)),
@@ -41,7 +46,7 @@ fn main() -> Result<()> {
             demo(args.iter().position(|a| a == "--port").and_then(|i| args.get(i + 1)).map(String::as_str))
         }
         _ => {
-            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | demo [--port N] | deb [--no-optimize] | bench | load [--seconds N] [--rate R] [--debug] | fuzz [--seconds N]>");
+            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | self-contained | demo [--port N] | deb [--no-optimize] | bench | load [--seconds N] [--rate R] [--debug] | fuzz [--seconds N]>");
             std::process::exit(2)
         }
     }
@@ -136,22 +141,66 @@ fn frontend(optimize: bool) -> Result<()> {
 }
 
 fn test() -> Result<()> {
-    let started = Instant::now();
     // A test run builds each crate once: incremental caches (3 GB here) only cost disk.
     // Set for the process so that the cargo builds the tests start themselves inherit it.
     std::env::set_var("CARGO_INCREMENTAL", "0");
     report_disk();
-    setup(false)?;
-    run(Command::new("cargo").args(["fmt", "--all", "--", "--check"]))?;
-    frontend(false)?;
-    run(Command::new("cargo").args(["test", "--workspace", "--no-fail-fast"]))?;
-    run(Command::new("bash").arg(root().join("pve-integration/test/run.sh")))?;
-    run(Command::new("bash").arg(root().join("debian/build.sh")))?;
-    run(Command::new("bash").arg(root().join("tests/deb/run.sh")))?;
-    run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+    let mut stages = Stages::new();
+    stages.run("setup", || setup(false))?;
+    stages.run("fmt", || run(Command::new("cargo").args(["fmt", "--all", "--", "--check"])))?;
+    stages.run("panel build", || frontend(false))?;
+    stages
+        .run("cargo tests", || run(Command::new("cargo").args(["test", "--workspace", "--no-fail-fast"])))?;
+    stages.run("self-contained", || selfcontained::check(&root()))?;
+    stages.run("node tests", || run(Command::new("bash").arg(root().join("pve-integration/test/run.sh"))))?;
+    stages.run("package", || {
+        run(Command::new("bash").arg(root().join("debian/build.sh")))?;
+        run(Command::new("bash").arg(root().join("tests/deb/run.sh")))
+    })?;
+    stages.run("clippy", || {
+        run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+    })?;
     report_disk();
-    eprintln!("[xtask] all tests passed in {:.0} s", started.elapsed().as_secs_f64());
+    stages.summary();
+    eprintln!("[xtask] all tests passed");
     Ok(())
+}
+
+/// The wall time of each stage of a task, one line as each ends and a table with the total at
+/// the end (also when a stage fails), so that a slow stage stands out in a CI log.
+struct Stages {
+    started: Instant,
+    done: Vec<(&'static str, Duration, bool)>,
+}
+
+impl Stages {
+    fn new() -> Self {
+        Stages { started: Instant::now(), done: Vec::new() }
+    }
+
+    fn run(&mut self, name: &'static str, stage: impl FnOnce() -> Result<()>) -> Result<()> {
+        let started = Instant::now();
+        let result = stage();
+        let took = started.elapsed();
+        eprintln!("[xtask] stage {}", stage_line(name, took, result.is_ok()));
+        self.done.push((name, took, result.is_ok()));
+        if result.is_err() {
+            self.summary();
+        }
+        result
+    }
+
+    fn summary(&self) {
+        eprintln!("[xtask] stage times:");
+        for (name, took, ok) in &self.done {
+            eprintln!("[xtask]   {}", stage_line(name, *took, *ok));
+        }
+        eprintln!("[xtask]   {:<15} {:>7.1} s", "total", self.started.elapsed().as_secs_f64());
+    }
+}
+
+fn stage_line(name: &str, took: Duration, ok: bool) -> String {
+    format!("{name:<15} {:>7.1} s  {}", took.as_secs_f64(), if ok { "ok" } else { "FAILED" })
 }
 
 /// Prints the free space and the size of `target/`, so that a CI log shows how close a run came

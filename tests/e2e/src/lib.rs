@@ -7,14 +7,13 @@ pub mod routes;
 pub mod webdriver;
 
 use backend::execute::{DirLock, ExecConfig, Executor, Journal};
-use backend::http::{router, AppState};
-use backend::http_admin::Admin;
+use backend::app::{AppState, Policy};
+use backend::http::router;
 use backend::maintenance::Maintenance;
 use backend::pve::{Credentials, PveClient, PveOptions};
 use backend::sampler::{Sampler, SamplerConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,8 +72,9 @@ pub struct Stack {
     /// The backend's PVE client (the service account).
     pub pve: Arc<PveClient>,
     /// Private directory holding `journal.sqlite`, the `lock` directory, the settings and the
-    /// maintenance state.
+    /// maintenance state (removed with the stack).
     pub work: PathBuf,
+    _work: Scratch,
     /// The backend's executor and maintenance store (the same ones its routes use).
     pub executor: Arc<Executor>,
     pub maintenance: Arc<Maintenance>,
@@ -92,9 +92,18 @@ pub struct StackBuilder {
     panel: Option<PathBuf>,
     service_user: (String, String),
     ha_manager: Option<PathBuf>,
+    pve_timeout: Duration,
+    config: Option<String>,
 }
 
 impl StackBuilder {
+    /// A `proxlb.yaml` the service plans with (`serve -c`), below the stored settings. Written
+    /// to `<work>/proxlb.yaml`; `rebalancer.state_dir` is set to the stack's directory.
+    pub fn config(mut self, yaml: &str) -> Self {
+        self.config = Some(yaml.to_owned());
+        self
+    }
+
     /// The cluster (default: `scenarios/demo.yaml`).
     pub fn scenario(mut self, scenario: pve_sim::Scenario) -> Self {
         self.scenario = Some(scenario);
@@ -126,6 +135,13 @@ impl StackBuilder {
         self
     }
 
+    /// The backend's timeout for one PVE call (default 10 s; a cluster of thousands of guests
+    /// on two busy cores needs more).
+    pub fn pve_timeout(mut self, timeout: Duration) -> Self {
+        self.pve_timeout = timeout;
+        self
+    }
+
     /// The PVE account the backend itself uses (default `root@pam` / `demo`, the demo's).
     pub fn service_user(mut self, user: &str, password: &str) -> Self {
         self.service_user = (user.to_owned(), password.to_owned());
@@ -141,14 +157,9 @@ impl StackBuilder {
         cfg.time_scale = self.time_scale;
         let sim = pve_sim::start(cfg).await?;
         let (user, password) = self.service_user;
-        let pve = Arc::new(PveClient::new(PveOptions {
-            base_url: sim.base_url.clone(),
-            credentials: Credentials::Password { user, password },
-            ca_pem: Some(sim.ca_pem.clone()),
-            insecure: false,
-            timeout: Duration::from_secs(10),
-        })?);
-        let work = temp_dir("stack");
+        let pve = pve_client_as(&sim, &sim.base_url, (&user, &password), self.pve_timeout);
+        let scratch = temp_dir("stack");
+        let work = scratch.to_path_buf();
         let exec_limits = (self.exec.max_parallel as u32, self.exec.max_per_node as u32);
         let journal = Journal::open(&work.join("journal.sqlite"))?;
         let executor = Executor::new(
@@ -166,17 +177,27 @@ impl StackBuilder {
         };
         let maintenance = Arc::new(Maintenance::new(&work, &ha_manager));
         executor.set_closed_targets(maintenance.closed_targets());
-        // As `serve` without a config file: the executor flags are the settings' base.
-        let base = shared::api::Settings {
-            max_parallel: exec_limits.0,
-            max_per_node: exec_limits.1,
-            ..Default::default()
+        // The policy as `serve` makes it: the config file (if any) below the stored settings in
+        // the private directory. Without a file the executor's limits are the base.
+        let file = match &self.config {
+            Some(yaml) => {
+                let path = work.join("proxlb.yaml");
+                let yaml = format!("{yaml}\nrebalancer:\n  state_dir: {}\n", work.display());
+                std::fs::write(&path, merge_rebalancer(&yaml))?;
+                Some(backend::config::load_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?.file_layer())
+            }
+            None => None,
         };
-        let admin = Admin::new(&work, base);
-        executor.set_limits_source(admin.settings.limits_source());
+        let policy = Arc::new(Policy::new(&work, file));
+        if self.config.is_none() {
+            let limits = serde_json::json!({"max_parallel": exec_limits.0, "max_per_node": exec_limits.1});
+            let layer = serde_json::from_value(limits)?;
+            policy.store(&layer, "stack", 0).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        executor.set_limits_source(policy.limits_source());
         let state = AppState::new(pve.clone())
             .with_executor(executor.clone())
-            .with_admin(admin)
+            .with_policy(policy)
             .with_maintenance(maintenance.clone());
         // The usage sampler as `serve` runs it (history for /api/v1/cluster/history).
         let sampler = Arc::new(Sampler::new(
@@ -190,8 +211,38 @@ impl StackBuilder {
         let backend = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Stack { sim, backend_url, pve, work, executor, maintenance, state, backend, sampling })
+        Ok(Stack {
+            sim,
+            backend_url,
+            pve,
+            work,
+            _work: scratch,
+            executor,
+            maintenance,
+            state,
+            backend,
+            sampling,
+        })
     }
+}
+
+/// `yaml` with its `rebalancer:` sections joined into the last one (a test's own section and
+/// the stack's `state_dir`), so the YAML has one key per section.
+fn merge_rebalancer(yaml: &str) -> String {
+    let mut head = Vec::new();
+    let mut ours = Vec::new();
+    let mut in_ours = false;
+    for line in yaml.lines() {
+        if line.starts_with("rebalancer:") {
+            in_ours = true;
+            continue;
+        }
+        if in_ours && !line.starts_with(' ') && !line.trim().is_empty() {
+            in_ours = false;
+        }
+        if in_ours { ours.push(line) } else { head.push(line) }
+    }
+    format!("{}\nrebalancer:\n{}\n", head.join("\n"), ours.join("\n"))
 }
 
 /// A stand-in for `ha-manager crm-command node-maintenance enable|disable NODE` at
@@ -223,17 +274,49 @@ exec curl -sS --fail-with-body --max-time 10 --cacert "{ca}" -H 'Content-Type: a
     script
 }
 
-/// A fresh private directory under the system temp dir, unique per process and call.
-pub fn temp_dir(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "pvrb-e2e-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
+/// A PVE client for `sim` reached at `base_url` (the simulator, or a proxy in front of it),
+/// trusting its CA, logged in as root@pam.
+pub fn pve_client(sim: &pve_sim::RunningSim, base_url: &str, timeout: Duration) -> Arc<PveClient> {
+    pve_client_as(sim, base_url, ("root@pam", "demo"), timeout)
+}
+
+fn pve_client_as(
+    sim: &pve_sim::RunningSim,
+    base_url: &str,
+    (user, password): (&str, &str),
+    timeout: Duration,
+) -> Arc<PveClient> {
+    Arc::new(
+        PveClient::new(PveOptions {
+            base_url: base_url.to_owned(),
+            credentials: Credentials::Password { user: user.to_owned(), password: password.to_owned() },
+            ca_pem: Some(sim.ca_pem.clone()),
+            insecure: false,
+            timeout,
+        })
+        .expect("a PVE client for the simulator"),
+    )
+}
+
+/// A fresh private directory under the system temp dir, removed when dropped; reads as a `Path`.
+pub fn temp_dir(tag: &str) -> Scratch {
+    Scratch(tempfile::Builder::new().prefix(&format!("pvrb-e2e-{tag}-")).tempdir().expect("temp dir"))
+}
+
+/// A directory from [`temp_dir`].
+pub struct Scratch(tempfile::TempDir);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
 }
 
 impl Stack {
@@ -250,6 +333,8 @@ impl Stack {
             panel: None,
             service_user: ("root@pam".into(), "demo".into()),
             ha_manager: None,
+            pve_timeout: Duration::from_secs(10),
+            config: None,
         }
     }
 

@@ -1,8 +1,7 @@
-//! The backend's routes as the source declares them, and as `docs/API.md` lists them.
+//! The backend's routes as the router serves them, and as `docs/API.md` lists them.
 //!
-//! Discovered at test time from every `.route("path", get(..).post(..))` in `backend/src/**/*.rs`,
-//! so a route added anywhere is checked by the security, documentation and OpenAPI tests without
-//! anyone registering it in a list.
+//! Read from the router's own OpenAPI document, so a route added anywhere is checked by the
+//! security, documentation and OpenAPI tests without anyone registering it in a list.
 
 use crate::workspace_root;
 use std::collections::BTreeSet;
@@ -10,56 +9,16 @@ use std::collections::BTreeSet;
 /// Routes anyone may call.
 pub const PUBLIC: [&str; 4] = ["/api/v1/health", "/api/v1/login", "/api/v1/logout", "/api/health"];
 
-/// `(METHOD, path)` of every `.route("path", get(..).post(..))` in the backend's sources.
+/// `(METHOD, path)` of every route the router serves: its OpenAPI document is derived from the
+/// router itself (utoipa-axum), so this is the router's own list.
 pub fn in_source() -> BTreeSet<(String, String)> {
-    let mut files = Vec::new();
-    let mut dirs = vec![workspace_root().join("backend/src")];
-    while let Some(d) = dirs.pop() {
-        for e in std::fs::read_dir(&d).expect("read backend/src") {
-            let p = e.expect("directory entry").path();
-            if p.is_dir() {
-                dirs.push(p);
-            } else if p.extension().is_some_and(|x| x == "rs") {
-                files.push(p);
-            }
-        }
-    }
+    let doc = serde_json::to_value(backend::http::openapi::document()).expect("the document as JSON");
     let mut out = BTreeSet::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).expect("read a backend source");
-        let mut rest = text.as_str();
-        while let Some(at) = rest.find(".route(\"") {
-            let after = &rest[at + ".route(\"".len()..];
-            let end = after.find('"').expect("closing quote");
-            let path = &after[..end];
-            // The route's arguments: up to the `)` closing `.route(`.
-            let args = &after[end..];
-            let mut depth = 1i32;
-            let mut stop = args.len();
-            for (i, c) in args.char_indices() {
-                match c {
-                    '(' => depth += 1,
-                    ')' => {
-                        depth -= 1;
-                        if depth == 0 {
-                            stop = i;
-                            break;
-                        }
-                    }
-                    _ => {}
-                }
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for m in ["get", "post", "put", "delete", "patch"] {
+            if item.get(m).is_some() {
+                out.insert((m.to_uppercase(), path.clone()));
             }
-            let args = &args[..stop];
-            for m in ["get", "post", "put", "delete", "patch"] {
-                let bare = args.match_indices(&format!("{m}(")).any(|(i, _)| {
-                    i == 0
-                        || !args.as_bytes()[i - 1].is_ascii_alphanumeric() && args.as_bytes()[i - 1] != b'_'
-                });
-                if bare {
-                    out.insert((m.to_uppercase(), path.to_owned()));
-                }
-            }
-            rest = &after[end..];
         }
     }
     out

@@ -15,15 +15,7 @@ pub struct Browser {
     http: reqwest::Client,
     session: String,
     driver: Child,
-    _profile: TempDir,
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _profile: tempfile::TempDir,
 }
 
 fn free_port() -> Result<u16> {
@@ -45,8 +37,7 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .context("starting chromedriver")?;
-        let profile = std::env::temp_dir().join(format!("pvrb-chromium-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&profile)?;
+        let profile = tempfile::Builder::new().prefix("pvrb-chromium-").tempdir()?;
         let http = reqwest::Client::builder().timeout(Duration::from_secs(60)).build()?;
         let base = format!("http://127.0.0.1:{port}");
         let mut args = vec![
@@ -61,7 +52,7 @@ impl Browser {
             "--disable-component-update".into(),
             "--disable-sync".into(),
             format!("--window-size={width},{height}"),
-            format!("--user-data-dir={}", profile.display()),
+            format!("--user-data-dir={}", profile.path().display()),
         ];
         if dark {
             args.push("--force-dark-mode".into());
@@ -87,7 +78,7 @@ impl Browser {
             .as_str()
             .ok_or_else(|| anyhow!("no WebDriver session: {answer}"))?
             .to_owned();
-        Ok(Browser { http, session: format!("{base}/session/{session}"), driver, _profile: TempDir(profile) })
+        Ok(Browser { http, session: format!("{base}/session/{session}"), driver, _profile: profile })
     }
 
     async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {

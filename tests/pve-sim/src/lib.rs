@@ -39,12 +39,21 @@ pub struct SimConfig {
     /// Rate of the simulated clock: 1 = real time, 600 = ten simulated minutes per second,
     /// 0 = stepped (moves only with `/_sim/clock` `advance`). See `server::Clock`.
     pub clock_rate: f64,
+    /// Serve without the PVE API schema (no request validation). Only on explicit request
+    /// (`pve-sim --no-schema`): by default a schema that cannot be loaded stops the start.
+    pub no_schema: bool,
 }
 
 impl SimConfig {
     /// `127.0.0.1:0`, time scale 1.
     pub fn new(scenario: Scenario) -> Self {
-        SimConfig { scenario, bind: SocketAddr::from(([127, 0, 0, 1], 0)), time_scale: 1.0, clock_rate: 1.0 }
+        SimConfig {
+            scenario,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            time_scale: 1.0,
+            clock_rate: 1.0,
+            no_schema: false,
+        }
     }
 }
 
@@ -150,7 +159,15 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<RunningSim> {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
     let cluster = Cluster::from_scenario(&cfg.scenario, now.floor() as i64)?;
     let tls = tls::generate()?;
-    let schema = schema::for_version(&cluster.version);
+    let schema = if cfg.no_schema {
+        tracing::warn!("--no-schema: request validation against the PVE API schema is off");
+        None
+    } else {
+        Some(
+            schema::for_version(&cluster.version)
+                .context("loading the PVE API schema (or pass --no-schema)")?,
+        )
+    };
     let sim = Arc::new(server::Sim::with_clock(
         cluster,
         cfg.time_scale,
@@ -183,4 +200,24 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<RunningSim> {
         handle,
         join,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn demo() -> SimConfig {
+        SimConfig::new(Scenario::from_file(&demo_scenario_path()).expect("demo scenario"))
+    }
+
+    #[tokio::test]
+    async fn the_bundled_schema_is_loaded_unless_no_schema_is_asked_for() {
+        let sim = start(demo()).await.expect("starts");
+        let source = sim.sim.schema.as_ref().map(|s| s.source.clone());
+        assert_eq!(source.as_deref(), Some("bundled pve-9.1.json"));
+        sim.shutdown().await;
+        let sim = start(SimConfig { no_schema: true, ..demo() }).await.expect("starts");
+        assert!(sim.sim.schema.is_none());
+        sim.shutdown().await;
+    }
 }

@@ -1,4 +1,4 @@
-//! `pve-sim --scenario FILE [--port N] [--bind ADDR] [--time-scale X] [--ca-out PATH]`
+//! `pve-sim --scenario FILE [--port N] [--bind ADDR] [--time-scale X] [--ca-out PATH] [--no-schema]`
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -31,6 +31,9 @@ struct Args {
     /// Generate a large cluster instead of reading a scenario: SEED,NODES,GUESTS.
     #[arg(long)]
     generate: Option<String>,
+    /// Serve without validating requests against the bundled PVE API schema.
+    #[arg(long)]
+    no_schema: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,6 +64,7 @@ fn main() -> anyhow::Result<()> {
             bind: SocketAddr::new(args.bind, args.port),
             time_scale: args.time_scale,
             clock_rate: args.clock_rate,
+            no_schema: args.no_schema,
         };
         let sim = pve_sim::start(cfg).await?;
         if let Some(p) = &args.ca_out {

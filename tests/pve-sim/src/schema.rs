@@ -1,8 +1,10 @@
-//! Request and response validation against PVE's `apidata.json` (the API viewer schema).
+//! Request and response validation against PVE's API schema (the API viewer's `apidata.json`).
 //!
-//! The schema files live in the shared research folder; `PVE_APIDATA` overrides the path of the
-//! 9.1 file (`apidata.json`); version-specific siblings `apidata-pve{7.4,8.4,9.0}.json` are used
-//! for the matching version mode when present.
+//! The schema travels with the crate: `schema/pve-{7.4,8.4,9.0,9.1}.json`, the endpoints the
+//! simulator serves and the backend calls (see `schema/README.md`), compiled into the binary.
+//! `PVE_APIDATA` names a full `apidata.json` to use instead for 9.1 (siblings
+//! `apidata-pve{7.4,8.4,9.0}.json` beside it for the other versions); a file named there that
+//! cannot be read is an error, never a silent fallback.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -31,8 +33,8 @@ struct Endpoint {
 /// A parsed apidata tree.
 #[derive(Debug)]
 pub struct Schema {
-    /// File it was loaded from.
-    pub source: PathBuf,
+    /// Where it was loaded from: a file, or `bundled pve-9.1.json`.
+    pub source: String,
     endpoints: Vec<Endpoint>,
 }
 
@@ -77,11 +79,17 @@ fn collect(nodes: &[Value], out: &mut Vec<Endpoint>) {
 impl Schema {
     pub fn load(p: &Path) -> anyhow::Result<Schema> {
         let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-        let v: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
-        let arr = v.as_array().context("apidata must be a JSON array")?;
+        Schema::parse(&text, p.display().to_string())
+    }
+
+    /// Parses an apidata tree (or the flat `[{path, info}]` list of the bundled files).
+    pub fn parse(text: &str, source: String) -> anyhow::Result<Schema> {
+        let v: Value = serde_json::from_str(text).with_context(|| format!("parsing {source}"))?;
+        let arr = v.as_array().with_context(|| format!("{source}: an API schema must be a JSON array"))?;
         let mut endpoints = Vec::new();
         collect(arr, &mut endpoints);
-        Ok(Schema { source: p.to_path_buf(), endpoints })
+        anyhow::ensure!(!endpoints.is_empty(), "{source}: no endpoints in the API schema");
+        Ok(Schema { source, endpoints })
     }
 
     /// All endpoint templates with their methods.
@@ -367,50 +375,98 @@ fn short(v: &Value) -> String {
     }
 }
 
-/// `CARGO_MANIFEST_DIR/../../../shared/pve-api/apidata.json`, or `$PVE_APIDATA`.
-pub fn default_path() -> PathBuf {
-    match std::env::var_os("PVE_APIDATA") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/pve-api/apidata.json"),
+/// The bundled schema files, by the version they were taken from.
+const BUNDLED: [(&str, &str); 4] = [
+    ("7.4", include_str!("../schema/pve-7.4.json")),
+    ("8.4", include_str!("../schema/pve-8.4.json")),
+    ("9.0", include_str!("../schema/pve-9.0.json")),
+    ("9.1", include_str!("../schema/pve-9.1.json")),
+];
+
+/// The schema release a simulated version is checked against: the newest bundled one of its line.
+pub fn schema_release(v: &PveVersion) -> &'static str {
+    match (v.major, v.minor) {
+        (7, _) => "7.4",
+        (8, _) => "8.4",
+        (9, 0) => "9.0",
+        _ => "9.1",
     }
 }
 
-/// The schema file for a version mode (falls back to the 9.1 file).
-pub fn path_for(v: &PveVersion) -> PathBuf {
-    let base = default_path();
-    let sibling = match (v.major, v.minor) {
-        (7, _) => Some("apidata-pve7.4.json"),
-        (8, _) => Some("apidata-pve8.4.json"),
-        (9, 0) => Some("apidata-pve9.0.json"),
-        _ => None,
+/// Where a version's schema comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SchemaSource {
+    Bundled(&'static str),
+    File(PathBuf),
+}
+
+/// The bundled file for a version, or with `$PVE_APIDATA` set, that file (9.1) or its
+/// `apidata-pve<release>.json` sibling when one exists.
+pub fn source_for(v: &PveVersion) -> SchemaSource {
+    let release = schema_release(v);
+    let Some(base) = std::env::var_os("PVE_APIDATA").map(PathBuf::from) else {
+        return SchemaSource::Bundled(release);
     };
-    if let (Some(name), Some(dir)) = (sibling, base.parent()) {
-        let p = dir.join(name);
-        if p.exists() {
-            return p;
-        }
+    let sibling = base.with_file_name(format!("apidata-pve{release}.json"));
+    if release != "9.1" && sibling.exists() {
+        return SchemaSource::File(sibling);
     }
-    base
+    SchemaSource::File(base)
 }
 
-/// Loads (once per process and file) the schema for a version; `None` if the file is missing.
-pub fn for_version(v: &PveVersion) -> Option<Arc<Schema>> {
-    static CACHE: OnceLock<Mutex<HashMap<PathBuf, Arc<Schema>>>> = OnceLock::new();
-    let p = path_for(v);
+fn load_source(src: &SchemaSource) -> anyhow::Result<Schema> {
+    match src {
+        SchemaSource::Bundled(release) => {
+            let (_, text) = BUNDLED.iter().find(|(r, _)| r == release).context("no bundled schema")?;
+            Schema::parse(text, format!("bundled pve-{release}.json"))
+        }
+        SchemaSource::File(p) => Schema::load(p).with_context(|| {
+            format!("PVE_APIDATA={}: set it to a readable apidata.json or unset it", p.display())
+        }),
+    }
+}
+
+/// Loads (once per process and source) the schema for a version.
+pub fn for_version(v: &PveVersion) -> anyhow::Result<Arc<Schema>> {
+    static CACHE: OnceLock<Mutex<HashMap<SchemaSource, Arc<Schema>>>> = OnceLock::new();
+    let src = source_for(v);
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(s) = c.get(&p) {
-        return Some(s.clone());
+    if let Some(s) = c.get(&src) {
+        return Ok(s.clone());
     }
-    match Schema::load(&p) {
-        Ok(s) => {
-            let s = Arc::new(s);
-            c.insert(p, s.clone());
-            Some(s)
+    let s = Arc::new(load_source(&src)?);
+    c.insert(src, s.clone());
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bundled_release_parses_and_has_the_migrate_endpoint() {
+        for (release, _) in BUNDLED {
+            let s = load_source(&SchemaSource::Bundled(release)).expect(release);
+            let segs: Vec<String> = ["nodes", "pve1", "qemu", "100", "migrate"].map(String::from).to_vec();
+            let m = s.find(&segs).unwrap_or_else(|| panic!("{release}: no migrate endpoint"));
+            assert!(m.method("POST").is_some(), "{release}");
         }
-        Err(e) => {
-            tracing::warn!("no API schema, request validation off: {e:#}");
-            None
+    }
+
+    #[test]
+    fn versions_map_to_their_release() {
+        for (v, r) in
+            [("7.4-17", "7.4"), ("8.2.4", "8.4"), ("9.0.11", "9.0"), ("9.1.2", "9.1"), ("9.2.0", "9.1")]
+        {
+            assert_eq!(schema_release(&PveVersion::parse(v).unwrap()), r, "{v}");
         }
+    }
+
+    #[test]
+    fn a_named_file_that_is_missing_is_an_error_naming_it() {
+        let err = load_source(&SchemaSource::File(PathBuf::from("/nonexistent/apidata.json"))).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("PVE_APIDATA=/nonexistent/apidata.json"), "{msg}");
     }
 }

@@ -2,12 +2,10 @@
 //! needs and produce a plan; with execution on, its migrations must land and keep invariants.
 //! Needs the project venv (`xtask/setup.sh` creates `target/venv` with `proxlb==2.3.0`).
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn venv_python() -> PathBuf {

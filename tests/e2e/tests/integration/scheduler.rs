@@ -8,14 +8,8 @@ use serde_json::json;
 use shared::api::{AuditEntry, JobState};
 use std::time::Duration;
 
-fn scheduler(stack: &e2e::Stack, windows: &[&str]) -> Scheduler {
-    let windows: Vec<String> = windows.iter().map(|w| w.to_string()).collect();
-    Scheduler::new(SchedulerConfig {
-        state_dir: stack.work.clone(),
-        base: shared::PlanRequest::default(),
-        windows: backend::windows::parse_all(&windows).expect("valid windows"),
-        tick: Duration::from_secs(30),
-    })
+fn scheduler(stack: &e2e::Stack) -> Scheduler {
+    Scheduler::new(SchedulerConfig { state_dir: stack.work.clone(), tick: Duration::from_secs(30) })
 }
 
 /// Monday 12:00.
@@ -29,7 +23,7 @@ async fn store(stack: &e2e::Stack, settings: serde_json::Value) {
 #[tokio::test]
 async fn a_stored_interval_runs_one_plan_per_interval_cluster_wide_and_audits_it() {
     let stack = e2e::Stack::builder().start().await.expect("stack");
-    let (here, there) = (scheduler(&stack, &[]), scheduler(&stack, &[]));
+    let (here, there) = (scheduler(&stack), scheduler(&stack));
     assert_eq!(here.round(&stack.state, T0, NOON).await.unwrap(), Round::Off);
     assert!(!stack.work.join(backend::scheduler::STATE_FILE).exists());
 
@@ -69,14 +63,15 @@ async fn a_stored_interval_runs_one_plan_per_interval_cluster_wide_and_audits_it
 #[tokio::test]
 async fn outside_the_windows_nothing_is_planned_and_a_corrupt_state_file_is_an_error() {
     let stack = e2e::Stack::builder().start().await.expect("stack");
-    let nights = scheduler(&stack, &["mon-fri 22:00-06:00"]);
-    store(&stack, json!({"schedule_interval_secs": 600})).await;
+    let nights = scheduler(&stack);
+    store(&stack, json!({"schedule_interval_secs": 600, "windows": ["mon-fri 22:00-06:00"]})).await;
     assert_eq!(nights.round(&stack.state, T0, NOON).await.unwrap(), Round::OutsideWindow);
     assert!(!stack.work.join(backend::scheduler::STATE_FILE).exists(), "a skipped round claimed the run");
 
     std::fs::write(stack.work.join(backend::scheduler::STATE_FILE), b"{ half").unwrap();
-    let err = scheduler(&stack, &[]).round(&stack.state, T0, NOON).await.unwrap_err().to_string();
-    assert!(err.contains("schedule.json") && err.contains("fix or remove"), "{err}");
+    store(&stack, json!({"windows": []})).await;
+    let err = scheduler(&stack).round(&stack.state, T0, NOON).await.unwrap_err().to_string();
+    assert!(err.contains("schedule.json") && err.contains("fix or delete"), "{err}");
     assert!(stack.executor.jobs(10).unwrap().is_empty(), "a job started despite the error");
     stack.stop().await;
 }

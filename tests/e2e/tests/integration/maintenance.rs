@@ -18,7 +18,7 @@ struct Backend {
     stack: e2e::Stack,
     url: String,
     /// Holds the stand-in `ha-manager`, its log, and the CLI tests' files.
-    dir: PathBuf,
+    dir: e2e::Scratch,
     /// The stack's maintenance state directory.
     state_dir: PathBuf,
 }

@@ -1,8 +1,6 @@
 //! RRD data, version modes, scenario faults, invariant detection, and the binary.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 fn demo_as(version: &str) -> pve_sim::Scenario {

@@ -2,71 +2,14 @@
 //! plans, PVE task errors, hangs and timeouts, guests moved by someone else, HA guests, user
 //! cancel, a restart mid-plan, and two executors racing for the cluster lock.
 
+use crate::common::{client, executor_in, fast_exec_config, start_sim, temp_dir};
 use backend::execute::{ClusterLock, DirLock, ExecConfig, Executor, Journal, StartError};
-use backend::pve::{Credentials, PveClient, PveOptions};
 use pve_sim::{FaultSpec, RunningSim};
 use serde_json::json;
 use shared::api::{JobState, JobView, StepState};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-async fn start_sim(time_scale: f64) -> RunningSim {
-    let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).expect("demo scenario");
-    let mut cfg = pve_sim::SimConfig::new(scenario);
-    cfg.time_scale = time_scale;
-    pve_sim::start(cfg).await.expect("simulator starts")
-}
-
-fn client(sim: &RunningSim) -> Arc<PveClient> {
-    Arc::new(
-        PveClient::new(PveOptions {
-            base_url: sim.base_url.clone(),
-            credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
-            ca_pem: Some(sim.ca_pem.clone()),
-            insecure: false,
-            timeout: Duration::from_secs(10),
-        })
-        .expect("client"),
-    )
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "pve-rebalancer-exec-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
-fn fast_config() -> ExecConfig {
-    ExecConfig {
-        max_parallel: 2,
-        max_per_node: 1,
-        step_timeout: Duration::from_secs(20),
-        poll_min: Duration::from_millis(10),
-        poll_max: Duration::from_millis(50),
-        max_unknown_polls: 20,
-        ha_child_wait: Duration::from_secs(5),
-        lock_ttl: Duration::from_secs(10),
-        ..ExecConfig::default()
-    }
-}
-
-fn executor_in(
-    sim: &RunningSim,
-    dir: &std::path::Path,
-    lock_dir: &std::path::Path,
-    cfg: ExecConfig,
-) -> Arc<Executor> {
-    let journal = Journal::open(&dir.join("journal.sqlite")).expect("journal");
-    Executor::new(client(sim), Arc::new(journal), Arc::new(DirLock::new(lock_dir)), cfg)
-}
 
 /// A plan of explicit steps: (vmid, kind, from, to, depends_on).
 fn plan(steps: &[(u32, &str, &str, &str, &[usize])]) -> shared::Plan {
@@ -113,7 +56,7 @@ async fn a_planned_rebalance_executes_end_to_end() {
     let p = shared::planner::plan(&snapshot, &shared::PlanRequest::default());
     assert!(p.steps.len() >= 2, "the demo cluster is imbalanced: {:?}", p.notes);
     let dir = temp_dir("e2e");
-    let ex = executor_in(&sim, &dir, &dir.join("lock"), fast_config());
+    let ex = executor_in(&sim, &dir, &dir.join("lock"), fast_exec_config());
     let v = run(&ex, &p).await;
     assert_eq!(v.job.state, JobState::Done, "{v:#?}");
     assert_eq!(v.job.started_by, "test@pve");
@@ -139,7 +82,7 @@ async fn a_task_error_fails_the_step_with_pves_text_and_skips_its_dependents() {
     })
     .unwrap();
     let dir = temp_dir("error");
-    let ex = executor_in(&sim, &dir, &dir, fast_config());
+    let ex = executor_in(&sim, &dir, &dir, fast_exec_config());
     let v = run(&ex, &plan(&[(104, "qemu", "pve1", "pve3", &[]), (103, "qemu", "pve1", "pve3", &[0])])).await;
     assert_eq!(v.job.state, JobState::Failed);
     assert_eq!(step(&v, 104).state, StepState::Failed);
@@ -158,8 +101,9 @@ async fn a_refused_submission_records_pves_words() {
     let sim = start_sim(1000.0).await;
     let dir = temp_dir("refused");
     // 109 has a PCI device: PVE's precondition names it and nothing is submitted.
-    let v = run(&executor_in(&sim, &dir, &dir, fast_config()), &plan(&[(109, "qemu", "pve1", "pve3", &[])]))
-        .await;
+    let v =
+        run(&executor_in(&sim, &dir, &dir, fast_exec_config()), &plan(&[(109, "qemu", "pve1", "pve3", &[])]))
+            .await;
     assert_eq!(step(&v, 109).state, StepState::Skipped);
     assert!(msg(&v, 109).contains("hostpci0"), "{v:#?}");
     assert_eq!(migrate_posts(&sim), 0);
@@ -171,7 +115,7 @@ async fn a_hung_task_times_out_and_is_stopped() {
     let sim = start_sim(1000.0).await;
     sim.arm_fault(&FaultSpec::TaskHang { vmid: Some(105), count: 1 }).unwrap();
     let dir = temp_dir("hang");
-    let cfg = ExecConfig { step_timeout: Duration::from_millis(600), ..fast_config() };
+    let cfg = ExecConfig { step_timeout: Duration::from_millis(600), ..fast_exec_config() };
     let v = run(&executor_in(&sim, &dir, &dir, cfg), &plan(&[(105, "qemu", "pve1", "pve3", &[])])).await;
     let s = step(&v, 105);
     assert_eq!(s.state, StepState::Failed);
@@ -201,7 +145,7 @@ async fn guests_moved_by_someone_else_are_not_touched() {
     let posts_before = migrate_posts(&sim);
     let dir = temp_dir("moved");
     let v = run(
-        &executor_in(&sim, &dir, &dir, fast_config()),
+        &executor_in(&sim, &dir, &dir, fast_exec_config()),
         &plan(&[
             (104, "qemu", "pve1", "pve3", &[]),
             (107, "qemu", "pve1", "pve3", &[]),
@@ -225,8 +169,9 @@ async fn guests_moved_by_someone_else_are_not_touched() {
 async fn an_ha_guest_is_followed_from_hamigrate_to_its_qmigrate() {
     let sim = start_sim(1000.0).await;
     let dir = temp_dir("ha");
-    let v = run(&executor_in(&sim, &dir, &dir, fast_config()), &plan(&[(201, "qemu", "pve2", "pve3", &[])]))
-        .await;
+    let v =
+        run(&executor_in(&sim, &dir, &dir, fast_exec_config()), &plan(&[(201, "qemu", "pve2", "pve3", &[])]))
+            .await;
     let s = step(&v, 201);
     assert_eq!(s.state, StepState::Done, "{v:#?}");
     assert!(s.upid.as_deref().is_some_and(|u| u.contains(":hamigrate:201:")), "{s:?}");
@@ -252,7 +197,7 @@ async fn cancel_stops_the_running_task_and_starts_nothing_more() {
     let sim = start_sim(1000.0).await;
     sim.arm_fault(&FaultSpec::TaskHang { vmid: Some(104), count: 1 }).unwrap();
     let dir = temp_dir("cancel");
-    let ex = executor_in(&sim, &dir, &dir, fast_config());
+    let ex = executor_in(&sim, &dir, &dir, fast_exec_config());
     let id = ex
         .start(&plan(&[(104, "qemu", "pve1", "pve3", &[]), (103, "qemu", "pve1", "pve4", &[0])]), None, "u")
         .unwrap();
@@ -277,7 +222,7 @@ async fn a_restart_reconciles_from_the_journal_and_submits_nothing_again() {
     // Slow enough (≈0.5 s per live migration) to stop the service while the first step runs.
     let sim = start_sim(20.0).await;
     let dir = temp_dir("restart");
-    let first = executor_in(&sim, &dir, &dir, fast_config());
+    let first = executor_in(&sim, &dir, &dir, fast_exec_config());
     let p = plan(&[(104, "qemu", "pve1", "pve3", &[]), (103, "qemu", "pve1", "pve4", &[0])]);
     let id = first.start(&p, None, "u").unwrap();
     wait_for_upid(&first, id, 104).await;
@@ -288,7 +233,7 @@ async fn a_restart_reconciles_from_the_journal_and_submits_nothing_again() {
     let journal_says = Journal::open(&dir.join("journal.sqlite")).unwrap().job(id).unwrap().unwrap();
     assert_eq!(step(&journal_says, 104).state, StepState::Running);
 
-    let second = executor_in(&sim, &dir, &dir, fast_config());
+    let second = executor_in(&sim, &dir, &dir, fast_exec_config());
     assert_eq!(second.recover().await.expect("recovery"), 1);
     let v = second.job(id).unwrap().unwrap();
     assert_eq!(v.job.state, JobState::Interrupted);
@@ -308,8 +253,8 @@ async fn two_executors_sharing_a_lock_directory_never_both_execute() {
     let sim = start_sim(50.0).await;
     let lock_dir = temp_dir("race-lock");
     let (da, db) = (temp_dir("race-a"), temp_dir("race-b"));
-    let a = executor_in(&sim, &da, &lock_dir, fast_config());
-    let b = executor_in(&sim, &db, &lock_dir, fast_config());
+    let a = executor_in(&sim, &da, &lock_dir, fast_exec_config());
+    let b = executor_in(&sim, &db, &lock_dir, fast_exec_config());
     let p = plan(&[(104, "qemu", "pve1", "pve3", &[])]);
     let (ra, rb) = tokio::join!(async { a.start(&p, None, "a") }, async { b.start(&p, None, "b") });
     let (winner, id, loser) = match (ra, rb) {
@@ -331,7 +276,7 @@ async fn two_executors_sharing_a_lock_directory_never_both_execute() {
     let max_seen = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..8)
         .map(|_| {
-            let (dir, holders, max_seen) = (lock_dir.clone(), holders.clone(), max_seen.clone());
+            let (dir, holders, max_seen) = (lock_dir.to_path_buf(), holders.clone(), max_seen.clone());
             std::thread::spawn(move || {
                 let lock = DirLock::new(dir);
                 for _ in 0..200 {

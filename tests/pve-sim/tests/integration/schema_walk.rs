@@ -1,9 +1,7 @@
 //! Walks every endpoint the simulator serves and validates each response against the
-//! `returns` schema of the matching PVE version's apidata.json; checks request validation.
+//! `returns` schema of the matching PVE version (bundled `schema/pve-*.json`); checks request validation.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pve_sim::schema;
 use pve_sim::state::PveVersion;
 use serde_json::Value;
@@ -21,7 +19,7 @@ async fn walk(version: &str) -> (usize, Vec<String>) {
         sc.ha_rules.clear();
     }
     let v = PveVersion::parse(version).unwrap();
-    let schema = schema::for_version(&v).expect("apidata.json present (shared/pve-api)");
+    let schema = schema::for_version(&v).expect("bundled PVE API schema");
     let sim = start_with(sc, 1000.0).await;
     let s = Session::root(&sim).await;
 

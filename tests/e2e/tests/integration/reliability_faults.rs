@@ -16,13 +16,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use backend::execute::{DirLock, ExecConfig, Executor, Journal};
 use backend::http::{router, AppState};
-use backend::pve::{Credentials, PveClient, PveOptions};
-use e2e::temp_dir;
+use e2e::{pve_client, temp_dir, Scratch};
 use pve_sim::{FaultSpec, RunningSim};
 use serde_json::{json, Value};
 use shared::api::{JobState, JobView, StepState};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,26 +57,13 @@ fn fast() -> ExecConfig {
     }
 }
 
-fn client_for(sim: &RunningSim, base_url: &str, timeout: Duration) -> Arc<PveClient> {
-    Arc::new(
-        PveClient::new(PveOptions {
-            base_url: base_url.to_owned(),
-            credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
-            ca_pem: Some(sim.ca_pem.clone()),
-            insecure: false,
-            timeout,
-        })
-        .expect("client"),
-    )
-}
-
 /// The backend (router + executor) on a free loopback port, its service client talking to
 /// `pve_base` (the simulator, or a proxy in front of it).
 struct Backend {
     url: String,
     server: tokio::task::JoinHandle<()>,
-    /// Where its journal lives (kept for post-mortems of a failed run).
-    _dir: PathBuf,
+    /// Where its journal lives, removed with the backend (`None`: the test holds the folder).
+    _dir: Option<Scratch>,
 }
 
 impl Drop for Backend {
@@ -97,7 +83,7 @@ async fn backend_with_timeout(
     lock_dir: Option<&Path>,
     timeout: Duration,
 ) -> Backend {
-    let pve = client_for(sim, pve_base, timeout);
+    let pve = pve_client(sim, pve_base, timeout);
     let dir = temp_dir("be");
     let journal = Journal::open(&dir.join("journal.sqlite")).expect("journal");
     let lock = DirLock::new(lock_dir.map_or_else(|| dir.join("lock"), Path::to_path_buf));
@@ -109,7 +95,7 @@ async fn backend_with_timeout(
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Backend { url, server, _dir: dir }
+    Backend { url, server, _dir: Some(dir) }
 }
 
 /// A logged-in user of the backend.
@@ -277,7 +263,7 @@ async fn arm(sim: &RunningSim, f: FaultSpec) {
 
 /// Someone else migrates a guest through PVE (not this job), and it lands (bounded wait).
 async fn manual_migration(sim: &RunningSim, vmid: u32, from: &str, to: &str) {
-    let pve = client_for(sim, &sim.base_url, Duration::from_secs(10));
+    let pve = pve_client(sim, &sim.base_url, Duration::from_secs(10));
     let form = [("target", to.to_string()), ("online", "1".to_string())];
     pve.post(&format!("/nodes/{from}/qemu/{vmid}/migrate"), &form).await.expect("manual migration");
     for _ in 0..500 {
@@ -670,7 +656,7 @@ async fn f19b_an_expired_user_ticket_is_refused_by_the_backend() {
     let b = backend(&sim, &sim.base_url, fast(), None).await;
     // A ticket PVE issued, then expired before the backend ever saw it (the backend caches a
     // verified credential for auth::CACHE_TTL, so only an unseen one shows PVE's verdict at once).
-    let pve = client_for(&sim, &sim.base_url, Duration::from_secs(5));
+    let pve = pve_client(&sim, &sim.base_url, Duration::from_secs(5));
     let fresh = pve.login_user("root@pam", "demo").await.expect("login at PVE");
     let ticket = fresh["ticket"].as_str().unwrap().to_owned();
     arm(&sim, FaultSpec::ExpireTickets).await;
@@ -759,17 +745,18 @@ async fn f22_journal_on_a_full_disk_refuses_the_job_and_submits_nothing() {
     let sim = demo_sim(1000.0).await;
     let dir = temp_dir("full");
     mount_tmpfs(&dir, 512, "");
-    let pve = client_for(&sim, &sim.base_url, Duration::from_secs(10));
+    let pve = pve_client(&sim, &sim.base_url, Duration::from_secs(10));
     let journal = Journal::open(&dir.join("journal.sqlite")).expect("journal fits at first");
+    let lock = temp_dir("full-lock");
     let ex =
-        Executor::new(pve.clone(), Arc::new(journal), Arc::new(DirLock::new(temp_dir("full-lock"))), fast());
+        Executor::new(pve.clone(), Arc::new(journal), Arc::new(DirLock::new(lock.to_path_buf())), fast());
     let app = router(AppState::new(pve).with_executor(ex), None);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    let b = Backend { url, server, _dir: dir.clone() };
+    let b = Backend { url, server, _dir: None };
     let u = root(&b).await;
     // Fill the disk.
     let filler = dir.join("filler");

@@ -346,8 +346,7 @@ fn secrets_never_show_in_debug() {
 #[test]
 fn world_readable_secrets_are_warned() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = std::env::temp_dir().join(format!("pve-rebalancer-config-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::temp_dir("config");
     let path = dir.join("proxlb.yaml");
     std::fs::write(&path, "proxmox_api:\n  hosts: [a]\n  user: root@pam\n  pass: x\n").unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -357,7 +356,6 @@ fn world_readable_secrets_are_warned() {
     assert!(backend::config::load_file(&path).unwrap().warnings.is_empty());
     let missing: ConfigError = backend::config::load_file(&dir.join("nope.yaml")).unwrap_err();
     assert!(missing.to_string().contains("nope.yaml: cannot read the configuration"), "{missing}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -1,8 +1,6 @@
 //! Thin-path tests: TLS, login, auth failures, CSRF, API tokens, derived usage.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 #[tokio::test]

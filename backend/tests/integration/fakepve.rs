@@ -9,6 +9,7 @@
 //! on stdin; it exits when stdin closes, so it never outlives the test. Where fakepve and real PVE
 //! (or our simulator) differ, docs/RELIABILITY.md says so.
 
+use crate::common::{temp_dir, workspace_root, Scratch};
 use backend::execute::{DirLock, ExecConfig, Executor, Journal};
 use backend::pve::{Credentials, PveClient, PveError, PveOptions};
 use serde_json::{json, Value};
@@ -16,7 +17,6 @@ use shared::api::{JobState, StepState};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,22 +74,6 @@ async def main():
 asyncio.run(main())
 "#;
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("workspace root")
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "pvrb-fakepve-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
-
 /// A throw-away CA and a leaf for 127.0.0.1 (fakepve's own `make_cert` needs `cryptography`,
 /// which the venv does not have): (ca pem, cert file, key file).
 fn tls_files(dir: &Path) -> (String, PathBuf, PathBuf) {
@@ -117,7 +101,8 @@ struct FakePve {
     lines: Receiver<String>,
     url: String,
     ca_pem: String,
-    dir: PathBuf,
+    /// Its certificates and driver script, removed when it ends.
+    _dir: Scratch,
 }
 
 impl FakePve {
@@ -153,7 +138,7 @@ impl FakePve {
             }
         });
         let stdin = child.stdin.take();
-        let mut pve = FakePve { child, stdin, lines, url: String::new(), ca_pem, dir };
+        let mut pve = FakePve { child, stdin, lines, url: String::new(), ca_pem, _dir: dir };
         // Bounded wait for readiness: the `READY <port>` line.
         let line = pve.next_line(Duration::from_secs(30));
         let port = line.strip_prefix("READY ").unwrap_or_else(|| panic!("fakepve did not start: {line:?}"));
@@ -207,7 +192,6 @@ impl Drop for FakePve {
         drop(self.stdin.take());
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

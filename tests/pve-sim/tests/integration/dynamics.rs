@@ -1,9 +1,7 @@
 //! Time-varying load (diurnal curve, noise, bursts) on a real-time, scaled or stepped clock,
 //! and the RRD history generated from it. No wall-clock timings are asserted.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pve_sim::{RunningSim, Scenario, SimConfig};
 
 fn diurnal() -> Scenario {

@@ -1,6 +1,7 @@
-//! The OpenAPI document (`backend/src/openapi.rs`) against the router: every route the source
-//! declares is in the document with its method, and the document describes no route that does not
-//! exist. It is served at `GET /api/v1/openapi.json` behind auth like every protected route.
+//! The OpenAPI document (`backend/src/http/openapi.rs`), derived from the router itself
+//! (utoipa-axum): its public routes say so, it names PVE's two security schemes, and it is served
+//! at `GET /api/v1/openapi.json` behind auth like every protected route. (That every documented
+//! route is routed and guarded is `backend`'s `http::tests`.)
 
 use e2e::routes;
 use e2e::Stack;
@@ -22,18 +23,11 @@ fn documented(doc: &Value) -> BTreeSet<(String, String)> {
 }
 
 #[test]
-fn every_route_in_the_router_is_in_the_openapi_document_and_nothing_else() {
-    let doc = serde_json::to_value(backend::openapi::document()).unwrap();
-    let code = routes::in_source();
-    assert!(code.len() >= 10, "route discovery found too little: {code:?}");
-    let docs = documented(&doc);
-    let undocumented: Vec<_> = code.difference(&docs).collect();
-    let phantom: Vec<_> = docs.difference(&code).collect();
-    assert!(
-        undocumented.is_empty() && phantom.is_empty(),
-        "backend/src/openapi.rs and the router disagree: missing from the document {undocumented:?}, \
-         in the document but not routed {phantom:?}"
-    );
+fn the_router_s_document_marks_public_routes_and_names_pve_s_auth() {
+    let doc = serde_json::to_value(backend::http::openapi::document()).unwrap();
+    let routed = documented(&doc);
+    assert!(routed.len() >= 25, "the router documents too little: {routed:?}");
+    assert!(routed.contains(&("GET".to_owned(), "/api/v1/policy".to_owned())), "{routed:?}");
     // Public routes say so (no security); every other route inherits the document's schemes.
     for path in routes::PUBLIC {
         let item = doc["paths"][path].as_object().unwrap();
@@ -60,7 +54,7 @@ async fn the_document_is_served_to_callers_with_sys_audit_only() {
     assert_eq!(resp.status(), 200);
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
     let served: Value = resp.json().await.unwrap();
-    assert_eq!(served, serde_json::to_value(backend::openapi::document()).unwrap());
+    assert_eq!(served, serde_json::to_value(backend::http::openapi::document()).unwrap());
     assert!(served["openapi"].as_str().unwrap().starts_with("3.1"), "{}", served["openapi"]);
 
     // The demo's nobody@pve has no ACL at all: logged in, but may not read it.

@@ -2,16 +2,13 @@
 //! simulator per endpoint), PVE 7.4 / 8.4 / 9.1 answers, per-node QEMU versions, PVE's own
 //! balancer detected from `/cluster/options` and respected by the plan.
 
+use crate::common::{demo, options};
 use backend::collect;
-use backend::pve::{Credentials, PveClient, PveOptions};
+use backend::pve::PveClient;
 use pve_sim::{RunningSim, Scenario};
 use serde_json::json;
 use shared::{GuestKind, GuestStatus, NodeStatus};
 use std::time::Duration;
-
-fn demo() -> Scenario {
-    Scenario::from_file(&pve_sim::demo_scenario_path()).expect("demo scenario")
-}
 
 /// A generated cluster with the demo's users (the generator makes none).
 fn generated(nodes: usize, guests: usize) -> Scenario {
@@ -22,19 +19,13 @@ fn generated(nodes: usize, guests: usize) -> Scenario {
     sc
 }
 
-async fn start(sc: Scenario) -> RunningSim {
-    pve_sim::start(pve_sim::SimConfig::new(sc)).await.expect("simulator starts")
+/// A generous timeout: the generated clusters are large and the cores busy.
+fn client(sim: &RunningSim) -> PveClient {
+    PveClient::new(options(sim, Duration::from_secs(30))).expect("client")
 }
 
-fn client(sim: &RunningSim) -> PveClient {
-    PveClient::new(PveOptions {
-        base_url: sim.base_url.clone(),
-        credentials: Credentials::Password { user: "root@pam".into(), password: "demo".into() },
-        ca_pem: Some(sim.ca_pem.clone()),
-        insecure: false,
-        timeout: Duration::from_secs(30),
-    })
-    .expect("client")
+async fn start(sc: Scenario) -> RunningSim {
+    pve_sim::start(pve_sim::SimConfig::new(sc)).await.expect("simulator starts")
 }
 
 /// API calls per endpoint template made by `f`, login excluded.

@@ -1,8 +1,6 @@
 //! The seeded generator: reproducible, valid, imbalanced, and served at scale.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pve_sim::state::Cluster;
 
 #[test]

@@ -1,9 +1,7 @@
 //! `migrateall`, bulk migrate (9.1+), HA migrate/relocate and HA node maintenance
 //! (`/_sim/ha-maintenance`); every new answer is checked against the PVE schema.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use pve_sim::schema;
 use pve_sim::state::PveVersion;
 use serde_json::Value;
@@ -13,7 +11,7 @@ fn segs(path: &str) -> Vec<String> {
 }
 
 fn check_schema(version: &str, method: &str, path: &str, data: &Value) {
-    let sch = schema::for_version(&PveVersion::parse(version).unwrap()).expect("apidata present");
+    let sch = schema::for_version(&PveVersion::parse(version).unwrap()).expect("bundled PVE API schema");
     if let Err(e) = sch.validate_response(method, &segs(path), data) {
         panic!("{method} {path} does not match the {version} schema: {e:?}\n{data}");
     }

@@ -1,13 +1,8 @@
 //! The service over TLS with a node certificate, as on a PVE node.
 
-use backend::serve::{serve, TlsFiles};
+use crate::common::temp_dir;
+use backend::http::serve::{serve, TlsFiles};
 use std::time::Duration;
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("pvrb-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 #[test]
 fn the_custom_pveproxy_certificate_wins_over_the_cluster_one() {

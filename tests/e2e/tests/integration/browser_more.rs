@@ -4,18 +4,10 @@
 //! refused, nothing stored), maintenance enter → preview → confirm → job done → badge → exit
 //! with return home, the audit log, and dark-theme screenshots under `target/screenshots/`.
 
+use crate::panel::{open_logged_in, shots, JOB_WAIT, WAIT};
+use e2e::panel_dir;
 use e2e::webdriver::Browser;
-use e2e::{panel_dir, workspace_root};
 use shared::api::{Settings, SettingsView};
-use std::path::PathBuf;
-use std::time::Duration;
-
-const WAIT: Duration = Duration::from_secs(30);
-const JOB_WAIT: Duration = Duration::from_secs(90);
-
-fn shots() -> PathBuf {
-    workspace_root().join("target/screenshots")
-}
 
 /// The shared e2e stack serving the panel; maintenance marks and settings live in its private
 /// directory, and `ha-manager` is never called (the panel's PVE HA option stays off here).
@@ -37,14 +29,6 @@ impl Stack {
     async fn stop(self) {
         self.inner.stop().await;
     }
-}
-
-async fn open_logged_in(browser: &Browser, stack: &Stack, path: &str, user: &str, password: &str) {
-    browser.goto(&format!("{}{path}", stack.url)).await.unwrap();
-    browser.wait_for("#login", 1, WAIT).await.unwrap();
-    browser.fill("#login-user", user).await.unwrap();
-    browser.fill("#login-password", password).await.unwrap();
-    browser.click("#login-submit").await.unwrap();
 }
 
 /// Types into an input and fires `change`, as leaving the field does.
@@ -91,7 +75,7 @@ async fn settings_are_read_only_for_an_auditor_and_saved_by_root() {
     let stack = Stack::start().await;
 
     let auditor = Browser::start(1280, 800, false).await.expect("browser starts");
-    open_logged_in(&auditor, &stack, "/", "audit@pve", "audit").await;
+    open_logged_in(&auditor, &stack.url, "/", "audit@pve", "audit").await;
     auditor.wait_for("#nodes tbody tr", 1, WAIT).await.unwrap();
     auditor.click("#tab-settings").await.unwrap();
     auditor.wait_for("#settings-fields", 1, WAIT).await.unwrap();
@@ -106,7 +90,7 @@ async fn settings_are_read_only_for_an_auditor_and_saved_by_root() {
     auditor.quit().await;
 
     let root = Browser::start(1280, 800, true).await.expect("browser starts");
-    open_logged_in(&root, &stack, "/", "root@pam", "demo").await;
+    open_logged_in(&root, &stack.url, "/", "root@pam", "demo").await;
     root.wait_for("#nodes tbody tr", 1, WAIT).await.unwrap();
     // The trigger level shown with the imbalance figures is the one in force.
     root.wait_text("#trigger", "Trigger 10.0 points", WAIT).await.unwrap();
@@ -156,7 +140,7 @@ async fn maintenance_enters_through_the_service_and_exits_with_return_home() {
 
     // The cluster view: node rows with CPU, memory and disk bars and the imbalance figures; two
     // loads give the sparkline its first line (the service here keeps no usage history).
-    open_logged_in(&browser, &stack, "/", "root@pam", "demo").await;
+    open_logged_in(&browser, &stack.url, "/", "root@pam", "demo").await;
     let nodes = stack.inner.sim.with_cluster(|c| c.nodes.len());
     browser.wait_for("#nodes tbody tr", nodes, WAIT).await.unwrap();
     assert_eq!(browser.count("#nodes tbody tr:first-child .bar").await.unwrap(), 3, "CPU, memory, disk");

@@ -1,18 +1,12 @@
 //! `PveClient` against the real simulator (HTTPS on loopback): TLS trust (CA file, pinned
 //! fingerprint, neither), API tokens, retries of GETs only, host failover, PVE's words in errors.
 
+use crate::common::start_sim;
 use backend::pve::{Connection, Credentials, PveClient, PveError, PveOptions};
 use pve_sim::{FaultSpec, RunningSim};
 use serde_json::Value;
 use std::error::Error as _;
 use std::time::Duration;
-
-async fn start_sim() -> RunningSim {
-    let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).expect("demo scenario");
-    let mut cfg = pve_sim::SimConfig::new(scenario);
-    cfg.time_scale = 1000.0;
-    pve_sim::start(cfg).await.expect("simulator starts")
-}
 
 fn opts(url: &str, ca_pem: Option<String>) -> PveOptions {
     PveOptions {
@@ -46,7 +40,7 @@ fn chain(e: &PveError) -> String {
 
 #[tokio::test]
 async fn tls_is_verified_by_default_with_a_ca_file_or_a_pinned_fingerprint() {
-    let sim = start_sim().await;
+    let sim = start_sim(1000.0).await;
     // The simulator's certificate is signed by its own CA: no system root trusts it.
     let plain = PveClient::new(opts(&sim.base_url, None)).unwrap();
     let err = plain.get::<Value>("/version").await.unwrap_err();
@@ -76,7 +70,7 @@ async fn tls_is_verified_by_default_with_a_ca_file_or_a_pinned_fingerprint() {
 
 #[tokio::test]
 async fn api_tokens_need_no_ticket_and_errors_carry_pves_status_and_message() {
-    let sim = start_sim().await;
+    let sim = start_sim(1000.0).await;
     let token = Credentials::Token {
         token_id: "root@pam!rebalancer".into(),
         secret: "5f3e6c2a-8d4b-4e7f-9a1c-2b3d4e5f6a7b".into(),
@@ -103,7 +97,7 @@ async fn api_tokens_need_no_ticket_and_errors_carry_pves_status_and_message() {
 
 #[tokio::test]
 async fn gets_ride_out_gateway_errors_with_backoff_and_posts_are_sent_once() {
-    let sim = start_sim().await;
+    let sim = start_sim(1000.0).await;
     let client = PveClient::with_connection(opts(&sim.base_url, Some(sim.ca_pem.clone())), fast()).unwrap();
     let burst =
         |count, path: &str| FaultSpec::ErrorBurst { count, status: 503, path_prefix: Some(path.into()) };
@@ -133,7 +127,7 @@ async fn gets_ride_out_gateway_errors_with_backoff_and_posts_are_sent_once() {
 
 #[tokio::test]
 async fn an_unreachable_host_fails_over_to_the_next_and_the_client_stays_there() {
-    let sim = start_sim().await;
+    let sim = start_sim(1000.0).await;
     // A port that was free a moment ago: nothing listens there, connections are refused.
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -163,7 +157,7 @@ async fn an_unreachable_host_fails_over_to_the_next_and_the_client_stays_there()
 
 #[tokio::test]
 async fn task_ages_are_read_on_pves_clock_even_when_it_differs_from_ours() {
-    let sim = start_sim().await;
+    let sim = start_sim(1000.0).await;
     // PVE's clock a year ahead of this machine's (a skewed cluster, or a simulated week).
     sim.advance_clock(365.0 * 86_400.0);
     let client = PveClient::with_connection(opts(&sim.base_url, Some(sim.ca_pem.clone())), fast()).unwrap();

@@ -9,8 +9,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_pve-rebalancer");
 async fn status_once_prints_every_node_and_the_spread() {
     let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).expect("demo scenario");
     let sim = pve_sim::start(pve_sim::SimConfig::new(scenario)).await.expect("simulator starts");
-    let dir = std::env::temp_dir().join(format!("pvrb-status-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = crate::common::temp_dir("status");
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &sim.ca_pem).unwrap();
     let child = tokio::process::Command::new(BIN)
@@ -46,5 +45,4 @@ async fn status_once_prints_every_node_and_the_spread() {
     assert!((shown - view.memory_spread).abs() < 5.0, "{spread_line} vs {}", view.memory_spread);
     assert!(stdout.contains("job: unknown (no journal at"), "{stdout}");
     sim.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,32 +2,13 @@
 //! parse, `-b`, ProxLB's exit codes (1 config, 2 auth/connection), host failover, execution,
 //! the bounded daemon loop, and maintenance evacuation.
 
+use crate::common::{start_sim, temp_dir};
 use pve_sim::RunningSim;
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pve-rebalancer");
-
-async fn start_sim() -> RunningSim {
-    let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).expect("demo scenario");
-    let mut cfg = pve_sim::SimConfig::new(scenario);
-    cfg.time_scale = 1000.0;
-    pve_sim::start(cfg).await.expect("simulator starts")
-}
-
-fn temp_dir(tag: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "pve-rebalancer-cli-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
 
 /// A proxlb.yaml for `sim` (CA in a file next to it) with `extra` YAML appended.
 fn write_config(sim: &RunningSim, dir: &Path, api_extra: &str, extra: &str) -> PathBuf {
@@ -70,7 +51,7 @@ fn parse_plan(stdout: &str) -> shared::Plan {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_json_prints_a_plan_that_parses() {
-    let sim = start_sim().await;
+    let sim = start_sim(1000.0).await;
     let dir = temp_dir("json");
     let cfg = write_config(
         &sim,
@@ -103,7 +84,7 @@ async fn dry_run_json_prints_a_plan_that_parses() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn best_node_is_the_last_stdout_line() {
-    let sim = start_sim().await;
+    let sim = start_sim(1000.0).await;
     let dir = temp_dir("best");
     let cfg = write_config(&sim, &dir, "", "");
     let out = run(&["-c", cfg.to_str().unwrap(), "-b"]).await;
@@ -122,7 +103,7 @@ async fn best_node_is_the_last_stdout_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_config_exits_1_with_file_line_and_fix() {
-    let sim = start_sim().await;
+    let sim = start_sim(1000.0).await;
     let dir = temp_dir("bad");
     let cfg = write_config(&sim, &dir, "", "balancing:\n  method: ram\n");
     let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
@@ -138,7 +119,7 @@ async fn bad_config_exits_1_with_file_line_and_fix() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_and_no_reachable_host_exit_2() {
-    let sim = start_sim().await;
+    let sim = start_sim(1000.0).await;
     let dir = temp_dir("auth");
     let cfg = write_config(&sim, &dir, "", "");
     let text_cfg = std::fs::read_to_string(&cfg).unwrap().replace("pass: demo", "pass: wrong");
@@ -159,9 +140,49 @@ async fn wrong_password_and_no_reachable_host_exit_2() {
     sim.shutdown().await;
 }
 
+#[tokio::test]
+async fn dash_v_prints_the_version_as_proxlb_does() {
+    for flag in ["-v", "--version"] {
+        let out = run(&[flag]).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{flag}: {stderr}");
+        assert_eq!(stdout.trim(), format!("pve-rebalancer {}", env!("CARGO_PKG_VERSION")), "{flag}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_host_is_tried_retries_times_wait_time_apart() {
+    let sim = start_sim(1000.0).await;
+    let dir = temp_dir("retries");
+    let retries = "  retries: 3\n  wait_time: 0.05\n";
+    let cfg = write_config(&sim, &dir, retries, "");
+    let t = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&format!("['{}']", sim.addr), &format!("['127.0.0.1:1', '{}']", sim.addr));
+    std::fs::write(&cfg, t).unwrap();
+    let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    for attempt in 1..=3 {
+        assert!(stderr.contains(&format!("(attempt {attempt}/3)")), "attempt {attempt} logged: {stderr}");
+    }
+    assert!(!stderr.contains("attempt 4/"), "{stderr}");
+    parse_plan(&stdout);
+
+    // The default, one attempt per host.
+    let cfg = write_config(&sim, &dir, "", "");
+    let t = std::fs::read_to_string(&cfg).unwrap().replace(&sim.addr.to_string(), "127.0.0.1:1");
+    std::fs::write(&cfg, t).unwrap();
+    let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
+    let stderr = text(&out).1;
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("(attempt 1/1)") && !stderr.contains("attempt 2/"), "{stderr}");
+    sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_are_tried_in_order() {
-    let sim = start_sim().await;
+    let sim = start_sim(1000.0).await;
     let dir = temp_dir("failover");
     let cfg = write_config(&sim, &dir, "", "");
     let t = std::fs::read_to_string(&cfg)
@@ -178,7 +199,7 @@ async fn hosts_are_tried_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enabled_balancing_executes_through_the_executor() {
-    let sim = start_sim().await;
+    let sim = start_sim(1000.0).await;
     let dir = temp_dir("exec");
     let cfg = write_config(
         &sim,
@@ -213,7 +234,7 @@ async fn enabled_balancing_executes_through_the_executor() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemon_loop_is_bounded_by_runs() {
-    let sim = start_sim().await;
+    let sim = start_sim(1000.0).await;
     let dir = temp_dir("daemon");
     let cfg = write_config(&sim, &dir, "", "");
     let t = std::fs::read_to_string(&cfg)
@@ -229,7 +250,7 @@ async fn daemon_loop_is_bounded_by_runs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_nodes_are_evacuated() {
-    let sim = start_sim().await;
+    let sim = start_sim(1000.0).await;
     let dir = temp_dir("maint");
     let cfg = write_config(&sim, &dir, "", "proxmox_cluster:\n  maintenance_nodes: ['pve4*']\n");
     let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
@@ -249,7 +270,7 @@ async fn maintenance_nodes_are_evacuated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_and_sigterm_stops_the_daemon() {
     use tokio::io::{AsyncBufReadExt, BufReader};
-    let sim = start_sim().await;
+    let sim = start_sim(1000.0).await;
     let dir = temp_dir("signals");
     let cfg = write_config(&sim, &dir, "", "");
     let daemon_cfg = std::fs::read_to_string(&cfg)
@@ -266,6 +287,14 @@ async fn sighup_reloads_and_sigterm_stops_the_daemon() {
         .unwrap();
     let pid = child.id().unwrap().to_string();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Stderr is read as it comes, so the test waits for the reload instead of sleeping.
+    let (log_tx, mut log_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let log_reader = tokio::spawn(async move {
+        while let Ok(Some(l)) = err_lines.next_line().await {
+            let _ = log_tx.send(l);
+        }
+    });
     let first_plan = async {
         while let Some(l) = lines.next_line().await.unwrap() {
             if l == "}" {
@@ -277,13 +306,26 @@ async fn sighup_reloads_and_sigterm_stops_the_daemon() {
     std::fs::write(&cfg, daemon_cfg.replace("daemon: true", "daemon: true\n  log_level: DEBUG")).unwrap();
     let kill = |sig: &str| std::process::Command::new("kill").args([sig, &pid]).status().unwrap();
     assert!(kill("-HUP").success());
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut stderr = String::new();
+    let reloaded = async {
+        while let Some(l) = log_rx.recv().await {
+            stderr.push_str(&l);
+            stderr.push('\n');
+            if l.contains("configuration reloaded") {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), reloaded).await.expect("the daemon logs the reload");
     assert!(kill("-TERM").success());
     let drain = tokio::spawn(async move { while lines.next_line().await.ok().flatten().is_some() {} });
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("stops").unwrap();
     drain.abort();
-    let mut stderr = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).await.unwrap();
+    log_reader.await.unwrap();
+    while let Ok(l) = log_rx.try_recv() {
+        stderr.push_str(&l);
+        stderr.push('\n');
+    }
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("configuration reloaded"), "{stderr}");
     assert!(stderr.contains("SIGTERM"), "{stderr}");
@@ -292,7 +334,7 @@ async fn sighup_reloads_and_sigterm_stops_the_daemon() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outside_the_balancing_windows_only_evacuations_execute() {
-    let sim = start_sim().await;
+    let sim = start_sim(1000.0).await;
     let dir = temp_dir("windows");
     // The only window is a whole day three days from today (node-local time): closed now.
     let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];

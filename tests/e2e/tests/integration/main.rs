@@ -1,0 +1,19 @@
+//! The end-to-end tests, one binary (one link) for all: each module was once its own
+//! `tests/*.rs` target. A new test file goes here as a module (`mod x;`), never beside this
+//! folder: `autotests = false` would leave it unbuilt (`cargo xtask self-contained` checks).
+
+mod panel;
+
+mod admin_api;
+mod browser;
+mod browser_more;
+mod demo;
+mod execute_http;
+mod maintenance;
+mod notify;
+mod openapi;
+mod reliability_faults;
+mod scheduler;
+mod schemathesis;
+mod security_routes;
+mod thin_path;
