@@ -129,6 +129,7 @@ pub(super) const ROOT: Shape = Keys(&[
             ("evacuate_stopped", Leaf),
             ("notify", NOTIFY),
             ("windows", Leaf),
+            ("output", Leaf),
         ]),
     ),
 ]);

@@ -432,6 +432,19 @@ pub struct Rebalancer {
     /// When the daemon may execute balancing moves (`mon-fri 22:00-06:00`, node-local time);
     /// empty = always. Evacuations run at any time. See `crate::windows`.
     pub windows: Vec<String>,
+    /// What `-j` prints: our plan, or ProxLB 2.3's JSON (for scripts written for ProxLB).
+    pub output: OutputFormat,
+}
+
+/// The JSON `-j` prints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// Our plan (`shared::Plan`).
+    #[default]
+    Ours,
+    /// ProxLB 2.3's `-j` shape: `guests`, `nodes`, `groups`, `pools`, `ha_rules`.
+    Proxlb,
 }
 
 impl Default for Rebalancer {
@@ -454,6 +467,7 @@ impl Default for Rebalancer {
             evacuate_stopped: false,
             notify: Default::default(),
             windows: Vec::new(),
+            output: OutputFormat::Ours,
         }
     }
 }
