@@ -428,7 +428,7 @@ pub struct Rebalancer {
     /// Maintenance: stopped guests leave the drained nodes too.
     pub evacuate_stopped: bool,
     /// Webhook notifications (`serve`): targets and the threshold alert. See `notify`.
-    pub notify: crate::notify::NotifyConfig,
+    pub notify: super::notify::NotifyConfig,
     /// When the daemon may execute balancing moves (`mon-fri 22:00-06:00`, node-local time);
     /// empty = always. Evacuations run at any time. See `crate::windows`.
     pub windows: Vec<String>,
