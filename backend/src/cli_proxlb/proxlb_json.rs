@@ -158,19 +158,16 @@ fn pressure_fields(m: &mut Map<String, Value>, some: f64, full: f64, hot: bool) 
 
 fn guest_metric(total: f64, used: f64, some: f64, full: f64, hot: bool) -> Value {
     let mut m = Map::new();
-    m.insert("total".into(), number(total));
+    m.insert("total".into(), int(total));
     m.insert("used".into(), json!(used));
     pressure_fields(&mut m, some, full, hot);
     Value::Object(m)
 }
 
-/// Whole numbers as integers (byte counts, core counts), as ProxLB has them from the API.
-fn number(v: f64) -> Value {
-    if v.fract() == 0.0 && v.abs() < 9.0e15 {
-        json!(v as i64)
-    } else {
-        json!(v)
-    }
+/// ProxLB's integer fields (`total`, `assigned`: bytes and cores); its `used`, `free` and
+/// percentages are floats (`json!(f64)` prints `1.0`, as Python does).
+fn int(v: f64) -> Value {
+    json!(v.round() as i64)
 }
 
 /// One resource of a node after the plan: capacity, what its guests are allocated, what is used.
@@ -185,10 +182,10 @@ impl NodeResource {
         let percent = |v: f64| if self.total > 0.0 { v / self.total * 100.0 } else { 0.0 };
         let free = self.total - self.used;
         let mut m = Map::new();
-        m.insert("total".into(), number(self.total));
-        m.insert("assigned".into(), number(self.assigned));
-        m.insert("used".into(), number(self.used));
-        m.insert("free".into(), number(free));
+        m.insert("total".into(), int(self.total));
+        m.insert("assigned".into(), int(self.assigned));
+        m.insert("used".into(), json!(self.used));
+        m.insert("free".into(), json!(free));
         m.insert("assigned_percent".into(), json!(percent(self.assigned)));
         m.insert("free_percent".into(), json!(percent(free)));
         m.insert("used_percent".into(), json!(percent(self.used)));
@@ -272,8 +269,8 @@ fn groups_json(
     };
     let sum = |members: &[&Placed], total: fn(&Guest) -> f64, used: fn(&Guest) -> f64| {
         json!({
-            "total": number(members.iter().map(|p| total(p.guest)).sum()),
-            "used": number(members.iter().map(|p| used(p.guest)).sum()),
+            "total": int(members.iter().map(|p| total(p.guest)).sum()),
+            "used": json!(members.iter().map(|p| used(p.guest)).sum::<f64>()),
         })
     };
     let affinity: Map<String, Value> = rules
@@ -485,14 +482,15 @@ mod tests {
     fn node_figures_are_after_the_plan() {
         let v = proxlb_json(&cluster(), &plan_with(vec![step(101, "web2", "pve1", "pve2")]));
         let (pve1, pve2) = (&v["nodes"]["pve1"]["memory"], &v["nodes"]["pve2"]["memory"]);
-        assert_eq!(pve1["used"], json!(36 * GIB));
-        assert_eq!(pve2["used"], json!(14 * GIB));
-        assert_eq!(pve1["total"], json!(64 * GIB));
-        assert_eq!(pve1["free"], json!(28 * GIB));
+        assert_eq!(pve1["used"].as_f64(), Some((36 * GIB) as f64));
+        assert_eq!(pve2["used"].as_f64(), Some((14 * GIB) as f64));
+        assert_eq!(pve1["total"], json!(64 * GIB), "an integer, as ProxLB's");
+        assert!(pve1["used"].is_f64() && pve1["free"].is_f64(), "floats, as ProxLB's");
+        assert_eq!(pve1["free"].as_f64(), Some((28 * GIB) as f64));
         // pve1 keeps web and keep (8 GiB each); pve2 has box and web2.
         assert_eq!(pve1["assigned"], json!(16 * GIB));
         assert_eq!(pve2["assigned_percent"], json!(25.0));
-        assert_eq!(v["nodes"]["pve2"]["cpu"]["used"], json!(3));
+        assert_eq!(v["nodes"]["pve2"]["cpu"]["used"].as_f64(), Some(3.0));
         assert_eq!(v["nodes"]["pve1"]["pve_version"], "9.1.2");
     }
 
