@@ -434,8 +434,9 @@ impl AlertClaims {
     }
 
     /// Records `spell` at `now` unless another service did. Blocking (file system, short waits
-    /// for the lock): call off the async threads. A state file that cannot be read or written
-    /// is logged and the alert sent anyway: a duplicate is better than a silent alert.
+    /// for the lock): call off the async threads. A lock that cannot be taken although nobody
+    /// holds it, or a state file that cannot be read or written, is logged and the alert sent
+    /// anyway: a duplicate is better than a silent alert.
     pub fn claim(&self, spell: &Spell, now: u64) -> Claim {
         // The lock is held for a read and a write: a few short waits get it, unless a holder died.
         let Some(_guard) = (0..20).find_map(|i| {
@@ -444,7 +445,13 @@ impl AlertClaims {
             }
             self.lock.try_acquire(ALERTS_LOCK, ALERTS_LOCK_TTL)
         }) else {
-            return Claim::Busy;
+            if self.state_dir.join("lock").join(ALERTS_LOCK).is_dir() {
+                return Claim::Busy;
+            }
+            // Nobody holds it, yet it cannot be taken (a read-only or missing state directory):
+            // waiting would silence the alert for good.
+            tracing::warn!(dir = %self.state_dir.display(), "cannot take the alert lock; sending without a claim");
+            return Claim::Mine;
         };
         let path = self.state_dir.join(ALERTS_FILE);
         let mut state = match std::fs::read(&path) {
@@ -607,6 +614,17 @@ mod tests {
         let held = DirLock::new(dir.join("lock")).try_acquire(ALERTS_LOCK, ALERTS_LOCK_TTL).unwrap();
         assert_eq!(AlertClaims::new(&dir).claim(&spell(0), 60), Claim::Busy);
         drop(held);
+        assert_eq!(AlertClaims::new(&dir).claim(&spell(0), 60), Claim::Mine);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_state_dir_that_cannot_hold_the_lock_still_lets_the_alert_out() {
+        let dir = std::env::temp_dir().join(format!("pvrb-alert-nolock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A file where the lock directory should be: mkdir under it fails for everyone.
+        std::fs::write(dir.join("lock"), b"").unwrap();
         assert_eq!(AlertClaims::new(&dir).claim(&spell(0), 60), Claim::Mine);
         let _ = std::fs::remove_dir_all(&dir);
     }
