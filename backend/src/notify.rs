@@ -240,7 +240,8 @@ impl Notifier {
 
     /// Collects every `alert.check_interval_secs` and sends a threshold alert per node that stayed
     /// above the limit long enough, once per spell cluster-wide: every node's service watches,
-    /// and the one that records the spell in `<state_dir>/alerts.json` first sends it.
+    /// the one that records the spell in `<state_dir>/alerts.json` first sends it, and the first
+    /// to see the node below the limit again marks the spell ended there.
     pub fn watch_thresholds(
         self: Arc<Self>,
         pve: Arc<crate::pve::PveClient>,
@@ -256,7 +257,13 @@ impl Notifier {
                 let now = crate::unix_now();
                 match crate::collect::snapshot(&pve, now).await {
                     Ok(snap) => {
-                        for spell in tracker.observe(&shared::api::ClusterView::of(snap), now) {
+                        let view = shared::api::ClusterView::of(snap);
+                        let (c, below, resource) =
+                            (claims.clone(), tracker.below(&view), alert.resource.clone());
+                        // File system work (pmxcfs in production) stays off the async threads.
+                        let _ =
+                            tokio::task::spawn_blocking(move || c.mark_ended(&below, &resource, now)).await;
+                        for spell in tracker.observe(&view, now) {
                             self.announce(&claims, &mut tracker, spell, now).await;
                         }
                     }
@@ -276,7 +283,6 @@ impl Notifier {
         now: u64,
     ) {
         let (c, s) = (claims.clone(), spell.clone());
-        // File system work (pmxcfs in production) stays off the async threads.
         let claim = tokio::task::spawn_blocking(move || c.claim(&s, now)).await.unwrap_or(Claim::Busy);
         match claim {
             Claim::Mine => {
@@ -339,6 +345,12 @@ impl ThresholdTracker {
         out
     }
 
+    /// Nodes below the limit in `view`: where an announced spell has ended.
+    pub fn below(&self, view: &shared::api::ClusterView) -> Vec<String> {
+        let loads = if self.alert.resource == "cpu" { &view.cpu } else { &view.memory };
+        loads.iter().filter(|l| l.percent < self.alert.percent).map(|l| l.node.clone()).collect()
+    }
+
     /// `spell` was announced (here or elsewhere): no more alerts until it ends.
     pub fn settle(&mut self, spell: &Spell) {
         if let Some((since, settled)) = self.above_since.get_mut(&spell.node) {
@@ -390,16 +402,22 @@ pub struct Announced {
     pub announced_at: u64,
     /// Host of the service that sent it.
     pub by: String,
+    /// When a service first saw the node below the limit again; `None` while the spell lasts.
+    #[serde(default)]
+    pub ended_at: Option<u64>,
 }
 
 impl AlertsState {
-    /// Someone announced `spell` already: an announcement for its node and resource made while
-    /// this service has seen the node above the limit without a break. (Each service dates a
-    /// spell by its own first sight of it, so start times differ between nodes; the announcement
-    /// time is what they share.)
+    /// Someone announced `spell` already: the node's announcement was made while this service
+    /// has seen the node above the limit without a break, or its spell has not been seen to end
+    /// (this service started during it, e.g. restarted by a package upgrade). Each service dates
+    /// a spell by its own first sight of it, so start times differ between nodes; the
+    /// announcement and the end are what they share.
     pub fn covers(&self, spell: &Spell) -> bool {
         self.announced.iter().any(|a| {
-            a.node == spell.node && a.resource == spell.resource && a.announced_at >= spell.started_at
+            a.node == spell.node
+                && a.resource == spell.resource
+                && (a.announced_at >= spell.started_at || a.ended_at.is_none())
         })
     }
 
@@ -412,12 +430,35 @@ impl AlertsState {
             started_at: spell.started_at,
             announced_at: now,
             by: host.to_owned(),
+            ended_at: None,
         });
+    }
+
+    /// Announced spells of `resource` on `below` nodes not yet marked ended: ended at `now`.
+    /// Whether anything changed.
+    pub fn end(&mut self, below: &[String], resource: &str, now: u64) -> bool {
+        let mut changed = false;
+        for a in &mut self.announced {
+            if a.ended_at.is_none() && a.resource == resource && below.contains(&a.node) {
+                a.ended_at = Some(now);
+                changed = true;
+            }
+        }
+        changed
     }
 }
 
+/// Why `alerts.json` could not be updated.
+enum Unsettled {
+    /// Another service holds the lock.
+    Busy,
+    /// Logged: the lock cannot be taken, or the file read or parsed.
+    Broken,
+}
+
 /// The cluster-wide claim on alert spells: `<state_dir>/alerts.json`, read and written under a
-/// `mkdir` lock in `<state_dir>/lock` (as the scheduler claims runs).
+/// `mkdir` lock in `<state_dir>/lock` (as the scheduler claims runs). Blocking (file system,
+/// short waits for the lock): call off the async threads.
 pub struct AlertClaims {
     state_dir: PathBuf,
     lock: DirLock,
@@ -433,11 +474,52 @@ impl AlertClaims {
         }
     }
 
-    /// Records `spell` at `now` unless another service did. Blocking (file system, short waits
-    /// for the lock): call off the async threads. A lock that cannot be taken although nobody
-    /// holds it, or a state file that cannot be read or written, is logged and the alert sent
-    /// anyway: a duplicate is better than a silent alert.
+    /// Records `spell` at `now` unless another service did. A lock that cannot be taken
+    /// although nobody holds it, or a state file that cannot be read, is logged and the alert
+    /// sent anyway: a duplicate is better than a silent alert.
     pub fn claim(&self, spell: &Spell, now: u64) -> Claim {
+        let decided = self.update(|state| {
+            if state.covers(spell) {
+                return (Claim::Theirs, false);
+            }
+            state.record(spell, now, &self.host);
+            (Claim::Mine, true)
+        });
+        match decided {
+            Ok(claim) => claim,
+            Err(Unsettled::Busy) => Claim::Busy,
+            Err(Unsettled::Broken) => Claim::Mine,
+        }
+    }
+
+    /// Marks the announced spells of the `below` nodes ended (the next spell there is new).
+    /// Reads without the lock first: nothing to do is the common case.
+    pub fn mark_ended(&self, below: &[String], resource: &str, now: u64) {
+        let open = self.read().ok().is_some_and(|mut s| s.end(below, resource, now));
+        if open {
+            // Busy: another service is writing, and the next check looks again.
+            let _ = self.update(|state| ((), state.end(below, resource, now)));
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.state_dir.join(ALERTS_FILE)
+    }
+
+    fn read(&self) -> Result<AlertsState, String> {
+        match std::fs::read(self.path()) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| format!("not valid ({e}); fix or remove the file"))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AlertsState::default()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Runs `change` on the state under the lock; writes it back when `change` says so. A file
+    /// that cannot be read is left as it is.
+    fn update<T>(&self, change: impl FnOnce(&mut AlertsState) -> (T, bool)) -> Result<T, Unsettled> {
+        let path = self.path();
         // The lock is held for a read and a write: a few short waits get it, unless a holder died.
         let Some(_guard) = (0..20).find_map(|i| {
             if i > 0 {
@@ -446,39 +528,26 @@ impl AlertClaims {
             self.lock.try_acquire(ALERTS_LOCK, ALERTS_LOCK_TTL)
         }) else {
             if self.state_dir.join("lock").join(ALERTS_LOCK).is_dir() {
-                return Claim::Busy;
+                return Err(Unsettled::Busy);
             }
-            // Nobody holds it, yet it cannot be taken (a read-only or missing state directory):
-            // waiting would silence the alert for good.
-            tracing::warn!(dir = %self.state_dir.display(), "cannot take the alert lock; sending without a claim");
-            return Claim::Mine;
+            // Nobody holds it, yet it cannot be taken (a read-only or broken state directory).
+            tracing::warn!(dir = %self.state_dir.display(), "cannot take the alert lock; alerts go out unclaimed");
+            return Err(Unsettled::Broken);
         };
-        let path = self.state_dir.join(ALERTS_FILE);
-        let mut state = match std::fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<AlertsState>(&bytes) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "alert state unreadable (fix or remove the file); sending without a claim");
-                    return Claim::Mine;
-                }
-            },
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => AlertsState::default(),
-            Err(e) => {
-                tracing::warn!(path = %path.display(), error = %e, "cannot read the alert state; sending without a claim");
-                return Claim::Mine;
+        let mut state = self.read().map_err(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "alert state unreadable; alerts go out unclaimed");
+            Unsettled::Broken
+        })?;
+        let (out, write) = change(&mut state);
+        if write {
+            let written = serde_json::to_vec_pretty(&state)
+                .map_err(std::io::Error::other)
+                .and_then(|bytes| crate::state_file::write_atomically(&self.state_dir, ALERTS_FILE, &bytes));
+            if let Err(e) = written {
+                tracing::warn!(path = %path.display(), error = %e, "cannot record the alert state; other nodes may send it too");
             }
-        };
-        if state.covers(spell) {
-            return Claim::Theirs;
         }
-        state.record(spell, now, &self.host);
-        let written = serde_json::to_vec_pretty(&state)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| crate::state_file::write_atomically(&self.state_dir, ALERTS_FILE, &bytes));
-        if let Err(e) = written {
-            tracing::warn!(path = %path.display(), error = %e, "cannot record the alert; other nodes may send it too");
-        }
-        Claim::Mine
+        Ok(out)
     }
 }
 
@@ -586,23 +655,39 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("pvrb-alert-claims-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let (a, b) = (AlertClaims::new(&dir), AlertClaims::new(&dir));
+        let state = || -> AlertsState {
+            serde_json::from_slice(&std::fs::read(dir.join(ALERTS_FILE)).unwrap()).unwrap()
+        };
         assert_eq!(a.claim(&spell(100), 700), Claim::Mine);
         // b saw the spell start later (it checks on its own clock) and is due later: same spell.
         assert_eq!(b.claim(&spell(160), 760), Claim::Theirs);
         assert_eq!(a.claim(&spell(100), 700), Claim::Theirs, "a retry after a lost answer sends nothing");
-        let state: AlertsState =
-            serde_json::from_slice(&std::fs::read(dir.join(ALERTS_FILE)).unwrap()).unwrap();
-        assert_eq!(state.announced.len(), 1);
-        assert_eq!((state.announced[0].started_at, state.announced[0].announced_at), (100, 700));
-        // The node dropped below and rose again at 2000: a new spell, announced once.
+        let s = state();
+        assert_eq!(s.announced.len(), 1);
+        assert_eq!(
+            (s.announced[0].started_at, s.announced[0].announced_at, s.announced[0].ended_at),
+            (100, 700, None)
+        );
+        // A service started during the spell (say, restarted by an upgrade) dates it from its
+        // own start, after the announcement: the spell has not been seen to end, so it is known.
+        let restarted = AlertClaims::new(&dir);
+        assert_eq!(restarted.claim(&spell(900), 1500), Claim::Theirs);
+        // The node dropped below at 1000 (b saw it) and rose again at 2000: a new spell, once.
+        b.mark_ended(&["pve1".into()], "cpu", 1000);
+        assert_eq!(state().announced[0].ended_at, None, "another resource's spell");
+        b.mark_ended(&["pve1".into()], "memory", 1000);
+        a.mark_ended(&["pve1".into()], "memory", 1010);
+        assert_eq!(state().announced[0].ended_at, Some(1000), "the first sight of the end counts");
         assert_eq!(b.claim(&spell(2000), 2600), Claim::Mine);
         assert_eq!(a.claim(&spell(1990), 2610), Claim::Theirs);
+        assert_eq!(state().announced[0].ended_at, None, "the new spell lasts");
         // Another node's spell is its own.
         let other = Spell { node: "pve2".into(), ..spell(2000) };
         assert_eq!(a.claim(&other, 2610), Claim::Mine);
         // A damaged file is not overwritten, and the alert still goes out.
         std::fs::write(dir.join(ALERTS_FILE), b"{not json").unwrap();
         assert_eq!(a.claim(&spell(5000), 5600), Claim::Mine);
+        a.mark_ended(&["pve1".into()], "memory", 5700);
         assert_eq!(std::fs::read(dir.join(ALERTS_FILE)).unwrap(), b"{not json");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -1,7 +1,8 @@
 //! Threshold alerts from one node only: two services' notifiers watch one simulated cluster and
 //! share a state directory (as every node shares pmxcfs), with one webhook receiver on loopback.
-//! Each spell above the limit arrives exactly once; with separate state directories (no shared
-//! claim) each arrives twice, which is what the claim prevents.
+//! Each spell above the limit arrives exactly once, also after a service restarts during it;
+//! with separate state directories (no shared claim) each arrives twice, which is what the claim
+//! prevents.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -81,17 +82,16 @@ async fn nodes_above(sim: &RunningSim) -> Vec<String> {
     nodes
 }
 
-/// Two services watching `sim`, with these state directories, for three checks each; what the
+/// Services watching `sim`, one per state directory, for `checks` checks each; what the
 /// receiver got, counted per node.
-async fn run_two_services(sim: &RunningSim, dirs: [&Path; 2]) -> BTreeMap<String, usize> {
+async fn run_services(sim: &RunningSim, dirs: &[&Path], checks: u64) -> BTreeMap<String, usize> {
     let (hook, got) = receiver().await;
     let (notify, alert) = config(&hook);
     let watchers: Vec<_> = dirs
         .iter()
         .map(|dir| Arc::new(Notifier::new(&notify)).watch_thresholds(client(sim), alert.clone(), dir))
         .collect();
-    // Three checks per service: a second and third look at the same spells send nothing more.
-    let end = Instant::now() + Duration::from_secs(2 * CHECK_SECS + 2);
+    let end = Instant::now() + Duration::from_secs((checks - 1) * CHECK_SECS + 2);
     while Instant::now() < end {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -110,7 +110,8 @@ async fn two_services_sharing_the_state_dir_send_each_spell_once() {
     let expected = nodes_above(&sim).await;
     assert!(!expected.is_empty(), "some node is above {LIMIT}%");
     let shared_dir = temp_dir("shared");
-    let got = run_two_services(&sim, [&shared_dir, &shared_dir]).await;
+    // Three checks per service: the second and third look at the same spells send nothing more.
+    let got = run_services(&sim, &[&shared_dir, &shared_dir], 3).await;
     let want: BTreeMap<String, usize> = expected.iter().map(|n| (n.clone(), 1)).collect();
     assert_eq!(got, want, "exactly one message per spell");
     // The claims are on record: node, resource, who sent it.
@@ -121,6 +122,9 @@ async fn two_services_sharing_the_state_dir_send_each_spell_once() {
         state["announced"].as_array().unwrap().iter().map(|a| a["node"].as_str().unwrap()).collect();
     assert_eq!(recorded.len(), expected.len(), "{state}");
     assert!(state["announced"][0]["by"].as_str().is_some_and(|h| !h.is_empty()), "{state}");
+    // A service (re)started during the spells, as by a package upgrade, sends nothing again.
+    let again = run_services(&sim, &[&shared_dir], 2).await;
+    assert_eq!(again, BTreeMap::new(), "the spells are still the announced ones");
     sim.shutdown().await;
 }
 
@@ -129,7 +133,7 @@ async fn without_a_shared_claim_each_service_would_send_its_own_copy() {
     let sim = start_sim().await;
     let expected = nodes_above(&sim).await;
     let (a, b) = (temp_dir("a"), temp_dir("b"));
-    let got = run_two_services(&sim, [&a, &b]).await;
+    let got = run_services(&sim, &[&a, &b], 3).await;
     let want: BTreeMap<String, usize> = expected.iter().map(|n| (n.clone(), 2)).collect();
     assert_eq!(got, want, "one copy per service");
     sim.shutdown().await;
