@@ -19,7 +19,7 @@
 use super::output::kind;
 use serde_json::{json, Map, Value};
 use shared::model::Pressure;
-use shared::rules::{policies, Policies};
+use shared::rules::{policies, Policies, RuleSource};
 use shared::{ClusterSnapshot, Guest, Node, NodeStatus, Plan};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -102,7 +102,7 @@ fn guests_json(
     // Groups (the rule engine's, after merging) that have the guest as a member.
     let member_of_groups = |together: bool, vmid: u32| -> Vec<String> {
         let groups = if together { &rules.together } else { &rules.apart };
-        groups.iter().filter(|g| g.vmids.contains(&vmid)).map(|g| g.name.clone()).collect()
+        groups.iter().filter(|g| g.vmids.contains(&vmid)).map(|g| group_key(&g.name, &g.source)).collect()
     };
     let mut out = Map::new();
     for p in guests {
@@ -141,6 +141,14 @@ fn guests_json(
         );
     }
     Value::Object(out)
+}
+
+/// ProxLB names an HA rule's group by the rule id; tag and pool groups by their tag or pool.
+fn group_key(name: &str, source: &RuleSource) -> String {
+    match source {
+        RuleSource::HaRule { rule } => rule.clone(),
+        _ => name.to_owned(),
+    }
 }
 
 fn is_hot(pressure: Option<Pressure>, threshold: f64) -> bool {
@@ -285,7 +293,7 @@ fn groups_json(
                 "memory": sum(&members, |g| g.mem_max as f64, |g| g.mem_used as f64),
                 "disk": sum(&members, |g| g.disk_max as f64, |g| g.disk_used as f64),
             });
-            (g.name.clone(), body)
+            (group_key(&g.name, &g.source), body)
         })
         .collect();
     let anti_affinity: Map<String, Value> = rules
@@ -299,7 +307,7 @@ fn groups_json(
                 "counter": members.len(),
                 "used_nodes": used_nodes,
             });
-            (g.name.clone(), body)
+            (group_key(&g.name, &g.source), body)
         })
         .collect();
     let drained = |node: &str| {
@@ -466,7 +474,8 @@ mod tests {
         assert_eq!(g["keep"]["ignore"], true);
         assert_eq!(g["web"]["ignore"], false);
         // Tags and HA rules both make groups, as in ProxLB.
-        assert_eq!(g["web"]["anti_affinity_groups"], json!(["ha:apart", "plb_anti_affinity_web"]));
+        assert_eq!(g["web"]["anti_affinity_groups"], json!(["apart", "plb_anti_affinity_web"]));
+        assert_eq!(v["groups"]["anti_affinity"]["apart"]["guests"], json!(["web", "box"]));
         assert_eq!(g["web2"]["anti_affinity_groups"], json!(["plb_anti_affinity_web"]));
         assert_eq!(
             g["web"]["ha_rules"],

@@ -4,8 +4,10 @@
 //! values of the same JSON type, nested objects included. The harness's own reader of ProxLB's
 //! output (`compare::proxlb::moves`) reads ours.
 //!
-//! Which moves each tool plans differs (that is the comparison's subject), so only the shape and
-//! the placement before the plan (`node_current`) are compared.
+//! Values that do not depend on the plan are compared too: each guest's id, type, placement,
+//! pools, pins, HA rules, groups, tags and ignore flag; each node's version, maintenance and
+//! capacity; the anti-affinity groups, pools and HA rules. Which moves each tool plans differs
+//! (that is the comparison's subject), so targets and post-plan node figures are not.
 
 use compare::proxlb;
 use serde_json::Value;
@@ -72,6 +74,13 @@ fn differences(theirs: &Value, ours: &Value) -> Vec<String> {
         }
     }
     diff
+}
+
+/// A JSON array of strings, sorted.
+fn sorted(v: &Value) -> Vec<String> {
+    let mut out: Vec<String> = v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect();
+    out.sort();
+    out
 }
 
 async fn run_proxlb(cfg: &Path) -> String {
@@ -152,15 +161,37 @@ async fn our_proxlb_output_has_proxlbs_shape() {
     let mut problems = Vec::new();
     for (name, t) in theirs["guests"].as_object().unwrap() {
         let o = &ours["guests"][name];
-        assert_eq!(o["node_current"], t["node_current"], "{name}: where it runs");
-        assert_eq!(o["id"], t["id"], "{name}: vmid");
-        assert_eq!(o["type"], t["type"], "{name}: type");
+        // What the cluster and its rules say, before any plan: the same values.
+        for key in ["id", "name", "type", "node_current", "pools", "node_relationships", "ha_rules"] {
+            assert_eq!(o[key], t[key], "guests.{name}.{key}");
+        }
+        assert_eq!(sorted(&o["anti_affinity_groups"]), sorted(&t["anti_affinity_groups"]), "{name}: groups");
+        // ProxLB splits an empty tag string into `[""]`; we list no tag.
+        let their_tags: Vec<&Value> = t["tags"].as_array().unwrap().iter().filter(|t| *t != "").collect();
+        assert_eq!(o["tags"].as_array().unwrap().iter().collect::<Vec<_>>(), their_tags, "{name}: tags");
+        // ProxBalance's `ignore` tag is honoured by us, not by ProxLB.
+        if !their_tags.iter().any(|t| *t == "ignore") {
+            assert_eq!(o["ignore"], t["ignore"], "{name}: ignore");
+        }
         problems.extend(differences(t, o).into_iter().map(|d| format!("guests.{name}: {d}")));
     }
     for (name, t) in theirs["nodes"].as_object().unwrap() {
-        problems
-            .extend(differences(t, &ours["nodes"][name]).into_iter().map(|d| format!("nodes.{name}: {d}")));
+        let o = &ours["nodes"][name];
+        for key in ["name", "pve_version", "maintenance"] {
+            assert_eq!(o[key], t[key], "nodes.{name}.{key}");
+        }
+        for r in ["cpu", "memory", "disk"] {
+            assert_eq!(o[r]["total"], t[r]["total"], "nodes.{name}.{r}.total");
+        }
+        problems.extend(differences(t, o).into_iter().map(|d| format!("nodes.{name}: {d}")));
     }
+    let anti = |v: &Value| -> BTreeMap<String, Vec<String>> {
+        let groups = v["groups"]["anti_affinity"].as_object().unwrap();
+        groups.iter().map(|(k, g)| (k.clone(), sorted(&g["guests"]))).collect()
+    };
+    assert_eq!(anti(&ours), anti(&theirs), "anti-affinity groups and their members");
+    assert_eq!(ours["ha_rules"], theirs["ha_rules"]);
+    assert_eq!(ours["pools"], theirs["pools"]);
     // Entries of the keyed collections: compare the first entry each side has.
     for path in ["pools", "ha_rules", "groups/anti_affinity", "groups/affinity"] {
         let pick = |v: &Value| path.split('/').fold(v.clone(), |v, k| v[k].clone());
