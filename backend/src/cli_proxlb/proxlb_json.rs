@@ -13,8 +13,8 @@
 //!
 //! Differences, each because we do not have the figure: the `*_spikes_percent` pressure fields
 //! are 0 (we collect averages only), `pve_version` is the answering node's for every node, and
-//! guests in no affinity group get no random-UUID group of their own. Two guests with one name
-//! (ProxLB keeps the last) are both kept, the second as `name#vmid`.
+//! the single-guest affinity groups ProxLB keys by a random UUID have a stable UUID-shaped key.
+//! Two guests with one name (ProxLB keeps the last) are both kept, the second as `name#vmid`.
 
 use super::output::kind;
 use serde_json::{json, Map, Value};
@@ -111,7 +111,6 @@ fn guests_json(
         let relationships = policy.allowed.clone().or(policy.preferred.clone()).unwrap_or_default();
         let pressure = g.pressure.unwrap_or_default();
         let hot = is_hot(g.pressure, plan.request.psi_threshold);
-        let cpu_fraction = if g.cpus > 0.0 { g.cpu_used / g.cpus } else { 0.0 };
         let member_of: Vec<&Value> = all_rules
             .iter()
             .filter(|r| r["members"].as_array().is_some_and(|m| m.contains(&json!(g.vmid))))
@@ -134,7 +133,7 @@ fn guests_json(
                 "anti_affinity_groups": member_of_groups(false, g.vmid),
                 "node_relationships": relationships,
                 "ha_rules": member_of,
-                "cpu": guest_metric(g.cpus.trunc(), cpu_fraction, pressure.cpu_some, pressure.cpu_full, hot),
+                "cpu": guest_metric(g.cpus.trunc(), cpu_fraction(g), pressure.cpu_some, pressure.cpu_full, hot),
                 "memory": guest_metric(g.mem_max as f64, g.mem_used as f64, pressure.memory_some, pressure.memory_full, hot),
                 "disk": guest_metric(g.disk_max as f64, g.disk_used as f64, pressure.io_some, pressure.io_full, hot),
             }),
@@ -148,6 +147,15 @@ fn group_key(name: &str, source: &RuleSource) -> String {
     match source {
         RuleSource::HaRule { rule } => rule.clone(),
         _ => name.to_owned(),
+    }
+}
+
+/// CPU use as PVE's RRD reports it for a guest: a fraction of its vCPUs.
+fn cpu_fraction(g: &Guest) -> f64 {
+    if g.cpus > 0.0 {
+        g.cpu_used / g.cpus
+    } else {
+        0.0
     }
 }
 
@@ -281,21 +289,25 @@ fn groups_json(
             "used": json!(members.iter().map(|p| used(p.guest)).sum::<f64>()),
         })
     };
-    let affinity: Map<String, Value> = rules
+    let affinity_group = |members: &[&Placed]| {
+        json!({
+            "counter": members.len(),
+            "guests": member_names(members),
+            "cpu": sum(members, |g| g.cpus.trunc(), cpu_fraction),
+            "memory": sum(members, |g| g.mem_max as f64, |g| g.mem_used as f64),
+            "disk": sum(members, |g| g.disk_max as f64, |g| g.disk_used as f64),
+        })
+    };
+    let mut affinity: Map<String, Value> = rules
         .together
         .iter()
-        .map(|g| {
-            let members = shown(&g.vmids);
-            let body = json!({
-                "counter": members.len(),
-                "guests": member_names(&members),
-                "cpu": sum(&members, |g| g.cpus.trunc(), |g| g.cpu_used),
-                "memory": sum(&members, |g| g.mem_max as f64, |g| g.mem_used as f64),
-                "disk": sum(&members, |g| g.disk_max as f64, |g| g.disk_used as f64),
-            });
-            (group_key(&g.name, &g.source), body)
-        })
+        .map(|g| (group_key(&g.name, &g.source), affinity_group(&shown(&g.vmids))))
         .collect();
+    // ProxLB puts every other guest in an affinity group of its own, under a random UUID; ours
+    // are UUID-shaped too, and stable (the vmid is the last field).
+    for p in guests.iter().filter(|p| !rules.together.iter().any(|g| g.vmids.contains(&p.guest.vmid))) {
+        affinity.insert(format!("00000000-0000-4000-8000-{:012}", p.guest.vmid), affinity_group(&[p]));
+    }
     let anti_affinity: Map<String, Value> = rules
         .apart
         .iter()
@@ -485,6 +497,11 @@ mod tests {
         assert_eq!(group["counter"], 2);
         assert_eq!(group["used_nodes"], json!(["pve1"]));
         assert_eq!(v["ha_rules"]["apart"]["members"], json!([100, 200]));
+        // Every guest outside an affinity group is one of its own, as in ProxLB.
+        let own = &v["groups"]["affinity"]["00000000-0000-4000-8000-000000000100"];
+        assert_eq!((own["counter"].as_u64(), &own["guests"]), (Some(1), &json!(["web"])));
+        assert_eq!(own["cpu"]["used"].as_f64(), Some(0.5), "a fraction of its vCPUs");
+        assert_eq!(v["groups"]["affinity"].as_object().unwrap().len(), 4, "the running guests");
     }
 
     #[test]
