@@ -10,6 +10,7 @@
 
 mod connect;
 pub(crate) mod output;
+pub mod proxlb_json;
 mod signals;
 
 pub use connect::{connect, Failure};
@@ -38,6 +39,9 @@ pub struct ProxlbArgs {
     /// Print the plan as JSON on stdout (docs/CONFIG.md describes it).
     #[arg(short = 'j', long)]
     pub json: bool,
+    /// The JSON to print (implies -j): ours, or ProxLB 2.3's shape [default: rebalancer.output].
+    #[arg(long, value_enum)]
+    pub output: Option<config::OutputFormat>,
     /// Print the best node for a new guest as the last stdout line (ranking on stderr), then exit.
     #[arg(short = 'b', long)]
     pub best_node: bool,
@@ -132,8 +136,9 @@ async fn run_once(loaded: &LoadedConfig, args: &ProxlbArgs, signals: &Signals) -
     }
     crate::recent::fill(&client, &mut snapshot, request.cooldown_secs.max(request.no_return_secs)).await;
     let plan = crate::preflight::plan(&client, &mut snapshot, |s| plan_for(loaded, s, request)).await;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&plan).map_err(|e| Failure::Other(e.to_string()))?);
+    let format = args.output.unwrap_or(cfg.rebalancer.output);
+    if args.json || args.output.is_some() {
+        println!("{}", plan_json(format, &snapshot, &plan)?);
     } else {
         print!("{}", output::plan_table(&plan));
     }
@@ -153,6 +158,19 @@ async fn run_once(loaded: &LoadedConfig, args: &ProxlbArgs, signals: &Signals) -
         tracing::info!("not migrating: {why}");
     }
     Ok(())
+}
+
+fn plan_json(
+    format: config::OutputFormat,
+    snapshot: &ClusterSnapshot,
+    plan: &Plan,
+) -> Result<String, Failure> {
+    match format {
+        config::OutputFormat::Ours => {
+            serde_json::to_string_pretty(plan).map_err(|e| Failure::Other(e.to_string()))
+        }
+        config::OutputFormat::Proxlb => Ok(proxlb_json::render(&proxlb_json::proxlb_json(snapshot, plan))),
+    }
 }
 
 async fn collect(client: &crate::pve::PveClient) -> Result<ClusterSnapshot, Failure> {

@@ -14,6 +14,7 @@ mod validate;
 
 pub mod load;
 pub mod map;
+pub mod notify;
 pub mod types;
 
 pub use load::{load_file, parse_str, ConfigError, LoadedConfig};

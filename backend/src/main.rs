@@ -343,7 +343,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             let notify = loaded.as_ref().map(|l| l.config.rebalancer.notify.clone()).unwrap_or_default();
             let notifier = Arc::new(backend::notify::Notifier::new(&notify));
             if let Some(alert) = notify.alert.clone().filter(|_| !notify.targets.is_empty()) {
-                notifier.clone().watch_thresholds(client.clone(), alert);
+                notifier.clone().watch_thresholds(client.clone(), alert, &maint.state_dir);
             }
             let sampler =
                 sampler.config().map_err(|e| anyhow::anyhow!("--sample-interval/--history-hours: {e}"))?;

@@ -7,110 +7,15 @@
 //! bounded timeout, and a failure is logged and dropped. Tokens and URLs (a Telegram URL holds
 //! the bot token) are never logged: a target is named by its index and kind.
 
-use crate::execute::{ExecEvent, Executor};
-use serde::Deserialize;
+pub use crate::config::notify::{Alert, Kind, NotifyConfig, Target};
+use crate::execute::{ClusterLock, DirLock, ExecEvent, Executor};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use shared::api::{JobState, JobSummary, StepState, StepView};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Where messages go (`rebalancer.notify.targets[]`).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    /// POST of `{event, title, message, at, job_id?, node?}`.
-    Json,
-    /// Gotify: POST `URL/message` with `X-Gotify-Key: token`.
-    Gotify,
-    /// ntfy: POST of the text to the topic URL, `Title` header, bearer token if set.
-    Ntfy,
-    /// Telegram: POST `URL/bot<token>/sendMessage` `{chat_id, text}` (URL default
-    /// `https://api.telegram.org`).
-    Telegram,
-    /// Slack and compatible incoming webhooks (Mattermost, Rocket.Chat, Discord's `/slack`):
-    /// POST `{text}`.
-    Slack,
-}
-
-impl Kind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Kind::Json => "json",
-            Kind::Gotify => "gotify",
-            Kind::Ntfy => "ntfy",
-            Kind::Telegram => "telegram",
-            Kind::Slack => "slack",
-        }
-    }
-}
-
-#[derive(Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Target {
-    pub kind: Kind,
-    #[serde(default)]
-    pub url: Option<String>,
-    #[serde(default)]
-    pub token: Option<crate::config::Secret>,
-    /// Telegram's chat.
-    #[serde(default)]
-    pub chat_id: Option<String>,
-}
-
-impl std::fmt::Debug for Target {
-    // The URL may hold a secret too (Telegram's bot token, a webhook's path): never printed.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target").field("kind", &self.kind).finish_non_exhaustive()
-    }
-}
-
-impl Target {
-    /// What is wrong with this target, for the configuration check.
-    pub fn problem(&self) -> Option<String> {
-        let url_ok = |u: &str| u.starts_with("http://") || u.starts_with("https://");
-        match (&self.kind, &self.url) {
-            (Kind::Telegram, _) if self.token.is_none() || self.chat_id.is_none() => {
-                Some("telegram needs `token` (the bot token) and `chat_id`".into())
-            }
-            (Kind::Telegram, None) => None,
-            (_, None) => Some("needs `url` (http:// or https://)".into()),
-            (_, Some(u)) if !url_ok(u) => Some("`url` must start with http:// or https://".into()),
-            _ => None,
-        }
-    }
-}
-
-/// "Node above X % for Y minutes" (`rebalancer.notify.alert`).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct Alert {
-    /// Usage percent (0–100) that counts as high.
-    pub percent: f64,
-    /// For this many minutes in a row before one alert is sent (re-armed when it drops below).
-    pub minutes: f64,
-    /// `memory` or `cpu`.
-    pub resource: String,
-    /// Seconds between the collections the alert is evaluated on.
-    pub check_interval_secs: u64,
-}
-
-impl Default for Alert {
-    fn default() -> Self {
-        Alert { percent: 90.0, minutes: 10.0, resource: "memory".into(), check_interval_secs: 60 }
-    }
-}
-
-/// `rebalancer.notify`.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct NotifyConfig {
-    pub targets: Vec<Target>,
-    /// Threshold alerts; off when absent.
-    pub alert: Option<Alert>,
-    /// Seconds one message may take (default 5).
-    pub timeout_secs: Option<u64>,
-}
 
 /// One thing worth telling people.
 #[derive(Clone, Debug, PartialEq)]
@@ -334,12 +239,16 @@ impl Notifier {
     }
 
     /// Collects every `alert.check_interval_secs` and sends a threshold alert per node that stayed
-    /// above the limit long enough.
+    /// above the limit long enough, once per spell cluster-wide: every node's service watches,
+    /// the one that records the spell in `<state_dir>/alerts.json` first sends it, and the first
+    /// to see the node below the limit again marks the spell ended there.
     pub fn watch_thresholds(
         self: Arc<Self>,
         pve: Arc<crate::pve::PveClient>,
         alert: Alert,
+        state_dir: &Path,
     ) -> tokio::task::JoinHandle<()> {
+        let claims = Arc::new(AlertClaims::new(state_dir));
         tokio::spawn(async move {
             let mut tracker = ThresholdTracker::new(alert.clone());
             let mut tick = tokio::time::interval(Duration::from_secs(alert.check_interval_secs.max(5)));
@@ -348,14 +257,44 @@ impl Notifier {
                 let now = crate::unix_now();
                 match crate::collect::snapshot(&pve, now).await {
                     Ok(snap) => {
-                        for event in tracker.observe(&shared::api::ClusterView::of(snap), now) {
-                            self.send(event);
+                        let view = shared::api::ClusterView::of(snap);
+                        let (c, below, resource) =
+                            (claims.clone(), tracker.below(&view), alert.resource.clone());
+                        // File system work (pmxcfs in production) stays off the async threads.
+                        let _ =
+                            tokio::task::spawn_blocking(move || c.mark_ended(&below, &resource, now)).await;
+                        for spell in tracker.observe(&view, now) {
+                            self.announce(&claims, &mut tracker, spell, now).await;
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "threshold check: collection failed"),
                 }
             }
         })
+    }
+
+    /// Sends `spell`'s alert if this service is the first to record it; settles it in `tracker`
+    /// unless the claim could not be decided (then the next check tries again).
+    async fn announce(
+        self: &Arc<Self>,
+        claims: &Arc<AlertClaims>,
+        tracker: &mut ThresholdTracker,
+        spell: Spell,
+        now: u64,
+    ) {
+        let (c, s) = (claims.clone(), spell.clone());
+        let claim = tokio::task::spawn_blocking(move || c.claim(&s, now)).await.unwrap_or(Claim::Busy);
+        match claim {
+            Claim::Mine => {
+                tracker.settle(&spell);
+                self.send(tracker.event(&spell));
+            }
+            Claim::Theirs => {
+                tracing::debug!(node = %spell.node, "threshold alert already sent by another node");
+                tracker.settle(&spell);
+            }
+            Claim::Busy => tracing::debug!(node = %spell.node, "alert lock busy; trying at the next check"),
+        }
     }
 }
 
@@ -365,7 +304,16 @@ fn evacuated_node(m: &crate::maintenance::Maintenance, job_id: u64) -> Option<St
     marks.into_values().find(|n| n.job_id == Some(job_id)).map(|n| n.node)
 }
 
-/// Per node: since when it has been above the threshold, and whether that spell was reported.
+/// One node above the alert limit, continuously since `started_at` as this service saw it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spell {
+    pub node: String,
+    pub resource: String,
+    pub started_at: u64,
+}
+
+/// Per node: since when it has been above the threshold, and whether that spell was settled
+/// (announced here or by another node).
 pub struct ThresholdTracker {
     alert: Alert,
     above_since: BTreeMap<String, (u64, bool)>,
@@ -376,8 +324,8 @@ impl ThresholdTracker {
         ThresholdTracker { alert, above_since: BTreeMap::new() }
     }
 
-    /// One collection at `now`: the alerts it triggers (at most one per spell above the limit).
-    pub fn observe(&mut self, view: &shared::api::ClusterView, now: u64) -> Vec<Event> {
+    /// One collection at `now`: the spells long enough to announce and not settled yet.
+    pub fn observe(&mut self, view: &shared::api::ClusterView, now: u64) -> Vec<Spell> {
         let loads = if self.alert.resource == "cpu" { &view.cpu } else { &view.memory };
         let mut out = Vec::new();
         for l in loads {
@@ -385,18 +333,221 @@ impl ThresholdTracker {
                 self.above_since.remove(&l.node);
                 continue;
             }
-            let (since, sent) = self.above_since.entry(l.node.clone()).or_insert((now, false));
-            if !*sent && now.saturating_sub(*since) as f64 >= self.alert.minutes * 60.0 {
-                *sent = true;
-                out.push(Event::Threshold {
+            let (since, settled) = *self.above_since.entry(l.node.clone()).or_insert((now, false));
+            if !settled && now.saturating_sub(since) as f64 >= self.alert.minutes * 60.0 {
+                out.push(Spell {
                     node: l.node.clone(),
                     resource: self.alert.resource.clone(),
-                    percent: self.alert.percent,
-                    minutes: self.alert.minutes,
+                    started_at: since,
                 });
             }
         }
         out
+    }
+
+    /// Nodes below the limit in `view`: where an announced spell has ended.
+    pub fn below(&self, view: &shared::api::ClusterView) -> Vec<String> {
+        let loads = if self.alert.resource == "cpu" { &view.cpu } else { &view.memory };
+        loads.iter().filter(|l| l.percent < self.alert.percent).map(|l| l.node.clone()).collect()
+    }
+
+    /// `spell` was announced (here or elsewhere): no more alerts until it ends.
+    pub fn settle(&mut self, spell: &Spell) {
+        if let Some((since, settled)) = self.above_since.get_mut(&spell.node) {
+            if *since == spell.started_at {
+                *settled = true;
+            }
+        }
+    }
+
+    pub fn event(&self, spell: &Spell) -> Event {
+        Event::Threshold {
+            node: spell.node.clone(),
+            resource: spell.resource.clone(),
+            percent: self.alert.percent,
+            minutes: self.alert.minutes,
+        }
+    }
+}
+
+/// Where the cluster records announced alert spells (in `--state-dir`, pmxcfs by default).
+pub const ALERTS_FILE: &str = "alerts.json";
+const ALERTS_LOCK: &str = "alerts";
+/// The lock covers a read and a write of a small file: a holder older than this is dead.
+const ALERTS_LOCK_TTL: Duration = Duration::from_secs(30);
+
+/// Whether this service sends a spell's alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Recorded here first: send.
+    Mine,
+    /// Another service recorded this spell: do not send.
+    Theirs,
+    /// The lock stayed taken: decide at the next check.
+    Busy,
+}
+
+/// `alerts.json`: the latest announced spell per node and resource.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AlertsState {
+    pub announced: Vec<Announced>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Announced {
+    pub node: String,
+    pub resource: String,
+    /// When the announcing service saw the spell start (Unix seconds).
+    pub started_at: u64,
+    pub announced_at: u64,
+    /// Host of the service that sent it.
+    pub by: String,
+    /// When a service first saw the node below the limit again; `None` while the spell lasts.
+    #[serde(default)]
+    pub ended_at: Option<u64>,
+}
+
+impl AlertsState {
+    /// Someone announced `spell` already: the node's announcement was made while this service
+    /// has seen the node above the limit without a break, or its spell has not been seen to end
+    /// (this service started during it, e.g. restarted by a package upgrade). Each service dates
+    /// a spell by its own first sight of it, so start times differ between nodes; the
+    /// announcement and the end are what they share.
+    pub fn covers(&self, spell: &Spell) -> bool {
+        self.announced.iter().any(|a| {
+            a.node == spell.node
+                && a.resource == spell.resource
+                && (a.announced_at >= spell.started_at || a.ended_at.is_none())
+        })
+    }
+
+    /// Records `spell` as announced at `now` by `host`, replacing the node's older record.
+    pub fn record(&mut self, spell: &Spell, now: u64, host: &str) {
+        self.announced.retain(|a| !(a.node == spell.node && a.resource == spell.resource));
+        self.announced.push(Announced {
+            node: spell.node.clone(),
+            resource: spell.resource.clone(),
+            started_at: spell.started_at,
+            announced_at: now,
+            by: host.to_owned(),
+            ended_at: None,
+        });
+    }
+
+    /// Announced spells of `resource` on `below` nodes not yet marked ended: ended at `now`.
+    /// Whether anything changed.
+    pub fn end(&mut self, below: &[String], resource: &str, now: u64) -> bool {
+        let mut changed = false;
+        for a in &mut self.announced {
+            if a.ended_at.is_none() && a.resource == resource && below.contains(&a.node) {
+                a.ended_at = Some(now);
+                changed = true;
+            }
+        }
+        changed
+    }
+}
+
+/// Why `alerts.json` could not be updated.
+enum Unsettled {
+    /// Another service holds the lock.
+    Busy,
+    /// Logged: the lock cannot be taken, or the file read or parsed.
+    Broken,
+}
+
+/// The cluster-wide claim on alert spells: `<state_dir>/alerts.json`, read and written under a
+/// `mkdir` lock in `<state_dir>/lock` (as the scheduler claims runs). Blocking (file system,
+/// short waits for the lock): call off the async threads.
+pub struct AlertClaims {
+    state_dir: PathBuf,
+    lock: DirLock,
+    host: String,
+}
+
+impl AlertClaims {
+    pub fn new(state_dir: &Path) -> AlertClaims {
+        AlertClaims {
+            state_dir: state_dir.to_owned(),
+            lock: DirLock::new(state_dir.join("lock")),
+            host: crate::maintenance::this_host(),
+        }
+    }
+
+    /// Records `spell` at `now` unless another service did. A lock that cannot be taken
+    /// although nobody holds it, or a state file that cannot be read, is logged and the alert
+    /// sent anyway: a duplicate is better than a silent alert.
+    pub fn claim(&self, spell: &Spell, now: u64) -> Claim {
+        let decided = self.update(|state| {
+            if state.covers(spell) {
+                return (Claim::Theirs, false);
+            }
+            state.record(spell, now, &self.host);
+            (Claim::Mine, true)
+        });
+        match decided {
+            Ok(claim) => claim,
+            Err(Unsettled::Busy) => Claim::Busy,
+            Err(Unsettled::Broken) => Claim::Mine,
+        }
+    }
+
+    /// Marks the announced spells of the `below` nodes ended (the next spell there is new).
+    /// Reads without the lock first: nothing to do is the common case.
+    pub fn mark_ended(&self, below: &[String], resource: &str, now: u64) {
+        let open = self.read().ok().is_some_and(|mut s| s.end(below, resource, now));
+        if open {
+            // Busy: another service is writing, and the next check looks again.
+            let _ = self.update(|state| ((), state.end(below, resource, now)));
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.state_dir.join(ALERTS_FILE)
+    }
+
+    fn read(&self) -> Result<AlertsState, String> {
+        match std::fs::read(self.path()) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes).map_err(|e| format!("not valid ({e}); fix or remove the file"))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(AlertsState::default()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Runs `change` on the state under the lock; writes it back when `change` says so. A file
+    /// that cannot be read is left as it is.
+    fn update<T>(&self, change: impl FnOnce(&mut AlertsState) -> (T, bool)) -> Result<T, Unsettled> {
+        let path = self.path();
+        // The lock is held for a read and a write: a few short waits get it, unless a holder died.
+        let Some(_guard) = (0..20).find_map(|i| {
+            if i > 0 {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            self.lock.try_acquire(ALERTS_LOCK, ALERTS_LOCK_TTL)
+        }) else {
+            if self.state_dir.join("lock").join(ALERTS_LOCK).is_dir() {
+                return Err(Unsettled::Busy);
+            }
+            // Nobody holds it, yet it cannot be taken (a read-only or broken state directory).
+            tracing::warn!(dir = %self.state_dir.display(), "cannot take the alert lock; alerts go out unclaimed");
+            return Err(Unsettled::Broken);
+        };
+        let mut state = self.read().map_err(|e| {
+            tracing::warn!(path = %path.display(), error = %e, "alert state unreadable; alerts go out unclaimed");
+            Unsettled::Broken
+        })?;
+        let (out, write) = change(&mut state);
+        if write {
+            let written = serde_json::to_vec_pretty(&state)
+                .map_err(std::io::Error::other)
+                .and_then(|bytes| crate::state_file::write_atomically(&self.state_dir, ALERTS_FILE, &bytes));
+            if let Err(e) = written {
+                tracing::warn!(path = %path.display(), error = %e, "cannot record the alert state; other nodes may send it too");
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -453,20 +604,6 @@ mod tests {
     }
 
     #[test]
-    fn config_problems_are_named() {
-        let parse = |y: &str| serde_norway::from_str::<NotifyConfig>(y);
-        let c =
-            parse("targets: [{kind: ntfy, url: 'https://ntfy.sh/t'}, {kind: telegram, token: x}]").unwrap();
-        assert_eq!(c.targets[0].problem(), None);
-        assert!(c.targets[1].problem().unwrap().contains("chat_id"));
-        let c = parse("targets: [{kind: slack, url: 'ftp://x'}, {kind: gotify}]").unwrap();
-        assert!(c.targets[0].problem().unwrap().contains("http://"));
-        assert!(c.targets[1].problem().unwrap().contains("needs `url`"));
-        assert!(parse("targets: [{kind: email, url: 'http://x'}]").is_err(), "unknown kind");
-        assert!(parse("targets: [{kind: json, uri: 'http://x'}]").is_err(), "unknown key");
-    }
-
-    #[test]
     fn a_threshold_alerts_once_per_spell_after_the_duration() {
         let snap = |pct: f64| shared::api::ClusterView {
             snapshot: Default::default(),
@@ -479,12 +616,101 @@ mod tests {
             memory_reserve: Default::default(),
         };
         let mut t = ThresholdTracker::new(Alert { percent: 80.0, minutes: 2.0, ..Alert::default() });
-        assert!(t.observe(&snap(85.0), 0).is_empty());
-        assert!(t.observe(&snap(85.0), 60).is_empty());
-        assert_eq!(t.observe(&snap(90.0), 120).len(), 1);
-        assert!(t.observe(&snap(90.0), 180).is_empty(), "one alert per spell");
-        assert!(t.observe(&snap(50.0), 240).is_empty());
-        assert!(t.observe(&snap(85.0), 300).is_empty(), "re-armed, the clock starts again");
-        assert_eq!(t.observe(&snap(85.0), 420).len(), 1);
+        // Every due spell announced here (as if this service always won the claim).
+        let mut alerts = |pct: f64, now: u64| {
+            let due = t.observe(&snap(pct), now);
+            due.iter().for_each(|s| t.settle(s));
+            due
+        };
+        assert!(alerts(85.0, 0).is_empty());
+        assert!(alerts(85.0, 60).is_empty());
+        assert_eq!(alerts(90.0, 120), [Spell { node: "a".into(), resource: "memory".into(), started_at: 0 }]);
+        assert!(alerts(90.0, 180).is_empty(), "one alert per spell");
+        assert!(alerts(50.0, 240).is_empty());
+        assert!(alerts(85.0, 300).is_empty(), "re-armed, the clock starts again");
+        assert_eq!(alerts(85.0, 420).len(), 1);
+    }
+
+    #[test]
+    fn a_spell_not_settled_is_offered_again_at_the_next_check() {
+        let view = |pct: f64| shared::api::ClusterView {
+            memory: vec![shared::NodeLoad { node: "a".into(), used: pct, total: 100.0, percent: pct }],
+            ..shared::api::ClusterView::of(Default::default())
+        };
+        let mut t = ThresholdTracker::new(Alert { percent: 80.0, minutes: 0.0, ..Alert::default() });
+        assert_eq!(t.observe(&view(90.0), 10).len(), 1);
+        // The claim was busy: nothing settled, so the same spell comes back.
+        let again = t.observe(&view(90.0), 70);
+        assert_eq!(again, [Spell { node: "a".into(), resource: "memory".into(), started_at: 10 }]);
+        t.settle(&again[0]);
+        assert!(t.observe(&view(90.0), 130).is_empty());
+    }
+
+    fn spell(started_at: u64) -> Spell {
+        Spell { node: "pve1".into(), resource: "memory".into(), started_at }
+    }
+
+    #[test]
+    fn the_first_service_to_record_a_spell_sends_it_and_the_others_do_not() {
+        let dir = std::env::temp_dir().join(format!("pvrb-alert-claims-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (a, b) = (AlertClaims::new(&dir), AlertClaims::new(&dir));
+        let state = || -> AlertsState {
+            serde_json::from_slice(&std::fs::read(dir.join(ALERTS_FILE)).unwrap()).unwrap()
+        };
+        assert_eq!(a.claim(&spell(100), 700), Claim::Mine);
+        // b saw the spell start later (it checks on its own clock) and is due later: same spell.
+        assert_eq!(b.claim(&spell(160), 760), Claim::Theirs);
+        assert_eq!(a.claim(&spell(100), 700), Claim::Theirs, "a retry after a lost answer sends nothing");
+        let s = state();
+        assert_eq!(s.announced.len(), 1);
+        assert_eq!(
+            (s.announced[0].started_at, s.announced[0].announced_at, s.announced[0].ended_at),
+            (100, 700, None)
+        );
+        // A service started during the spell (say, restarted by an upgrade) dates it from its
+        // own start, after the announcement: the spell has not been seen to end, so it is known.
+        let restarted = AlertClaims::new(&dir);
+        assert_eq!(restarted.claim(&spell(900), 1500), Claim::Theirs);
+        // The node dropped below at 1000 (b saw it) and rose again at 2000: a new spell, once.
+        b.mark_ended(&["pve1".into()], "cpu", 1000);
+        assert_eq!(state().announced[0].ended_at, None, "another resource's spell");
+        b.mark_ended(&["pve1".into()], "memory", 1000);
+        a.mark_ended(&["pve1".into()], "memory", 1010);
+        assert_eq!(state().announced[0].ended_at, Some(1000), "the first sight of the end counts");
+        assert_eq!(b.claim(&spell(2000), 2600), Claim::Mine);
+        assert_eq!(a.claim(&spell(1990), 2610), Claim::Theirs);
+        assert_eq!(state().announced[0].ended_at, None, "the new spell lasts");
+        // Another node's spell is its own.
+        let other = Spell { node: "pve2".into(), ..spell(2000) };
+        assert_eq!(a.claim(&other, 2610), Claim::Mine);
+        // A damaged file is not overwritten, and the alert still goes out.
+        std::fs::write(dir.join(ALERTS_FILE), b"{not json").unwrap();
+        assert_eq!(a.claim(&spell(5000), 5600), Claim::Mine);
+        a.mark_ended(&["pve1".into()], "memory", 5700);
+        assert_eq!(std::fs::read(dir.join(ALERTS_FILE)).unwrap(), b"{not json");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_held_lock_makes_the_claim_wait_for_the_next_check() {
+        let dir = std::env::temp_dir().join(format!("pvrb-alert-busy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let held = DirLock::new(dir.join("lock")).try_acquire(ALERTS_LOCK, ALERTS_LOCK_TTL).unwrap();
+        assert_eq!(AlertClaims::new(&dir).claim(&spell(0), 60), Claim::Busy);
+        drop(held);
+        assert_eq!(AlertClaims::new(&dir).claim(&spell(0), 60), Claim::Mine);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_state_dir_that_cannot_hold_the_lock_still_lets_the_alert_out() {
+        let dir = std::env::temp_dir().join(format!("pvrb-alert-nolock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // A file where the lock directory should be: mkdir under it fails for everyone.
+        std::fs::write(dir.join("lock"), b"").unwrap();
+        assert_eq!(AlertClaims::new(&dir).claim(&spell(0), 60), Claim::Mine);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

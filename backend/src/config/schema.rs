@@ -131,6 +131,7 @@ pub(super) const ROOT: Shape = Keys(&[
             ("windows", Leaf),
             ("state_dir", Leaf),
             ("ui_origins", Leaf),
+            ("output", Leaf),
         ]),
     ),
 ]);

@@ -423,7 +423,7 @@ pub struct Rebalancer {
     /// Maintenance: stopped guests leave the drained nodes too.
     pub evacuate_stopped: bool,
     /// Webhook notifications (`serve`): targets and the threshold alert. See `notify`.
-    pub notify: crate::notify::NotifyConfig,
+    pub notify: super::notify::NotifyConfig,
     /// When the daemon may execute balancing moves (`mon-fri 22:00-06:00`, node-local time);
     /// empty = always. Evacuations run at any time. See `crate::windows`.
     pub windows: Vec<String>,
@@ -433,6 +433,19 @@ pub struct Rebalancer {
     /// Host names besides the nodes' own whose PVE UI (`https://<name>:8006`) may call `serve`
     /// (e.g. the nodes' FQDNs).
     pub ui_origins: Vec<String>,
+    /// What `-j` prints: our plan, or ProxLB 2.3's JSON (for scripts written for ProxLB).
+    pub output: OutputFormat,
+}
+
+/// The JSON `-j` prints.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// Our plan (`shared::Plan`).
+    #[default]
+    Ours,
+    /// ProxLB 2.3's `-j` shape: `guests`, `nodes`, `groups`, `pools`, `ha_rules`.
+    Proxlb,
 }
 
 impl Default for Rebalancer {
@@ -457,6 +470,7 @@ impl Default for Rebalancer {
             windows: Vec::new(),
             state_dir: PathBuf::from(crate::settings::DEFAULT_STATE_DIR),
             ui_origins: Vec::new(),
+            output: OutputFormat::Ours,
         }
     }
 }

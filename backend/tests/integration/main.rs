@@ -4,6 +4,7 @@
 
 mod common;
 
+mod alerts_once;
 mod collect;
 mod config;
 mod config_cli;
@@ -11,6 +12,7 @@ mod execute;
 mod fakepve;
 mod history;
 mod layers;
+mod proxlb_output;
 mod pve_client;
 mod serve_tls;
 mod status_watch;

@@ -6,8 +6,8 @@
 pub mod routes;
 pub mod webdriver;
 
-use backend::execute::{DirLock, ExecConfig, Executor, Journal};
 use backend::app::{AppState, Policy};
+use backend::execute::{DirLock, ExecConfig, Executor, Journal};
 use backend::http::router;
 use backend::maintenance::Maintenance;
 use backend::pve::{Credentials, PveClient, PveOptions};
@@ -240,7 +240,11 @@ fn merge_rebalancer(yaml: &str) -> String {
         if in_ours && !line.starts_with(' ') && !line.trim().is_empty() {
             in_ours = false;
         }
-        if in_ours { ours.push(line) } else { head.push(line) }
+        if in_ours {
+            ours.push(line)
+        } else {
+            head.push(line)
+        }
     }
     format!("{}\nrebalancer:\n{}\n", head.join("\n"), ours.join("\n"))
 }
