@@ -125,7 +125,7 @@ async fn list(
 ) -> Result<Json<Vec<NodeMaintenance>>, MaintHttpError> {
     user.require("/", "Sys.Audit")?;
     let snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
-    Ok(Json(state.maintenance.status(&snapshot, state.jobs.as_deref())?))
+    Ok(Json(state.maintenance.status(&state.pve, &snapshot, state.jobs.as_deref()).await?))
 }
 
 async fn show(
@@ -136,7 +136,7 @@ async fn show(
     user.require("/", "Sys.Audit")?;
     let node = node_of(path)?;
     let snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
-    let all = state.maintenance.status(&snapshot, state.jobs.as_deref())?;
+    let all = state.maintenance.status(&state.pve, &snapshot, state.jobs.as_deref()).await?;
     let found = all.into_iter().find(|m| m.node == node);
     Ok(Json(found.ok_or(MaintError::UnknownNode(node))?))
 }

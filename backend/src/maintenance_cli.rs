@@ -139,9 +139,9 @@ pub async fn status(pve: PveClient, a: StatusArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    // No executor here: a mark whose job has ended is updated by the service (or the next enter
-    // or exit), so the CLI shows the record as stored.
-    let mut all = match store.status(&snapshot, None) {
+    // No executor here: the marks are judged on what is on the nodes (a node with a running
+    // guest that can move is not `in_maintenance`); a job's end is read by the service.
+    let mut all = match store.status(&pve, &snapshot, None).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -239,7 +239,7 @@ async fn finish(
     let code = report_job(&ex, id, answer.plan.steps.len(), exec, json).await;
     // The follower ends with the job; waiting for it means no state write is cut off at exit.
     store.settle(Duration::from_secs(10)).await;
-    if let Err(e) = store.reconcile(Some(&ex)) {
+    if let Err(e) = store.reconcile(ex.pve(), Some(&ex), None).await {
         return fail(e);
     }
     code
@@ -260,7 +260,7 @@ async fn report_job(ex: &Arc<Executor>, id: u64, steps: usize, exec: &ExecArgs, 
     i32::from(view.job.state != JobState::Done)
 }
 
-/// `NODE STATE SINCE BY JOB HA GUESTS-HOME`.
+/// `NODE STATE SINCE BY JOB HA GUESTS-HOME WHY` (WHY: what on the node decides the state).
 pub fn status_table(all: &[NodeMaintenance]) -> String {
     let rows: Vec<Vec<String>> = all
         .iter()
@@ -273,10 +273,11 @@ pub fn status_table(all: &[NodeMaintenance]) -> String {
                 m.job_id.map_or("-".into(), |j| j.to_string()),
                 if m.ha_maintenance { "maintenance" } else { "-" }.to_owned(),
                 m.homes.len().to_string(),
+                m.reason.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    table(&["NODE", "STATE", "SINCE", "BY", "JOB", "PVE-HA", "HOMES"], &rows)
+    table(&["NODE", "STATE", "SINCE", "BY", "JOB", "PVE-HA", "HOMES", "WHY"], &rows)
 }
 
 /// The moves, then the guests that stay and why.

@@ -187,6 +187,11 @@ impl Executor {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The PVE client the executor acts with (maintenance reads the nodes' contents with it).
+    pub fn pve(&self) -> &PveClient {
+        &self.pve
+    }
+
     pub fn journal(&self) -> &Journal {
         &self.journal
     }

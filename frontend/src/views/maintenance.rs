@@ -24,6 +24,9 @@ fn state_words(m: &NodeMaintenance) -> (&'static str, &'static str) {
         }
         (MaintenanceState::InMaintenance, _) => ("badge warn", "in maintenance"),
         (MaintenanceState::Exiting, _) => ("badge state-running", "leaving maintenance"),
+        (MaintenanceState::Failed, _) => {
+            ("badge state-failed", "maintenance failed: guests that can move are still here")
+        }
     }
 }
 
@@ -95,7 +98,7 @@ pub fn Maintenance() -> impl IntoView {
                 node: n.clone(),
                 request: MaintenanceRequest { preview: true, ha, include_stopped: stopped },
             },
-            MaintenanceState::InMaintenance => {
+            MaintenanceState::InMaintenance | MaintenanceState::Failed => {
                 Run::Exit { node: n.clone(), request: ExitRequest { preview: true, return_home: home, ha } }
             }
             // A job is under way; nothing to preview until it ends.
@@ -235,10 +238,11 @@ pub fn Maintenance() -> impl IntoView {
             };
             let homes = (!m.homes.is_empty() && m.state == MaintenanceState::InMaintenance)
                 .then(|| format!(" {} guests can return home.", m.homes.len()));
+            let reason = m.reason.clone().map(|r| format!(" {r}"));
             Some(
                 view! {
                     <p class="maint-state"><span id="maintenance-state" class=class data-state=m.state.as_str()>{words}</span>
-                        <span class="pvrb-muted">{since}{homes}</span></p>
+                        <span class="pvrb-muted">{since}{homes}</span><span id="maintenance-reason">{reason}</span></p>
                 }
                 .into_any(),
             )
