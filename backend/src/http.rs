@@ -60,6 +60,13 @@ impl AppState {
         self
     }
 
+    /// CSRF tokens of ticket writes checked with the key file at `path` (default: PVE's
+    /// `/etc/pve/priv/pve-www.key`; tests give the simulator's).
+    pub fn with_csrf_key(mut self, path: impl Into<PathBuf>) -> AppState {
+        self.auth = Arc::new(Authenticator::new(self.pve.clone()).with_csrf_key(path));
+        self
+    }
+
     /// `GET /api/v1/cluster` answers from a snapshot at most `ttl` old (one collection per `ttl`).
     pub fn with_cluster_cache(mut self, ttl: std::time::Duration) -> AppState {
         self.snapshots = Arc::new(crate::snapshot_cache::SnapshotCache::new(ttl));

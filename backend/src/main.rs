@@ -76,6 +76,9 @@ enum Command {
         /// (pveproxy-ssl.* if present, else pve-ssl.*), as pveproxy does.
         #[arg(long, conflicts_with = "tls_cert")]
         tls_pve_dir: Option<PathBuf>,
+        /// PVE's key the CSRF tokens of ticket writes are verified with (as pveproxy does).
+        #[arg(long, default_value = backend::auth::DEFAULT_CSRF_KEY)]
+        csrf_key: PathBuf,
     },
     /// A live table of the cluster: nodes, imbalance, the running job's progress.
     Status {
@@ -283,6 +286,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             tls_pve_dir,
+            csrf_key,
         } => {
             let tls = match (tls_cert, tls_key, tls_pve_dir) {
                 (Some(cert), Some(key), _) => Some(backend::serve::TlsFiles { cert, key }),
@@ -310,7 +314,8 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             let mut state = AppState::new(client.clone())
                 .with_maintenance(maintenance.clone())
                 .with_admin(admin)
-                .with_cluster_cache(std::time::Duration::from_millis(cluster_cache_ms));
+                .with_cluster_cache(std::time::Duration::from_millis(cluster_cache_ms))
+                .with_csrf_key(csrf_key);
             if let Some(l) = &loaded {
                 state = state.with_plan_defaults(l.config.plan_request());
             }

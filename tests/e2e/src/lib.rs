@@ -175,6 +175,7 @@ impl StackBuilder {
         let admin = Admin::new(&work, base);
         executor.set_limits_source(admin.settings.limits_source());
         let state = AppState::new(pve.clone())
+            .with_csrf_key(&sim.csrf_key)
             .with_executor(executor.clone())
             .with_admin(admin)
             .with_maintenance(maintenance.clone());

@@ -281,7 +281,7 @@ async fn large_cluster_timings_are_reported() {
         timeout: Duration::from_secs(30),
     })
     .unwrap();
-    let app = router(AppState::new(std::sync::Arc::new(pve)), Some(panel_dir()));
+    let app = router(AppState::new(std::sync::Arc::new(pve)).with_csrf_key(&sim.csrf_key), Some(panel_dir()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {

@@ -21,6 +21,8 @@ async fn spawn_service(dir: &Path, sim: &pve_sim::RunningSim, node: &str) -> (to
         .arg(dir.join(format!("journal-{node}.sqlite")))
         .arg("--lock-dir")
         .arg(dir.join("lock"))
+        .arg("--csrf-key")
+        .arg(&sim.csrf_key)
         .arg("--state-dir")
         .arg(dir.join("state"))
         .env("PVE_REBALANCER_LOCK_NODE", node)

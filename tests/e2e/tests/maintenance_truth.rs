@@ -178,6 +178,8 @@ async fn spawn_service(dir: &Path, sim: &pve_sim::RunningSim) -> (tokio::process
         .arg(dir.join("journal.sqlite"))
         .arg("--lock-dir")
         .arg(dir.join("lock"))
+        .arg("--csrf-key")
+        .arg(&sim.csrf_key)
         .arg("--state-dir")
         .arg(dir.join("state"))
         .args(["--max-parallel", "1", "--max-per-node", "1"])
