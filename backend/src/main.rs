@@ -451,6 +451,8 @@ async fn demo(listen: SocketAddr, panel_dir: Option<PathBuf>) -> anyhow::Result<
         path(work.join("lock")),
         "--state-dir".into(),
         path(work.join("state")),
+        "--csrf-key".into(),
+        path(sim.csrf_key.clone()),
     ];
     if let Some(dir) = panel_dir {
         args.extend(["--panel-dir".to_owned(), path(dir)]);

@@ -309,7 +309,14 @@ impl Maintenance {
             let req = MaintenanceRequest { preview: false, ha: m.ha_requested, include_stopped: false };
             let plan =
                 crate::preflight::plan(pve, &mut snap, |s| evacuation_plan(s, &m.node, &req, &request)).await;
-            judged.insert(m.node.clone(), judge(m, stands[&m.node], &plan, unix_now()));
+            let verdict = judge(m, stands[&m.node], &plan, unix_now());
+            // Unchanged marks are not written again (every node's service reads the file).
+            if verdict.mark != *m {
+                judged.insert(m.node.clone(), verdict);
+            }
+        }
+        if judged.is_empty() && exits_ended.is_empty() {
+            return Ok(());
         }
         self.update(|nodes| {
             nodes.retain(|n, m| {
