@@ -180,7 +180,7 @@ impl ClusterLock for DirLock {
         }
         // Held. Take it over only when stale, and only through an atomic rename, so of several
         // contenders exactly one moves the stale directory away; the others' renames fail.
-        let Some(why) = self.stale(&path, ttl) else { return None };
+        let why = self.stale(&path, ttl)?;
         let aside = self.dir.join(format!(".{name}.stale-{token}"));
         if std::fs::rename(&path, &aside).is_err() {
             return None;
