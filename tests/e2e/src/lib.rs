@@ -4,6 +4,7 @@
 //! Everything binds to 127.0.0.1 on a free port and every wait is bounded.
 
 pub mod routes;
+pub mod service;
 pub mod webdriver;
 
 use backend::execute::{DirLock, ExecConfig, Executor, Journal};

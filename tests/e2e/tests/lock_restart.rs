@@ -8,40 +8,16 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// `serve` as node `node`: journal `journal-<node>.sqlite`, the shared lock directory.
+/// `serve` as node `node` (journal `journal-<node>.sqlite`, the shared lock directory).
 async fn spawn_service(dir: &Path, sim: &pve_sim::RunningSim, node: &str) -> (tokio::process::Child, String) {
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, &sim.ca_pem).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = tokio::process::Command::new(e2e::service_binary())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--pve-url", &sim.base_url])
-        .arg("--pve-ca")
-        .arg(&ca)
-        .arg("--journal")
-        .arg(dir.join(format!("journal-{node}.sqlite")))
-        .arg("--lock-dir")
-        .arg(dir.join("lock"))
-        .arg("--csrf-key")
-        .arg(&sim.csrf_key)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .env("PVE_REBALANCER_LOCK_NODE", node)
-        .env("PVE_REBALANCER_USER", "root@pam")
-        .env("PVE_REBALANCER_PASSWORD", "demo")
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join(format!("stderr-{node}-{port}.log"))).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start pve-rebalancer serve");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let http = reqwest::Client::new();
-    while !http.get(format!("{url}/api/v1/health")).send().await.is_ok_and(|r| r.status().is_success()) {
-        assert!(Instant::now() < deadline, "pve-rebalancer serve did not answer within 20 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (child, url)
+    e2e::service::spawn(
+        dir,
+        sim,
+        &format!("journal-{node}.sqlite"),
+        &[],
+        &[("PVE_REBALANCER_LOCK_NODE", node)],
+    )
+    .await
 }
 
 /// A one-step plan moving `vmid` from `from` to `to`.

@@ -165,40 +165,10 @@ async fn a_target_going_offline_mid_evacuation_fails_the_mark_not_marks_it_done(
     stack.stop().await;
 }
 
-/// `pve-rebalancer serve` on a free port with journal, lock and state in `dir`.
+/// `pve-rebalancer serve`, one migration at a time.
 async fn spawn_service(dir: &Path, sim: &pve_sim::RunningSim) -> (tokio::process::Child, String) {
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, &sim.ca_pem).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = tokio::process::Command::new(e2e::service_binary())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--pve-url", &sim.base_url])
-        .arg("--pve-ca")
-        .arg(&ca)
-        .arg("--journal")
-        .arg(dir.join("journal.sqlite"))
-        .arg("--lock-dir")
-        .arg(dir.join("lock"))
-        .arg("--csrf-key")
-        .arg(&sim.csrf_key)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .args(["--max-parallel", "1", "--max-per-node", "1"])
-        .env("PVE_REBALANCER_USER", "root@pam")
-        .env("PVE_REBALANCER_PASSWORD", "demo")
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join(format!("stderr-{port}.log"))).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start pve-rebalancer serve");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let http = reqwest::Client::new();
-    while !http.get(format!("{url}/api/v1/health")).send().await.is_ok_and(|r| r.status().is_success()) {
-        assert!(Instant::now() < deadline, "pve-rebalancer serve did not answer within 20 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (child, url)
+    e2e::service::spawn(dir, sim, "journal.sqlite", &["--max-parallel", "1", "--max-per-node", "1"], &[])
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
