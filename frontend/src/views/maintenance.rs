@@ -30,6 +30,15 @@ fn state_words(m: &NodeMaintenance) -> (&'static str, &'static str) {
     }
 }
 
+/// The state the actions follow: an `entering` mark whose job has ended (the service gives the
+/// reason it is not in maintenance) can be exited, like a failed one.
+fn actionable(m: &NodeMaintenance) -> MaintenanceState {
+    match m.state {
+        MaintenanceState::Entering if m.reason.is_some() => MaintenanceState::Failed,
+        s => s,
+    }
+}
+
 #[component]
 pub fn Maintenance() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
@@ -82,7 +91,7 @@ pub fn Maintenance() -> impl IntoView {
     // The preview: what entering (or leaving) would do now. Recomputed by the service when the
     // state or an option changes; the shown plan is kept when nothing changed.
     let state = Memo::new(move |_| match record.get() {
-        Some(Ok(m)) => Some((m.node.clone(), m.state)),
+        Some(Ok(m)) => Some((m.node.clone(), actionable(&m))),
         _ => None,
     });
     Effect::new(move |_| {
@@ -214,7 +223,7 @@ pub fn Maintenance() -> impl IntoView {
                 </label>
             }
             .into_any(),
-            MaintenanceState::InMaintenance => view! {
+            MaintenanceState::InMaintenance | MaintenanceState::Failed => view! {
                 <label title="Move the guests that ran here before maintenance back, as far as rules and capacity allow">
                     <input id="exit-return-home" type="checkbox" prop:checked=move || return_home.get()
                         on:change=move |ev| return_home.set(event_target_checked(&ev)) />
@@ -269,7 +278,7 @@ pub fn Maintenance() -> impl IntoView {
         })
     };
     let action = move || match current() {
-        Some(MaintenanceState::InMaintenance) => "Exit maintenance:",
+        Some(MaintenanceState::InMaintenance | MaintenanceState::Failed) => "Exit maintenance:",
         _ => "Enter maintenance:",
     };
     view! {
