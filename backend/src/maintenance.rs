@@ -250,10 +250,11 @@ impl Maintenance {
 
     /// How the job of `m` stands, as far as this host can tell.
     fn job_stand(&self, file: &StateFile, m: &NodeMaintenance, executor: Option<&Executor>) -> JobStand {
-        let (Some(id), Some(ex)) = (m.job_id, executor) else { return JobStand::Unknown };
+        let Some(id) = m.job_id else { return JobStand::Unknown };
         if !job_is_ours(&file.job_hosts, &m.node, id, &self.host) {
-            return JobStand::Unknown;
+            return JobStand::Elsewhere;
         }
+        let Some(ex) = executor else { return JobStand::Unknown };
         match ex.job(id) {
             Ok(Some(v)) if v.job.state == JobState::Running => JobStand::Running,
             Ok(Some(v)) => JobStand::Ended(v.job.state),
@@ -286,7 +287,12 @@ impl Maintenance {
         let to_judge: Vec<&NodeMaintenance> = file
             .nodes
             .values()
-            .filter(|m| is_marked(m.state) && stands[&m.node] != JobStand::Running)
+            // An evacuation started from another node is judged there, where its end is known.
+            .filter(|m| match stands[&m.node] {
+                JobStand::Running => false,
+                JobStand::Elsewhere => is_marked(m.state) && m.state != MaintenanceState::Entering,
+                _ => is_marked(m.state),
+            })
             .collect();
         if to_judge.is_empty() && exits_ended.is_empty() {
             return Ok(());
@@ -666,6 +672,8 @@ fn is_marked(state: MaintenanceState) -> bool {
 pub enum JobStand {
     Running,
     Ended(JobState),
+    /// Started from another node: its journal (and so its end) is there.
+    Elsewhere,
     Unknown,
 }
 
@@ -735,10 +743,10 @@ pub fn judge(mark: &NodeMaintenance, job: JobStand, plan: &Plan, now: u64) -> Ve
             {
                 (before, mark.reason.clone())
             }
-            JobStand::Unknown if before == MaintenanceState::Failed => {
+            JobStand::Unknown | JobStand::Elsewhere if before == MaintenanceState::Failed => {
                 (MaintenanceState::Failed, Some(format!("{left}; {hint}")))
             }
-            JobStand::Unknown | JobStand::Running => {
+            JobStand::Unknown | JobStand::Elsewhere | JobStand::Running => {
                 (MaintenanceState::Entering, Some(format!("{left}; {hint}")))
             }
         }
