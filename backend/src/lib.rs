@@ -7,7 +7,8 @@
 //! 2. [`http`]: the `/api/v1` JSON API, CORS, the server.
 //! 3. Application: [`app`] (the shared state, the one plan pipeline, the policy, the audit log),
 //!    [`scheduler`], [`notify`], [`maintenance`].
-//! 4. Services: [`execute`], [`collect`], [`settings`] and [`store`], [`config`], [`auth`],
+//! 4. Services: [`policy`] (the one place a plan request is made from configuration),
+//!    [`execute`], [`collect`], [`settings`] and [`store`], [`config`], [`auth`],
 //!    [`preflight`], [`recent`], [`sampler`], [`snapshot_cache`], [`state_file`], [`windows`],
 //!    [`metrics`].
 //! 5. [`pve`]: the PVE API client. Below everything: `shared`, the pure core.
@@ -32,6 +33,7 @@ pub mod collect;
 pub mod config;
 pub mod execute;
 pub mod metrics;
+pub mod policy;
 pub mod preflight;
 pub mod recent;
 pub mod sampler;

@@ -82,6 +82,9 @@ enum Command {
         /// (pveproxy-ssl.* if present, else pve-ssl.*), as pveproxy does.
         #[arg(long, conflicts_with = "tls_cert")]
         tls_pve_dir: Option<PathBuf>,
+        /// PVE's key the CSRF tokens of ticket writes are verified with (as pveproxy does).
+        #[arg(long, default_value = backend::auth::DEFAULT_CSRF_KEY)]
+        csrf_key: PathBuf,
     },
     /// A live table of the cluster: nodes, imbalance, the running job's progress.
     Status {
@@ -311,6 +314,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             tls_cert,
             tls_key,
             tls_pve_dir,
+            csrf_key,
         } => {
             let tls = match (tls_cert, tls_key, tls_pve_dir) {
                 (Some(cert), Some(key), _) => Some(backend::http::serve::TlsFiles { cert, key }),
@@ -328,6 +332,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             // One policy for every plan: stored settings (cluster-wide, --state-dir) over the file.
             let policy = Arc::new(Policy::new(&maint.state_dir, loaded.as_ref().map(|l| l.file_layer())));
             let maintenance = maint.store();
+            maintenance.set_policy(policy.clone());
             let listen = listen
                 .or_else(|| loaded.as_ref().and_then(|l| l.config.rebalancer.listen.parse().ok()))
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8017)));
@@ -339,7 +344,8 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                 .with_maintenance(maintenance.clone())
                 .with_policy(policy.clone())
                 .with_origins(origins)
-                .with_cluster_cache(std::time::Duration::from_millis(cluster_cache_ms));
+                .with_cluster_cache(std::time::Duration::from_millis(cluster_cache_ms))
+                .with_csrf_key(csrf_key);
             let notify = loaded.as_ref().map(|l| l.config.rebalancer.notify.clone()).unwrap_or_default();
             let notifier = Arc::new(backend::notify::Notifier::new(&notify));
             if let Some(alert) = notify.alert.clone().filter(|_| !notify.targets.is_empty()) {
@@ -469,6 +475,8 @@ async fn demo(listen: SocketAddr, panel_dir: Option<PathBuf>) -> anyhow::Result<
         path(work.join("lock")),
         "--state-dir".into(),
         path(work.join("state")),
+        "--csrf-key".into(),
+        path(sim.csrf_key.clone()),
     ];
     if let Some(dir) = panel_dir {
         args.extend(["--panel-dir".to_owned(), path(dir)]);

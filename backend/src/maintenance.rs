@@ -112,6 +112,8 @@ pub struct Maintenance {
     /// The tasks that update a mark when its job ends; a short-lived process (the CLI) awaits
     /// them with `settle` so it never exits in the middle of a state write.
     followers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The policy evacuations are judged with (default: the stored settings beside the marks).
+    policy: std::sync::RwLock<Option<Arc<crate::policy::Policy>>>,
 }
 
 /// `serve` and CLI options.
@@ -145,6 +147,7 @@ impl Maintenance {
             host: this_host(),
             write: Default::default(),
             followers: Default::default(),
+            policy: Default::default(),
         }
     }
 
@@ -172,12 +175,18 @@ impl Maintenance {
         let store = self.clone();
         Arc::new(move || {
             let marks = store.marks().unwrap_or_default();
-            marks
-                .into_values()
-                .filter(|m| matches!(m.state, MaintenanceState::Entering | MaintenanceState::InMaintenance))
-                .map(|m| m.node)
-                .collect()
+            marks.into_values().filter(|m| is_marked(m.state)).map(|m| m.node).collect()
         })
+    }
+
+    /// Judges evacuations with `policy` (the service's: its configuration file too).
+    pub fn set_policy(&self, policy: Arc<crate::policy::Policy>) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Some(policy);
+    }
+
+    fn policy(&self) -> Arc<crate::policy::Policy> {
+        let set = self.policy.read().unwrap_or_else(|e| e.into_inner()).clone();
+        set.unwrap_or_else(|| Arc::new(crate::policy::Policy::new(&self.dir, None)))
     }
 
     fn state_err(&self, detail: impl Into<String>) -> MaintError {
@@ -252,30 +261,95 @@ impl Maintenance {
         )))
     }
 
-    /// Moves marks whose job has ended on: entering → in maintenance, exiting → cleared.
-    pub fn reconcile(&self, executor: Option<&Executor>) -> Result<(), MaintError> {
-        let Some(ex) = executor else { return Ok(()) };
+    /// How the job of `m` stands, as far as this host can tell.
+    fn job_stand(&self, file: &StateFile, m: &NodeMaintenance, executor: Option<&Executor>) -> JobStand {
+        let Some(id) = m.job_id else { return JobStand::Unknown };
+        if !job_is_ours(&file.job_hosts, &m.node, id, &self.host) {
+            return JobStand::Elsewhere;
+        }
+        let Some(ex) = executor else { return JobStand::Unknown };
+        match ex.job(id) {
+            Ok(Some(v)) if v.job.state == JobState::Running => JobStand::Running,
+            Ok(Some(v)) => JobStand::Ended(v.job.state),
+            // Not in the journal (removed) or unreadable: nothing runs it here.
+            Ok(None) => JobStand::Ended(JobState::Interrupted),
+            Err(_) => JobStand::Unknown,
+        }
+    }
+
+    /// Makes every mark follow what is on its node: exiting marks whose job ended are cleared;
+    /// a marked node whose job is not running is `in_maintenance` only when no running guest
+    /// that could move is left on it (judged on `snapshot`, or a fresh one, with PVE's migrate
+    /// precondition for local devices), else `entering` or `failed` with the reason.
+    pub async fn reconcile(
+        &self,
+        pve: &PveClient,
+        executor: Option<&Executor>,
+        snapshot: Option<&ClusterSnapshot>,
+    ) -> Result<(), MaintError> {
         let file = self.load()?;
-        let marks = file.nodes;
-        let ended = |m: &NodeMaintenance| {
-            m.job_id.is_some_and(|id| {
-                job_is_ours(&file.job_hosts, &m.node, id, &self.host)
-                    && ex.job(id).ok().flatten().is_none_or(|v| v.job.state != JobState::Running)
-            })
-        };
-        if !marks
+        let stands: BTreeMap<String, JobStand> =
+            file.nodes.iter().map(|(n, m)| (n.clone(), self.job_stand(&file, m, executor))).collect();
+        // (node, job) of exiting marks whose return-home job has ended: cleared.
+        let exits_ended: Vec<(String, Option<u64>)> = file
+            .nodes
             .values()
-            .any(|m| matches!(m.state, MaintenanceState::Entering | MaintenanceState::Exiting) && ended(m))
-        {
+            .filter(|m| m.state == MaintenanceState::Exiting && matches!(stands[&m.node], JobStand::Ended(_)))
+            .map(|m| (m.node.clone(), m.job_id))
+            .collect();
+        let to_judge: Vec<&NodeMaintenance> = file
+            .nodes
+            .values()
+            // An evacuation started from another node is judged there, where its end is known.
+            .filter(|m| match stands[&m.node] {
+                JobStand::Running => false,
+                JobStand::Elsewhere => is_marked(m.state) && m.state != MaintenanceState::Entering,
+                _ => is_marked(m.state),
+            })
+            .collect();
+        if to_judge.is_empty() && exits_ended.is_empty() {
+            return Ok(());
+        }
+        let fresh;
+        let snapshot = match snapshot {
+            Some(s) => s,
+            None => {
+                fresh = crate::collect::snapshot(pve, unix_now()).await?;
+                &fresh
+            }
+        };
+        let request = self
+            .policy()
+            .resolve_async(Default::default())
+            .await
+            .map_err(|e| self.state_err(e.to_string()))?
+            .request;
+        let mut judged = BTreeMap::new();
+        for m in to_judge {
+            let mut snap = snapshot.clone();
+            apply_marks(&mut snap, &file.nodes);
+            let req = MaintenanceRequest { preview: false, ha: m.ha_requested, include_stopped: false };
+            let plan =
+                crate::preflight::plan(pve, &mut snap, |s| evacuation_plan(s, &m.node, &req, &request)).await;
+            let verdict = judge(m, stands[&m.node], &plan, unix_now());
+            // Unchanged marks are not written again (every node's service reads the file).
+            if verdict.mark != *m {
+                judged.insert(m.node.clone(), verdict);
+            }
+        }
+        if judged.is_empty() && exits_ended.is_empty() {
             return Ok(());
         }
         self.update(|nodes| {
-            let now = unix_now();
-            nodes.retain(|_, m| !(m.state == MaintenanceState::Exiting && ended(m)));
-            for m in nodes.values_mut() {
-                if m.state == MaintenanceState::Entering && ended(m) {
-                    m.state = MaintenanceState::InMaintenance;
-                    m.since = Some(now);
+            nodes.retain(|n, m| {
+                !(m.state == MaintenanceState::Exiting && exits_ended.contains(&(n.clone(), m.job_id)))
+            });
+            for (node, verdict) in judged {
+                // Only a mark nobody changed meanwhile (same state and job) takes the verdict.
+                if let Some(m) = nodes.get_mut(&node) {
+                    if (m.state, m.job_id) == (verdict.before, verdict.mark.job_id) {
+                        *m = verdict.mark;
+                    }
                 }
             }
             Ok(())
@@ -284,12 +358,13 @@ impl Maintenance {
 
     /// Every node of the snapshot with its record (nodes without a mark are `none`), plus marks
     /// of nodes the snapshot no longer has.
-    pub fn status(
+    pub async fn status(
         &self,
+        pve: &PveClient,
         snapshot: &ClusterSnapshot,
         executor: Option<&Executor>,
     ) -> Result<Vec<NodeMaintenance>, MaintError> {
-        self.reconcile(executor)?;
+        self.reconcile(pve, executor, Some(snapshot)).await?;
         Ok(status_of(snapshot, &self.marks()?))
     }
 
@@ -333,8 +408,8 @@ impl Maintenance {
         if !crate::execute::decide::valid_node_name(node) {
             return Err(MaintError::BadNode(node.to_owned()));
         }
-        self.reconcile(executor.map(|e| &**e))?;
         let snapshot = crate::collect::snapshot(pve, unix_now()).await?;
+        self.reconcile(pve, executor.map(|e| &**e), Some(&snapshot)).await?;
         let marks = self.marks()?;
         let current = status_of(&snapshot, &marks).into_iter().find(|m| m.node == node);
         let current = current.ok_or_else(|| MaintError::UnknownNode(node.to_owned()))?;
@@ -354,7 +429,11 @@ impl Maintenance {
     ) -> Result<MaintenanceAnswer, MaintError> {
         let (user, authorize) = (caller.userid, caller.authorize);
         let (mut snapshot, marks, current) = self.locate(pve, executor, node).await?;
-        if current.state != MaintenanceState::None {
+        // A mark left `entering` or `failed` (guests still there, its job over) may be entered
+        // again: the new evacuation resumes it.
+        let resumable = matches!(current.state, MaintenanceState::Entering | MaintenanceState::Failed)
+            && !job_running(executor.map(|e| &**e), current.job_id);
+        if current.state != MaintenanceState::None && !resumable {
             return Err(MaintError::Conflict(format!(
                 "node `{node}` is already {} (since {}, by {}); exit maintenance first",
                 current.state.as_str(),
@@ -375,12 +454,12 @@ impl Maintenance {
         }
         // The engine may also repair a hard rule broken elsewhere; only guests leaving this node
         // have it as their home.
-        let homes: Vec<GuestHome> = plan
-            .steps
-            .iter()
-            .filter(|s| s.from == node)
-            .map(|s| GuestHome { vmid: s.vmid, node: s.from.clone() })
-            .collect();
+        let mut homes: Vec<GuestHome> = current.homes.clone();
+        for s in plan.steps.iter().filter(|s| s.from == node) {
+            if !homes.iter().any(|h| h.vmid == s.vmid) {
+                homes.push(GuestHome { vmid: s.vmid, node: s.from.clone() });
+            }
+        }
         let mut record = NodeMaintenance {
             node: node.to_owned(),
             state: MaintenanceState::Entering,
@@ -388,17 +467,22 @@ impl Maintenance {
             by: Some(user.to_owned()),
             job_id: None,
             ha_maintenance: current.ha_maintenance,
-            ha_requested: req.ha,
+            ha_requested: req.ha || (resumable && current.ha_requested),
             homes,
+            ..Default::default()
         };
         // Marked before the job starts, so no plan made meanwhile targets the node.
         self.update(|n| {
             n.insert(node.to_owned(), record.clone());
             Ok(())
         })?;
+        // On failure the node goes back to what it was (unmarked, or the mark being resumed).
         let unmark = || {
             let _ = self.update(|n| {
-                n.remove(node);
+                match resumable {
+                    true => n.insert(node.to_owned(), current.clone()),
+                    false => n.remove(node),
+                };
                 Ok(())
             });
         };
@@ -409,7 +493,9 @@ impl Maintenance {
             }
         }
         if plan.steps.is_empty() {
-            record.state = MaintenanceState::InMaintenance;
+            // Nothing can move: whatever is left stays for the reasons the plan gives.
+            let verdict = judge(&record, JobStand::Unknown, &plan, unix_now());
+            record = NodeMaintenance { since: record.since, ..verdict.mark };
         } else {
             match ex.start(&plan, None, user) {
                 Ok(id) => record.job_id = Some(id),
@@ -448,7 +534,10 @@ impl Maintenance {
             MaintenanceState::None if !(req.ha && current.ha_maintenance) => {
                 return Err(MaintError::Conflict(format!("node `{node}` is not in maintenance")))
             }
-            MaintenanceState::Entering | MaintenanceState::Exiting => {
+            MaintenanceState::Exiting | MaintenanceState::Entering | MaintenanceState::Failed
+                if current.state == MaintenanceState::Exiting
+                    || job_running(executor.map(|e| &**e), current.job_id) =>
+            {
                 return Err(MaintError::Conflict(format!(
                     "node `{node}` is {} (job {}); wait for the job to end or cancel it first",
                     current.state.as_str(),
@@ -513,7 +602,7 @@ impl Maintenance {
                     return;
                 }
             }
-            if let Err(e) = me.reconcile(Some(&ex)) {
+            if let Err(e) = me.reconcile(ex.pve(), Some(&ex), None).await {
                 tracing::error!(error = %e, job = id, "updating the maintenance state failed");
             }
         });
@@ -576,12 +665,120 @@ pub fn best_node(
 /// Our marks (entering, in maintenance) on the snapshot's nodes; exiting nodes take guests again.
 pub fn apply_marks(snapshot: &mut ClusterSnapshot, marks: &BTreeMap<String, NodeMaintenance>) {
     for n in snapshot.nodes.iter_mut() {
-        if marks
-            .get(&n.name)
-            .is_some_and(|m| matches!(m.state, MaintenanceState::Entering | MaintenanceState::InMaintenance))
-        {
+        if marks.get(&n.name).is_some_and(|m| is_marked(m.state)) {
             n.maintenance = true;
         }
+    }
+}
+
+/// Whether `job` runs on this host's executor now.
+fn job_running(executor: Option<&Executor>, job: Option<u64>) -> bool {
+    let (Some(ex), Some(id)) = (executor, job) else { return false };
+    ex.active_job() == Some(id)
+}
+
+/// Marked by us and closed to every plan: entering, in maintenance, or failed.
+fn is_marked(state: MaintenanceState) -> bool {
+    matches!(state, MaintenanceState::Entering | MaintenanceState::InMaintenance | MaintenanceState::Failed)
+}
+
+/// How a mark's job stands, as far as this host can tell (a job started on another host, or
+/// no executor here: unknown).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JobStand {
+    Running,
+    Ended(JobState),
+    /// Started from another node: its journal (and so its end) is there.
+    Elsewhere,
+    Unknown,
+}
+
+/// A mark as what is on its node says, and the state it had before.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub before: MaintenanceState,
+    pub mark: NodeMaintenance,
+}
+
+/// At most this many vmids are listed in a reason (all are in `remaining`).
+const LISTED: usize = 10;
+
+fn vmid_list(vmids: &[u32]) -> String {
+    let mut out: Vec<String> = vmids.iter().take(LISTED).map(u32::to_string).collect();
+    if vmids.len() > LISTED {
+        out.push(format!("and {} more", vmids.len() - LISTED));
+    }
+    out.join(", ")
+}
+
+/// The mark of a node whose job is not running, judged on `plan`, the node's evacuation made
+/// on a fresh snapshot (running guests only: a stopped guest does not mind a reboot). Pure.
+///
+/// In maintenance only when the plan moves nothing off the node: every guest left there stays
+/// for a reason the engine or PVE gave (pinned, local devices, no node may take it), listed in
+/// `staying`. Otherwise the guests that could move are `remaining`, and the state is `failed`
+/// when the job failed or was interrupted, else `entering`, with the reason either way.
+pub fn judge(mark: &NodeMaintenance, job: JobStand, plan: &Plan, now: u64) -> Verdict {
+    let before = mark.state;
+    let node = mark.node.as_str();
+    let mut remaining: Vec<u32> = plan.steps.iter().filter(|s| s.from == node).map(|s| s.vmid).collect();
+    remaining.sort_unstable();
+    remaining.dedup();
+    let staying: Vec<shared::plan::WhyNot> =
+        plan.why_not.iter().filter(|w| w.node == node).cloned().collect();
+    let job_words = |state: JobState| match mark.job_id {
+        Some(id) => format!("job {id} {}", ended_words(state)),
+        None => format!("the evacuation {}", ended_words(state)),
+    };
+    let (state, reason) = if remaining.is_empty() {
+        let reason = (!staying.is_empty()).then(|| {
+            let each: Vec<String> = staying.iter().map(|w| format!("{} ({})", w.vmid, w.reason)).collect();
+            format!("{} guest(s) stay on the node: {}", staying.len(), each.join("; "))
+        });
+        (MaintenanceState::InMaintenance, reason)
+    } else {
+        let left = format!(
+            "{} running guest(s) that can move are still on the node: {}",
+            remaining.len(),
+            vmid_list(&remaining)
+        );
+        let hint = "enter maintenance again to move them, or exit";
+        match job {
+            JobStand::Ended(s @ (JobState::Failed | JobState::Interrupted)) => {
+                (MaintenanceState::Failed, Some(format!("{}; {left}; {hint}", job_words(s))))
+            }
+            JobStand::Ended(s) => {
+                (MaintenanceState::Entering, Some(format!("{}; {left}; {hint}", job_words(s))))
+            }
+            // Nothing new here (a reader without the job's journal): the reason given by the
+            // service that saw the job end stands, and a failed mark stays failed until someone acts.
+            JobStand::Unknown
+                if before != MaintenanceState::InMaintenance
+                    && mark.remaining == remaining
+                    && mark.reason.is_some() =>
+            {
+                (before, mark.reason.clone())
+            }
+            JobStand::Unknown | JobStand::Elsewhere if before == MaintenanceState::Failed => {
+                (MaintenanceState::Failed, Some(format!("{left}; {hint}")))
+            }
+            JobStand::Unknown | JobStand::Elsewhere | JobStand::Running => {
+                (MaintenanceState::Entering, Some(format!("{left}; {hint}")))
+            }
+        }
+    };
+    let since = if state == before { mark.since } else { Some(now) };
+    Verdict { before, mark: NodeMaintenance { state, since, reason, remaining, staying, ..mark.clone() } }
+}
+
+fn ended_words(state: JobState) -> &'static str {
+    match state {
+        JobState::Cancelled => "was cancelled",
+        JobState::Interrupted => "was interrupted (the service stopped while it ran)",
+        JobState::Failed => "failed",
+        JobState::Partial => "ended with skipped steps",
+        JobState::Done => "ended",
+        JobState::Running => "is running",
     }
 }
 
@@ -750,5 +947,65 @@ mod tests {
         assert_eq!(st.len(), 2);
         assert_eq!((st[0].state, st[0].ha_maintenance), (MaintenanceState::None, false));
         assert!(st[1].ha_maintenance && st[1].in_maintenance());
+    }
+
+    fn plan_moving(vmids: &[u32], staying: &[u32]) -> Plan {
+        let mut plan = shared::planner::plan(&ClusterSnapshot::default(), &PlanRequest::default());
+        for &v in vmids {
+            plan.steps.push(shared::plan::PlanStep {
+                vmid: v,
+                name: "g".into(),
+                kind: shared::GuestKind::Qemu,
+                from: "a".into(),
+                to: "b".into(),
+                migration: shared::plan::MigrationKind::Live,
+                mem_bytes: 0,
+                reason: "drain".into(),
+                purpose: Default::default(),
+                depends_on: vec![],
+                disk_bytes: 0,
+            });
+        }
+        for &v in staying {
+            plan.why_not.push(shared::plan::WhyNot {
+                vmid: v,
+                name: "p".into(),
+                node: "a".into(),
+                reason: "pinned by tag".into(),
+            });
+        }
+        plan
+    }
+
+    #[test]
+    fn a_node_is_in_maintenance_only_when_nothing_that_can_move_is_left() {
+        let mark = NodeMaintenance {
+            node: "a".into(),
+            state: MaintenanceState::Entering,
+            job_id: Some(4),
+            since: Some(1),
+            ..Default::default()
+        };
+        // Empty but for a pinned guest: in maintenance, and it says which stays and why.
+        let v = judge(&mark, JobStand::Ended(JobState::Done), &plan_moving(&[], &[7]), 9);
+        assert_eq!((v.mark.state, v.mark.since), (MaintenanceState::InMaintenance, Some(9)));
+        assert!(v.mark.reason.as_deref().unwrap().contains("7 (pinned by tag)"), "{v:?}");
+        // Cancelled, done-but-not-empty: entering with the guests; failed or interrupted: failed.
+        for (job, state, words) in [
+            (JobState::Cancelled, MaintenanceState::Entering, "job 4 was cancelled"),
+            (JobState::Done, MaintenanceState::Entering, "job 4 ended"),
+            (JobState::Failed, MaintenanceState::Failed, "job 4 failed"),
+            (JobState::Interrupted, MaintenanceState::Failed, "job 4 was interrupted"),
+        ] {
+            let v = judge(&mark, JobStand::Ended(job), &plan_moving(&[101, 100, 101], &[]), 9);
+            assert_eq!(v.mark.state, state, "{job:?}");
+            assert_eq!(v.mark.remaining, [100, 101]);
+            assert!(v.mark.reason.as_deref().unwrap().starts_with(words), "{v:?}");
+        }
+        // A guest placed on a node in maintenance takes it back to entering.
+        let done = NodeMaintenance { state: MaintenanceState::InMaintenance, ..mark.clone() };
+        let v = judge(&done, JobStand::Unknown, &plan_moving(&[300], &[]), 9);
+        assert_eq!(v.mark.state, MaintenanceState::Entering);
+        assert!(v.mark.reason.as_deref().unwrap().contains("300"), "{v:?}");
     }
 }

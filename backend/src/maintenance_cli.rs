@@ -96,24 +96,33 @@ pub fn policy_request(
     maint: &MaintArgs,
     overrides: &shared::policy::PolicyLayer,
 ) -> Result<PlanRequest, i32> {
+    cli_policy(maint)?.resolve(overrides).map(|v| v.request).map_err(fail)
+}
+
+/// The policy of [`policy_request`] itself.
+pub fn cli_policy(maint: &MaintArgs) -> Result<Arc<Policy>, i32> {
     let path = crate::cli_proxlb::config_path(None);
     let file = match path.exists().then(|| crate::cli_proxlb::load(&path)) {
         Some(Ok(loaded)) => Some(loaded.file_layer()),
         Some(Err(f)) => return Err(f.report()),
         None => None,
     };
-    Policy::new(&maint.state_dir, file).resolve(overrides).map(|v| v.request).map_err(fail)
+    Ok(Arc::new(Policy::new(&maint.state_dir, file)))
 }
 
-fn stored_request(maint: &MaintArgs) -> Result<PlanRequest, i32> {
-    policy_request(maint, &Default::default())
+/// The marks store judging with the CLI's policy, and the plan request of that policy.
+fn store_and_request(maint: &MaintArgs) -> Result<(Arc<Maintenance>, PlanRequest), i32> {
+    let policy = cli_policy(maint)?;
+    let request = policy.resolve(&Default::default()).map_err(fail)?.request;
+    let store = maint.store();
+    store.set_policy(policy);
+    Ok((store, request))
 }
 
 pub async fn enter(pve: PveClient, a: EnterArgs) -> i32 {
     let pve = Arc::new(pve);
-    let store = a.maint.store();
     let req = MaintenanceRequest { preview: a.preview, ha: a.ha, include_stopped: !a.running_only };
-    let request = match stored_request(&a.maint) {
+    let (store, request) = match store_and_request(&a.maint) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -129,9 +138,8 @@ pub async fn enter(pve: PveClient, a: EnterArgs) -> i32 {
 
 pub async fn exit(pve: PveClient, a: ExitArgs) -> i32 {
     let pve = Arc::new(pve);
-    let store = a.maint.store();
     let req = ExitRequest { preview: a.preview, return_home: a.return_home, ha: a.ha };
-    let request = match stored_request(&a.maint) {
+    let (store, request) = match store_and_request(&a.maint) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -146,15 +154,18 @@ pub async fn exit(pve: PveClient, a: ExitArgs) -> i32 {
 }
 
 pub async fn status(pve: PveClient, a: StatusArgs) -> i32 {
-    let store = a.maint.store();
+    let (store, _) = match store_and_request(&a.maint) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let now = crate::unix_now();
     let snapshot = match crate::collect::snapshot(&pve, now).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    // No executor here: a mark whose job has ended is updated by the service (or the next enter
-    // or exit), so the CLI shows the record as stored.
-    let mut all = match store.status(&snapshot, None) {
+    // No executor here: the marks are judged on what is on the nodes (a node with a running
+    // guest that can move is not `in_maintenance`); a job's end is read by the service.
+    let mut all = match store.status(&pve, &snapshot, None).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -256,7 +267,7 @@ async fn finish(
     let code = report_job(&ex, id, answer.plan.steps.len(), exec, json).await;
     // The follower ends with the job; waiting for it means no state write is cut off at exit.
     store.settle(Duration::from_secs(10)).await;
-    if let Err(e) = store.reconcile(Some(&ex)) {
+    if let Err(e) = store.reconcile(ex.pve(), Some(&ex), None).await {
         return fail(e);
     }
     code
@@ -277,7 +288,7 @@ async fn report_job(ex: &Arc<Executor>, id: u64, steps: usize, exec: &ExecArgs, 
     i32::from(view.job.state != JobState::Done)
 }
 
-/// `NODE STATE SINCE BY JOB HA GUESTS-HOME`.
+/// `NODE STATE SINCE BY JOB HA GUESTS-HOME WHY` (WHY: what on the node decides the state).
 pub fn status_table(all: &[NodeMaintenance]) -> String {
     let rows: Vec<Vec<String>> = all
         .iter()
@@ -290,10 +301,11 @@ pub fn status_table(all: &[NodeMaintenance]) -> String {
                 m.job_id.map_or("-".into(), |j| j.to_string()),
                 if m.ha_maintenance { "maintenance" } else { "-" }.to_owned(),
                 m.homes.len().to_string(),
+                m.reason.clone().unwrap_or_else(|| "-".into()),
             ]
         })
         .collect();
-    table(&["NODE", "STATE", "SINCE", "BY", "JOB", "PVE-HA", "HOMES"], &rows)
+    table(&["NODE", "STATE", "SINCE", "BY", "JOB", "PVE-HA", "HOMES", "WHY"], &rows)
 }
 
 /// The moves, then the guests that stay and why.

@@ -219,7 +219,10 @@ impl Notifier {
             loop {
                 match events.recv().await {
                     Ok(ExecEvent::Step { job_id, step }) => {
-                        if matches!(step.state, StepState::Failed | StepState::Unknown) {
+                        // Finished only: an `unknown` still being verified may yet be done.
+                        if matches!(step.state, StepState::Failed | StepState::Unknown)
+                            && step.finished_at.is_some()
+                        {
                             self.send(Event::MigrationFailed { job_id, step });
                         }
                     }

@@ -333,10 +333,14 @@ pub enum MaintenanceState {
     None,
     /// Marked; the evacuation job is running.
     Entering,
-    /// Marked and evacuated (or the evacuation ended; its job says how).
+    /// Marked, and no running guest that can move is left on the node (those that stay are in
+    /// `NodeMaintenance::staying`, each with its reason).
     InMaintenance,
     /// The mark is being cleared; the return-home job is running.
     Exiting,
+    /// Marked, but the evacuation failed or was interrupted with guests that can move still on
+    /// the node (`NodeMaintenance::remaining`, `reason`): enter again to resume, or exit.
+    Failed,
 }
 
 impl MaintenanceState {
@@ -346,6 +350,7 @@ impl MaintenanceState {
             MaintenanceState::Entering => "entering",
             MaintenanceState::InMaintenance => "in_maintenance",
             MaintenanceState::Exiting => "exiting",
+            MaintenanceState::Failed => "failed",
         }
     }
 }
@@ -408,6 +413,17 @@ pub struct NodeMaintenance {
     /// Where the evacuated guests ran before (what exit with `return_home` brings back).
     #[serde(default)]
     pub homes: Vec<crate::evacuate::GuestHome>,
+    /// Why the node is in this state, from what is on it (e.g. why it is still `entering` after
+    /// its job ended, or why it `failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Running guests still on the node that could move (the node is not `in_maintenance`
+    /// while there is one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remaining: Vec<u32>,
+    /// Guests that stay on the node in maintenance, each with the reason it cannot move.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub staying: Vec<crate::plan::WhyNot>,
 }
 
 impl NodeMaintenance {

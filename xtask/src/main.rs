@@ -288,6 +288,9 @@ fn demo(port: Option<&str>) -> Result<()> {
             .arg("0")
             .arg("--ca-out")
             .arg(&ca)
+            // The simulator signs CSRF tokens as PVE does; the service verifies with this key.
+            .arg("--csrf-key-out")
+            .arg(work.join("sim-www.key"))
             // Migrations of tens of GiB take seconds, not minutes, so the demo's progress is watchable.
             .args(["--time-scale", "20"]),
         "pve-sim listening on",
@@ -305,6 +308,11 @@ fn demo(port: Option<&str>) -> Result<()> {
             .arg(work.join("journal.sqlite"))
             .arg("--lock-dir")
             .arg(work.join("lock"))
+            // Settings and maintenance marks in target/ too, never the machine's /etc/pve.
+            .arg("--state-dir")
+            .arg(work.join("state"))
+            .arg("--csrf-key")
+            .arg(work.join("sim-www.key"))
             .env("PVE_REBALANCER_PASSWORD", "demo"),
         "pve-rebalancer listening on",
     );

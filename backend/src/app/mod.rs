@@ -1,19 +1,19 @@
 //! The application layer: one state every front door shares (HTTP routes, the scheduler, the
-//! notifier), the one plan pipeline, the policy, and the audit log.
+//! notifier), the one plan pipeline, and the audit log. The policy itself (`crate::policy`) sits
+//! one layer down, so maintenance and the CLI resolve it the same way.
 //!
 //! Layer rule (checked by `backend/tests/layers.rs`): `app` may use the services below it
 //! (`execute`, `collect`, `settings`/`store`, `maintenance`, …) and `pve`, never `http` or the
 //! CLI modules above it.
 
 pub mod origins;
-pub mod policy;
 
 use crate::auth::Authenticator;
 use crate::pve::{PveClient, PveError};
 use shared::{Plan, PlanRequest};
 use std::sync::Arc;
 
-pub use policy::Policy;
+pub use crate::policy::Policy;
 
 /// Everything a request, a scheduled run or an alert needs; cheap to clone.
 #[derive(Clone)]
@@ -71,6 +71,13 @@ impl AppState {
     /// Serves the history of `sampler`.
     pub fn with_sampler(mut self, sampler: Arc<crate::sampler::Sampler>) -> AppState {
         self.sampler = Some(sampler);
+        self
+    }
+
+    /// CSRF tokens of ticket writes checked with the key file at `path` (default: PVE's
+    /// `/etc/pve/priv/pve-www.key`; tests give the simulator's).
+    pub fn with_csrf_key(mut self, path: impl Into<std::path::PathBuf>) -> AppState {
+        self.auth = Arc::new(Authenticator::new(self.pve.clone()).with_csrf_key(path));
         self
     }
 

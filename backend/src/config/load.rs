@@ -93,6 +93,17 @@ fn world_readable(_: &Path) -> bool {
 /// Parses `text`; `file` only labels messages.
 pub fn parse_str(text: &str, file: &str) -> Result<LoadedConfig, ConfigError> {
     let err = |problems| ConfigError { file: file.to_owned(), problems };
+    // Before the parser: its work grows badly with nesting (100,000 levels took 75 s).
+    if let Some(deep) = too_deep(text, MAX_NESTING) {
+        return Err(err(vec![Problem {
+            line: Some(deep.line),
+            column: Some(deep.column),
+            message: format!(
+                "nesting deeper than {MAX_NESTING} levels (indentation, `- ` items and [ {{ brackets); \
+                 a ProxLB configuration needs at most 5: check for unclosed brackets or runaway indentation"
+            ),
+        }]));
+    }
     // An empty file is an empty mapping (all defaults), as for ProxLB's loader.
     let text_or_empty = if text.trim().is_empty() { "{}" } else { text };
     let value: serde_norway::Value =
@@ -131,6 +142,64 @@ pub fn parse_str(text: &str, file: &str) -> Result<LoadedConfig, ConfigError> {
     }
     let present = super::schema::key_paths(&value);
     Ok(LoadedConfig { config, warnings, file: file.to_owned(), present })
+}
+
+/// The deepest nesting a configuration may have; ProxLB's deepest key is 4 levels down.
+pub const MAX_NESTING: usize = 64;
+
+/// Where the nesting first passes the limit (1-based line and column).
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooDeep {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// A cheap upper bound of the YAML nesting, line by line in one pass: the block indentation
+/// levels open at the line (a stack of indents), the `- ` sequence items that open it, and the
+/// flow brackets `[`/`{` open so far (outside quotes and comments). Over-counting is harmless
+/// at a limit far above any real configuration; the point is to refuse a hostile file before
+/// the parser spends minutes on it.
+pub fn too_deep(text: &str, max: usize) -> Option<TooDeep> {
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    for (n, line) in text.lines().enumerate() {
+        let indent = line.len() - line.trim_start_matches(' ').len();
+        let rest = &line[indent..];
+        if flow == 0 && !(rest.is_empty() || rest.starts_with('#')) {
+            while indents.last().is_some_and(|&i| i > indent) {
+                indents.pop();
+            }
+            if indents.last() != Some(&indent) {
+                indents.push(indent);
+            }
+        }
+        let mut depth = indents.len() + flow;
+        let mut quote: Option<char> = None;
+        let mut prev = ' ';
+        for (col, c) in rest.char_indices() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '#') if prev == ' ' || prev == '\t' => break,
+                (None, '"' | '\'') if matches!(prev, ' ' | '[' | '{' | ',' | ':' | '-') => quote = Some(c),
+                (None, '[' | '{') => flow += 1,
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                // A `- ` item opens a level (`- - - x` nests three sequences on one line).
+                (None, '-') if matches!(prev, ' ' | '-') && rest[col + 1..].starts_with([' ', '-']) => {
+                    depth += 1
+                }
+                _ => {}
+            }
+            if quote.is_none() && (flow + indents.len() > max || depth > max) {
+                return Some(TooDeep { line: n + 1, column: indent + col + 1 });
+            }
+            prev = c;
+        }
+        if flow + indents.len() > max || depth > max {
+            return Some(TooDeep { line: n + 1, column: indent + 1 });
+        }
+    }
+    None
 }
 
 fn locate_path(text: &str, dotted: &str) -> (Option<usize>, Option<usize>) {

@@ -23,6 +23,11 @@ pub struct ExecArgs {
     /// A migration still running after this many seconds is stopped and recorded failed.
     #[arg(long, default_value_t = 3600)]
     pub step_timeout_secs: u64,
+    /// The node name written into the executor lock (default: this host's name). A restarted
+    /// service takes back at once a lock its node's dead process left; another node's lock
+    /// keeps its TTL. Tests run two "nodes" on one machine with it.
+    #[arg(long, hide = true, env = "PVE_REBALANCER_LOCK_NODE")]
+    pub lock_node: Option<String>,
 }
 
 impl ExecArgs {
@@ -35,6 +40,10 @@ impl ExecArgs {
             step_timeout: Duration::from_secs(self.step_timeout_secs.max(1)),
             ..ExecConfig::default()
         };
-        Ok(Executor::new(pve, Arc::new(journal), Arc::new(DirLock::new(&self.lock_dir)), cfg))
+        let mut lock = DirLock::new(&self.lock_dir);
+        if let Some(node) = &self.lock_node {
+            lock = lock.on_node(node);
+        }
+        Ok(Executor::new(pve, Arc::new(journal), Arc::new(lock), cfg))
     }
 }

@@ -187,6 +187,11 @@ impl Executor {
         self.active.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The PVE client the executor acts with (maintenance reads the nodes' contents with it).
+    pub fn pve(&self) -> &PveClient {
+        &self.pve
+    }
+
     pub fn journal(&self) -> &Journal {
         &self.journal
     }
@@ -440,7 +445,8 @@ impl Executor {
                         StepState::Cancelled,
                         "not started: the service stopped while the job ran; nothing is re-submitted".into(),
                     ),
-                    StepState::Running => {
+                    // `unknown` but not finished: its task ended OK and it was being verified.
+                    StepState::Running | StepState::Unknown if step.finished_at.is_none() => {
                         let (state, why) = ctx.reconcile(&mut step).await;
                         finish(&mut step, state, why);
                     }
@@ -685,6 +691,12 @@ impl StepCtx {
             match outcome {
                 Err(e) => {
                     misses += 1;
+                    if self.landed(step).await {
+                        return (
+                            StepState::Done,
+                            format!("on {}; the task's status could not be read afterwards ({e})", step.to),
+                        );
+                    }
                     tracing::debug!(vmid = step.vmid, misses, error = %e, "task status unknown; polling again");
                     if misses > self.cfg().max_unknown_polls {
                         let whereabouts = self.where_is(step).await;
@@ -716,7 +728,7 @@ impl StepCtx {
                             )
                         }
                         ChildSearch::NotFound => {
-                            return match self.verify(step).await {
+                            return match self.verify(step, deadline).await {
                                 (StepState::Done, m) => (StepState::Done, m),
                                 (_, m) => (
                                     StepState::Failed,
@@ -726,7 +738,7 @@ impl StepCtx {
                         }
                     }
                 }
-                Ok(TaskOutcome::Ok) => return self.verify(step).await,
+                Ok(TaskOutcome::Ok) => return self.verify(step, deadline).await,
             }
         }
     }
@@ -748,24 +760,60 @@ impl StepCtx {
         ChildSearch::NotFound
     }
 
-    /// Confirms in `/cluster/resources` that the guest is on its target (a few bounded tries:
-    /// the cluster view may lag the task's end by a moment).
-    async fn verify(&self, step: &mut StepView) -> (StepState, String) {
+    /// Confirms in `/cluster/resources` that the guest is on its target after its task ended OK.
+    /// A view that disagrees is read a few more times (it may lag the task's end by a moment),
+    /// then the step failed. While PVE cannot be read at all, the step is recorded `unknown`
+    /// (not finished) and read again until `deadline` (at least a short grace): a migration that
+    /// landed is never reported failed because PVE was briefly unreachable.
+    async fn verify(&self, step: &mut StepView, deadline: Instant) -> (StepState, String) {
         self.phase(step, "verifying");
-        let mut last = String::new();
+        let deadline = deadline.max(Instant::now() + self.cfg().poll_max * 20);
+        let (mut misplaced, mut unreadable_since) = (0u32, None::<Instant>);
         let mut delay = Duration::ZERO;
-        for _ in 0..5 {
+        loop {
             match self.observe().await {
                 Ok(seen) if seen.guests.get(&step.vmid).is_some_and(|g| g.node == step.to) => {
-                    return (StepState::Done, format!("on {}", step.to));
+                    let after = unreadable_since.map_or(String::new(), |t| {
+                        format!(
+                            " (PVE could not be read for {:.1} s after the task ended)",
+                            t.elapsed().as_secs_f64()
+                        )
+                    });
+                    return (StepState::Done, format!("on {}{after}", step.to));
                 }
-                Ok(seen) => last = decide::location_note(step, &seen),
-                Err(e) => last = format!("guest location unknown: {e}"),
+                Ok(seen) => {
+                    misplaced += 1;
+                    if misplaced >= 5 {
+                        let last = decide::location_note(step, &seen);
+                        return (
+                            StepState::Failed,
+                            format!("the task ended OK but the guest did not land on {}: {last}", step.to),
+                        );
+                    }
+                }
+                Err(e) => {
+                    let why =
+                        format!("the task ended OK; where the guest is stays unknown until PVE answers: {e}");
+                    if unreadable_since.is_none() {
+                        unreadable_since = Some(Instant::now());
+                        step.state = StepState::Unknown;
+                        step.message = Some(why.clone());
+                        self.exec.record(self.job_id, step);
+                    }
+                    if Instant::now() >= deadline || self.cancelled() {
+                        return (StepState::Unknown, why);
+                    }
+                }
             }
             delay = decide::next_delay(delay, self.cfg().poll_min, self.cfg().poll_max);
-            tokio::time::sleep(delay).await;
+            self.pause(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
         }
-        (StepState::Failed, format!("the task ended OK but the guest did not land on {}: {last}", step.to))
+    }
+
+    /// While a task's status cannot be read (its node may be offline): a guest that is visibly
+    /// on its target has landed, whatever the source node does afterwards.
+    async fn landed(&self, step: &StepView) -> bool {
+        self.observe().await.is_ok_and(|seen| seen.guests.get(&step.vmid).is_some_and(|g| g.node == step.to))
     }
 
     /// Stops a running task and records why, with where the guest ended up.

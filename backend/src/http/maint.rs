@@ -48,7 +48,7 @@ async fn list(
 ) -> Result<Json<Vec<NodeMaintenance>>, HttpError> {
     user.require("/", "Sys.Audit")?;
     let snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
-    Ok(Json(state.maintenance.status(&snapshot, state.jobs.as_deref())?))
+    Ok(Json(state.maintenance.status(&state.pve, &snapshot, state.jobs.as_deref()).await?))
 }
 
 #[utoipa::path(get, path = "/api/v1/maintenance/{node}", params(("node" = String, Path)), responses(
@@ -63,7 +63,7 @@ async fn show(
 ) -> Result<Json<NodeMaintenance>, HttpError> {
     user.require("/", "Sys.Audit")?;
     let snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
-    let all = state.maintenance.status(&snapshot, state.jobs.as_deref())?;
+    let all = state.maintenance.status(&state.pve, &snapshot, state.jobs.as_deref()).await?;
     let found = all.into_iter().find(|m| m.node == node);
     Ok(Json(found.ok_or(MaintError::UnknownNode(node))?))
 }

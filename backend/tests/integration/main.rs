@@ -8,6 +8,7 @@ mod alerts_once;
 mod collect;
 mod config;
 mod config_cli;
+mod config_depth;
 mod execute;
 mod fakepve;
 mod history;

@@ -24,6 +24,18 @@ fn state_words(m: &NodeMaintenance) -> (&'static str, &'static str) {
         }
         (MaintenanceState::InMaintenance, _) => ("badge warn", "in maintenance"),
         (MaintenanceState::Exiting, _) => ("badge state-running", "leaving maintenance"),
+        (MaintenanceState::Failed, _) => {
+            ("badge state-failed", "maintenance failed: guests that can move are still here")
+        }
+    }
+}
+
+/// The state the actions follow: an `entering` mark whose job has ended (the service gives the
+/// reason it is not in maintenance) can be exited, like a failed one.
+fn actionable(m: &NodeMaintenance) -> MaintenanceState {
+    match m.state {
+        MaintenanceState::Entering if m.reason.is_some() => MaintenanceState::Failed,
+        s => s,
     }
 }
 
@@ -79,7 +91,7 @@ pub fn Maintenance() -> impl IntoView {
     // The preview: what entering (or leaving) would do now. Recomputed by the service when the
     // state or an option changes; the shown plan is kept when nothing changed.
     let state = Memo::new(move |_| match record.get() {
-        Some(Ok(m)) => Some((m.node.clone(), m.state)),
+        Some(Ok(m)) => Some((m.node.clone(), actionable(&m))),
         _ => None,
     });
     Effect::new(move |_| {
@@ -95,7 +107,7 @@ pub fn Maintenance() -> impl IntoView {
                 node: n.clone(),
                 request: MaintenanceRequest { preview: true, ha, include_stopped: stopped },
             },
-            MaintenanceState::InMaintenance => {
+            MaintenanceState::InMaintenance | MaintenanceState::Failed => {
                 Run::Exit { node: n.clone(), request: ExitRequest { preview: true, return_home: home, ha } }
             }
             // A job is under way; nothing to preview until it ends.
@@ -211,7 +223,7 @@ pub fn Maintenance() -> impl IntoView {
                 </label>
             }
             .into_any(),
-            MaintenanceState::InMaintenance => view! {
+            MaintenanceState::InMaintenance | MaintenanceState::Failed => view! {
                 <label title="Move the guests that ran here before maintenance back, as far as rules and capacity allow">
                     <input id="exit-return-home" type="checkbox" prop:checked=move || return_home.get()
                         on:change=move |ev| return_home.set(event_target_checked(&ev)) />
@@ -235,10 +247,11 @@ pub fn Maintenance() -> impl IntoView {
             };
             let homes = (!m.homes.is_empty() && m.state == MaintenanceState::InMaintenance)
                 .then(|| format!(" {} guests can return home.", m.homes.len()));
+            let reason = m.reason.clone().map(|r| format!(" {r}"));
             Some(
                 view! {
                     <p class="maint-state"><span id="maintenance-state" class=class data-state=m.state.as_str()>{words}</span>
-                        <span class="pvrb-muted">{since}{homes}</span></p>
+                        <span class="pvrb-muted">{since}{homes}</span><span id="maintenance-reason">{reason}</span></p>
                 }
                 .into_any(),
             )
@@ -265,7 +278,7 @@ pub fn Maintenance() -> impl IntoView {
         })
     };
     let action = move || match current() {
-        Some(MaintenanceState::InMaintenance) => "Exit maintenance:",
+        Some(MaintenanceState::InMaintenance | MaintenanceState::Failed) => "Exit maintenance:",
         _ => "Enter maintenance:",
     };
     view! {

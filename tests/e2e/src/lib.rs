@@ -4,6 +4,7 @@
 //! Everything binds to 127.0.0.1 on a free port and every wait is bounded.
 
 pub mod routes;
+pub mod service;
 pub mod webdriver;
 
 use backend::app::{AppState, Policy};
@@ -195,7 +196,9 @@ impl StackBuilder {
             policy.store(&layer, "stack", 0).map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         executor.set_limits_source(policy.limits_source());
+        maintenance.set_policy(policy.clone());
         let state = AppState::new(pve.clone())
+            .with_csrf_key(&sim.csrf_key)
             .with_executor(executor.clone())
             .with_policy(policy)
             .with_maintenance(maintenance.clone());

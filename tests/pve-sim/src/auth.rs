@@ -95,9 +95,17 @@ impl Identity {
     }
 }
 
-/// Per-process signing secret for tickets and CSRF tokens.
+/// Signing secrets: tickets with a random HMAC key (PVE signs them with RSA; only the simulator
+/// checks them), CSRF tokens exactly as PVE makes them, from the contents of a `pve-www.key`
+/// the simulator generates (and writes to a file, see `RunningSim::csrf_key`), so a service
+/// that verifies CSRF tokens with that file checks real signatures end to end.
 pub struct Signer {
     key: hmac::Key,
+    /// The stand-in for `/etc/pve/priv/pve-www.key` (PVE's is an RSA key in PEM; only its
+    /// bytes matter: they are hashed into the CSRF secret).
+    www_key: Vec<u8>,
+    /// The HMAC key CSRF tokens are signed with, derived from `www_key` as PVE derives it.
+    csrf_key: hmac::Key,
 }
 
 impl Default for Signer {
@@ -115,11 +123,45 @@ fn b64(data: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(data)
 }
 
+/// PVE's CSRF signing key for the contents of `pve-www.key`: the HMAC-SHA256 of nothing keyed
+/// with the file's bytes (Perl's `hmac_sha256_base64($input)`: the last argument is the key),
+/// base64 without padding, whose text is the key.
+pub fn csrf_key_of(www_key: &[u8]) -> hmac::Key {
+    let secret = b64(hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, www_key), b"").as_ref());
+    hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes())
+}
+
+/// A CSRF token for `userid` issued at `now`, signed from the key file contents `www_key` as
+/// PVE signs it (tests sign expired or other users' tokens with the simulator's key file).
+pub fn csrf_token(www_key: &[u8], userid: &str, now: i64) -> String {
+    let t = format!("{now:08X}");
+    let sig = b64(hmac::sign(&csrf_key_of(www_key), format!("{t}:{userid}").as_bytes()).as_ref());
+    format!("{t}:{sig}")
+}
+
+/// PVE's CSRF token age window: issued at most 5 minutes in the future (clock skew), at most
+/// the ticket lifetime (2 h) ago, both bounds exclusive.
+pub const CSRF_MIN_AGE: i64 = -300;
+pub const CSRF_MAX_AGE: i64 = 7200;
+
 impl Signer {
     pub fn new() -> Self {
         let rng = ring::rand::SystemRandom::new();
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).expect("system RNG");
-        Signer { key }
+        let mut raw = [0u8; 96];
+        ring::rand::SecureRandom::fill(&rng, &mut raw).expect("system RNG");
+        let www_key = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
+        .into_bytes();
+        let csrf_key = csrf_key_of(&www_key);
+        Signer { key, www_key, csrf_key }
+    }
+
+    /// The `pve-www.key` contents CSRF tokens derive from.
+    pub fn www_key(&self) -> &[u8] {
+        &self.www_key
     }
 
     fn sign(&self, data: &str) -> String {
@@ -149,22 +191,30 @@ impl Signer {
         Some((user.replace("%3A", ":"), t))
     }
 
-    /// `<8-hex time>:<sig of "time:userid">`
+    fn csrf_sig(&self, time: &str, userid: &str) -> String {
+        b64(hmac::sign(&self.csrf_key, format!("{time}:{userid}").as_bytes()).as_ref())
+    }
+
+    /// `<8 upper-case hex digits of time>:<base64 HMAC-SHA256 of "time:userid">`, as PVE.
     pub fn csrf(&self, userid: &str, now: i64) -> String {
         let t = format!("{now:08X}");
-        let sig = self.sign(&format!("{t}:{userid}"));
+        let sig = self.csrf_sig(&t, userid);
         format!("{t}:{sig}")
     }
 
+    /// PVE's check: the token's form, its signature for `userid`, and its age within
+    /// (`CSRF_MIN_AGE`, `lifetime`) (PVE: the ticket lifetime, `CSRF_MAX_AGE`).
     pub fn verify_csrf(&self, token: &str, userid: &str, now: i64, lifetime: i64) -> bool {
         let Some((t, sig)) = token.split_once(':') else { return false };
-        let expected = self.sign(&format!("{t}:{userid}"));
-        if !ct_eq(expected.as_bytes(), sig.as_bytes()) {
+        if t.len() != 8 || !t.bytes().all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()) {
+            return false;
+        }
+        if !ct_eq(self.csrf_sig(t, userid).as_bytes(), sig.as_bytes()) {
             return false;
         }
         let Ok(time) = i64::from_str_radix(t, 16) else { return false };
         let age = now - time;
-        (-300..lifetime + 300).contains(&age)
+        age > CSRF_MIN_AGE && age < lifetime
     }
 }
 
@@ -321,9 +371,29 @@ mod tests {
         assert!(t.starts_with("PVE:root@pam:60000000::"));
         assert_eq!(s.verify_ticket(&t), Some(("root@pam".into(), 0x6000_0000)));
         assert!(s.verify_ticket(&t.replace("root", "toor")).is_none());
-        let c = s.csrf("root@pam", 100);
-        assert!(s.verify_csrf(&c, "root@pam", 100, 7200));
-        assert!(!s.verify_csrf(&c, "other@pam", 100, 7200));
+        let c = s.csrf("root@pam", 0x6B00_0000);
+        assert!(c.starts_with("6B000000:"), "{c}");
+        assert!(s.verify_csrf(&c, "root@pam", 0x6B00_0000, CSRF_MAX_AGE));
+        assert!(!s.verify_csrf(&c, "other@pam", 0x6B00_0000, CSRF_MAX_AGE), "bound to the user");
+        assert!(s.verify_csrf(&c, "root@pam", 0x6B00_0000 + CSRF_MAX_AGE - 1, CSRF_MAX_AGE));
+        assert!(!s.verify_csrf(&c, "root@pam", 0x6B00_0000 + CSRF_MAX_AGE, CSRF_MAX_AGE), "expired");
+        assert!(!s.verify_csrf(&c, "root@pam", 0x6B00_0000 + CSRF_MIN_AGE, CSRF_MAX_AGE), "from the future");
+        assert!(!s.verify_csrf(
+            &Signer::new().csrf("root@pam", 0x6B00_0000),
+            "root@pam",
+            0x6B00_0000,
+            CSRF_MAX_AGE
+        ));
+    }
+
+    #[test]
+    fn csrf_tokens_are_signed_as_pve_signs_them() {
+        // The figures come from Perl's Digest::SHA, which PVE uses:
+        // secret = hmac_sha256_base64(key file) (the file is the key, the data empty),
+        // token sig = hmac_sha256_base64("T:user", secret).
+        let key = csrf_key_of(b"KEYFILE\n");
+        let sig = b64(hmac::sign(&key, b"6B000000:root@pam").as_ref());
+        assert_eq!(sig, "ddhVHTusr2kJQpBMY3lenCEbYwuca7xtcL8zd4T+jP0");
     }
 
     #[test]

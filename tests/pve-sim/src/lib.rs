@@ -67,6 +67,9 @@ pub struct RunningSim {
     pub ca_pem: String,
     /// SHA-256 fingerprint of the server certificate (`AA:BB:..`).
     pub fingerprint: String,
+    /// The simulator's `pve-www.key` (0600, removed at shutdown): the CSRF tokens it hands out
+    /// are signed from it as PVE signs them, so a service given this file verifies them.
+    pub csrf_key: std::path::PathBuf,
     sim: Arc<server::Sim>,
     handle: axum_server::Handle,
     join: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -137,6 +140,9 @@ impl RunningSim {
     pub async fn shutdown(self) {
         self.handle.graceful_shutdown(Some(Duration::from_secs(1)));
         let _ = tokio::time::timeout(Duration::from_secs(5), self.join).await;
+        if let Some(dir) = self.csrf_key.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -146,6 +152,24 @@ pub fn demo_scenario_path() -> PathBuf {
 }
 
 /// Starts a simulator on a loopback address; returns once it accepts connections.
+/// Writes the CSRF key file (0600) into a directory of its own for this simulator.
+fn write_www_key(key: &[u8], addr: SocketAddr) -> anyhow::Result<std::path::PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::env::temp_dir().join(format!("pve-sim-{}-{}", std::process::id(), addr.port()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("pve-www.key");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(key)?;
+    Ok(path)
+}
+
 pub async fn start(cfg: SimConfig) -> anyhow::Result<RunningSim> {
     if !cfg.bind.ip().is_loopback() {
         bail!("pve-sim only binds loopback addresses, not {}", cfg.bind);
@@ -191,11 +215,13 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<RunningSim> {
     let server = axum_server::from_tcp_rustls(listener, rustls_cfg).handle(handle.clone());
     let join = tokio::spawn(server.serve(app.into_make_service_with_connect_info::<SocketAddr>()));
     handle.listening().await.context("server failed to start")?;
+    let csrf_key = write_www_key(sim.signer.www_key(), addr)?;
     Ok(RunningSim {
         addr,
         base_url: format!("https://{addr}"),
         ca_pem: tls.ca_pem,
         fingerprint: tls.fingerprint,
+        csrf_key,
         sim,
         handle,
         join,

@@ -1,4 +1,5 @@
-//! `pve-sim --scenario FILE [--port N] [--bind ADDR] [--time-scale X] [--ca-out PATH] [--no-schema]`
+//! `pve-sim --scenario FILE [--port N] [--bind ADDR] [--time-scale X] [--ca-out PATH] [--no-schema]
+//! [--csrf-key-out PATH]`
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -28,6 +29,10 @@ struct Args {
     /// Write the CA certificate (PEM) here.
     #[arg(long)]
     ca_out: Option<PathBuf>,
+    /// Copy the simulator's `pve-www.key` (its CSRF tokens are signed from it as PVE signs them)
+    /// here, for `pve-rebalancer serve --csrf-key`.
+    #[arg(long)]
+    csrf_key_out: Option<PathBuf>,
     /// Generate a large cluster instead of reading a scenario: SEED,NODES,GUESTS.
     #[arg(long)]
     generate: Option<String>,
@@ -69,6 +74,9 @@ fn main() -> anyhow::Result<()> {
         let sim = pve_sim::start(cfg).await?;
         if let Some(p) = &args.ca_out {
             std::fs::write(p, &sim.ca_pem).with_context(|| format!("writing {}", p.display()))?;
+        }
+        if let Some(p) = &args.csrf_key_out {
+            std::fs::copy(&sim.csrf_key, p).with_context(|| format!("writing {}", p.display()))?;
         }
         {
             let mut out = std::io::stdout().lock();

@@ -61,7 +61,7 @@ async fn settings_are_stored_validated_audited_and_read_only_for_auditors() {
     // A ticket write without the CSRF header is refused.
     let resp =
         root.http.put(format!("{}/api/v1/settings", a.backend_url)).json(&json!({"balanciness": 4})).send();
-    assert_eq!(resp.await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(resp.await.unwrap().status(), StatusCode::FORBIDDEN);
     // An auditor sees them, may not change them, and is told why.
     let v: SettingsView = audit.get("/api/v1/settings").send().await.unwrap().json().await.unwrap();
     assert_eq!((v.writable, v.missing_privilege.as_deref()), (false, Some("Sys.Modify on /")));

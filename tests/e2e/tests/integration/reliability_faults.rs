@@ -89,7 +89,7 @@ async fn backend_with_timeout(
     let lock = DirLock::new(lock_dir.map_or_else(|| dir.join("lock"), Path::to_path_buf));
     let ex = Executor::new(pve.clone(), Arc::new(journal), Arc::new(lock), cfg);
     // The user's own credentials are checked against the simulator directly.
-    let app = router(AppState::new(pve).with_executor(ex), None);
+    let app = router(AppState::new(pve).with_csrf_key(&sim.csrf_key).with_executor(ex), None);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
@@ -750,7 +750,7 @@ async fn f22_journal_on_a_full_disk_refuses_the_job_and_submits_nothing() {
     let lock = temp_dir("full-lock");
     let ex =
         Executor::new(pve.clone(), Arc::new(journal), Arc::new(DirLock::new(lock.to_path_buf())), fast());
-    let app = router(AppState::new(pve).with_executor(ex), None);
+    let app = router(AppState::new(pve).with_csrf_key(&sim.csrf_key).with_executor(ex), None);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
@@ -926,6 +926,8 @@ async fn spawn_service(dir: &Path, pve_url: &str, ca: &Path) -> (tokio::process:
         .arg(dir.join("journal.sqlite"))
         .arg("--lock-dir")
         .arg(dir.join("lock"))
+        .arg("--csrf-key")
+        .arg(dir.join("pve-www.key"))
         .env("PVE_REBALANCER_USER", "root@pam")
         .env("PVE_REBALANCER_PASSWORD", "demo")
         .env("RUST_LOG", "info")
@@ -958,6 +960,7 @@ async fn f25_service_killed_mid_plan_reconciles_after_restart_and_never_resubmit
     let dir = temp_dir("kill");
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &sim.ca_pem).unwrap();
+    std::fs::copy(&sim.csrf_key, dir.join("pve-www.key")).unwrap();
     let (mut first, url) = spawn_service(&dir, &pve_url, &ca).await;
     let u = e2e::login(&url, "root@pam", "demo").await.unwrap();
     let resp = u

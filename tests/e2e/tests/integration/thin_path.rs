@@ -78,7 +78,7 @@ async fn the_api_refuses_callers_pve_would_refuse() {
     // A write with a valid ticket but no CSRF token.
     let root = stack.login("root@pam", "demo").await.unwrap();
     let no_csrf = root.http.post(url("/api/v1/plan")).json(&serde_json::json!({})).send().await.unwrap();
-    assert_eq!(no_csrf.status(), 401);
+    assert_eq!(no_csrf.status(), 403);
     let err: ApiError = no_csrf.json().await.unwrap();
     assert!(err.detail.contains("CSRFPreventionToken"), "{}", err.detail);
 

@@ -1,4 +1,4 @@
-//! The one place the service, its scheduler and the CLI get their policy from: the
+//! The one place the service, its scheduler, maintenance and the CLI get their policy from: the
 //! configuration file's layer, the stored settings, and one request's overrides, resolved by
 //! `shared::policy` (the panel's what-if resolves the same way in the browser).
 
