@@ -119,8 +119,16 @@ pub async fn run(args: ProxlbArgs) -> i32 {
 /// The policy this file makes with the settings stored in its `rebalancer.state_dir` (the
 /// panel's), as the service resolves it.
 pub async fn policy(loaded: &LoadedConfig) -> Result<PolicyView, Failure> {
+    policy_with(loaded, Default::default()).await
+}
+
+/// [`policy`] with one command's overrides on top.
+pub async fn policy_with(
+    loaded: &LoadedConfig,
+    overrides: shared::policy::PolicyLayer,
+) -> Result<PolicyView, Failure> {
     let policy = Arc::new(Policy::new(&loaded.config.rebalancer.state_dir, Some(loaded.file_layer())));
-    policy.resolve_async(Default::default()).await.map_err(|e| Failure::Config(e.to_string()))
+    policy.resolve_async(overrides).await.map_err(|e| Failure::Config(e.to_string()))
 }
 
 async fn run_once(loaded: &LoadedConfig, args: &ProxlbArgs, signals: &Signals) -> Result<(), Failure> {
@@ -198,8 +206,11 @@ pub fn plan_for(loaded: &LoadedConfig, snapshot: &ClusterSnapshot, request: &Pla
 }
 
 /// Collect once with the configuration's connection and request, and plan.
-pub async fn plan_with_config(loaded: &LoadedConfig) -> Result<Plan, Failure> {
-    let request = policy(loaded).await?.request;
+pub async fn plan_with_config(
+    loaded: &LoadedConfig,
+    overrides: &shared::policy::PolicyLayer,
+) -> Result<Plan, Failure> {
+    let request = policy_with(loaded, overrides.clone()).await?.request;
     let client = connect(&loaded.config).await?;
     let mut snapshot = collect(&client).await?;
     Ok(crate::preflight::plan(&client, &mut snapshot, |s| plan_for(loaded, s, &request)).await)

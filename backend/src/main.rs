@@ -383,9 +383,10 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             }
             backend::http::serve::serve(router(state, panel_dir), listen, tls, shutdown_signal()).await?;
         }
-        Command::Plan { config: Some(path), .. } => {
+        Command::Plan { config: Some(path), balanciness, .. } => {
             let loaded = backend::cli_proxlb::load(&path).unwrap_or_else(|f| std::process::exit(f.report()));
-            match backend::cli_proxlb::plan_with_config(&loaded).await {
+            let overrides = shared::policy::PolicyLayer { balanciness, ..Default::default() };
+            match backend::cli_proxlb::plan_with_config(&loaded, &overrides).await {
                 Ok(plan) => println!("{}", serde_json::to_string_pretty(&plan)?),
                 Err(f) => std::process::exit(f.report()),
             }
@@ -408,7 +409,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                         .unwrap_or_else(|f| std::process::exit(f.report()))
                 }
                 None => {
-                    let request = backend::maintenance_cli::policy_request(&maint, &Default::default())
+                    let request = backend::maintenance_cli::policy_request(&maint, None, &Default::default())
                         .unwrap_or_else(|code| std::process::exit(code));
                     let client = pve.client()?;
                     let snapshot = backend::collect::snapshot(&client, backend::unix_now()).await?;
@@ -427,7 +428,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
         }
         Command::Plan { pve, balanciness, config: None, maint } => {
             let overrides = shared::policy::PolicyLayer { balanciness, ..Default::default() };
-            let request = backend::maintenance_cli::policy_request(&maint, &overrides)
+            let request = backend::maintenance_cli::policy_request(&maint, None, &overrides)
                 .unwrap_or_else(|code| std::process::exit(code));
             let client = pve.client()?;
             let mut snapshot = backend::collect::snapshot(&client, backend::unix_now()).await?;

@@ -87,14 +87,7 @@ struct StateFile {
     job_hosts: BTreeMap<String, (String, u64)>,
 }
 
-/// This host's name (what `job_hosts` records).
-pub fn this_host() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
-}
+pub use crate::this_host;
 
 /// Whether `node`'s job is in this host's journal (marks written before hosts were recorded
 /// count as ours).

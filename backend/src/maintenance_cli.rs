@@ -29,6 +29,9 @@ pub struct EnterArgs {
     /// Print the answer as JSON.
     #[arg(long)]
     pub json: bool,
+    /// proxlb.yaml to plan with [default: the service's, /etc/pve-rebalancer/proxlb.yaml, if any].
+    #[arg(short = 'c', long)]
+    pub config: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub maint: MaintArgs,
     #[command(flatten)]
@@ -50,6 +53,9 @@ pub struct ExitArgs {
     pub ha: bool,
     #[arg(long)]
     pub json: bool,
+    /// proxlb.yaml to plan with [default: the service's, /etc/pve-rebalancer/proxlb.yaml, if any].
+    #[arg(short = 'c', long)]
+    pub config: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub maint: MaintArgs,
     #[command(flatten)]
@@ -62,6 +68,9 @@ pub struct StatusArgs {
     pub node: Option<String>,
     #[arg(long)]
     pub json: bool,
+    /// proxlb.yaml to plan with [default: the service's, /etc/pve-rebalancer/proxlb.yaml, if any].
+    #[arg(short = 'c', long)]
+    pub config: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub maint: MaintArgs,
 }
@@ -73,6 +82,9 @@ pub struct ApplyArgs {
     pub balanciness: Option<f64>,
     #[arg(long)]
     pub json: bool,
+    /// proxlb.yaml to plan with [default: the service's, /etc/pve-rebalancer/proxlb.yaml, if any].
+    #[arg(short = 'c', long)]
+    pub config: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub maint: MaintArgs,
     #[command(flatten)]
@@ -94,15 +106,17 @@ fn fail(e: impl std::fmt::Display) -> i32 {
 /// file is an error, not silently the defaults.
 pub fn policy_request(
     maint: &MaintArgs,
+    config: Option<&std::path::Path>,
     overrides: &shared::policy::PolicyLayer,
 ) -> Result<PlanRequest, i32> {
-    cli_policy(maint)?.resolve(overrides).map(|v| v.request).map_err(fail)
+    cli_policy(maint, config)?.resolve(overrides).map(|v| v.request).map_err(fail)
 }
 
-/// The policy of [`policy_request`] itself.
-pub fn cli_policy(maint: &MaintArgs) -> Result<Arc<Policy>, i32> {
-    let path = crate::cli_proxlb::config_path(None);
-    let file = match path.exists().then(|| crate::cli_proxlb::load(&path)) {
+/// The policy of [`policy_request`] itself: `config` (else the service's file, if there is
+/// one) below the settings stored in `--state-dir`.
+pub fn cli_policy(maint: &MaintArgs, config: Option<&std::path::Path>) -> Result<Arc<Policy>, i32> {
+    let path = crate::cli_proxlb::config_path(config);
+    let file = match (config.is_some() || path.exists()).then(|| crate::cli_proxlb::load(&path)) {
         Some(Ok(loaded)) => Some(loaded.file_layer()),
         Some(Err(f)) => return Err(f.report()),
         None => None,
@@ -111,8 +125,11 @@ pub fn cli_policy(maint: &MaintArgs) -> Result<Arc<Policy>, i32> {
 }
 
 /// The marks store judging with the CLI's policy, and the plan request of that policy.
-fn store_and_request(maint: &MaintArgs) -> Result<(Arc<Maintenance>, PlanRequest), i32> {
-    let policy = cli_policy(maint)?;
+fn store_and_request(
+    maint: &MaintArgs,
+    config: Option<&std::path::Path>,
+) -> Result<(Arc<Maintenance>, PlanRequest), i32> {
+    let policy = cli_policy(maint, config)?;
     let request = policy.resolve(&Default::default()).map_err(fail)?.request;
     let store = maint.store();
     store.set_policy(policy);
@@ -122,7 +139,7 @@ fn store_and_request(maint: &MaintArgs) -> Result<(Arc<Maintenance>, PlanRequest
 pub async fn enter(pve: PveClient, a: EnterArgs) -> i32 {
     let pve = Arc::new(pve);
     let req = MaintenanceRequest { preview: a.preview, ha: a.ha, include_stopped: !a.running_only };
-    let (store, request) = match store_and_request(&a.maint) {
+    let (store, request) = match store_and_request(&a.maint, a.config.as_deref()) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -139,7 +156,7 @@ pub async fn enter(pve: PveClient, a: EnterArgs) -> i32 {
 pub async fn exit(pve: PveClient, a: ExitArgs) -> i32 {
     let pve = Arc::new(pve);
     let req = ExitRequest { preview: a.preview, return_home: a.return_home, ha: a.ha };
-    let (store, request) = match store_and_request(&a.maint) {
+    let (store, request) = match store_and_request(&a.maint, a.config.as_deref()) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -154,7 +171,7 @@ pub async fn exit(pve: PveClient, a: ExitArgs) -> i32 {
 }
 
 pub async fn status(pve: PveClient, a: StatusArgs) -> i32 {
-    let (store, _) = match store_and_request(&a.maint) {
+    let (store, _) = match store_and_request(&a.maint, a.config.as_deref()) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -198,7 +215,7 @@ pub async fn apply(pve: PveClient, a: ApplyArgs) -> i32 {
         return fail(e);
     }
     let overrides = shared::policy::PolicyLayer { balanciness: a.balanciness, ..Default::default() };
-    let request = match policy_request(&a.maint, &overrides) {
+    let request = match policy_request(&a.maint, a.config.as_deref(), &overrides) {
         Ok(r) => r,
         Err(code) => return code,
     };

@@ -473,7 +473,7 @@ impl AlertClaims {
         AlertClaims {
             state_dir: state_dir.to_owned(),
             lock: DirLock::new(state_dir.join("lock")),
-            host: crate::maintenance::this_host(),
+            host: crate::this_host(),
         }
     }
 

@@ -87,7 +87,7 @@ pub struct Scheduler {
 impl Scheduler {
     pub fn new(cfg: SchedulerConfig) -> Scheduler {
         let state = Arc::new(JsonStore::new(&cfg.state_dir, STATE_FILE));
-        Scheduler { cfg, state, host: crate::maintenance::this_host() }
+        Scheduler { cfg, state, host: crate::this_host() }
     }
 
     /// The last run as recorded (none yet: zero).

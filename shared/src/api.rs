@@ -466,6 +466,9 @@ pub struct BestNodeAnswer {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best: Option<String>,
     pub ranks: Vec<crate::best_node::NodeRank>,
+    /// The policy's plan request the nodes were ranked with (reserve, rules, thresholds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<crate::PlanRequest>,
 }
 
 // ---- Settings (`/api/v1/settings`) and history (`/api/v1/history`) ----

@@ -121,12 +121,9 @@ impl ProxlbConfig {
             level: r.level,
             stop_spread: r.stop_spread,
             // ProxLB's `overprovisioning: true` avoids moves that overprovision a node: no more
-            // running vCPUs than cores (memory is always capacity-checked).
-            cpu_overcommit: match (b.cpu_overcommit, self.proxmox_cluster.overprovisioning) {
-                (Some(o), true) => Some(o.min(1.0)),
-                (None, true) => Some(1.0),
-                (o, false) => o,
-            },
+            // running vCPUs than cores (memory is always capacity-checked). An explicit
+            // `cpu_overcommit` says how much, and wins.
+            cpu_overcommit: b.cpu_overcommit.or(self.proxmox_cluster.overprovisioning.then_some(1.0)),
             allow_local_disks: b.with_local_disks,
             max_gib: r.max_gib,
             max_moves_per_node: r.max_moves_per_node.or(b.max_node_inflow),

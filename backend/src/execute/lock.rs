@@ -112,7 +112,7 @@ fn process_start(pid: u32) -> Option<u64> {
 
 impl DirLock {
     pub fn new(dir: impl Into<PathBuf>) -> DirLock {
-        DirLock { dir: dir.into(), node: crate::maintenance::this_host() }
+        DirLock { dir: dir.into(), node: crate::this_host() }
     }
 
     /// The same lock as seen from node `node` (tests: two "nodes" on one machine).

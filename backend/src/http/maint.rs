@@ -194,5 +194,5 @@ async fn best_node(
         HttpError::not_found("no such guest", format!("no guest {vmid} in the cluster"), "vmid")
     })?;
     let best = ranks.iter().find(|r| r.fits).map(|r| r.node.clone());
-    Ok(Json(BestNodeAnswer { best, ranks }))
+    Ok(Json(BestNodeAnswer { best, ranks, request: Some(request) }))
 }

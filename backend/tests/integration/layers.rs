@@ -13,6 +13,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "services",
         &[
+            "policy",
             "execute",
             "collect",
             "settings",

@@ -99,7 +99,8 @@ pub struct StackBuilder {
 
 impl StackBuilder {
     /// A `proxlb.yaml` the service plans with (`serve -c`), below the stored settings. Written
-    /// to `<work>/proxlb.yaml`; `rebalancer.state_dir` is set to the stack's directory.
+    /// to `<work>/proxlb.yaml`; `rebalancer.state_dir` is set to the stack's directory, and
+    /// `{SIM}` / `{CA}` stand for the simulator's `host:port` and its CA file (for the CLI).
     pub fn config(mut self, yaml: &str) -> Self {
         self.config = Some(yaml.to_owned());
         self
@@ -183,6 +184,10 @@ impl StackBuilder {
         let file = match &self.config {
             Some(yaml) => {
                 let path = work.join("proxlb.yaml");
+                let ca = work.join("sim-ca.pem");
+                std::fs::write(&ca, &sim.ca_pem)?;
+                let host = sim.base_url.trim_start_matches("https://").trim_end_matches('/');
+                let yaml = yaml.replace("{SIM}", host).replace("{CA}", &ca.display().to_string());
                 let yaml = format!("{yaml}\nrebalancer:\n  state_dir: {}\n", work.display());
                 std::fs::write(&path, merge_rebalancer(&yaml))?;
                 Some(backend::config::load_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?.file_layer())

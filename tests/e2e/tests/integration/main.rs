@@ -15,6 +15,7 @@ mod maintenance_truth;
 mod migration_truth;
 mod notify;
 mod openapi;
+mod policy_entry_points;
 mod reliability_faults;
 mod scheduler;
 mod schemathesis;
