@@ -358,7 +358,8 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             state = state.with_sampler(sampler);
             // Without a journal nothing may execute (a step must never be submitted unrecorded);
             // the rest of the service still runs and the job routes say why they are off.
-            match exec.executor(client) {
+            let exec_base = loaded.as_ref().map(|l| l.config.exec_config()).unwrap_or_default();
+            match exec.executor_with(client, exec_base) {
                 Ok(executor) => {
                     let recovering = executor.clone();
                     tokio::spawn(async move {

@@ -136,11 +136,11 @@ pub fn parse_str(text: &str, file: &str) -> Result<LoadedConfig, ConfigError> {
             format!("{}: unknown key `{}` ignored{hint}", at(file, line, column), u.path.join("."))
         })
         .collect();
-    for (path, message) in super::validate::not_applied(&config) {
+    let present = super::schema::key_paths(&value);
+    for (path, message) in super::validate::not_applied(&config, &present) {
         let (line, column) = locate_path(text, &path);
         warnings.push(format!("{}: {path}: {message}", at(file, line, column)));
     }
-    let present = super::schema::key_paths(&value);
     Ok(LoadedConfig { config, warnings, file: file.to_owned(), present })
 }
 

@@ -207,6 +207,7 @@ impl ProxlbConfig {
             max_parallel: if b.parallel { b.parallel_jobs.max(1) as usize } else { 1 },
             max_per_node: self.rebalancer.max_per_node.max(1),
             step_timeout: Duration::from_secs(timeout.max(1)),
+            conntrack_state: b.with_conntrack_state,
             ..ExecConfig::default()
         }
     }

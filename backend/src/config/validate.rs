@@ -142,9 +142,28 @@ pub(super) fn check(c: &ProxlbConfig) -> Vec<Issue> {
     out
 }
 
-/// Settings that load but do not change what we do.
-pub(super) fn not_applied(c: &ProxlbConfig) -> Vec<Issue> {
+/// Settings that load but do not change what we do, each with why (`present`: the file's keys).
+pub(super) fn not_applied(c: &ProxlbConfig, present: &std::collections::BTreeSet<String>) -> Vec<Issue> {
     let mut out = Vec::new();
+    for (key, on) in [
+        ("balancing.enforce_affinity", c.balancing.enforce_affinity),
+        ("balancing.enforce_pinning", c.balancing.enforce_pinning),
+    ] {
+        if present.contains(key) && !on {
+            out.push((
+                key.into(),
+                "accepted by ProxLB, not supported here: affinity, anti-affinity and strict pins are \
+                 always enforced as hard rules (a plan never breaks them)"
+                    .into(),
+            ));
+        }
+    }
+    if c.service.enable_ha {
+        out.push((
+            "service.enable_ha".into(),
+            "has no effect here: HA-managed guests always migrate through PVE's HA stack (hamigrate)".into(),
+        ));
+    }
     if c.solver.enable {
         out.push((
             "solver.enable".into(),

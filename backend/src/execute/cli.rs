@@ -33,12 +33,18 @@ pub struct ExecArgs {
 impl ExecArgs {
     /// Opens the journal and builds the executor (call [`Executor::recover`] next).
     pub fn executor(&self, pve: Arc<PveClient>) -> anyhow::Result<Arc<Executor>> {
+        self.executor_with(pve, ExecConfig::default())
+    }
+
+    /// [`ExecArgs::executor`] over `base` (what the configuration file says; the flags win for
+    /// the limits, the timeout, the journal and the lock).
+    pub fn executor_with(&self, pve: Arc<PveClient>, base: ExecConfig) -> anyhow::Result<Arc<Executor>> {
         let journal = Journal::open(&self.journal)?;
         let cfg = ExecConfig {
             max_parallel: self.max_parallel.max(1),
             max_per_node: self.max_per_node.max(1),
             step_timeout: Duration::from_secs(self.step_timeout_secs.max(1)),
-            ..ExecConfig::default()
+            ..base
         };
         let mut lock = DirLock::new(&self.lock_dir);
         if let Some(node) = &self.lock_node {

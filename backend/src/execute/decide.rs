@@ -281,7 +281,8 @@ pub struct MigrateCall {
     pub form: Vec<(&'static str, String)>,
 }
 
-/// `online=1` for running VMs (with `with-conntrack-state=1` on PVE 9+, which knows it),
+/// `online=1` for running VMs (with `with-conntrack-state=1` when `conntrack` is asked for —
+/// ProxLB's `with_conntrack_state` — and PVE is 9+, which knows it; PVE 8 refuses the key),
 /// `with-local-disks=1` when it has local disks (the precondition already required them to be
 /// allowed), `restart=1` + `timeout` for running containers.
 pub fn migrate_call(
@@ -290,13 +291,14 @@ pub fn migrate_call(
     local_disks: bool,
     pve_major: Option<u32>,
     ct_shutdown_timeout: u32,
+    conntrack: bool,
 ) -> MigrateCall {
     let mut form = vec![("target", step.to.clone())];
     let path = match step.kind {
         GuestKind::Qemu => {
             if running {
                 form.push(("online", "1".into()));
-                if pve_major.is_some_and(|m| m >= 9) {
+                if conntrack && pve_major.is_some_and(|m| m >= 9) {
                     form.push(("with-conntrack-state", "1".into()));
                 }
             }

@@ -40,6 +40,8 @@ pub struct ExecConfig {
     pub lock_ttl: Duration,
     /// Tries of a read-only call (cluster state, migrate precondition) on transport errors.
     pub read_attempts: u32,
+    /// Ask PVE 9+ to carry a running VM's conntrack state (ProxLB's `with_conntrack_state`).
+    pub conntrack_state: bool,
 }
 
 impl Default for ExecConfig {
@@ -56,6 +58,7 @@ impl Default for ExecConfig {
             lock_name: "pve-rebalancer-executor".into(),
             lock_ttl: Duration::from_secs(120),
             read_attempts: 3,
+            conntrack_state: true,
         }
     }
 }
@@ -590,8 +593,17 @@ impl StepCtx {
             return (StepState::Cancelled, "job cancelled before this step was submitted".into());
         }
         self.phase(step, "submitting");
-        let call =
-            decide::migrate_call(step, running, local_disks, self.pve_major, self.cfg().ct_shutdown_timeout);
+        let call = {
+            let cfg = self.cfg();
+            decide::migrate_call(
+                step,
+                running,
+                local_disks,
+                self.pve_major,
+                cfg.ct_shutdown_timeout,
+                cfg.conntrack_state,
+            )
+        };
         let since = unix_now().saturating_sub(5);
         let upid = match self.pve().post(&call.path, &call.form).await {
             Ok(v) => match v.as_str().filter(|u| Upid::parse(u).is_some()) {

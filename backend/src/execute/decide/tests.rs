@@ -138,17 +138,22 @@ fn qemu_preconditions() {
 #[test]
 fn migrate_calls_follow_guest_kind_status_and_version() {
     let vm = step(0, 100, "a", "b", &[]);
-    let c = migrate_call(&vm, true, true, Some(9), 180);
+    let c = migrate_call(&vm, true, true, Some(9), 180, true);
     assert_eq!(c.path, "/nodes/a/qemu/100/migrate");
     let keys: Vec<&str> = c.form.iter().map(|(k, _)| *k).collect();
     assert_eq!(keys, ["target", "online", "with-conntrack-state", "with-local-disks"]);
-    let c = migrate_call(&vm, true, false, Some(8), 180);
+    let c = migrate_call(&vm, true, false, Some(8), 180, true);
     assert_eq!(c.form, vec![("target", "b".to_string()), ("online", "1".to_string())]);
-    let c = migrate_call(&vm, false, false, Some(9), 180);
+    let c = migrate_call(&vm, false, false, Some(9), 180, true);
+    assert_eq!(c.form, vec![("target", "b".to_string())]);
+    // with_conntrack_state: false: PVE 9 too is asked without it.
+    let c = migrate_call(&vm, true, false, Some(9), 180, false);
+    assert_eq!(c.form, vec![("target", "b".to_string()), ("online", "1".to_string())]);
+    let c = migrate_call(&vm, false, false, Some(9), 180, true);
     assert_eq!(c.form, vec![("target", "b".to_string())]);
     let mut ct = step(0, 106, "a", "b", &[]);
     ct.kind = GuestKind::Lxc;
-    let c = migrate_call(&ct, true, false, Some(9), 120);
+    let c = migrate_call(&ct, true, false, Some(9), 120, true);
     assert_eq!(c.path, "/nodes/a/lxc/106/migrate");
     assert_eq!(c.form[1..], [("restart", "1".to_string()), ("timeout", "120".to_string())]);
     assert_eq!(pve_major("9.1.2"), Some(9));

@@ -42,21 +42,21 @@ const GIB: u64 = 1 << 30;
 fn expected(balanciness: f64) -> Vec<(&'static str, Value)> {
     vec![
         ("/balanciness", json!(balanciness)),
-        ("/max_moves", json!(8)),                                  // stored
-        ("/rules/ignore_guests", json!(["stored-guest"])),         // stored
-        ("/memory_reserve", json!(2 * GIB)),                       // stored
-        ("/overload/memory", json!(80.0)),                         // stored
-        ("/min_gain", json!(0.7)),                                 // file
-        ("/max_gib", json!(500.0)),                                // file
-        ("/cooldown_secs", json!(1800)),                           // file
-        ("/no_return_secs", json!(7200)),                          // file
-        ("/overload/cpu", json!(95.0)),                            // file
-        ("/max_moves_per_node", json!(4)),                         // file
-        ("/cpu_overcommit", json!(3.0)),                           // file
-        ("/rules/ignore_nodes", json!(["file-node*"])),            // file
-        ("/rules/pools/0/pool", json!("prod")),                    // file
-        ("/rules/pools/0/type", json!("anti-affinity")),           // file
-        ("/method", json!("memory")),                              // file (= default)
+        ("/max_moves", json!(8)),                          // stored
+        ("/rules/ignore_guests", json!(["stored-guest"])), // stored
+        ("/memory_reserve", json!(2 * GIB)),               // stored
+        ("/overload/memory", json!(80.0)),                 // stored
+        ("/min_gain", json!(0.7)),                         // file
+        ("/max_gib", json!(500.0)),                        // file
+        ("/cooldown_secs", json!(1800)),                   // file
+        ("/no_return_secs", json!(7200)),                  // file
+        ("/overload/cpu", json!(95.0)),                    // file
+        ("/max_moves_per_node", json!(4)),                 // file
+        ("/cpu_overcommit", json!(3.0)),                   // file
+        ("/rules/ignore_nodes", json!(["file-node*"])),    // file
+        ("/rules/pools/0/pool", json!("prod")),            // file
+        ("/rules/pools/0/type", json!("anti-affinity")),   // file
+        ("/method", json!("memory")),                      // file (= default)
     ]
 }
 
@@ -90,7 +90,8 @@ async fn cli(stack: &e2e::Stack, args: &[&str]) -> Value {
         .env_remove("RUST_LOG")
         .kill_on_drop(true)
         .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), out).await.expect("CLI in time").expect("CLI runs");
+    let out =
+        tokio::time::timeout(Duration::from_secs(120), out).await.expect("CLI in time").expect("CLI runs");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{args:?}: {text}{}", String::from_utf8_lossy(&out.stderr));
     let start = text.find("\n{").map_or(0, |i| i + 1);
@@ -128,7 +129,8 @@ async fn every_entry_point_plans_with_file_then_stored_then_request() {
     // ProxBalance's alias, maintenance preview and best node from the panel.
     let recs = json_of(root.get("/api/recommendations").send().await.unwrap(), "recommendations").await;
     check("GET /api/recommendations", &recs["plan"]["request"], 6.0);
-    let enter = root.post("/api/v1/maintenance/pve2/enter").json(&json!({"preview": true})).send().await.unwrap();
+    let enter =
+        root.post("/api/v1/maintenance/pve2/enter").json(&json!({"preview": true})).send().await.unwrap();
     let enter = json_of(enter, "maintenance preview").await;
     check("POST /api/v1/maintenance/pve2/enter", &enter["plan"]["request"], 6.0);
     let best = root.post("/api/v1/best-node").json(&json!({"guest": {"cpus": 1, "mem_bytes": GIB}})).send();
@@ -143,7 +145,9 @@ async fn every_entry_point_plans_with_file_then_stored_then_request() {
     });
     let noon = backend::windows::WeekTime { day: 0, minute: 12 * 60 };
     let round = scheduler.round(&stack.state, 1_800_000_000, noon).await.expect("a scheduled round");
-    let backend::scheduler::Round::Started { job_id, .. } = round else { panic!("no scheduled job: {round:?}") };
+    let backend::scheduler::Round::Started { job_id, .. } = round else {
+        panic!("no scheduled job: {round:?}")
+    };
     let journaled = stack.executor.journal().plan_json(job_id).unwrap().expect("the job's plan");
     let journaled: Value = serde_json::from_str(&journaled).unwrap();
     check("the scheduler", &journaled["request"], 6.0);
@@ -157,8 +161,21 @@ async fn every_entry_point_plans_with_file_then_stored_then_request() {
     let ca = format!("{work}/sim-ca.pem");
     let enter = cli(
         &stack,
-        &["maintenance", "enter", "pve2", "--preview", "--json", "-c", &config, "--state-dir", &work,
-            "--pve-url", url, "--pve-ca", &ca],
+        &[
+            "maintenance",
+            "enter",
+            "pve2",
+            "--preview",
+            "--json",
+            "-c",
+            &config,
+            "--state-dir",
+            &work,
+            "--pve-url",
+            url,
+            "--pve-ca",
+            &ca,
+        ],
     )
     .await;
     check("pve-rebalancer maintenance enter --preview", &enter["plan"]["request"], 6.0);
