@@ -9,6 +9,7 @@ mod collect;
 mod config;
 mod config_cli;
 mod config_depth;
+mod config_keys;
 mod execute;
 mod fakepve;
 mod history;
