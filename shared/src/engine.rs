@@ -119,6 +119,9 @@ pub fn run(snapshot: &ClusterSnapshot, request: &PlanRequest, task: Task) -> Pla
         gib_moved,
         why_not,
         diagnostics,
+        remaining: outcome.remaining.clone(),
+        migration_secs: outcome.actions.iter().map(|a| p.guests[a.guest].secs).sum(),
+        n_plus_one: None,
     }
 }
 

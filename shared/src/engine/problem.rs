@@ -66,8 +66,12 @@ pub struct GuestInfo {
     /// Memory it occupies on a node (running guests), bytes.
     pub mem: f64,
     pub vcpus: f64,
-    /// Migration cost in GiB-equivalents (RAM copied, local disk copied, CT restart).
-    pub cost_gib: f64,
+    /// Estimated migration seconds (set-up, RAM and local disk at the bandwidth, container
+    /// downtime times its weight): what ranks moves of similar gain.
+    pub secs: f64,
+    /// The same in objective points (`secs / seconds_per_point`, plus the legacy λ term): what a
+    /// move's gain must beat.
+    pub cost: f64,
     /// GiB that actually cross the network.
     pub gib: f64,
     /// Why balancing must not move it (`None` = it may).
@@ -139,7 +143,36 @@ pub fn effective_request(request: &PlanRequest) -> PlanRequest {
     r.min_gain = sane(r.min_gain, 0.0);
     r.migration_cost_per_gib = sane(r.migration_cost_per_gib, 0.0);
     r.restart_cost_gib = sane(r.restart_cost_gib, 0.0);
+    r.migration_setup_secs = sane(r.migration_setup_secs, 0.0);
+    r.restart_downtime_secs = sane(r.restart_downtime_secs, 0.0);
+    r.downtime_weight = sane(r.downtime_weight, 0.0);
+    // 0 or an unreadable bandwidth would make every move infinitely dear: use the default.
+    r.migration_bandwidth_mib_s =
+        r.migration_bandwidth_mib_s.filter(|b| b.is_finite() && *b > 0.0);
+    // A price of 0 makes every move unaffordable; "infinite" makes moves free.
+    r.seconds_per_point = sane(r.seconds_per_point, crate::plan::SECONDS_PER_POINT);
     r
+}
+
+/// What moving one guest costs, in seconds and in objective points.
+pub struct MoveCost {
+    pub secs: f64,
+    pub points: f64,
+}
+
+/// Prices a migration of `g` (see docs/ENGINE.md): set-up, memory (running guests) and local disk
+/// at the bandwidth, a running container's restart downtime weighted, plus the legacy λ term.
+pub fn move_cost(g: &Guest, request: &PlanRequest) -> MoveCost {
+    let running = g.status == GuestStatus::Running;
+    let mem_gib = if running { g.mem_used as f64 / GIB } else { 0.0 };
+    let disk_gib = g.local_disk_bytes as f64 / GIB;
+    let restart = running && g.kind == GuestKind::Lxc;
+    let bandwidth = request.migration_bandwidth_mib_s.unwrap_or(PlanRequest::DEFAULT_BANDWIDTH_MIB_S);
+    let downtime = if restart { request.restart_downtime_secs * request.downtime_weight } else { 0.0 };
+    let secs = request.migration_setup_secs + (mem_gib + disk_gib) * 1024.0 / bandwidth + downtime;
+    let legacy_gib = mem_gib + disk_gib + if restart { request.restart_cost_gib } else { 0.0 };
+    let points = if request.seconds_per_point.is_finite() { secs / request.seconds_per_point } else { 0.0 };
+    MoveCost { secs, points: points + request.migration_cost_per_gib * legacy_gib }
 }
 
 /// The figure one guest adds to its node per dimension, for `mode`.
@@ -338,9 +371,8 @@ pub fn build<'a>(snapshot: &'a ClusterSnapshot, request: &PlanRequest, task: Tas
         let policy = policies.guest(g.vmid);
         let running = g.status == GuestStatus::Running;
         let mem = if running { g.mem_used as f64 } else { 0.0 };
-        let disk_gib = g.local_disk_bytes as f64 / GIB;
-        let restart = if running && g.kind == GuestKind::Lxc { request.restart_cost_gib } else { 0.0 };
-        let gib = mem / GIB + disk_gib;
+        let gib = mem / GIB + g.local_disk_bytes as f64 / GIB;
+        let price = move_cost(g, &request);
         let resolve = |names: &Option<Vec<String>>| {
             names.as_ref().map(|ns| {
                 let mut v: Vec<usize> = ns.iter().filter_map(|n| node_pos.get(n.as_str()).copied()).collect();
@@ -406,7 +438,8 @@ pub fn build<'a>(snapshot: &'a ClusterSnapshot, request: &PlanRequest, task: Tas
             load: guest_loads(g, request.mode),
             mem,
             vcpus: if running { g.cpus.max(0.0) } else { 0.0 },
-            cost_gib: gib + restart,
+            secs: price.secs,
+            cost: price.points,
             gib,
             frozen,
             pinned_down,
