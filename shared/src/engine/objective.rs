@@ -162,10 +162,7 @@ impl State {
     }
 
     pub fn objective(&self, p: &Problem) -> f64 {
-        self.spread_term(p)
-            + SOFT_PENALTY * self.soft
-            + self.over
-            + self.cost
+        self.spread_term(p) + SOFT_PENALTY * self.soft + self.over + self.cost
     }
 
     /// The effect of moving a *simple* guest (a bundle of one, in no affinity or anti-affinity

@@ -147,8 +147,7 @@ pub fn effective_request(request: &PlanRequest) -> PlanRequest {
     r.restart_downtime_secs = sane(r.restart_downtime_secs, 0.0);
     r.downtime_weight = sane(r.downtime_weight, 0.0);
     // 0 or an unreadable bandwidth would make every move infinitely dear: use the default.
-    r.migration_bandwidth_mib_s =
-        r.migration_bandwidth_mib_s.filter(|b| b.is_finite() && *b > 0.0);
+    r.migration_bandwidth_mib_s = r.migration_bandwidth_mib_s.filter(|b| b.is_finite() && *b > 0.0);
     // A price of 0 makes every move unaffordable; "infinite" makes moves free.
     r.seconds_per_point = sane(r.seconds_per_point, crate::plan::SECONDS_PER_POINT);
     r

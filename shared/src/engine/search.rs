@@ -84,7 +84,13 @@ struct Budget {
 
 impl Budget {
     fn new(p: &Problem, limits: Limits) -> Budget {
-        Budget { limits, moved: vec![false; p.guests.len()], moves: 0, gib: 0.0, per_node: vec![0; p.nodes.len()] }
+        Budget {
+            limits,
+            moved: vec![false; p.guests.len()],
+            moves: 0,
+            gib: 0.0,
+            per_node: vec![0; p.nodes.len()],
+        }
     }
 
     /// Is the move cap used up?
@@ -101,7 +107,9 @@ impl Budget {
         l.moves.is_none_or(|cap| self.moves + new.len() as u32 <= cap)
             && l.gib.is_none_or(|max| self.gib + gib <= max + SLACK)
             && l.per_node.is_none_or(|max| {
-                nodes.iter().all(|&n| self.per_node[n] + nodes.iter().filter(|&&m| m == n).count() as u32 <= max)
+                nodes
+                    .iter()
+                    .all(|&n| self.per_node[n] + nodes.iter().filter(|&&m| m == n).count() as u32 <= max)
             })
     }
 
@@ -307,7 +315,16 @@ impl<'p, 'a> Search<'p, 'a> {
         let pending = violating_bundles(p, &st);
         let movable = Movable::new(p, &st);
         let min_gain = p.request.min_gain.max(SLACK);
-        Search { p, st, actions: Vec::new(), budget: Budget::new(p, limits), movable, pending, balancing: false, min_gain }
+        Search {
+            p,
+            st,
+            actions: Vec::new(),
+            budget: Budget::new(p, limits),
+            movable,
+            pending,
+            balancing: false,
+            min_gain,
+        }
     }
 
     /// Rounds until done, capped or stuck: each round repairs a broken rule if it can, else takes
@@ -372,7 +389,9 @@ impl<'p, 'a> Search<'p, 'a> {
     fn best_move(&mut self) -> Option<Candidate> {
         let (p, balancing, min_gain) = (self.p, self.balancing, self.min_gain);
         best_balance(p, &mut self.st, &self.budget, &mut self.movable, balancing, min_gain, false)
-            .or_else(|| best_balance(p, &mut self.st, &self.budget, &mut self.movable, balancing, min_gain, true))
+            .or_else(|| {
+                best_balance(p, &mut self.st, &self.budget, &mut self.movable, balancing, min_gain, true)
+            })
             .or_else(|| best_pair(p, &mut self.st, &self.budget, &self.movable, balancing, min_gain))
     }
 
@@ -677,7 +696,9 @@ fn best_balance(
     let base_pen = st.penalties();
     let mut best: Option<Candidate> = None;
     let accept = |delta: f64, secs: f64, pen_after: f64, gap: f64, best: &Option<Candidate>| {
-        pays(delta, gap, min_gain) && (balancing || pen_after < base_pen - SLACK) && beats(delta, secs, best.as_ref().map(Candidate::key))
+        pays(delta, gap, min_gain)
+            && (balancing || pen_after < base_pen - SLACK)
+            && beats(delta, secs, best.as_ref().map(Candidate::key))
     };
     if !swaps {
         for &s in &sources {

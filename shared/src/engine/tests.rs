@@ -263,7 +263,8 @@ fn tiny_clusters_land_within_five_percent_of_the_cost_weighted_optimum() {
         let mem: Vec<u64> = s.guests.iter().map(|g| g.mem_used).collect();
         let home: Vec<usize> = s.guests.iter().map(|g| g.node[1..].parse().unwrap_or(0)).collect();
         let secs = |g: usize| {
-            req.migration_setup_secs + mem[g] as f64 / GIB as f64 * 1024.0 / PlanRequest::DEFAULT_BANDWIDTH_MIB_S
+            req.migration_setup_secs
+                + mem[g] as f64 / GIB as f64 * 1024.0 / PlanRequest::DEFAULT_BANDWIDTH_MIB_S
         };
         let mut best = f64::INFINITY;
         let mut at = vec![0usize; count];

@@ -194,7 +194,8 @@ fn a_capped_plan_says_what_the_rest_would_take() {
     assert!(capped.notes.iter().any(|n| n.contains("cap") && n.contains("more moves")), "{:?}", capped.notes);
 
     // A GiB cap stops it too, and says so the same way.
-    let by_gib = plan(&s, &cheap(PlanRequest { balanciness: 5.0, max_gib: Some(10.0), ..Default::default() }));
+    let by_gib =
+        plan(&s, &cheap(PlanRequest { balanciness: 5.0, max_gib: Some(10.0), ..Default::default() }));
     assert!(by_gib.gib_moved <= 10.0 + 1e-9, "{}", by_gib.gib_moved);
     assert!(by_gib.remaining.as_ref().is_some_and(|r| r.moves > 0), "{:?}", by_gib.remaining);
 }
@@ -219,4 +220,40 @@ fn a_move_that_does_not_pay_is_not_taken() {
     let dearer = plan(&s, &PlanRequest { balanciness: 5.0, seconds_per_point: 200.0, ..Default::default() });
     assert!(dearer.spread_after <= 5.0, "{}", dearer.spread_after);
     assert!(dearer.steps.len() > p.steps.len());
+}
+
+#[test]
+fn every_plan_says_whether_the_cluster_survives_losing_its_largest_node() {
+    // a holds 60 GiB of running guests; b and c have 40 + 20 GiB free after the plan: enough.
+    let s = many_small_on_one();
+    let p = plan(&s, &PlanRequest { balanciness: 5.0, ..Default::default() });
+    let n1 = p.n_plus_one.clone().expect("three nodes");
+    assert!(n1.ok, "{n1:?}");
+    assert!(n1.mem_bytes > 0 && n1.stranded.is_empty());
+
+    // Two nodes of 100 GiB, each 70 GiB full: neither can take the other's guests.
+    let guests = (0..7).map(|i| vm(100 + i, "a", 10)).chain((0..7).map(|i| vm(200 + i, "b", 10))).collect();
+    let full = cluster(vec![node("a", 100), node("b", 100)], guests);
+    let p = plan(&full, &PlanRequest::default());
+    let n1 = p.n_plus_one.expect("two nodes");
+    assert_eq!(n1.node, "a", "ties go to the first node");
+    assert!(!n1.ok);
+    assert_eq!(n1.stranded.len(), 4, "3 of a's 7 guests fit in b's 30 free GiB: {n1:?}");
+    assert_eq!(n1.stranded_mem_bytes, 40 * GIB);
+}
+
+proptest! {
+    #[test]
+    fn keep_n_plus_one_never_breaks_an_n_plus_one_that_holds(s in arb_cluster()) {
+        let req = PlanRequest { balanciness: 5.0, keep_n_plus_one: true, ..Default::default() };
+        let before = crate::evacuate::n_plus_one(&s, &req);
+        let p = plan(&s, &req);
+        if before.as_ref().is_some_and(|n| n.ok) {
+            prop_assert!(p.n_plus_one.as_ref().is_some_and(|n| n.ok), "{:?} after {:?}", p.n_plus_one, p.steps);
+        }
+        // Without the option, the fact is still reported and the plan never ends worse balanced.
+        let free = plan(&s, &PlanRequest { keep_n_plus_one: false, ..req.clone() });
+        prop_assert_eq!(free.n_plus_one.is_some(), p.n_plus_one.is_some());
+        prop_assert!(free.spread_after <= p.spread_after + 1e-9);
+    }
 }
