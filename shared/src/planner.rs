@@ -107,8 +107,8 @@ pub fn plan(snapshot: &ClusterSnapshot, request: &PlanRequest) -> Plan {
 }
 
 /// The plan cut to its longest prefix of balancing steps after which N+1 still holds (when it
-/// holds before any step), re-planned with that many balancing moves so every figure is the
-/// shorter plan's; the rest is in `remaining`.
+/// holds before any step), re-planned with that many balancing moves (fewer if the capped plan
+/// still breaks it) so every figure is the shorter plan's; the rest is in `remaining`.
 fn keep_n_plus_one(
     snapshot: &ClusterSnapshot,
     request: &PlanRequest,
@@ -134,14 +134,22 @@ fn keep_n_plus_one(
             hi = mid;
         }
     }
-    let balance_moves =
+    // Re-plan with that many balancing moves; a capped search may choose other moves (the
+    // exhaustive phase honours the cap), so check again and give up one move at a time.
+    let mut cap =
         full.steps[..lo].iter().filter(|s| s.purpose == crate::plan::StepPurpose::Balance).count() as u32;
-    let shorter = if balance_moves == 0 {
-        PlanRequest { level: Some(1), ..request.clone() }
-    } else {
-        PlanRequest { max_moves: balance_moves, ..request.clone() }
+    let mut plan = loop {
+        let shorter = if cap == 0 {
+            PlanRequest { level: Some(1), ..request.clone() }
+        } else {
+            PlanRequest { max_moves: cap, ..request.clone() }
+        };
+        let plan = run(&shorter);
+        if cap == 0 || plan.n_plus_one.as_ref().is_none_or(|n| n.ok) {
+            break plan;
+        }
+        cap -= 1;
     };
-    let mut plan = run(&shorter);
     plan.request = request.clone();
     plan.notes.push(format!(
         "stopped after {} of {} steps: the next would leave the cluster unable to absorb the loss of its largest node (keep_n_plus_one)",
