@@ -116,9 +116,12 @@ pub fn n_plus_one(snapshot: &ClusterSnapshot, request: &PlanRequest) -> Option<N
     if candidates.len() < 2 {
         return None;
     }
-    let running_mem = |node: &str| -> u64 {
-        snapshot.guests_on(node).filter(|g| g.status == GuestStatus::Running).map(|g| g.mem_used).sum()
-    };
+    // One pass over the guests, not one per node.
+    let mut by_node: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for g in snapshot.guests.iter().filter(|g| g.status == GuestStatus::Running) {
+        *by_node.entry(g.node.as_str()).or_default() += g.mem_used;
+    }
+    let running_mem = |node: &str| by_node.get(node).copied().unwrap_or(0);
     // Ties go to the first node in snapshot order.
     let (largest, mem_bytes) = candidates.iter().map(|n| (n.name.as_str(), running_mem(&n.name))).fold(
         None,
