@@ -175,6 +175,29 @@ fn imbalance(nodes: &[Node], mem: &[u64], at: &[usize]) -> f64 {
     100.0 * (s2 / ctot - (s1 / ctot).powi(2)).max(0.0).sqrt()
 }
 
+/// Calls `f` with every assignment of guests (memory `mem`) to `nodes` that fits every node.
+fn for_each_fitting_assignment(nodes: &[Node], mem: &[u64], mut f: impl FnMut(&[usize])) {
+    let (n, count) = (nodes.len(), mem.len());
+    let mut at = vec![0usize; count];
+    loop {
+        let fits = (0..n).all(|k| {
+            at.iter().zip(mem).filter(|(a, _)| **a == k).map(|(_, m)| m).sum::<u64>() <= nodes[k].mem_total
+        });
+        if fits {
+            f(&at);
+        }
+        let mut i = 0;
+        while i < count && at[i] == n - 1 {
+            at[i] = 0;
+            i += 1;
+        }
+        if i == count {
+            return;
+        }
+        at[i] += 1;
+    }
+}
+
 #[test]
 fn tiny_clusters_land_within_five_percent_of_the_exhaustive_optimum() {
     let mut rng = crate::testkit::Rng::new(7);
@@ -202,26 +225,12 @@ fn tiny_clusters_land_within_five_percent_of_the_exhaustive_optimum() {
         let home: Vec<usize> = s.guests.iter().map(|g| g.node[1..].parse().unwrap_or(0)).collect();
         // Best imbalance over every assignment with at most as many moved guests as ours.
         let mut best = f64::INFINITY;
-        let mut at = vec![0usize; count];
-        loop {
+        for_each_fitting_assignment(&nodes, &mem, |at| {
             let moved = at.iter().zip(&home).filter(|(a, h)| a != h).count();
-            let fits = (0..n).all(|k| {
-                at.iter().zip(&mem).filter(|(a, _)| **a == k).map(|(_, m)| m).sum::<u64>()
-                    <= nodes[k].mem_total
-            });
-            if moved <= moves && fits {
-                best = best.min(imbalance(&nodes, &mem, &at));
+            if moved <= moves {
+                best = best.min(imbalance(&nodes, &mem, at));
             }
-            let mut i = 0;
-            while i < count && at[i] == n - 1 {
-                at[i] = 0;
-                i += 1;
-            }
-            if i == count {
-                break;
-            }
-            at[i] += 1;
-        }
+        });
         let ours = p.imbalance_after;
         // 5 % of the optimum, or a tenth of a point when the optimum is (near) perfect.
         if ours <= best * 1.05 + 0.1 {
@@ -267,27 +276,11 @@ fn tiny_clusters_land_within_five_percent_of_the_cost_weighted_optimum() {
                 + mem[g] as f64 / GIB as f64 * 1024.0 / PlanRequest::DEFAULT_BANDWIDTH_MIB_S
         };
         let mut best = f64::INFINITY;
-        let mut at = vec![0usize; count];
-        loop {
-            let fits = (0..n).all(|k| {
-                at.iter().zip(&mem).filter(|(a, _)| **a == k).map(|(_, m)| m).sum::<u64>()
-                    <= nodes[k].mem_total
-            });
-            if fits {
-                let imb = imbalance(&nodes, &mem, &at);
-                let cost: f64 = (0..count).filter(|&g| at[g] != home[g]).map(secs).sum();
-                best = best.min(n as f64 * imb * imb / 100.0 + cost / req.seconds_per_point);
-            }
-            let mut i = 0;
-            while i < count && at[i] == n - 1 {
-                at[i] = 0;
-                i += 1;
-            }
-            if i == count {
-                break;
-            }
-            at[i] += 1;
-        }
+        for_each_fitting_assignment(&nodes, &mem, |at| {
+            let imb = imbalance(&nodes, &mem, at);
+            let cost: f64 = (0..count).filter(|&g| at[g] != home[g]).map(secs).sum();
+            best = best.min(n as f64 * imb * imb / 100.0 + cost / req.seconds_per_point);
+        });
         let ours = p.objective_after;
         if ours <= best * 1.05 + 0.01 {
             within += 1;
