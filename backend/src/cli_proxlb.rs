@@ -128,7 +128,12 @@ pub async fn policy_with(
     overrides: shared::policy::PolicyLayer,
 ) -> Result<PolicyView, Failure> {
     let policy = Arc::new(Policy::new(&loaded.config.rebalancer.state_dir, Some(loaded.file_layer())));
-    policy.resolve_async(overrides).await.map_err(|e| Failure::Config(e.to_string()))
+    let failed = |e: crate::settings::SettingsFailure| Failure::Config(e.to_string());
+    // As a daemon this is the scheduled service (the per-cycle cap applies); once, a one-shot plan.
+    if loaded.config.service.daemon && overrides == shared::policy::PolicyLayer::default() {
+        return policy.resolve_scheduled().await.map_err(failed);
+    }
+    policy.resolve_async(overrides).await.map_err(failed)
 }
 
 async fn run_once(loaded: &LoadedConfig, args: &ProxlbArgs, signals: &Signals) -> Result<(), Failure> {

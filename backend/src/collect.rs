@@ -2,7 +2,8 @@
 //!
 //! Cost is O(nodes), never O(guests): four cluster-wide calls (`/cluster/resources` for nodes,
 //! guests, tags, pools, locks and HA state; `/cluster/status`; `/cluster/options` for PVE's own
-//! balancer; `/cluster/ha/rules`) in parallel, then one `GET /nodes/{node}/apt/versions` per
+//! balancer; `/cluster/ha/rules`, or on PVE 7/8 `/cluster/ha/groups` and `/cluster/ha/resources`
+//! after it) in parallel, then one `GET /nodes/{node}/apt/versions` per
 //! online node (bounded concurrency) for the installed QEMU and PVE versions. Node `status` and
 //! `rrddata` are not read: `/cluster/resources` already carries what the planner uses, and usage
 //! history comes from the service's own sampler (`crate::sampler`). `/version` is asked only
@@ -149,13 +150,50 @@ pub fn apply_versions(snapshot: &mut ClusterSnapshot, versions: &[NodeVersions])
     }
 }
 
-/// PVE 9's HA rules. Older PVE has no such endpoint (HA groups instead): that reads as no rules.
+/// PVE 9's HA rules. Older PVE has no such endpoint but HA groups: those are read instead (two
+/// more cluster-wide calls, on PVE 7/8 only) and become the node-affinity rules PVE 9's upgrade
+/// makes of them.
 async fn ha_rules(pve: &PveClient) -> Result<Vec<HaRule>, PveError> {
     match pve.get::<Vec<Value>>("/cluster/ha/rules").await {
         Ok(rows) => Ok(rows.iter().filter_map(ha_rule).collect()),
-        Err(PveError::Api { status: 404 | 501, .. }) => Ok(Vec::new()),
+        Err(PveError::Api { status: 404 | 501, .. }) => ha_groups(pve).await,
         Err(e) => Err(e),
     }
+}
+
+/// PVE 7/8 HA groups (`/cluster/ha/groups`) with their members (`/cluster/ha/resources`'s
+/// `group`), as node-affinity rules: the group's nodes with priorities, strict when restricted.
+async fn ha_groups(pve: &PveClient) -> Result<Vec<HaRule>, PveError> {
+    let (groups, resources) = tokio::try_join!(
+        pve.get::<Vec<Value>>("/cluster/ha/groups"),
+        pve.get::<Vec<Value>>("/cluster/ha/resources"),
+    )?;
+    Ok(ha_groups_as_rules(&groups, &resources))
+}
+
+/// HA groups and resources → node-affinity rules named `group:<name>` (groups without members
+/// bind nothing and are left out).
+pub fn ha_groups_as_rules(groups: &[Value], resources: &[Value]) -> Vec<HaRule> {
+    groups
+        .iter()
+        .filter_map(|g| {
+            let name = wire::text(g, "group")?;
+            let members: Vec<&str> = resources
+                .iter()
+                .filter(|r| wire::text(r, "group") == Some(name))
+                .filter_map(|r| wire::text(r, "sid"))
+                .collect();
+            (!members.is_empty()).then(|| HaRule {
+                rule: format!("group:{name}"),
+                kind: "node-affinity".into(),
+                resources: members.join(","),
+                nodes: wire::text(g, "nodes").unwrap_or("").to_owned(),
+                strict: wire::flag(g, "restricted"),
+                affinity: String::new(),
+                disable: false,
+            })
+        })
+        .collect()
 }
 
 fn ha_rule(row: &Value) -> Option<HaRule> {

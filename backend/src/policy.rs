@@ -22,9 +22,10 @@ impl Policy {
         Policy { file, stored: Arc::new(crate::settings::store(state_dir)) }
     }
 
-    /// The policy with `overrides` on top, reading the stored settings now (blocking).
+    /// The policy of a plan asked for now (one-shot: until balanced unless `overrides` caps it)
+    /// with `overrides` on top, reading the stored settings now (blocking).
     pub fn resolve(&self, overrides: &PolicyLayer) -> Result<PolicyView, SettingsFailure> {
-        self.view_of(&self.stored.load()?, overrides)
+        Ok(self.view_of(&self.stored.load()?, overrides)?.one_shot())
     }
 
     /// [`Policy::resolve`] on the blocking pool.
@@ -33,7 +34,13 @@ impl Policy {
         overrides: PolicyLayer,
     ) -> Result<PolicyView, SettingsFailure> {
         let stored = self.stored.load_async().await?;
-        self.view_of(&stored, &overrides)
+        Ok(self.view_of(&stored, &overrides)?.one_shot())
+    }
+
+    /// The policy of a scheduled run: the per-cycle `max_moves` applies.
+    pub async fn resolve_scheduled(self: &Arc<Self>) -> Result<PolicyView, SettingsFailure> {
+        let stored = self.stored.load_async().await?;
+        self.view_of(&stored, &PolicyLayer::default())
     }
 
     /// The policy these stored settings make, with `overrides` on top (pure).

@@ -125,7 +125,7 @@ impl Scheduler {
         now: u64,
         local: crate::windows::WeekTime,
     ) -> Result<Round, SchedulerError> {
-        let policy = state.policy_with(Default::default()).await?;
+        let policy = state.policy.resolve_scheduled().await?;
         let settings = &policy.settings;
         let Some(interval) = settings.schedule_interval_secs else {
             return Ok(Round::Off);

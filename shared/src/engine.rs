@@ -119,6 +119,9 @@ pub fn run(snapshot: &ClusterSnapshot, request: &PlanRequest, task: Task) -> Pla
         gib_moved,
         why_not,
         diagnostics,
+        remaining: outcome.remaining.clone(),
+        migration_secs: outcome.actions.iter().map(|a| p.guests[a.guest].secs).sum(),
+        n_plus_one: None,
     }
 }
 
@@ -200,7 +203,12 @@ fn hot_node_why_not(p: &Problem, st: &State, already: &[WhyNot]) -> Vec<WhyNot> 
             } else if targets.iter().all(|&t| st.apart_mates_on(p, g, t) > 0) {
                 "anti-affinity rules out every node with room".to_owned()
             } else {
-                format!("no move gains {:.2} points (size {:.1} GiB)", p.request.min_gain, info.mem / GIB)
+                format!(
+                    "no move pays for its {:.0} s of migration at {} s per point (size {:.1} GiB)",
+                    info.secs,
+                    p.request.seconds_per_point,
+                    info.mem / GIB
+                )
             }
         };
         let guest = p.guest(g);

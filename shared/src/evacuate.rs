@@ -2,7 +2,7 @@
 
 use crate::engine::problem::Task;
 use crate::model::{ClusterSnapshot, GuestStatus, NodeStatus};
-use crate::plan::{Plan, PlanRequest};
+use crate::plan::{NPlusOne, Plan, PlanRequest};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -79,27 +79,63 @@ pub fn headroom(snapshot: &ClusterSnapshot, request: &PlanRequest) -> Vec<Failov
         .nodes
         .iter()
         .filter(|n| n.status == NodeStatus::Online)
-        .map(|n| {
-            let plan = evacuate(
-                snapshot,
-                &EvacuationRequest {
-                    nodes: vec![n.name.clone()],
-                    include_stopped: false,
-                    move_ignored: true,
-                    request: request.clone(),
-                },
-            );
-            let moved: Vec<u32> = plan.steps.iter().map(|s| s.vmid).collect();
-            let stranded: Vec<&crate::model::Guest> = snapshot
-                .guests_on(&n.name)
-                .filter(|g| g.status == GuestStatus::Running && !moved.contains(&g.vmid))
-                .collect();
-            FailoverCheck {
-                node: n.name.clone(),
-                ok: stranded.is_empty(),
-                stranded: stranded.iter().map(|g| g.vmid).collect(),
-                stranded_mem_bytes: stranded.iter().map(|g| g.mem_used).sum(),
-            }
-        })
+        .map(|n| failover(snapshot, request, &n.name))
         .collect()
+}
+
+/// Could the cluster lose `node` and restart its running guests elsewhere? Drains it as an
+/// evacuation would (same capacity and rule checks) and lists the running guests that stay.
+pub fn failover(snapshot: &ClusterSnapshot, request: &PlanRequest, node: &str) -> FailoverCheck {
+    let request = PlanRequest { keep_n_plus_one: false, ..request.clone() };
+    let evacuation = EvacuationRequest {
+        nodes: vec![node.to_owned()],
+        include_stopped: false,
+        move_ignored: true,
+        request,
+    };
+    let plan = evacuate(snapshot, &evacuation);
+    let moved: std::collections::HashSet<u32> = plan.steps.iter().map(|s| s.vmid).collect();
+    let stranded: Vec<&crate::model::Guest> = snapshot
+        .guests_on(node)
+        .filter(|g| g.status == GuestStatus::Running && !moved.contains(&g.vmid))
+        .collect();
+    FailoverCheck {
+        node: node.to_owned(),
+        ok: stranded.is_empty(),
+        stranded: stranded.iter().map(|g| g.vmid).collect(),
+        stranded_mem_bytes: stranded.iter().map(|g| g.mem_used).sum(),
+    }
+}
+
+/// N+1 of a cluster: the loss of the online, non-maintenance node whose running guests hold the
+/// most memory (the hardest single loss to absorb), checked with [`failover`]. `None` with fewer
+/// than two such nodes.
+pub fn n_plus_one(snapshot: &ClusterSnapshot, request: &PlanRequest) -> Option<NPlusOne> {
+    let candidates: Vec<&crate::model::Node> =
+        snapshot.nodes.iter().filter(|n| n.status == NodeStatus::Online && !n.maintenance).collect();
+    if candidates.len() < 2 {
+        return None;
+    }
+    // One pass over the guests, not one per node.
+    let mut by_node: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+    for g in snapshot.guests.iter().filter(|g| g.status == GuestStatus::Running) {
+        *by_node.entry(g.node.as_str()).or_default() += g.mem_used;
+    }
+    let running_mem = |node: &str| by_node.get(node).copied().unwrap_or(0);
+    // Ties go to the first node in snapshot order.
+    let (largest, mem_bytes) = candidates.iter().map(|n| (n.name.as_str(), running_mem(&n.name))).fold(
+        None,
+        |best: Option<(&str, u64)>, (n, m)| match best {
+            Some((_, bm)) if bm >= m => best,
+            _ => Some((n, m)),
+        },
+    )?;
+    let check = failover(snapshot, request, largest);
+    Some(NPlusOne {
+        node: check.node,
+        ok: check.ok,
+        mem_bytes,
+        stranded: check.stranded,
+        stranded_mem_bytes: check.stranded_mem_bytes,
+    })
 }

@@ -83,7 +83,10 @@ pub struct PlanRequest {
     /// Balance only when max − min node usage exceeds this many percentage points (ProxLB's
     /// `balanciness`), and stop once it is at or below it.
     pub balanciness: f64,
-    /// At most this many migrations in one plan.
+    /// At most this many balancing migrations in one plan; [`PlanRequest::UNCAPPED`] (0, the
+    /// default) = no cap: the plan goes on until the stop band is reached or no move pays. One-shot
+    /// plans (CLI, panel, maintenance) leave it uncapped; the scheduled service sets its per-cycle
+    /// cap. Rule repairs and drains are never capped.
     pub max_moves: u32,
     /// A move must lower the spread by at least this many points, so plans never overshoot.
     pub min_gain: f64,
@@ -106,9 +109,10 @@ pub struct PlanRequest {
     pub cpu_overcommit: Option<f64>,
     /// PSI threshold (`some` average, percent) for `Mode::Psi`.
     pub psi_threshold: f64,
-    /// λ: imbalance points one GiB of migration traffic is worth. 0 = moves are free.
+    /// λ: extra objective points per GiB moved, on top of the time cost (`seconds_per_point`);
+    /// 0 by default (the time cost prices the GiB). Kept for requests that set it.
     pub migration_cost_per_gib: f64,
-    /// A container restart (downtime) costs as much as moving this many GiB.
+    /// With `migration_cost_per_gib`: a container restart counts as this many GiB.
     pub restart_cost_gib: f64,
     /// Allow moving guests with local disks (copied by `with-local-disks`).
     pub allow_local_disks: bool,
@@ -129,6 +133,42 @@ pub struct PlanRequest {
     /// Between moves of about the same gain, prefer the larger guest (ProxLB
     /// `balance_larger_guests_first`); false = the smaller.
     pub larger_guests_first: bool,
+    /// Migration bandwidth in MiB/s used to price a move in seconds (memory and local disk).
+    /// `None` = [`PlanRequest::DEFAULT_BANDWIDTH_MIB_S`] (a caller that measured past migrations
+    /// in `/cluster/tasks` sets it from them).
+    pub migration_bandwidth_mib_s: Option<f64>,
+    /// Fixed seconds every migration costs besides the copy (task start, switch-over).
+    pub migration_setup_secs: f64,
+    /// Downtime of a running container's restart migration, in seconds; counted like migration
+    /// seconds, times `downtime_weight`.
+    pub restart_downtime_secs: f64,
+    /// How many seconds of migration one second of downtime is worth.
+    pub downtime_weight: f64,
+    /// The price of balance: seconds of migration one point of gain is worth (see
+    /// docs/ENGINE.md). A move is taken only when its gain × this ≥ its seconds.
+    pub seconds_per_point: f64,
+    /// Refuse balancing moves that leave the cluster unable to absorb the loss of its largest
+    /// node (N+1, see `Plan::n_plus_one`); the plan stops short instead.
+    pub keep_n_plus_one: bool,
+}
+
+impl PlanRequest {
+    /// `max_moves` value meaning "no cap".
+    pub const UNCAPPED: u32 = 0;
+    /// Migration bandwidth when neither the request nor past migrations give one (MiB/s): a
+    /// dedicated 10 GbE migration network moves about 1,100 MiB/s; half of that leaves room for
+    /// shared links and dirty-page rounds.
+    pub const DEFAULT_BANDWIDTH_MIB_S: f64 = 500.0;
+
+    /// The move cap, `None` when uncapped.
+    pub fn move_cap(&self) -> Option<u32> {
+        (self.max_moves != Self::UNCAPPED).then_some(self.max_moves)
+    }
+
+    /// Is any cap (moves, GiB, moves per node) set?
+    pub fn capped(&self) -> bool {
+        self.move_cap().is_some() || self.max_gib.is_some() || self.max_moves_per_node.is_some()
+    }
 }
 
 impl Default for PlanRequest {
@@ -137,7 +177,7 @@ impl Default for PlanRequest {
             method: Method::Memory,
             mode: Mode::Used,
             balanciness: 10.0,
-            max_moves: 20,
+            max_moves: PlanRequest::UNCAPPED,
             min_gain: 0.5,
             memory_reserve: 0,
             node_memory_reserve: BTreeMap::new(),
@@ -148,7 +188,7 @@ impl Default for PlanRequest {
             target_max: ResourcePercents::default(),
             cpu_overcommit: None,
             psi_threshold: 20.0,
-            migration_cost_per_gib: 0.01,
+            migration_cost_per_gib: 0.0,
             restart_cost_gib: 8.0,
             allow_local_disks: true,
             max_gib: None,
@@ -158,9 +198,18 @@ impl Default for PlanRequest {
             roles: NodeRoles::default(),
             rules: RuleConfig::default(),
             larger_guests_first: false,
+            migration_bandwidth_mib_s: None,
+            migration_setup_secs: 10.0,
+            restart_downtime_secs: 30.0,
+            downtime_weight: 2.0,
+            seconds_per_point: SECONDS_PER_POINT,
+            keep_n_plus_one: false,
         }
     }
 }
+
+/// Default price of balance (`PlanRequest::seconds_per_point`).
+pub const SECONDS_PER_POINT: f64 = 60.0;
 
 /// How PVE will move the guest.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -274,4 +323,43 @@ pub struct Plan {
     /// What the rule engine found (conflicts, malformed tags), each with its source.
     #[serde(default)]
     pub diagnostics: Vec<Diagnostic>,
+    /// When a cap (`max_moves`, `max_gib`, `max_moves_per_node`) stopped the plan: what the rest
+    /// would take, found by going on without the cap. `None` = no cap stopped it.
+    #[serde(default)]
+    pub remaining: Option<Remaining>,
+    /// Estimated migration time of the steps, in seconds, one after the other (copy at the
+    /// bandwidth, set-up, container downtime); see docs/ENGINE.md.
+    #[serde(default)]
+    pub migration_secs: f64,
+    /// After the plan, can the cluster absorb the loss of its largest node? `None` = fewer than
+    /// two balanced nodes.
+    #[serde(default)]
+    pub n_plus_one: Option<NPlusOne>,
+}
+
+/// What a capped plan left undone.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Remaining {
+    /// Further migrations an uncapped plan would make after this one.
+    pub moves: u32,
+    /// GiB (memory plus local disk) those migrations would move.
+    pub gib: f64,
+    /// The spread they would end at (points).
+    pub spread_after: f64,
+}
+
+/// N+1 after the plan: the node whose running guests hold the most memory is lost; do they fit
+/// on the others (memory with reserve, vCPU ratio, hard rules)?
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NPlusOne {
+    /// The node assumed lost.
+    pub node: String,
+    pub ok: bool,
+    /// Memory of its running guests, bytes.
+    pub mem_bytes: u64,
+    /// Running guests that would find no room.
+    pub stranded: Vec<u32>,
+    pub stranded_mem_bytes: u64,
 }

@@ -86,11 +86,76 @@ fn percent(used: f64, total: f64) -> f64 {
 
 /// Plans migrations that even out `request.method` across the online, non-maintenance nodes,
 /// fixes hard-rule violations and drains maintenance nodes (see [`crate::engine`]).
+///
+/// Every plan says whether the cluster it leaves can absorb the loss of its largest node
+/// (`Plan::n_plus_one`); with `keep_n_plus_one` a plan that would break an N+1 that holds now
+/// stops at its longest prefix that keeps it.
 pub fn plan(snapshot: &ClusterSnapshot, request: &PlanRequest) -> Plan {
-    let mut plan = crate::engine::run(snapshot, request, crate::engine::problem::Task::default());
+    let run = |request: &PlanRequest| {
+        let mut plan = crate::engine::run(snapshot, request, crate::engine::problem::Task::default());
+        plan.n_plus_one = crate::evacuate::n_plus_one(&apply(snapshot, &plan), request);
+        plan
+    };
+    let mut plan = run(request);
+    if request.keep_n_plus_one && plan.n_plus_one.as_ref().is_some_and(|n| !n.ok) {
+        plan = keep_n_plus_one(snapshot, request, plan, run);
+    }
     if let Some(note) = dynamic_balancer_note(snapshot) {
         plan.notes.insert(0, note);
     }
+    plan
+}
+
+/// The plan cut to its longest prefix of balancing steps after which N+1 still holds (when it
+/// holds before any step), re-planned with that many balancing moves (fewer if the capped plan
+/// still breaks it) so every figure is the shorter plan's; the rest is in `remaining`.
+fn keep_n_plus_one(
+    snapshot: &ClusterSnapshot,
+    request: &PlanRequest,
+    full: Plan,
+    run: impl Fn(&PlanRequest) -> Plan,
+) -> Plan {
+    let holds = |steps: usize| {
+        let prefix = Plan { steps: full.steps[..steps].to_vec(), ..full.clone() };
+        crate::evacuate::n_plus_one(&apply(snapshot, &prefix), request).is_none_or(|n| n.ok)
+    };
+    if !holds(0) {
+        let mut plan = full;
+        plan.notes.push("N+1 does not hold before the plan either; the plan is not cut for it".into());
+        return plan;
+    }
+    // Largest prefix that holds (binary search: one failover check per halving).
+    let (mut lo, mut hi) = (0, full.steps.len());
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if holds(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    // Re-plan with that many balancing moves; a capped search may choose other moves (the
+    // exhaustive phase honours the cap), so check again and give up one move at a time.
+    let mut cap =
+        full.steps[..lo].iter().filter(|s| s.purpose == crate::plan::StepPurpose::Balance).count() as u32;
+    let mut plan = loop {
+        let shorter = if cap == 0 {
+            PlanRequest { level: Some(1), ..request.clone() }
+        } else {
+            PlanRequest { max_moves: cap, ..request.clone() }
+        };
+        let plan = run(&shorter);
+        if cap == 0 || plan.n_plus_one.as_ref().is_none_or(|n| n.ok) {
+            break plan;
+        }
+        cap -= 1;
+    };
+    plan.request = request.clone();
+    plan.notes.push(format!(
+        "stopped after {} of {} steps: the next would leave the cluster unable to absorb the loss of its largest node (keep_n_plus_one)",
+        plan.steps.len(),
+        full.steps.len()
+    ));
     plan
 }
 
@@ -111,8 +176,10 @@ fn dynamic_balancer_note(snapshot: &ClusterSnapshot) -> Option<String> {
 /// The snapshot as it would be once `plan` has run: guests on their targets, node usage moved.
 pub fn apply(snapshot: &ClusterSnapshot, plan: &Plan) -> ClusterSnapshot {
     let mut next = snapshot.clone();
+    let at: std::collections::HashMap<u32, usize> =
+        next.guests.iter().enumerate().map(|(i, g)| (g.vmid, i)).collect();
     for step in &plan.steps {
-        let Some(guest) = next.guests.iter_mut().find(|g| g.vmid == step.vmid) else { continue };
+        let Some(guest) = at.get(&step.vmid).map(|&i| &mut next.guests[i]) else { continue };
         guest.node = step.to.clone();
         let (mem, cpu, disk) =
             if guest.is_running() { (guest.mem_used, guest.cpu_used, guest.disk_used) } else { (0, 0.0, 0) };

@@ -144,7 +144,9 @@ policy! {
     stop_spread: Option<f64> = None,
     /// Points of the gap a move must close (0–100).
     min_gain: f64 = 0.5,
-    /// Migrations per plan (0–10000).
+    /// Migrations per scheduled run: the service's per-cycle cap (0 = none, at most 10000).
+    /// One-shot plans (panel, CLI, maintenance) run until balanced unless the request itself
+    /// sets a cap (`PolicyView::one_shot`).
     max_moves: u32 = 20,
     /// GiB (memory plus local disk) moved per plan; null = no limit.
     max_gib: Option<f64> = None,
@@ -385,6 +387,16 @@ pub struct PolicyView {
 }
 
 impl PolicyView {
+    /// The plan one asks for now (panel, CLI, maintenance): until balanced or no move pays, so
+    /// the per-cycle `max_moves` does not apply unless this request set it. A scheduled run
+    /// keeps the cap.
+    pub fn one_shot(mut self) -> PolicyView {
+        if self.sources.get("max_moves") != Some(&Source::Request) {
+            self.request.max_moves = PlanRequest::UNCAPPED;
+        }
+        self
+    }
+
     /// This policy with one request's overrides on top (what the service does for
     /// `POST /api/v1/plan`, and the panel for what-if): the request, or the offending field.
     pub fn with_overrides(&self, overrides: &PolicyLayer) -> Result<PolicyView, SettingsError> {

@@ -6,6 +6,7 @@ mod common;
 
 mod alerts_once;
 mod collect;
+mod collect_ha_groups;
 mod config;
 mod config_cli;
 mod config_depth;

@@ -2,7 +2,8 @@
 //! groups of one guest, so its effect on the objective is computed in O(1) (O(groups)) instead of
 //! re-summing the cluster.
 //!
-//! Objective J = 100·n·Σ_d w_d·Var_d + soft-rule penalties + overload penalty + λ·migration cost,
+//! Objective J = 100·n·Σ_d w_d·Var_d + soft-rule penalties + overload penalty + migration cost
+//! (seconds / `seconds_per_point`, see docs/ENGINE.md),
 //! where n is the number of balanced nodes and Var_d is the capacity-weighted variance of node use of
 //! dimension d over the balanced nodes: Var = Σ L²/C / ΣC − (ΣL/ΣC)². Minimising Σ L²/C under a
 //! fixed total drives every node to the same use fraction (heterogeneous capacities included), and
@@ -161,10 +162,7 @@ impl State {
     }
 
     pub fn objective(&self, p: &Problem) -> f64 {
-        self.spread_term(p)
-            + SOFT_PENALTY * self.soft
-            + self.over
-            + p.request.migration_cost_per_gib * self.cost
+        self.spread_term(p) + SOFT_PENALTY * self.soft + self.over + self.cost
     }
 
     /// The effect of moving a *simple* guest (a bundle of one, in no affinity or anti-affinity
@@ -203,14 +201,14 @@ impl State {
         }
         let mut cost = 0.0;
         if from == info.home {
-            cost += info.cost_gib;
+            cost += info.cost;
         } else if to == info.home {
-            cost -= info.cost_gib;
+            cost -= info.cost;
         }
         let pref = |n: usize| info.preferred.as_ref().is_some_and(|pr| pr.binary_search(&n).is_err()) as i64;
         let pen = SOFT_PENALTY * (pref(to) - pref(from)) as f64 + over;
         QuickMove {
-            delta: 100.0 * self.scale * self.scale * var + pen + p.request.migration_cost_per_gib * cost,
+            delta: 100.0 * self.scale * self.scale * var + pen + cost,
             pen_delta: pen,
             target_use: combined(p, to, &load_to),
         }
@@ -326,9 +324,9 @@ impl State {
         // Cost: paid once per guest that ends away from home.
         let home = info.home;
         if from == home {
-            self.cost += info.cost_gib;
+            self.cost += info.cost;
         } else if to == home {
-            self.cost -= info.cost_gib;
+            self.cost -= info.cost;
         }
         let pref = |n: usize| info.preferred.as_ref().is_some_and(|pr| pr.binary_search(&n).is_err()) as i64;
         self.soft += (pref(to) - pref(from)) as f64;

@@ -66,8 +66,12 @@ pub struct GuestInfo {
     /// Memory it occupies on a node (running guests), bytes.
     pub mem: f64,
     pub vcpus: f64,
-    /// Migration cost in GiB-equivalents (RAM copied, local disk copied, CT restart).
-    pub cost_gib: f64,
+    /// Estimated migration seconds (set-up, RAM and local disk at the bandwidth, container
+    /// downtime times its weight): what ranks moves of similar gain.
+    pub secs: f64,
+    /// The same in objective points (`secs / seconds_per_point`, plus the legacy λ term): what a
+    /// move's gain must beat.
+    pub cost: f64,
     /// GiB that actually cross the network.
     pub gib: f64,
     /// Why balancing must not move it (`None` = it may).
@@ -139,7 +143,35 @@ pub fn effective_request(request: &PlanRequest) -> PlanRequest {
     r.min_gain = sane(r.min_gain, 0.0);
     r.migration_cost_per_gib = sane(r.migration_cost_per_gib, 0.0);
     r.restart_cost_gib = sane(r.restart_cost_gib, 0.0);
+    r.migration_setup_secs = sane(r.migration_setup_secs, 0.0);
+    r.restart_downtime_secs = sane(r.restart_downtime_secs, 0.0);
+    r.downtime_weight = sane(r.downtime_weight, 0.0);
+    // 0 or an unreadable bandwidth would make every move infinitely dear: use the default.
+    r.migration_bandwidth_mib_s = r.migration_bandwidth_mib_s.filter(|b| b.is_finite() && *b > 0.0);
+    // A price of 0 makes every move unaffordable; "infinite" makes moves free.
+    r.seconds_per_point = sane(r.seconds_per_point, crate::plan::SECONDS_PER_POINT);
     r
+}
+
+/// What moving one guest costs, in seconds and in objective points.
+pub struct MoveCost {
+    pub secs: f64,
+    pub points: f64,
+}
+
+/// Prices a migration of `g` (see docs/ENGINE.md): set-up, memory (running guests) and local disk
+/// at the bandwidth, a running container's restart downtime weighted, plus the legacy λ term.
+pub fn move_cost(g: &Guest, request: &PlanRequest) -> MoveCost {
+    let running = g.status == GuestStatus::Running;
+    let mem_gib = if running { g.mem_used as f64 / GIB } else { 0.0 };
+    let disk_gib = g.local_disk_bytes as f64 / GIB;
+    let restart = running && g.kind == GuestKind::Lxc;
+    let bandwidth = request.migration_bandwidth_mib_s.unwrap_or(PlanRequest::DEFAULT_BANDWIDTH_MIB_S);
+    let downtime = if restart { request.restart_downtime_secs * request.downtime_weight } else { 0.0 };
+    let secs = request.migration_setup_secs + (mem_gib + disk_gib) * 1024.0 / bandwidth + downtime;
+    let legacy_gib = mem_gib + disk_gib + if restart { request.restart_cost_gib } else { 0.0 };
+    let points = if request.seconds_per_point.is_finite() { secs / request.seconds_per_point } else { 0.0 };
+    MoveCost { secs, points: points + request.migration_cost_per_gib * legacy_gib }
 }
 
 /// The figure one guest adds to its node per dimension, for `mode`.
@@ -189,6 +221,7 @@ fn interned(names: &mut Vec<String>, index: &mut HashMap<String, u32>, name: &st
     i
 }
 
+/// The dense problem for `task`: nodes, their loads, rule groups, guests, affinity bundles.
 pub fn build<'a>(snapshot: &'a ClusterSnapshot, request: &PlanRequest, task: Task) -> Problem<'a> {
     let request = effective_request(request);
     let policies = crate::rules::policies(snapshot, &request.rules);
@@ -197,72 +230,114 @@ pub fn build<'a>(snapshot: &'a ClusterSnapshot, request: &PlanRequest, task: Tas
     let node_pos: HashMap<&str, usize> =
         snapshot.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
     let mut diagnostics = policies.diagnostics.clone();
-
-    // Nodes.
-    let mut nodes: Vec<NodeInfo> = snapshot
-        .nodes
-        .iter()
-        .map(|n| {
-            let online = n.status == NodeStatus::Online;
-            let ignored = policies.ignored_nodes.contains(&n.name);
-            let drained = n.maintenance
-                || policies.maintenance_nodes.contains(&n.name)
-                || task.drain.iter().any(|d| d == &n.name);
-            let reserve = request.node_memory_reserve.get(&n.name).copied().unwrap_or(request.memory_reserve);
-            let balanced = online && !ignored && !drained;
-            let pct = |p: Option<f64>| p.filter(|x| x.is_finite());
-            let pressure_hot = request.mode == Mode::Psi
-                && n.pressure.is_some_and(|p| {
-                    let v = match method {
-                        Method::Cpu => p.cpu_some,
-                        Method::Disk => p.io_some,
-                        Method::Memory | Method::Weighted => p.memory_some.max(p.cpu_some),
-                    };
-                    v >= request.psi_threshold
-                });
-            NodeInfo {
-                name: n.name.clone(),
-                balanced,
-                can_target: balanced && !request.roles.not_target.contains(&n.name),
-                can_source: !request.roles.not_source.contains(&n.name),
-                drained,
-                capacity: [n.mem_total as f64, f64::from(n.cpus), n.disk_total as f64],
-                mem_cap: n.mem_total.saturating_sub(reserve) as f64,
-                vcpu_cap: request
-                    .cpu_overcommit
-                    .filter(|r| r.is_finite() && *r > 0.0)
-                    .map(|r| r * f64::from(n.cpus)),
-                qemu: n.qemu_version.as_deref().and_then(parse_version),
-                target_max: [
-                    pct(request.target_max.memory),
-                    pct(request.target_max.cpu),
-                    pct(request.target_max.disk),
-                ],
-                overload: [
-                    pct(request.overload.memory),
-                    pct(request.overload.cpu),
-                    pct(request.overload.disk),
-                ],
-                pressure_hot,
-                may_be_over: false,
-                initial_load: [0.0; DIMS],
-                initial_mem: n.mem_used as f64,
-                initial_vcpus: 0.0,
-            }
-        })
-        .collect();
-    for role in request.roles.not_source.iter().chain(&request.roles.not_target) {
-        if !node_pos.contains_key(role.as_str()) {
-            diagnostics.push(Diagnostic {
-                severity: Severity::Warning,
-                source: RuleSource::Config { key: "roles".into(), value: role.clone() },
-                message: "names no node".into(),
-                vmids: vec![],
-            });
+    diagnostics.extend(unknown_roles(&request, &node_pos));
+    let mut nodes: Vec<NodeInfo> =
+        snapshot.nodes.iter().map(|n| node_info(n, &request, &policies, &task)).collect();
+    set_initial_loads(snapshot, &request, &node_pos, &mut nodes);
+    let mut groups = Groups::of(snapshot, &policies);
+    let ctx = GuestContext {
+        snapshot,
+        request: &request,
+        policies: &policies,
+        task: &task,
+        node_pos: &node_pos,
+        nodes: &nodes,
+    };
+    let mut guests = Vec::new();
+    let mut outside = Vec::new();
+    for (index, g) in snapshot.guests.iter().enumerate() {
+        match ctx.guest_info(index, g, &groups) {
+            Ok(info) => guests.push(info),
+            Err(why) => outside.push((index, why)),
         }
     }
+    let bundles = bundle(&mut guests, &mut groups.union);
+    Problem {
+        snapshot,
+        request,
+        method,
+        weights,
+        nodes,
+        guests,
+        bundles,
+        policies,
+        diagnostics,
+        outside,
+        task,
+        group_names: groups.names,
+        group_index: groups.index,
+    }
+}
 
-    // Node loads: what the host uses beyond its guests stays put; guests carry their figure.
+/// Role lists (`not_source`, `not_target`) that name no node.
+fn unknown_roles(request: &PlanRequest, node_pos: &HashMap<&str, usize>) -> Vec<Diagnostic> {
+    request
+        .roles
+        .not_source
+        .iter()
+        .chain(&request.roles.not_target)
+        .filter(|role| !node_pos.contains_key(role.as_str()))
+        .map(|role| Diagnostic {
+            severity: Severity::Warning,
+            source: RuleSource::Config { key: "roles".into(), value: role.clone() },
+            message: "names no node".into(),
+            vmids: vec![],
+        })
+        .collect()
+}
+
+/// One node's static facts: state, capacity with reserve, limits, pressure; loads come later.
+fn node_info(n: &crate::model::Node, request: &PlanRequest, policies: &Policies, task: &Task) -> NodeInfo {
+    let method = request.method;
+    let online = n.status == NodeStatus::Online;
+    let ignored = policies.ignored_nodes.contains(&n.name);
+    let drained = n.maintenance
+        || policies.maintenance_nodes.contains(&n.name)
+        || task.drain.iter().any(|d| d == &n.name);
+    let reserve = request.node_memory_reserve.get(&n.name).copied().unwrap_or(request.memory_reserve);
+    let balanced = online && !ignored && !drained;
+    let pct = |p: Option<f64>| p.filter(|x| x.is_finite());
+    let pressure_hot = request.mode == Mode::Psi
+        && n.pressure.is_some_and(|p| {
+            let v = match method {
+                Method::Cpu => p.cpu_some,
+                Method::Disk => p.io_some,
+                Method::Memory | Method::Weighted => p.memory_some.max(p.cpu_some),
+            };
+            v >= request.psi_threshold
+        });
+    let overload = [pct(request.overload.memory), pct(request.overload.cpu), pct(request.overload.disk)];
+    NodeInfo {
+        name: n.name.clone(),
+        balanced,
+        can_target: balanced && !request.roles.not_target.contains(&n.name),
+        can_source: !request.roles.not_source.contains(&n.name),
+        drained,
+        capacity: [n.mem_total as f64, f64::from(n.cpus), n.disk_total as f64],
+        mem_cap: n.mem_total.saturating_sub(reserve) as f64,
+        vcpu_cap: request.cpu_overcommit.filter(|r| r.is_finite() && *r > 0.0).map(|r| r * f64::from(n.cpus)),
+        qemu: n.qemu_version.as_deref().and_then(parse_version),
+        target_max: [
+            pct(request.target_max.memory),
+            pct(request.target_max.cpu),
+            pct(request.target_max.disk),
+        ],
+        overload,
+        pressure_hot,
+        may_be_over: pressure_hot || overload.iter().any(Option::is_some),
+        initial_load: [0.0; DIMS],
+        initial_mem: n.mem_used as f64,
+        initial_vcpus: 0.0,
+    }
+}
+
+/// Node loads: what the host uses beyond its guests stays put; guests carry their figure.
+fn set_initial_loads(
+    snapshot: &ClusterSnapshot,
+    request: &PlanRequest,
+    node_pos: &HashMap<&str, usize>,
+    nodes: &mut [NodeInfo],
+) {
     let mut used_sum = vec![[0.0; DIMS]; nodes.len()];
     let mut mode_sum = vec![[0.0; DIMS]; nodes.len()];
     let mut vcpus = vec![0.0; nodes.len()];
@@ -284,80 +359,137 @@ pub fn build<'a>(snapshot: &'a ClusterSnapshot, request: &PlanRequest, task: Tas
         for d in 0..DIMS {
             let base =
                 if request.mode == Mode::Assigned { 0.0 } else { (node_used[d] - used_sum[i][d]).max(0.0) };
-            info.initial_load[d] = base + mode_sum[i][d];
-            if !info.initial_load[d].is_finite() {
-                info.initial_load[d] = 0.0;
-            }
+            let load = base + mode_sum[i][d];
+            info.initial_load[d] = if load.is_finite() { load } else { 0.0 };
         }
         info.initial_vcpus = vcpus[i];
-        info.may_be_over = info.pressure_hot || info.overload.iter().any(Option::is_some);
     }
+}
 
-    // Groups.
-    let mut group_names = Vec::new();
-    let mut group_index = HashMap::new();
-    let mut apart_of: HashMap<u32, (Vec<u32>, Vec<u32>)> = HashMap::new();
-    for g in &policies.apart {
-        let id = interned(&mut group_names, &mut group_index, &format!("apart:{}", g.name));
-        for v in &g.vmids {
-            let e = apart_of.entry(*v).or_default();
-            if g.strength == Strength::Hard {
-                e.0.push(id);
-            } else {
-                e.1.push(id);
-            }
-        }
-    }
-    let mut together_soft: HashMap<u32, Vec<u32>> = HashMap::new();
-    let mut union = UnionFind::new(snapshot.guests.len());
-    let vmid_pos: HashMap<u32, usize> =
-        snapshot.guests.iter().enumerate().map(|(i, g)| (g.vmid, i)).collect();
-    for g in &policies.together {
-        if g.strength == Strength::Hard {
-            let members: Vec<usize> = g.vmids.iter().filter_map(|v| vmid_pos.get(v).copied()).collect();
-            for w in members.windows(2) {
-                union.join(w[0], w[1]);
-            }
-        } else {
-            let id = interned(&mut group_names, &mut group_index, &format!("together:{}", g.name));
+/// Group rules as the state counts them: interned ids per guest (hard and soft anti-affinity,
+/// soft affinity) and hard affinity as a union-find over snapshot guests.
+struct Groups {
+    names: Vec<String>,
+    index: HashMap<String, u32>,
+    apart_of: HashMap<u32, (Vec<u32>, Vec<u32>)>,
+    together_soft: HashMap<u32, Vec<u32>>,
+    union: UnionFind,
+}
+
+impl Groups {
+    fn of(snapshot: &ClusterSnapshot, policies: &Policies) -> Groups {
+        let mut names = Vec::new();
+        let mut index = HashMap::new();
+        let mut apart_of: HashMap<u32, (Vec<u32>, Vec<u32>)> = HashMap::new();
+        for g in &policies.apart {
+            let id = interned(&mut names, &mut index, &format!("apart:{}", g.name));
             for v in &g.vmids {
-                together_soft.entry(*v).or_default().push(id);
+                let e = apart_of.entry(*v).or_default();
+                if g.strength == Strength::Hard {
+                    e.0.push(id);
+                } else {
+                    e.1.push(id);
+                }
             }
         }
+        let mut together_soft: HashMap<u32, Vec<u32>> = HashMap::new();
+        let mut union = UnionFind::new(snapshot.guests.len());
+        let vmid_pos: HashMap<u32, usize> =
+            snapshot.guests.iter().enumerate().map(|(i, g)| (g.vmid, i)).collect();
+        for g in &policies.together {
+            if g.strength == Strength::Hard {
+                let members: Vec<usize> = g.vmids.iter().filter_map(|v| vmid_pos.get(v).copied()).collect();
+                for w in members.windows(2) {
+                    union.join(w[0], w[1]);
+                }
+            } else {
+                let id = interned(&mut names, &mut index, &format!("together:{}", g.name));
+                for v in &g.vmids {
+                    together_soft.entry(*v).or_default().push(id);
+                }
+            }
+        }
+        Groups { names, index, apart_of, together_soft, union }
     }
+}
 
-    // Guests.
-    let now = snapshot.collected_at;
-    let mut guests = Vec::new();
-    let mut outside = Vec::new();
-    for (index, g) in snapshot.guests.iter().enumerate() {
-        let Some(&home) = node_pos.get(g.node.as_str()) else {
-            outside.push((index, format!("on node '{}', which is not in the snapshot", g.node)));
-            continue;
+/// What every guest's facts are read against.
+struct GuestContext<'c> {
+    snapshot: &'c ClusterSnapshot,
+    request: &'c PlanRequest,
+    policies: &'c Policies,
+    task: &'c Task,
+    node_pos: &'c HashMap<&'c str, usize>,
+    nodes: &'c [NodeInfo],
+}
+
+impl GuestContext<'_> {
+    /// One guest's facts, or why it is left out of the problem.
+    fn guest_info(&self, index: usize, g: &Guest, groups: &Groups) -> Result<GuestInfo, String> {
+        let (request, task, nodes) = (self.request, self.task, self.nodes);
+        let Some(&home) = self.node_pos.get(g.node.as_str()) else {
+            return Err(format!("on node '{}', which is not in the snapshot", g.node));
         };
-        let policy = policies.guest(g.vmid);
+        let policy = self.policies.guest(g.vmid);
         let running = g.status == GuestStatus::Running;
         let mem = if running { g.mem_used as f64 } else { 0.0 };
-        let disk_gib = g.local_disk_bytes as f64 / GIB;
-        let restart = if running && g.kind == GuestKind::Lxc { request.restart_cost_gib } else { 0.0 };
-        let gib = mem / GIB + disk_gib;
-        let resolve = |names: &Option<Vec<String>>| {
-            names.as_ref().map(|ns| {
-                let mut v: Vec<usize> = ns.iter().filter_map(|n| node_pos.get(n.as_str()).copied()).collect();
-                v.sort_unstable();
-                v
-            })
-        };
-        let mut allowed = policy.and_then(|p| resolve(&p.allowed));
-        if let Some(home_node) = task.homes.get(&g.vmid) {
-            let want: Vec<usize> = node_pos.get(home_node.as_str()).copied().into_iter().collect();
-            allowed = Some(match allowed {
-                None => want,
-                Some(a) => want.into_iter().filter(|w| a.contains(w)).collect(),
-            });
-        }
-        let preferred = policy.and_then(|p| resolve(&p.preferred));
-        let pinned_down = if g.template {
+        let price = move_cost(g, request);
+        let pinned_down = self.pinned_down(g, home);
+        let (frozen, no_return) = self.balance_holds(g, home, &pinned_down);
+        let (apart_hard, apart_soft) = groups.apart_of.get(&g.vmid).cloned().unwrap_or_default();
+        Ok(GuestInfo {
+            index,
+            vmid: g.vmid,
+            home,
+            load: guest_loads(g, request.mode),
+            mem,
+            vcpus: if running { g.cpus.max(0.0) } else { 0.0 },
+            secs: price.secs,
+            cost: price.points,
+            gib: mem / GIB + g.local_disk_bytes as f64 / GIB,
+            frozen,
+            pinned_down,
+            allowed: self.allowed(g),
+            preferred: policy.and_then(|p| self.resolve(&p.preferred)),
+            apart_hard,
+            apart_soft,
+            together_soft: groups.together_soft.get(&g.vmid).cloned().unwrap_or_default(),
+            bundle: 0,
+            no_return,
+            qemu: if running && g.kind == GuestKind::Qemu {
+                g.running_qemu.as_deref().and_then(parse_version)
+            } else {
+                None
+            },
+            must_leave_drained: nodes[home].drained && (running || task.drain_stopped),
+        })
+    }
+
+    /// Node names → sorted node indices (unknown names dropped).
+    fn resolve(&self, names: &Option<Vec<String>>) -> Option<Vec<usize>> {
+        names.as_ref().map(|ns| {
+            let mut v: Vec<usize> =
+                ns.iter().filter_map(|n| self.node_pos.get(n.as_str()).copied()).collect();
+            v.sort_unstable();
+            v
+        })
+    }
+
+    /// Hard allowed nodes: the rules' pin, narrowed to its home when the task returns it home.
+    fn allowed(&self, g: &Guest) -> Option<Vec<usize>> {
+        let allowed = self.policies.guest(g.vmid).and_then(|p| self.resolve(&p.allowed));
+        let Some(home_node) = self.task.homes.get(&g.vmid) else { return allowed };
+        let want: Vec<usize> = self.node_pos.get(home_node.as_str()).copied().into_iter().collect();
+        Some(match allowed {
+            None => want,
+            Some(a) => want.into_iter().filter(|w| a.contains(w)).collect(),
+        })
+    }
+
+    /// Why nothing may move the guest, not even a rule fix or a drain.
+    fn pinned_down(&self, g: &Guest, home: usize) -> Option<String> {
+        let (policies, request) = (self.policies, self.request);
+        if g.template {
             Some("template".to_owned())
         } else if let Some(lock) = &g.lock {
             Some(format!("locked ({lock})"))
@@ -367,23 +499,34 @@ pub fn build<'a>(snapshot: &'a ClusterSnapshot, request: &PlanRequest, task: Tas
             Some("local disks (moving them is not allowed)".to_owned())
         } else if g.status == GuestStatus::Other {
             Some("neither running nor stopped".to_owned())
-        } else if snapshot.nodes[home].status != NodeStatus::Online {
+        } else if self.snapshot.nodes[home].status != NodeStatus::Online {
             Some(format!("its node {} is not online", g.node))
         } else if policies.ignored_nodes.contains(&g.node) {
             Some(format!("its node {} is ignored", g.node))
-        } else if let Some(source) = policy.and_then(|p| p.ignored.as_ref()) {
-            let drains = task.drain_ignored && nodes[home].drained;
+        } else if let Some(source) = policies.guest(g.vmid).and_then(|p| p.ignored.as_ref()) {
+            let drains = self.task.drain_ignored && self.nodes[home].drained;
             (!drains).then(|| format!("ignored ({source})"))
         } else {
             None
-        };
+        }
+    }
+
+    /// Why balancing must not move the guest (`frozen`), and the nodes it left too recently to
+    /// return to.
+    fn balance_holds(
+        &self,
+        g: &Guest,
+        home: usize,
+        pinned_down: &Option<String>,
+    ) -> (Option<String>, Vec<usize>) {
+        let (request, now) = (self.request, self.snapshot.collected_at);
         let recent: Vec<&crate::model::RecentMigration> =
-            snapshot.recent_migrations.iter().filter(|m| m.vmid == g.vmid).collect();
+            self.snapshot.recent_migrations.iter().filter(|m| m.vmid == g.vmid).collect();
         let cooling = recent.iter().any(|m| m.at <= now && now - m.at < request.cooldown_secs);
         let frozen = pinned_down.clone().or_else(|| {
             if cooling {
                 Some(format!("cooldown: migrated less than {} s ago", request.cooldown_secs))
-            } else if !nodes[home].can_source {
+            } else if !self.nodes[home].can_source {
                 Some(format!("{} is not a source node", g.node))
             } else {
                 None
@@ -392,66 +535,29 @@ pub fn build<'a>(snapshot: &'a ClusterSnapshot, request: &PlanRequest, task: Tas
         let mut no_return: Vec<usize> = recent
             .iter()
             .filter(|m| m.at <= now && now - m.at < request.no_return_secs)
-            .filter_map(|m| node_pos.get(m.from.as_str()).copied())
+            .filter_map(|m| self.node_pos.get(m.from.as_str()).copied())
             .filter(|&n| n != home)
             .collect();
         no_return.sort_unstable();
         no_return.dedup();
-        let (apart_hard, apart_soft) = apart_of.get(&g.vmid).cloned().unwrap_or_default();
-        let must_leave_drained = nodes[home].drained && (running || task.drain_stopped);
-        guests.push(GuestInfo {
-            index,
-            vmid: g.vmid,
-            home,
-            load: guest_loads(g, request.mode),
-            mem,
-            vcpus: if running { g.cpus.max(0.0) } else { 0.0 },
-            cost_gib: gib + restart,
-            gib,
-            frozen,
-            pinned_down,
-            allowed,
-            preferred,
-            apart_hard,
-            apart_soft,
-            together_soft: together_soft.get(&g.vmid).cloned().unwrap_or_default(),
-            bundle: 0,
-            no_return,
-            qemu: if running && g.kind == GuestKind::Qemu {
-                g.running_qemu.as_deref().and_then(parse_version)
-            } else {
-                None
-            },
-            must_leave_drained,
-        });
+        (frozen, no_return)
     }
-    // Bundles: hard affinity components; a bundle moves as one.
+}
+
+/// Bundles: hard affinity components (in snapshot order); a bundle moves as one.
+fn bundle(guests: &mut [GuestInfo], union: &mut UnionFind) -> Vec<Vec<usize>> {
     let mut root_bundle: HashMap<usize, usize> = HashMap::new();
     let mut bundles: Vec<Vec<usize>> = Vec::new();
-    for gi in 0..guests.len() {
-        let root = union.find(guests[gi].index);
+    for (gi, guest) in guests.iter_mut().enumerate() {
+        let root = union.find(guest.index);
         let b = *root_bundle.entry(root).or_insert_with(|| {
             bundles.push(Vec::new());
             bundles.len() - 1
         });
         bundles[b].push(gi);
-        guests[gi].bundle = b;
+        guest.bundle = b;
     }
-    Problem {
-        snapshot,
-        request,
-        method,
-        weights,
-        nodes,
-        guests,
-        bundles,
-        policies,
-        diagnostics,
-        outside,
-        task,
-        group_names,
-        group_index,
-    }
+    bundles
 }
 
 impl Problem<'_> {

@@ -14,7 +14,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::objective::State;
-use super::problem::{Problem, DIMS};
+use super::problem::{Problem, DIMS, GIB};
 use crate::plan::StepPurpose;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -31,6 +31,8 @@ pub struct Outcome {
     pub notes: Vec<String>,
     /// Bundles that must move but cannot, with the reason.
     pub stuck: Vec<(usize, String)>,
+    /// What the rest would take when a cap stopped the search.
+    pub remaining: Option<crate::plan::Remaining>,
 }
 
 /// Above this many balanced nodes, balancing looks only at the hottest and coolest few.
@@ -47,15 +49,101 @@ const EXACT_TRIES: usize = 1_000;
 const PAIR_NODES: usize = 3;
 const PAIR_GUESTS: usize = 16;
 
+/// Ties: objective deltas closer than this are equal (then the cheaper move wins).
+const TIE: f64 = 1e-12;
+/// Slack for percentages, penalties, GiB and vCPUs summed in floating point.
+const SLACK: f64 = 1e-9;
+
+/// The caps a request sets (`None` = uncapped).
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    moves: Option<u32>,
+    gib: Option<f64>,
+    per_node: Option<u32>,
+}
+
+impl Limits {
+    fn of(req: &crate::plan::PlanRequest) -> Limits {
+        Limits { moves: req.move_cap(), gib: req.max_gib, per_node: req.max_moves_per_node }
+    }
+    const NONE: Limits = Limits { moves: None, gib: None, per_node: None };
+    fn any(&self) -> bool {
+        self.moves.is_some() || self.gib.is_some() || self.per_node.is_some()
+    }
+}
+
+/// What the plan has spent against its caps: guests away from home, their GiB, moves per node.
+#[derive(Clone)]
 struct Budget {
+    limits: Limits,
     moved: Vec<bool>,
     moves: u32,
     gib: f64,
     per_node: Vec<u32>,
 }
 
+impl Budget {
+    fn new(p: &Problem, limits: Limits) -> Budget {
+        Budget {
+            limits,
+            moved: vec![false; p.guests.len()],
+            moves: 0,
+            gib: 0.0,
+            per_node: vec![0; p.nodes.len()],
+        }
+    }
+
+    /// Is the move cap used up?
+    fn moves_used(&self) -> bool {
+        self.limits.moves.is_some_and(|cap| self.moves >= cap)
+    }
+
+    /// Do migrations of `guests` (each once) through `nodes` (a node once per migration that
+    /// leaves or enters it) fit what is left?
+    fn fits(&self, p: &Problem, guests: &[usize], nodes: &[usize]) -> bool {
+        let new: Vec<usize> = guests.iter().copied().filter(|&g| !self.moved[g]).collect();
+        let gib: f64 = new.iter().map(|&g| p.guests[g].gib).sum();
+        let l = &self.limits;
+        l.moves.is_none_or(|cap| self.moves + new.len() as u32 <= cap)
+            && l.gib.is_none_or(|max| self.gib + gib <= max + SLACK)
+            && l.per_node.is_none_or(|max| {
+                nodes
+                    .iter()
+                    .all(|&n| self.per_node[n] + nodes.iter().filter(|&&m| m == n).count() as u32 <= max)
+            })
+    }
+
+    /// `fits` for bundle `b` moving from `s` to `t`.
+    fn fits_bundle(&self, p: &Problem, b: usize, s: usize, t: usize) -> bool {
+        let members = &p.bundles[b];
+        if self.limits.per_node.is_none() && self.limits.gib.is_none() && self.limits.moves.is_none() {
+            return true;
+        }
+        let nodes: Vec<usize> = members.iter().flat_map(|_| [s, t]).collect();
+        self.fits(p, members, &nodes)
+    }
+
+    /// Records a committed step; returns whether the guest's away-from-home state changed back
+    /// (budget freed).
+    fn record(&mut self, p: &Problem, g: usize, away: bool) -> bool {
+        if away == self.moved[g] {
+            return false;
+        }
+        self.moved[g] = away;
+        if away {
+            self.moves += 1;
+            self.gib += p.guests[g].gib;
+        } else {
+            self.moves = self.moves.saturating_sub(1);
+            self.gib -= p.guests[g].gib;
+        }
+        !away
+    }
+}
+
 /// The guests balancing may pick, per node (ascending guest index), kept up to date as moves
 /// are committed instead of being rebuilt every round.
+#[derive(Clone)]
 struct Movable {
     on: Vec<Vec<usize>>,
     cache: PairCache,
@@ -108,7 +196,7 @@ impl Movable {
 struct PairBest {
     guest: usize,
     delta: f64,
-    cost: f64,
+    secs: f64,
     pen_delta: f64,
     target_use: f64,
 }
@@ -118,6 +206,7 @@ struct PairBest {
 /// committed step only the pairs that touch one of its nodes are scanned again: per round that is
 /// one source's guests to every target and every source's guests to one target, instead of every
 /// source's guests to every target.
+#[derive(Clone)]
 struct PairCache {
     /// Bumped whenever a node's load, guests or budget count changes.
     version: Vec<u32>,
@@ -133,106 +222,213 @@ impl PairCache {
     }
 }
 
+/// A move or a short sequence of moves, with what it does to the objective.
 #[derive(Clone)]
 struct Candidate {
     moves: Vec<(usize, usize)>,
     delta: f64,
-    cost: f64,
+    /// Estimated migration seconds of the moves (what ranks candidates of similar gain).
+    secs: f64,
     /// Soft and overload penalties after the moves.
     pen_after: f64,
     /// Combined use of the last target after the moves.
     target_use: f64,
 }
 
+/// The one comparison of candidates: `delta` is the objective change including the moves' cost
+/// in points, so only moves that pay are below 0. Of two paying moves the one with the larger
+/// net gain per migration second wins (many small moves beat one huge one that gains little
+/// more); equal rates (within `TIE`) go to the cheaper, or with `larger_first` (ProxLB's
+/// `balance_larger_guests_first`) to the larger move.
+fn beats(delta: f64, secs: f64, best: Option<(f64, f64)>, larger_first: bool) -> bool {
+    let Some((best_delta, best_secs)) = best else { return true };
+    let rate = |d: f64, s: f64| -d / s.max(SLACK);
+    let (a, b) = (rate(delta, secs), rate(best_delta, best_secs));
+    let tie_goes_here = if larger_first { secs > best_secs + TIE } else { secs < best_secs - TIE };
+    a > b + TIE * b.abs().max(1.0) || (a >= b - TIE * b.abs().max(1.0) && tie_goes_here)
+}
+
+impl Candidate {
+    fn key(&self) -> (f64, f64) {
+        (self.delta, self.secs)
+    }
+}
+
+/// The search in progress: state, steps so far, what the caps have left, the guests it may move.
+#[derive(Clone)]
+struct Search<'p, 'a> {
+    p: &'p Problem<'a>,
+    st: State,
+    actions: Vec<Action>,
+    budget: Budget,
+    movable: Movable,
+    /// Bundles that break a hard rule, to repair (largest first).
+    pending: Vec<usize>,
+    /// Within the hysteresis: triggered and not yet at the stop band.
+    balancing: bool,
+    min_gain: f64,
+}
+
+/// Why a search ended.
+enum Stop {
+    /// Nothing (more) to do: balanced, or only mandatory moves asked for.
+    Done,
+    /// The move cap is used up.
+    Cap,
+    /// No allowed move pays.
+    NoMove,
+}
+
 pub fn run(p: &Problem) -> Outcome {
-    let mut st = State::new(p);
-    let mut actions: Vec<Action> = Vec::new();
+    let limits = Limits::of(&p.request);
+    let mut search = Search::new(p, limits);
+    let stop = search.go();
+    let spread = search.st.spread(p);
     let mut notes = Vec::new();
-    let mut budget =
-        Budget { moved: vec![false; p.guests.len()], moves: 0, gib: 0.0, per_node: vec![0; p.nodes.len()] };
-    let req = &p.request;
-    let trigger = req.balanciness;
-    let stop = req.stop_spread.filter(|s| !s.is_nan()).unwrap_or(trigger).min(trigger);
-    let min_gain = req.min_gain.max(1e-9);
-    let mut pending: Vec<usize> = violating_bundles(p, &st);
-    let mut balancing = false;
-    let mut stop_note: Option<String> = None;
-    let mut movable = Movable::new(p, &st);
-    let limit = 4 * p.guests.len() + 64;
-    for _round in 0..limit {
-        if let Some(c) = best_mandatory(p, &mut st, &mut pending) {
-            commit(p, &mut st, &mut actions, &mut budget, &mut movable, &c, None);
-            continue;
+    // When a cap may have stopped the plan, go on without it (on a copy) to say what the rest
+    // would take.
+    let remaining = match stop {
+        Stop::Cap | Stop::NoMove if limits.any() => search.remaining(),
+        _ => None,
+    };
+    match (&stop, &remaining) {
+        (Stop::Cap, _) | (Stop::NoMove, Some(_)) => {
+            let rest = remaining.as_ref().map(|r| {
+                format!("; the rest would take {} more moves, {:.0} GiB, to reach {:.1} points", r.moves, r.gib, r.spread_after)
+            });
+            notes.push(format!("stopped at spread {spread:.1} points by the plan's cap{}", rest.unwrap_or_default()));
         }
-        if p.task.mandatory_only || !trigger.is_finite() {
-            break;
-        }
-        let spread = st.spread(p);
-        let penalised = st.penalties() > 1e-9;
-        if !balancing && (spread > trigger || st.over > 1e-9) {
-            balancing = true;
-        }
-        if balancing && spread <= stop && st.over <= 1e-9 {
-            balancing = false;
-        }
-        if !balancing && !penalised {
-            break;
-        }
-        if budget.moves >= req.max_moves {
-            stop_note =
-                Some(format!("stopped at spread {spread:.1} points: budget of {} moves used", req.max_moves));
-            break;
-        }
-        let found = best_balance(p, &mut st, &budget, &mut movable, balancing, min_gain, false)
-            .or_else(|| best_balance(p, &mut st, &budget, &mut movable, balancing, min_gain, true))
-            .or_else(|| best_pair(p, &mut st, &budget, &movable, balancing, min_gain));
-        match found {
-            Some(c) => {
-                commit(p, &mut st, &mut actions, &mut budget, &mut movable, &c, Some(StepPurpose::Balance))
-            }
-            None => {
-                // A local optimum on a small cluster: the best placement of all, when it is
-                // better by `min_gain` and can be reached step by step. Then the rounds go on
-                // (a placement may trade which rule is broken; the mandatory pass repairs that).
-                // A move can trade one broken rule for another (a guest joins an anti-affinity
-                // mate while leaving another): look at every bundle again before stopping.
-                pending = violating_bundles(p, &st);
-                if let Some(c) = best_mandatory(p, &mut st, &mut pending) {
-                    commit(p, &mut st, &mut actions, &mut budget, &mut movable, &c, None);
-                    continue;
-                }
-                if balancing && pending.is_empty() {
-                    if let Some(moves) = exact(p, st.clone(), st.objective(p) - min_gain, st.violations) {
-                        let c = Candidate { moves, delta: 0.0, cost: 0.0, pen_after: 0.0, target_use: 0.0 };
-                        commit(
-                            p,
-                            &mut st,
-                            &mut actions,
-                            &mut budget,
-                            &mut movable,
-                            &c,
-                            Some(StepPurpose::Balance),
-                        );
-                        continue;
-                    }
-                }
-                if balancing {
-                    stop_note = Some(format!(
-                        "stopped at spread {spread:.1} points: no allowed move or swap improves the objective by {:.2}",
-                        req.min_gain
-                    ));
-                }
-                break;
-            }
+        (Stop::NoMove, None) if search.balancing => notes.push(format!(
+            "stopped at spread {spread:.1} points: no allowed move pays (gains {:.2} points of gap closed and more than its migration time at {} s per point)",
+            p.request.min_gain, p.request.seconds_per_point
+        )),
+        _ => {}
+    }
+    let Search { mut st, mut actions, mut pending, .. } = search;
+    pending.retain(|&b| bundle_violates(p, &st, b));
+    merge_repeats(p, &mut actions);
+    let stuck = pending.iter().map(|&b| (b, why_stuck(p, &mut st, b))).collect();
+    Outcome { state: st, actions, notes, stuck, remaining }
+}
+
+impl<'p, 'a> Search<'p, 'a> {
+    fn new(p: &'p Problem<'a>, limits: Limits) -> Self {
+        let st = State::new(p);
+        let pending = violating_bundles(p, &st);
+        let movable = Movable::new(p, &st);
+        let min_gain = p.request.min_gain.max(SLACK);
+        Search {
+            p,
+            st,
+            actions: Vec::new(),
+            budget: Budget::new(p, limits),
+            movable,
+            pending,
+            balancing: false,
+            min_gain,
         }
     }
-    pending.retain(|&b| bundle_violates(p, &st, b));
-    // A local optimum on a small cluster: the best placement of all, if it is strictly better
-    // and can be reached step by step.
-    merge_repeats(p, &mut actions);
-    notes.extend(stop_note);
-    let stuck = pending.iter().map(|&b| (b, why_stuck(p, &mut st, b))).collect();
-    Outcome { state: st, actions, notes, stuck }
+
+    /// Rounds until done, capped or stuck: each round repairs a broken rule if it can, else takes
+    /// the best balancing move (single move, swap, pair), else on small clusters the best
+    /// placement of all.
+    fn go(&mut self) -> Stop {
+        let p = self.p;
+        let trigger = p.request.balanciness;
+        let stop = p.request.stop_spread.filter(|s| !s.is_nan()).unwrap_or(trigger).min(trigger);
+        let limit = 4 * p.guests.len() + 64;
+        for _round in 0..limit {
+            if self.repair() {
+                continue;
+            }
+            if p.task.mandatory_only || !trigger.is_finite() {
+                return Stop::Done;
+            }
+            let spread = self.st.spread(p);
+            if !self.balancing && (spread > trigger || self.st.over > SLACK) {
+                self.balancing = true;
+            }
+            if self.balancing && spread <= stop && self.st.over <= SLACK {
+                self.balancing = false;
+            }
+            if !self.balancing && self.st.penalties() <= SLACK {
+                return Stop::Done;
+            }
+            if self.budget.moves_used() {
+                return Stop::Cap;
+            }
+            if let Some(c) = self.best_move() {
+                self.commit(&c, Some(StepPurpose::Balance));
+                continue;
+            }
+            // A move can trade one broken rule for another (a guest joins an anti-affinity mate
+            // while leaving another): look at every bundle again before stopping.
+            self.pending = violating_bundles(p, &self.st);
+            if self.repair() {
+                continue;
+            }
+            if let Some(c) = self.best_placement() {
+                self.commit(&c, Some(StepPurpose::Balance));
+                continue;
+            }
+            return Stop::NoMove;
+        }
+        Stop::Done
+    }
+
+    /// Commits the first repair of a pending broken rule, if any.
+    fn repair(&mut self) -> bool {
+        match best_mandatory(self.p, &mut self.st, &mut self.pending) {
+            Some(c) => {
+                self.commit(&c, None);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The best single move, else swap, else pair of moves.
+    fn best_move(&mut self) -> Option<Candidate> {
+        let (p, balancing, min_gain) = (self.p, self.balancing, self.min_gain);
+        best_balance(p, &mut self.st, &self.budget, &mut self.movable, balancing, min_gain, false)
+            .or_else(|| {
+                best_balance(p, &mut self.st, &self.budget, &mut self.movable, balancing, min_gain, true)
+            })
+            .or_else(|| best_pair(p, &mut self.st, &self.budget, &self.movable, balancing, min_gain))
+    }
+
+    /// A local optimum on a small cluster: the best placement of all, when it is better by
+    /// `min_gain` and can be reached step by step (then the rounds go on: a placement may trade
+    /// which rule is broken; the repair pass fixes that).
+    fn best_placement(&mut self) -> Option<Candidate> {
+        if !self.balancing || !self.pending.is_empty() {
+            return None;
+        }
+        let p = self.p;
+        let beat = self.st.objective(p) - self.min_gain;
+        let moves = exact(p, self.st.clone(), beat, self.st.violations, &self.budget.limits)?;
+        Some(Candidate { moves, delta: 0.0, secs: 0.0, pen_after: 0.0, target_use: 0.0 })
+    }
+
+    fn commit(&mut self, c: &Candidate, purpose: Option<StepPurpose>) {
+        commit(self.p, &mut self.st, &mut self.actions, &mut self.budget, &mut self.movable, c, purpose);
+    }
+
+    /// Goes on from here without caps; what those further moves take (counted from here: guests
+    /// whose node differs at the end), or `None` when nothing more would move.
+    fn remaining(&self) -> Option<crate::plan::Remaining> {
+        let p = self.p;
+        let mut rest = self.clone();
+        rest.budget.limits = Limits::NONE;
+        rest.movable.cache.entries.clear();
+        rest.go();
+        let moved: Vec<usize> = (0..p.guests.len()).filter(|&g| rest.st.pos[g] != self.st.pos[g]).collect();
+        (!moved.is_empty()).then(|| crate::plan::Remaining {
+            moves: moved.len() as u32,
+            gib: moved.iter().map(|&g| p.guests[g].gib).sum(),
+            spread_after: rest.st.spread(p),
+        })
+    }
 }
 
 /// A guest that moves twice in one plan (a hop, a park, a later correction) moves once, from
@@ -334,16 +530,9 @@ fn commit(
     }
     st.commit();
     for &(g, _) in &c.moves {
-        let away = st.pos[g] != p.guests[g].home;
-        if away != budget.moved[g] {
-            budget.moved[g] = away;
-            if !away {
-                // Budget freed: moves the cache dropped as over budget may fit again.
-                movable.cache.entries.clear();
-            }
-            let sign = if away { 1.0 } else { -1.0 };
-            budget.moves = (budget.moves as i64 + sign as i64).max(0) as u32;
-            budget.gib += sign * p.guests[g].gib;
+        if budget.record(p, g, st.pos[g] != p.guests[g].home) {
+            // Budget freed: moves the cache dropped as over budget may fit again.
+            movable.cache.entries.clear();
         }
     }
 }
@@ -415,9 +604,9 @@ fn try_bundle(p: &Problem, st: &mut State, b: usize, t: usize, balance: bool) ->
     let result = ok.then(|| {
         let removed = st.removed;
         let delta = st.objective(p) - before;
-        let cost: f64 = moves.iter().map(|&(g, _)| p.guests[g].cost_gib).sum();
+        let secs = moves.iter().map(|&(g, _)| p.guests[g].secs).sum();
         let (pen_after, target_use) = (st.penalties(), st.use_pct(p, t));
-        (Candidate { moves, delta, cost, pen_after, target_use }, removed)
+        (Candidate { moves, delta, secs, pen_after, target_use }, removed)
     });
     st.rollback(p, mark, &done);
     result
@@ -431,7 +620,11 @@ fn best_mandatory(p: &Problem, st: &mut State, pending: &mut Vec<usize>) -> Opti
             let Some((c, removed)) = try_mandatory(p, st, b, t) else { continue };
             let better = match &best {
                 None => true,
-                Some((bc, br)) => removed > *br || (removed == *br && c.delta < bc.delta - 1e-12),
+                Some((bc, br)) => {
+                    removed > *br
+                        || (removed == *br
+                            && beats(c.delta, c.secs, Some(bc.key()), p.request.larger_guests_first))
+                }
             };
             if better {
                 best = Some((c, removed));
@@ -444,48 +637,10 @@ fn best_mandatory(p: &Problem, st: &mut State, pending: &mut Vec<usize>) -> Opti
     None
 }
 
+/// A repair of bundle `b` onto `t`: all members there, each step fitting and adding no
+/// violation, and fewer violations in the end. Returns it with the violations it removes.
 fn try_mandatory(p: &Problem, st: &mut State, b: usize, t: usize) -> Option<(Candidate, i64)> {
-    let members = &p.bundles[b];
-    let mut moves = Vec::new();
-    for &g in members {
-        if st.pos[g] == t {
-            continue;
-        }
-        if p.guests[g].pinned_down.is_some() || !p.allows(g, t) {
-            return None;
-        }
-        moves.push((g, t));
-    }
-    if moves.is_empty() {
-        return None;
-    }
-    let before_v = st.violations;
-    let before = st.objective(p);
-    let mark = st.mark();
-    let mut done = Vec::new();
-    let mut ok = true;
-    for &(g, to) in &moves {
-        if !st.has_room(p, g, to) {
-            ok = false;
-            break;
-        }
-        done.push((g, st.pos[g]));
-        st.shift(p, g, to);
-        // A member may not join an anti-affinity mate or a forbidden node, even in passing.
-        if st.added > 0 {
-            ok = false;
-            break;
-        }
-    }
-    let after_v = st.violations;
-    let result = (ok && after_v < before_v).then(|| {
-        let delta = st.objective(p) - before;
-        let cost = moves.iter().map(|&(g, _)| p.guests[g].cost_gib).sum();
-        let (pen_after, target_use) = (st.penalties(), st.use_pct(p, t));
-        (Candidate { moves, delta, cost, pen_after, target_use }, before_v - after_v)
-    });
-    st.rollback(p, mark, &done);
-    result
+    try_bundle(p, st, b, t, false).filter(|&(_, removed)| removed > 0)
 }
 
 fn why_stuck(p: &Problem, st: &mut State, b: usize) -> String {
@@ -546,12 +701,10 @@ fn best_balance(
         if full && !swaps { order.clone() } else { order.iter().rev().copied().take(k).collect() };
     let base_pen = st.penalties();
     let mut best: Option<Candidate> = None;
-    let accept = |delta: f64, cost: f64, pen_after: f64, gap: f64, best: &Option<Candidate>| {
-        delta < -required_gain(min_gain, gap)
-            && (balancing || pen_after < base_pen - 1e-9)
-            && best.as_ref().is_none_or(|b| {
-                delta < b.delta - 1e-12 || (delta <= b.delta + 1e-12 && cost < b.cost - 1e-12)
-            })
+    let accept = |delta: f64, secs: f64, pen_after: f64, gap: f64, best: &Option<Candidate>| {
+        pays(delta, gap, min_gain)
+            && (balancing || pen_after < base_pen - SLACK)
+            && beats(delta, secs, best.as_ref().map(Candidate::key), p.request.larger_guests_first)
     };
     if !swaps {
         for &s in &sources {
@@ -564,11 +717,11 @@ fn best_balance(
                 else {
                     continue;
                 };
-                if accept(pb.delta, pb.cost, base_pen + pb.pen_delta, u[s] - u[t], &best) {
+                if accept(pb.delta, pb.secs, base_pen + pb.pen_delta, u[s] - u[t], &best) {
                     best = Some(Candidate {
                         moves: vec![(pb.guest, t)],
                         delta: pb.delta,
-                        cost: pb.cost,
+                        secs: pb.secs,
                         pen_after: base_pen + pb.pen_delta,
                         target_use: pb.target_use,
                     });
@@ -584,15 +737,15 @@ fn best_balance(
                     continue;
                 }
                 for &t in &targets {
-                    if t == s || !within_budget(p, budget, b, s, t) {
+                    if t == s || !budget.fits_bundle(p, b, s, t) {
                         continue;
                     }
                     let Some((c, _)) = try_bundle(p, st, b, t, true) else { continue };
                     // The target must not end above where the source was (ProxLB's overshoot).
-                    if c.target_use > u[s] + 1e-9 {
+                    if c.target_use > u[s] + SLACK {
                         continue;
                     }
-                    if accept(c.delta, c.cost, c.pen_after, u[s] - u[t], &best) {
+                    if accept(c.delta, c.secs, c.pen_after, u[s] - u[t], &best) {
                         best = Some(c);
                     }
                 }
@@ -619,8 +772,8 @@ fn best_balance(
                         continue;
                     }
                     if let Some(c) = try_swap(p, st, budget, x, y) {
-                        if c.target_use <= u[a] + 1e-9
-                            && accept(c.delta, c.cost, c.pen_after, u[a] - u[bn], &best)
+                        if c.target_use <= u[a] + SLACK
+                            && accept(c.delta, c.secs, c.pen_after, u[a] - u[bn], &best)
                         {
                             best = Some(c);
                         }
@@ -653,7 +806,7 @@ fn pair_best(
         if let Some(&(cs, ct, cached)) = movable.cache.entries.get(&key) {
             // Budget only shrinks between clears, so a cached "none" stays none and a cached best
             // stays the best while it still fits.
-            let fits = cached.is_none_or(|pb| within_budget(p, budget, p.guests[pb.guest].bundle, s, t));
+            let fits = cached.is_none_or(|pb| budget.fits_bundle(p, p.guests[pb.guest].bundle, s, t));
             if cs == vs && ct == vt && fits {
                 return cached;
             }
@@ -669,25 +822,21 @@ fn pair_best(
             || info.no_return.binary_search(&t).is_ok()
             || !st.has_room(p, g, t)
             || !st.under_target_max(p, g, t)
-            || !within_budget(p, budget, info.bundle, s, t)
+            || !budget.fits_bundle(p, info.bundle, s, t)
         {
             continue;
         }
         let q = st.quick_move(p, g, t);
-        if q.target_use > use_s + 1e-9
-            || pen_limit.is_some_and(|lim| st.penalties() + q.pen_delta >= lim - 1e-9)
+        if q.target_use > use_s + SLACK
+            || pen_limit.is_some_and(|lim| st.penalties() + q.pen_delta >= lim - SLACK)
         {
             continue;
         }
-        let cost = info.cost_gib;
-        let better = best.as_ref().is_none_or(|b| {
-            q.delta < b.delta - 1e-12 || (q.delta <= b.delta + 1e-12 && cost < b.cost - 1e-12)
-        });
-        if better {
+        if beats(q.delta, info.secs, best.map(|b| (b.delta, b.secs)), p.request.larger_guests_first) {
             best = Some(PairBest {
                 guest: g,
                 delta: q.delta,
-                cost,
+                secs: info.secs,
                 pen_delta: q.pen_delta,
                 target_use: q.target_use,
             });
@@ -704,7 +853,13 @@ fn pair_best(
 /// that grows, break at most `max_violations` hard rules and fit the budget; searched exhaustively when there are at
 /// most `EXACT_LEAVES` placements. Returns a valid order of moves from `start` (each step fits
 /// its target and adds no violation when it runs), or `None`.
-fn exact(p: &Problem, start: State, beat: f64, max_violations: i64) -> Option<Vec<(usize, usize)>> {
+fn exact(
+    p: &Problem,
+    start: State,
+    beat: f64,
+    max_violations: i64,
+    limits: &Limits,
+) -> Option<Vec<(usize, usize)>> {
     let mut st = start;
     let guests: Vec<usize> = (0..p.guests.len())
         .filter(|&g| {
@@ -737,7 +892,7 @@ fn exact(p: &Problem, start: State, beat: f64, max_violations: i64) -> Option<Ve
     if leaves <= 1 {
         return None;
     }
-    struct Search<'s> {
+    struct Exhaustive<'s> {
         guests: &'s [usize],
         options: &'s [Vec<usize>],
         violations: i64,
@@ -745,32 +900,33 @@ fn exact(p: &Problem, start: State, beat: f64, max_violations: i64) -> Option<Ve
         start_vcpus: &'s [f64],
         found: Vec<(f64, usize, Vec<usize>)>,
         beat: f64,
+        limits: &'s Limits,
     }
-    fn leaf_fits(p: &Problem, st: &State, start_mem: &[f64], start_vcpus: &[f64], moved: &[usize]) -> bool {
-        let req = &p.request;
+    fn leaf_fits(p: &Problem, st: &State, s: &Exhaustive, moved: &[usize]) -> bool {
+        let (start_mem, start_vcpus, limits) = (s.start_mem, s.start_vcpus, s.limits);
         let away: Vec<usize> = (0..p.guests.len()).filter(|&g| st.pos[g] != p.guests[g].home).collect();
         let gib: f64 = away.iter().map(|&g| p.guests[g].gib).sum();
         let fits_nodes = (0..p.nodes.len()).all(|n| {
             let node = &p.nodes[n];
-            (st.mem[n] <= start_mem[n] + 1e-6 || st.mem[n] <= node.mem_cap)
+            (st.mem[n] <= start_mem[n] + SLACK * GIB || st.mem[n] <= node.mem_cap)
                 && node
                     .vcpu_cap
-                    .is_none_or(|cap| st.vcpus[n] <= start_vcpus[n] + 1e-9 || st.vcpus[n] <= cap + 1e-9)
+                    .is_none_or(|cap| st.vcpus[n] <= start_vcpus[n] + SLACK || st.vcpus[n] <= cap + SLACK)
         });
-        let per_node_ok = req.max_moves_per_node.is_none_or(|max| {
+        let per_node_ok = limits.per_node.is_none_or(|max| {
             (0..p.nodes.len()).all(|n| {
                 away.iter().filter(|&&g| p.guests[g].home == n || st.pos[g] == n).count() as u32 <= max
             })
         });
         fits_nodes
             && !moved.is_empty()
-            && away.len() as u32 <= req.max_moves
-            && req.max_gib.is_none_or(|max| gib <= max + 1e-9)
+            && limits.moves.is_none_or(|cap| away.len() as u32 <= cap)
+            && limits.gib.is_none_or(|max| gib <= max + SLACK)
             && per_node_ok
     }
-    fn dfs(p: &Problem, st: &mut State, s: &mut Search, i: usize, moved: &mut Vec<usize>) {
+    fn dfs(p: &Problem, st: &mut State, s: &mut Exhaustive, i: usize, moved: &mut Vec<usize>) {
         if i == s.guests.len() {
-            if st.violations > s.violations || !leaf_fits(p, st, s.start_mem, s.start_vcpus, moved) {
+            if st.violations > s.violations || !leaf_fits(p, st, s, moved) {
                 return;
             }
             let obj = st.objective(p);
@@ -796,7 +952,7 @@ fn exact(p: &Problem, start: State, beat: f64, max_violations: i64) -> Option<Ve
         }
     }
     let (start_mem, start_vcpus) = (st.mem.clone(), st.vcpus.clone());
-    let mut search = Search {
+    let mut search = Exhaustive {
         guests: &guests,
         options: &options,
         violations: max_violations,
@@ -804,6 +960,7 @@ fn exact(p: &Problem, start: State, beat: f64, max_violations: i64) -> Option<Ve
         start_vcpus: &start_vcpus,
         found: Vec::new(),
         beat,
+        limits,
     };
     dfs(p, &mut st, &mut search, 0, &mut Vec::new());
     // Best first (fewest moves, then placement order on ties); the first that can be run step
@@ -881,18 +1038,6 @@ fn best_pair(
             }
         }
     }
-    let req = &p.request;
-    let fits = |gs: &[usize], nodes: &[usize]| {
-        let new: Vec<usize> = gs.iter().copied().filter(|&g| !budget.moved[g]).collect();
-        let gib: f64 = new.iter().map(|&g| p.guests[g].gib).sum();
-        budget.moves + new.len() as u32 <= req.max_moves
-            && req.max_gib.is_none_or(|max| budget.gib + gib <= max + 1e-9)
-            && req.max_moves_per_node.is_none_or(|max| {
-                nodes
-                    .iter()
-                    .all(|&n| budget.per_node[n] + nodes.iter().filter(|&&m| m == n).count() as u32 <= max)
-            })
-    };
     let base = st.objective(p);
     let base_pen = st.penalties();
     let mut best: Option<Candidate> = None;
@@ -916,17 +1061,15 @@ fn best_pair(
             }
             let q = st.quick_move(p, g2, t2);
             let delta = after1 + q.delta;
-            let cost = p.guests[g1].cost_gib + p.guests[g2].cost_gib;
+            let secs = p.guests[g1].secs + p.guests[g2].secs;
             let pen_after = pen1 + q.pen_delta;
             let touched = [s1, t1, s2, t2];
             let gap = touched.iter().map(|&n| u[n]).fold(f64::NEG_INFINITY, f64::max)
                 - touched.iter().map(|&n| u[n]).fold(f64::INFINITY, f64::min);
-            let better = delta < -required_gain(min_gain, gap)
-                && (balancing || pen_after < base_pen - 1e-9)
-                && best.as_ref().is_none_or(|b| {
-                    delta < b.delta - 1e-12 || (delta <= b.delta + 1e-12 && cost < b.cost - 1e-12)
-                });
-            if !better || !fits(&[g1, g2], &[s1, t1, s2, t2]) {
+            let better = pays(delta, gap, min_gain)
+                && (balancing || pen_after < base_pen - SLACK)
+                && beats(delta, secs, best.as_ref().map(Candidate::key), p.request.larger_guests_first);
+            if !better || !budget.fits(p, &[g1, g2], &[s1, t1, s2, t2]) {
                 continue;
             }
             // No overshoot: the touched nodes' peak must not rise.
@@ -941,13 +1084,13 @@ fn best_pair(
                     st.use_pct(p, n)
                 }
             };
-            if touched.iter().any(|&n| after(n) > peak_before + 1e-9) {
+            if touched.iter().any(|&n| after(n) > peak_before + SLACK) {
                 continue;
             }
             best = Some(Candidate {
                 moves: vec![(g1, t1), (g2, t2)],
                 delta,
-                cost,
+                secs,
                 pen_after,
                 target_use: q.target_use,
             });
@@ -965,7 +1108,13 @@ fn best_pair(
 /// instead forbade every move once the spread fell below √(200·min_gain) (10 points at the
 /// default 0.5), so `balanciness` under that was unreachable. Never below 1e-9 (strict descent).
 fn required_gain(min_gain: f64, gap: f64) -> f64 {
-    (min_gain * gap.max(0.0) / 100.0).max(1e-9)
+    (min_gain * gap.max(0.0) / 100.0).max(SLACK)
+}
+
+/// Does a balancing candidate with objective change `delta` (its cost in points included) pay,
+/// between nodes `gap` points apart?
+fn pays(delta: f64, gap: f64, min_gain: f64) -> bool {
+    delta < -required_gain(min_gain, gap)
 }
 
 fn single(p: &Problem, g: usize) -> bool {
@@ -977,38 +1126,17 @@ fn weight_of(p: &Problem, g: usize) -> f64 {
     (0..DIMS).map(|d| p.weights[d] * p.guests[g].load[d]).sum()
 }
 
-fn within_budget(p: &Problem, budget: &Budget, b: usize, s: usize, t: usize) -> bool {
-    let members = &p.bundles[b];
-    let new_moves = members.iter().filter(|&&g| !budget.moved[g]).count() as u32;
-    let new_gib: f64 = members.iter().filter(|&&g| !budget.moved[g]).map(|&g| p.guests[g].gib).sum();
-    let req = &p.request;
-    budget.moves + new_moves <= req.max_moves
-        && req.max_gib.is_none_or(|max| budget.gib + new_gib <= max + 1e-9)
-        && req.max_moves_per_node.is_none_or(|max| {
-            let n = members.len() as u32;
-            budget.per_node[s] + n <= max && budget.per_node[t] + n <= max
-        })
-}
-
 /// Swap x (on a) with y (on b), in an order that is valid at every step, parking x on a third
 /// node when neither order fits.
 fn try_swap(p: &Problem, st: &mut State, budget: &Budget, x: usize, y: usize) -> Option<Candidate> {
     let (a, b) = (st.pos[x], st.pos[y]);
-    let req = &p.request;
     for (g, t) in [(x, b), (y, a)] {
         let info = &p.guests[g];
         if !p.allows(g, t) || info.no_return.binary_search(&t).is_ok() {
             return None;
         }
     }
-    let new_moves = [x, y].iter().filter(|&&g| !budget.moved[g]).count() as u32;
-    let new_gib: f64 = [x, y].iter().filter(|&&g| !budget.moved[g]).map(|&g| p.guests[g].gib).sum();
-    if budget.moves + new_moves > req.max_moves
-        || req.max_gib.is_some_and(|max| budget.gib + new_gib > max + 1e-9)
-        || req
-            .max_moves_per_node
-            .is_some_and(|max| budget.per_node[a] + 2 > max || budget.per_node[b] + 2 > max)
-    {
+    if !budget.fits(p, &[x, y], &[a, b, a, b]) {
         return None;
     }
     let before = st.objective(p);
@@ -1054,10 +1182,31 @@ fn try_sequence(
     let result = ok.then(|| Candidate {
         moves: seq.to_vec(),
         delta: st.objective(p) - before,
-        cost: seq.iter().map(|&(g, _)| p.guests[g].cost_gib).sum(),
+        secs: seq.iter().map(|&(g, _)| p.guests[g].secs).sum(),
         pen_after: st.penalties(),
         target_use: st.use_pct(p, watch),
     });
     st.rollback(p, mark, &done);
     result
+}
+
+#[cfg(test)]
+mod beats_tests {
+    use super::beats;
+
+    #[test]
+    fn a_better_rate_wins_and_equal_rates_go_to_the_cheaper_or_with_larger_first_the_larger() {
+        // (delta, secs): -2 points in 20 s and -4 points in 40 s pay the same per second.
+        let small = (-2.0, 20.0);
+        let large = (-4.0, 40.0);
+        assert!(beats(small.0, small.1, Some(large), false), "a tie goes to the cheaper move");
+        assert!(!beats(large.0, large.1, Some(small), false));
+        assert!(beats(large.0, large.1, Some(small), true), "balance_larger_guests_first: the larger");
+        assert!(!beats(small.0, small.1, Some(large), true));
+        // A clearly better rate wins either way.
+        for larger_first in [false, true] {
+            assert!(beats(-4.0, 20.0, Some(large), larger_first));
+            assert!(!beats(-1.0, 40.0, Some(small), larger_first));
+        }
+    }
 }

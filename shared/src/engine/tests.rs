@@ -175,6 +175,29 @@ fn imbalance(nodes: &[Node], mem: &[u64], at: &[usize]) -> f64 {
     100.0 * (s2 / ctot - (s1 / ctot).powi(2)).max(0.0).sqrt()
 }
 
+/// Calls `f` with every assignment of guests (memory `mem`) to `nodes` that fits every node.
+fn for_each_fitting_assignment(nodes: &[Node], mem: &[u64], mut f: impl FnMut(&[usize])) {
+    let (n, count) = (nodes.len(), mem.len());
+    let mut at = vec![0usize; count];
+    loop {
+        let fits = (0..n).all(|k| {
+            at.iter().zip(mem).filter(|(a, _)| **a == k).map(|(_, m)| m).sum::<u64>() <= nodes[k].mem_total
+        });
+        if fits {
+            f(&at);
+        }
+        let mut i = 0;
+        while i < count && at[i] == n - 1 {
+            at[i] = 0;
+            i += 1;
+        }
+        if i == count {
+            return;
+        }
+        at[i] += 1;
+    }
+}
+
 #[test]
 fn tiny_clusters_land_within_five_percent_of_the_exhaustive_optimum() {
     let mut rng = crate::testkit::Rng::new(7);
@@ -192,7 +215,8 @@ fn tiny_clusters_land_within_five_percent_of_the_exhaustive_optimum() {
             balanciness: 0.0,
             min_gain: 1e-6,
             max_moves: 100,
-            migration_cost_per_gib: 0.0,
+            // Free moves: this one measures the search against the best balance alone.
+            seconds_per_point: f64::INFINITY,
             ..Default::default()
         };
         let p = plan(&s, &req);
@@ -201,26 +225,12 @@ fn tiny_clusters_land_within_five_percent_of_the_exhaustive_optimum() {
         let home: Vec<usize> = s.guests.iter().map(|g| g.node[1..].parse().unwrap_or(0)).collect();
         // Best imbalance over every assignment with at most as many moved guests as ours.
         let mut best = f64::INFINITY;
-        let mut at = vec![0usize; count];
-        loop {
+        for_each_fitting_assignment(&nodes, &mem, |at| {
             let moved = at.iter().zip(&home).filter(|(a, h)| a != h).count();
-            let fits = (0..n).all(|k| {
-                at.iter().zip(&mem).filter(|(a, _)| **a == k).map(|(_, m)| m).sum::<u64>()
-                    <= nodes[k].mem_total
-            });
-            if moved <= moves && fits {
-                best = best.min(imbalance(&nodes, &mem, &at));
+            if moved <= moves {
+                best = best.min(imbalance(&nodes, &mem, at));
             }
-            let mut i = 0;
-            while i < count && at[i] == n - 1 {
-                at[i] = 0;
-                i += 1;
-            }
-            if i == count {
-                break;
-            }
-            at[i] += 1;
-        }
+        });
         let ours = p.imbalance_after;
         // 5 % of the optimum, or a tenth of a point when the optimum is (near) perfect.
         if ours <= best * 1.05 + 0.1 {
@@ -239,6 +249,48 @@ fn tiny_clusters_land_within_five_percent_of_the_exhaustive_optimum() {
     // final phase must bring every case within 5 % at no more moves.
     assert_eq!(within, 40, "only {within}/40 within 5 %");
     assert!(worst < 0.1, "worst gap {worst:.2} points");
+}
+
+/// Tiny clusters with the default price of moves: our objective (imbalance term plus migration
+/// seconds / `seconds_per_point`) within 5 % of the least objective over every assignment.
+#[test]
+fn tiny_clusters_land_within_five_percent_of_the_cost_weighted_optimum() {
+    let mut rng = crate::testkit::Rng::new(11);
+    let mut within = 0;
+    let mut moved_any = 0;
+    for case in 0..40 {
+        let n = 3 + (case % 2) as usize;
+        let count = if n == 3 { 9 } else { 7 };
+        let nodes: Vec<Node> = (0..n).map(|i| node(&format!("n{i}"), 64 + 32 * (i as u64 % 2))).collect();
+        let guests: Vec<Guest> = (0..count)
+            .map(|i| vm(100 + i as u32, &format!("n{}", rng.range(0, n as u64 - 1)), rng.range(1, 12), &[]))
+            .collect();
+        let s = cluster(nodes.clone(), guests);
+        let req = PlanRequest { balanciness: 0.0, min_gain: 1e-6, ..Default::default() };
+        let p = plan(&s, &req);
+        moved_any += usize::from(!p.steps.is_empty());
+        let mem: Vec<u64> = s.guests.iter().map(|g| g.mem_used).collect();
+        let home: Vec<usize> = s.guests.iter().map(|g| g.node[1..].parse().unwrap_or(0)).collect();
+        let secs = |g: usize| {
+            req.migration_setup_secs
+                + mem[g] as f64 / GIB as f64 * 1024.0 / PlanRequest::DEFAULT_BANDWIDTH_MIB_S
+        };
+        let mut best = f64::INFINITY;
+        for_each_fitting_assignment(&nodes, &mem, |at| {
+            let imb = imbalance(&nodes, &mem, at);
+            let cost: f64 = (0..count).filter(|&g| at[g] != home[g]).map(secs).sum();
+            best = best.min(n as f64 * imb * imb / 100.0 + cost / req.seconds_per_point);
+        });
+        let ours = p.objective_after;
+        if ours <= best * 1.05 + 0.01 {
+            within += 1;
+        } else {
+            eprintln!("case {case}: ours {ours:.3} ({} steps), optimum {best:.3}", p.steps.len());
+        }
+    }
+    eprintln!("cost-weighted: {within}/40 within 5 %, {moved_any} plans moved something");
+    assert!(moved_any >= 20, "the price must not forbid moving: {moved_any}/40 plans moved");
+    assert_eq!(within, 40, "only {within}/40 within 5 % of the cost-weighted optimum");
 }
 
 #[test]

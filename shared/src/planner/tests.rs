@@ -155,3 +155,105 @@ proptest! {
         prop_assert!(again.steps.is_empty(), "re-plan proposed {:?}", again.steps);
     }
 }
+
+/// Balancing with moves priced low enough that every move toward balance pays.
+fn cheap(req: PlanRequest) -> PlanRequest {
+    PlanRequest { seconds_per_point: 10_000.0, ..req }
+}
+
+/// Thirty 4 GiB guests on one of three equal nodes: balancing takes about twenty moves.
+fn many_small_on_one() -> ClusterSnapshot {
+    let guests = (0..30).map(|i| vm(100 + i, "a", 4)).collect();
+    cluster(vec![node("a", 128), node("b", 128), node("c", 128)], guests)
+}
+
+#[test]
+fn an_uncapped_plan_goes_on_until_the_stop_band() {
+    let s = many_small_on_one();
+    let req = cheap(PlanRequest { balanciness: 5.0, ..Default::default() });
+    assert_eq!(req.max_moves, PlanRequest::UNCAPPED, "one-shot plans are uncapped by default");
+    let p = plan(&s, &req);
+    assert!(p.steps.len() > 10, "{} steps", p.steps.len());
+    assert!(p.spread_after <= 5.0, "spread after {}", p.spread_after);
+    assert_eq!(p.remaining, None, "no cap, nothing remaining");
+    assert!(p.migration_secs > 0.0);
+}
+
+#[test]
+fn a_capped_plan_says_what_the_rest_would_take() {
+    let s = many_small_on_one();
+    let full = plan(&s, &cheap(PlanRequest { balanciness: 5.0, ..Default::default() }));
+    let capped = plan(&s, &cheap(PlanRequest { balanciness: 5.0, max_moves: 4, ..Default::default() }));
+    assert_eq!(capped.steps.len(), 4);
+    let rest = capped.remaining.clone().expect("the cap stopped the plan");
+    assert!(rest.moves > 0 && rest.gib > 0.0, "{rest:?}");
+    assert!(rest.spread_after < capped.spread_after, "{rest:?} vs {}", capped.spread_after);
+    // Going on from where the capped plan stopped ends about where the uncapped plan does.
+    assert!(rest.spread_after <= 5.0, "{rest:?}");
+    assert_eq!(capped.steps.len() as u32 + rest.moves, full.steps.len() as u32, "{rest:?}");
+    assert!(capped.notes.iter().any(|n| n.contains("cap") && n.contains("more moves")), "{:?}", capped.notes);
+
+    // A GiB cap stops it too, and says so the same way.
+    let by_gib =
+        plan(&s, &cheap(PlanRequest { balanciness: 5.0, max_gib: Some(10.0), ..Default::default() }));
+    assert!(by_gib.gib_moved <= 10.0 + 1e-9, "{}", by_gib.gib_moved);
+    assert!(by_gib.remaining.as_ref().is_some_and(|r| r.moves > 0), "{:?}", by_gib.remaining);
+}
+
+#[test]
+fn a_cap_that_does_not_bind_leaves_nothing_remaining() {
+    let s = many_small_on_one();
+    let p = plan(&s, &cheap(PlanRequest { balanciness: 5.0, max_moves: 500, ..Default::default() }));
+    assert!(p.spread_after <= 5.0);
+    assert_eq!(p.remaining, None);
+}
+
+#[test]
+fn a_move_that_does_not_pay_is_not_taken() {
+    // At the end the last 4 GiB move (18 s at the defaults) would close a 6.25-point gap between
+    // two of three nodes: a gain of 2·3.125·3.125/100 ≈ 0.2 points, worth 12 s at 60 s per point.
+    let s = many_small_on_one();
+    let p = plan(&s, &PlanRequest { balanciness: 5.0, ..Default::default() });
+    assert!(p.spread_after > 5.0 && p.spread_after < 10.0, "{}", p.spread_after);
+    assert!(p.notes.iter().any(|n| n.contains("no allowed move pays")), "{:?}", p.notes);
+    // The same move at a price that values balance more is taken.
+    let dearer = plan(&s, &PlanRequest { balanciness: 5.0, seconds_per_point: 200.0, ..Default::default() });
+    assert!(dearer.spread_after <= 5.0, "{}", dearer.spread_after);
+    assert!(dearer.steps.len() > p.steps.len());
+}
+
+#[test]
+fn every_plan_says_whether_the_cluster_survives_losing_its_largest_node() {
+    // a holds 60 GiB of running guests; b and c have 40 + 20 GiB free after the plan: enough.
+    let s = many_small_on_one();
+    let p = plan(&s, &PlanRequest { balanciness: 5.0, ..Default::default() });
+    let n1 = p.n_plus_one.clone().expect("three nodes");
+    assert!(n1.ok, "{n1:?}");
+    assert!(n1.mem_bytes > 0 && n1.stranded.is_empty());
+
+    // Two nodes of 100 GiB, each 70 GiB full: neither can take the other's guests.
+    let guests = (0..7).map(|i| vm(100 + i, "a", 10)).chain((0..7).map(|i| vm(200 + i, "b", 10))).collect();
+    let full = cluster(vec![node("a", 100), node("b", 100)], guests);
+    let p = plan(&full, &PlanRequest::default());
+    let n1 = p.n_plus_one.expect("two nodes");
+    assert_eq!(n1.node, "a", "ties go to the first node");
+    assert!(!n1.ok);
+    assert_eq!(n1.stranded.len(), 4, "3 of a's 7 guests fit in b's 30 free GiB: {n1:?}");
+    assert_eq!(n1.stranded_mem_bytes, 40 * GIB);
+}
+
+proptest! {
+    #[test]
+    fn keep_n_plus_one_never_breaks_an_n_plus_one_that_holds(s in arb_cluster()) {
+        let req = PlanRequest { balanciness: 5.0, keep_n_plus_one: true, ..Default::default() };
+        let before = crate::evacuate::n_plus_one(&s, &req);
+        let p = plan(&s, &req);
+        if before.as_ref().is_some_and(|n| n.ok) {
+            prop_assert!(p.n_plus_one.as_ref().is_some_and(|n| n.ok), "{:?} after {:?}", p.n_plus_one, p.steps);
+        }
+        // Without the option, the fact is still reported and the plan never ends worse balanced.
+        let free = plan(&s, &PlanRequest { keep_n_plus_one: false, ..req.clone() });
+        prop_assert_eq!(free.n_plus_one.is_some(), p.n_plus_one.is_some());
+        prop_assert!(free.spread_after <= p.spread_after + 1e-9);
+    }
+}

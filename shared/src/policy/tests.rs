@@ -190,3 +190,18 @@ fn a_plan_with_vms_only_moves_no_container_and_says_why() {
     let why = plan.why_not.iter().find(|w| w.vmid == ct.vmid).map(|w| w.reason.clone()).unwrap_or_default();
     assert!(why.contains("balance_types"), "{why}");
 }
+
+#[test]
+fn one_shot_plans_run_until_balanced_unless_the_request_caps_them() {
+    let view = PolicyView {
+        settings: Settings::default(),
+        sources: Sources::new(),
+        request: PlanRequest::default(),
+    };
+    let stored = view.with_overrides(&layer("max_moves", &json!(7))).unwrap();
+    assert_eq!(stored.request.max_moves, 7, "the scheduled run keeps the per-cycle cap");
+    let mut from_store = stored.clone();
+    from_store.sources.insert("max_moves".into(), Source::Stored);
+    assert_eq!(from_store.one_shot().request.max_moves, PlanRequest::UNCAPPED);
+    assert_eq!(stored.one_shot().request.max_moves, 7, "a request's own cap stays");
+}

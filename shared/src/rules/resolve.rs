@@ -107,7 +107,7 @@ pub(super) fn resolve(snapshot: &ClusterSnapshot, set: RuleSet) -> Policies {
         }
     }
     resolve_pins(pins, &mut out);
-    let eligible = snapshot
+    let eligible: BTreeSet<&str> = snapshot
         .nodes
         .iter()
         .filter(|n| {
@@ -116,7 +116,8 @@ pub(super) fn resolve(snapshot: &ClusterSnapshot, set: RuleSet) -> Policies {
                 && !out.ignored_nodes.contains(&n.name)
                 && !out.maintenance_nodes.contains(&n.name)
         })
-        .count();
+        .map(|n| n.name.as_str())
+        .collect();
     for ((together, _), mut g) in groups {
         g.vmids.sort_unstable();
         g.vmids.dedup();
@@ -129,9 +130,128 @@ pub(super) fn resolve(snapshot: &ClusterSnapshot, set: RuleSet) -> Policies {
             out.apart.push(g);
         }
     }
-    settle_groups(&mut out, eligible);
+    pins_to_unavailable_nodes(snapshot, &eligible, &mut out);
+    settle_groups(&mut out);
+    groups_that_cannot_fit(snapshot, &eligible, &mut out);
     out.constraints = set.constraints;
     out
+}
+
+/// Why a node takes no guests, for a diagnostic.
+fn unavailable_because(snapshot: &ClusterSnapshot, out: &Policies, name: &str) -> &'static str {
+    match snapshot.nodes.iter().find(|n| n.name == name) {
+        None => "not in the cluster",
+        Some(n) if n.status != NodeStatus::Online => "offline",
+        Some(n) if n.maintenance || out.maintenance_nodes.contains(&n.name) => "in maintenance",
+        Some(_) if out.ignored_nodes.contains(name) => "ignored",
+        Some(_) => "available",
+    }
+}
+
+/// A hard pin whose nodes all take no guests (offline, maintenance, ignored): the guest can run
+/// nowhere it is allowed. Said once, at the pin.
+fn pins_to_unavailable_nodes(snapshot: &ClusterSnapshot, eligible: &BTreeSet<&str>, out: &mut Policies) {
+    let present: BTreeSet<u32> = snapshot.guests.iter().map(|g| g.vmid).collect();
+    let mut found = Vec::new();
+    for (vmid, policy) in &out.guests {
+        let (Some(allowed), Some(source)) = (&policy.allowed, &policy.allowed_source) else { continue };
+        if !present.contains(vmid) || allowed.iter().any(|n| eligible.contains(n.as_str())) {
+            continue;
+        }
+        let why: Vec<String> =
+            allowed.iter().map(|n| format!("{n} {}", unavailable_because(snapshot, out, n))).collect();
+        found.push((
+            source.clone(),
+            format!(
+                "pinned to nodes that take no guests ({}); it can run nowhere it is allowed",
+                why.join(", ")
+            ),
+            *vmid,
+        ));
+    }
+    for (source, message, vmid) in found {
+        out.diag(Severity::Error, source, message, vec![vmid]);
+    }
+}
+
+/// Memory a running guest needs on its node, in bytes.
+fn running_mem(snapshot: &ClusterSnapshot, vmid: u32) -> u64 {
+    snapshot.guests.iter().find(|g| g.vmid == vmid && g.is_running()).map(|g| g.mem_used).unwrap_or(0)
+}
+
+/// The nodes a guest may run on: its hard pin, or every eligible node.
+fn may_run_on<'a>(out: &Policies, eligible: &BTreeSet<&'a str>, vmid: u32) -> BTreeSet<&'a str> {
+    match out.guests.get(&vmid).and_then(|p| p.allowed.as_ref()) {
+        Some(allowed) => eligible.iter().copied().filter(|n| allowed.iter().any(|a| a == n)).collect(),
+        None => eligible.clone(),
+    }
+}
+
+/// Hard groups no placement can satisfy, with sizes: an affinity group whose running guests need
+/// more memory than the largest node that may take them all holds; an anti-affinity group with
+/// more members than the nodes its members may run on. Each becomes a preference, with one
+/// diagnostic at the group's source.
+fn groups_that_cannot_fit(snapshot: &ClusterSnapshot, eligible: &BTreeSet<&str>, out: &mut Policies) {
+    const GIB: f64 = (1u64 << 30) as f64;
+    let mut diags = Vec::new();
+    let (mut together, mut apart) = (std::mem::take(&mut out.together), std::mem::take(&mut out.apart));
+    for t in together.iter_mut().filter(|t| t.strength == Strength::Hard) {
+        let need: u64 = t.vmids.iter().map(|&v| running_mem(snapshot, v)).sum();
+        let common = t.vmids.iter().fold(eligible.clone(), |acc, &v| {
+            acc.intersection(&may_run_on(out, eligible, v)).copied().collect()
+        });
+        let largest = snapshot
+            .nodes
+            .iter()
+            .filter(|n| common.contains(n.name.as_str()))
+            .max_by_key(|n| (n.mem_total, std::cmp::Reverse(n.name.clone())));
+        let fits = largest.is_some_and(|n| need <= n.mem_total);
+        if need == 0 || fits {
+            continue;
+        }
+        let holds = match largest {
+            Some(n) => format!(
+                "the largest node that may take it, {}, holds {:.1} GiB",
+                n.name,
+                n.mem_total as f64 / GIB
+            ),
+            None => "no node may take all of its members".to_owned(),
+        };
+        diags.push(Diagnostic::new(
+            Severity::Error,
+            t.source.clone(),
+            format!(
+                "affinity '{}' needs {:.1} GiB on one node for its {} running guests, but {holds}; kept as a preference",
+                t.name,
+                need as f64 / GIB,
+                t.vmids.len()
+            ),
+            t.vmids.clone(),
+        ));
+        t.strength = Strength::Soft;
+    }
+    for a in apart.iter_mut().filter(|a| a.strength == Strength::Hard) {
+        let nodes: BTreeSet<&str> = a.vmids.iter().flat_map(|&v| may_run_on(out, eligible, v)).collect();
+        if a.vmids.len() <= nodes.len() {
+            continue;
+        }
+        diags.push(Diagnostic::new(
+            Severity::Warning,
+            a.source.clone(),
+            format!(
+                "anti-affinity '{}' has {} guests but only {} nodes can take them ({}); kept as a preference",
+                a.name,
+                a.vmids.len(),
+                nodes.len(),
+                nodes.iter().copied().collect::<Vec<_>>().join(", ")
+            ),
+            a.vmids.clone(),
+        ));
+        a.strength = Strength::Soft;
+    }
+    out.together = together;
+    out.apart = apart;
+    out.diagnostics.extend(diags);
 }
 
 fn resolve_pins(pins: BTreeMap<(u32, Strength, String), (BTreeSet<String>, RuleSource)>, out: &mut Policies) {
@@ -196,7 +316,7 @@ fn resolve_pins(pins: BTreeMap<(u32, Strength, String), (BTreeSet<String>, RuleS
 }
 
 /// Conflicts between groups and with pins; anti-affinity wins over affinity (as in DRS).
-fn settle_groups(out: &mut Policies, eligible_nodes: usize) {
+fn settle_groups(out: &mut Policies) {
     let apart = out.apart.clone();
     let mut kept = Vec::new();
     for t in std::mem::take(&mut out.together) {
@@ -244,21 +364,4 @@ fn settle_groups(out: &mut Policies, eligible_nodes: usize) {
         kept.push(t);
     }
     out.together = kept;
-    let mut apart = std::mem::take(&mut out.apart);
-    for a in apart.iter_mut() {
-        if a.strength == Strength::Hard && a.vmids.len() > eligible_nodes {
-            out.diag(
-                Severity::Warning,
-                a.source.clone(),
-                format!(
-                    "anti-affinity '{}' has {} guests but only {eligible_nodes} nodes can take guests; kept as a preference",
-                    a.name,
-                    a.vmids.len()
-                ),
-                a.vmids.clone(),
-            );
-            a.strength = Strength::Soft;
-        }
-    }
-    out.apart = apart;
 }

@@ -271,3 +271,159 @@ fn wildcards() {
     assert!(!wildcard_match("pve", "pve1"));
     assert!(wildcard_match(" pve1 ", "pve1"));
 }
+
+mod conflicts {
+    //! Each conflict diagnostic appears for generated conflicting inputs and never for
+    //! consistent ones.
+    use super::*;
+    use proptest::prelude::*;
+
+    const GIB: u64 = 1 << 30;
+
+    fn sized(name: &str, gib: u64, status: NodeStatus) -> Node {
+        Node { name: name.into(), status, cpus: 8, mem_total: gib * GIB, ..Default::default() }
+    }
+
+    fn running(vmid: u32, node: &str, gib: u64, tags: &[String]) -> Guest {
+        Guest {
+            vmid,
+            name: format!("g{vmid}"),
+            node: node.into(),
+            status: GuestStatus::Running,
+            mem_used: gib * GIB,
+            mem_max: gib * GIB,
+            tags: tags.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    fn count(p: &Policies, needle: &str) -> usize {
+        p.diagnostics.iter().filter(|d| d.message.contains(needle)).count()
+    }
+
+    proptest! {
+        #[test]
+        fn an_affinity_group_larger_than_any_node_is_said_once_with_sizes(
+            sizes in prop::collection::vec(16u64..128, 2..5),
+            members in prop::collection::vec(1u64..48, 2..6),
+        ) {
+            let nodes: Vec<Node> =
+                sizes.iter().enumerate().map(|(i, &g)| sized(&format!("n{i}"), g, NodeStatus::Online)).collect();
+            let tag = vec!["plb_affinity_app".to_string()];
+            let guests = members.iter().enumerate().map(|(i, &m)| running(100 + i as u32, "n0", m, &tag)).collect();
+            let s = ClusterSnapshot { nodes, guests, quorate: true, ..Default::default() };
+            let p = policies(&s, &RuleConfig::default());
+            let need: u64 = members.iter().sum();
+            let largest = *sizes.iter().max().unwrap_or(&0);
+            let conflicting = need > largest;
+            prop_assert_eq!(count(&p, "needs"), usize::from(conflicting), "{:?}", p.diagnostics);
+            if conflicting {
+                let d = p.diagnostics.iter().find(|d| d.message.contains("needs")).unwrap();
+                let expected_need = format!("{:.1} GiB", need as f64);
+                let expected_largest = format!("{:.1} GiB", largest as f64);
+                prop_assert!(d.message.contains(&expected_need), "{}", d.message);
+                prop_assert!(d.message.contains(&expected_largest), "{}", d.message);
+                prop_assert_eq!(&d.source, &RuleSource::Tag { vmid: 100, tag: "plb_affinity_app".into() });
+                prop_assert_eq!(d.vmids.len(), members.len());
+            }
+        }
+
+        #[test]
+        fn a_pin_to_nodes_that_take_no_guests_is_said_at_the_pin(
+            states in prop::collection::vec(0u8..3, 2..5),
+            pin_to in prop::collection::vec(0usize..5, 1..3),
+        ) {
+            // 0 online, 1 offline, 2 in maintenance.
+            let nodes: Vec<Node> = states
+                .iter()
+                .enumerate()
+                .map(|(i, &st)| {
+                    let mut n = sized(&format!("n{i}"), 64, if st == 1 { NodeStatus::Offline } else { NodeStatus::Online });
+                    n.maintenance = st == 2;
+                    n
+                })
+                .collect();
+            let pins: Vec<usize> = pin_to.iter().map(|&k| k % states.len()).collect();
+            let tags: Vec<String> = pins.iter().map(|&k| format!("plb_pin_n{k}")).collect();
+            let s = ClusterSnapshot { nodes, guests: vec![running(7, "n0", 4, &tags)], quorate: true, ..Default::default() };
+            let p = policies(&s, &RuleConfig::default());
+            let conflicting = pins.iter().all(|&k| states[k] != 0);
+            prop_assert_eq!(count(&p, "pinned to nodes that take no guests"), usize::from(conflicting), "{:?}", p.diagnostics);
+            if conflicting {
+                let d = p.diagnostics.iter().find(|d| d.message.contains("take no guests")).unwrap();
+                prop_assert!(matches!(d.source, RuleSource::Tag { vmid: 7, .. }), "{:?}", d.source);
+                prop_assert_eq!(d.severity, Severity::Error);
+                for &k in &pins {
+                    let why = if states[k] == 1 { "offline" } else { "in maintenance" };
+                    let expected = format!("n{k} {why}");
+                    prop_assert!(d.message.contains(&expected), "{}", d.message);
+                }
+            }
+        }
+
+        #[test]
+        fn an_anti_affinity_group_larger_than_the_nodes_its_members_may_use_is_said_once(
+            node_count in 2usize..6,
+            members in prop::collection::vec(prop::option::of(prop::collection::vec(0usize..6, 1..3)), 2..6),
+        ) {
+            let nodes: Vec<Node> = (0..node_count).map(|i| sized(&format!("n{i}"), 64, NodeStatus::Online)).collect();
+            let guests: Vec<Guest> = members
+                .iter()
+                .enumerate()
+                .map(|(i, pins)| {
+                    let mut tags = vec!["plb_anti_affinity_db".to_string()];
+                    tags.extend(pins.iter().flatten().map(|&k| format!("plb_pin_n{}", k % node_count)));
+                    running(200 + i as u32, "n0", 2, &tags)
+                })
+                .collect();
+            let s = ClusterSnapshot { nodes, guests, quorate: true, ..Default::default() };
+            let p = policies(&s, &RuleConfig::default());
+            let usable: std::collections::BTreeSet<usize> = members
+                .iter()
+                .flat_map(|pins| match pins {
+                    Some(ks) => ks.iter().map(|&k| k % node_count).collect::<Vec<_>>(),
+                    None => (0..node_count).collect(),
+                })
+                .collect();
+            let conflicting = members.len() > usable.len();
+            prop_assert_eq!(count(&p, "anti-affinity 'plb_anti_affinity_db' has"), usize::from(conflicting), "{:?}", p.diagnostics);
+            let hard = p.apart.iter().any(|g| g.strength == Strength::Hard);
+            prop_assert_eq!(hard, !conflicting, "a group that cannot hold is a preference");
+        }
+
+        #[test]
+        fn a_config_pin_that_a_pve_ha_rule_contradicts_is_said_once(
+            pool_node in 0usize..3,
+            ha_node in 0usize..3,
+        ) {
+            let names = ["pve1", "PVE2", "pve3"];
+            let mut g = guest(100, "a", &[]);
+            g.pool = Some("prod".into());
+            let s = ClusterSnapshot {
+                ha_rules: vec![HaRule {
+                    rule: "ha-pin".into(),
+                    kind: "node-affinity".into(),
+                    resources: "vm:100".into(),
+                    nodes: names[ha_node].into(),
+                    strict: true,
+                    ..Default::default()
+                }],
+                ..snapshot(vec![g])
+            };
+            let config = RuleConfig {
+                pools: vec![PoolRule { pool: "prod".into(), pin: vec![names[pool_node].into()], ..Default::default() }],
+                ..Default::default()
+            };
+            let p = policies(&s, &config);
+            let conflicting = pool_node != ha_node;
+            let said: Vec<&Diagnostic> = p.diagnostics.iter().filter(|d| d.message.contains("contradicts")).collect();
+            prop_assert_eq!(said.len(), usize::from(conflicting), "{:?}", p.diagnostics);
+            if conflicting {
+                prop_assert_eq!(&said[0].source, &RuleSource::Pool { pool: "prod".into() });
+                prop_assert!(said[0].message.contains("ha-pin"), "{}", said[0].message);
+                // PVE HA enforces its own rules: the HA pin wins.
+                prop_assert_eq!(p.guest(100).and_then(|x| x.allowed.clone()), Some(vec![names[ha_node].to_string()]));
+            }
+        }
+    }
+}

@@ -140,7 +140,11 @@ pub async fn run_case(case: &Case, cli: &std::path::Path, opts: &Options) -> any
         .as_ref()
         .and_then(|p| metrics::prefix_matching(&snapshot, &plan, &our_moves, &rules, p));
     let same_moves_as_proxlb = proxlb_outcome.as_ref().map(|p| {
-        let req = shared::PlanRequest { max_moves: p.migrations as u32, ..req.clone() };
+        // max_moves 0 means "no cap": ProxLB moving nothing means balancing nothing.
+        let req = match p.migrations {
+            0 => shared::PlanRequest { level: Some(1), ..req.clone() },
+            n => shared::PlanRequest { max_moves: n as u32, ..req.clone() },
+        };
         let plan = shared::planner::plan(&snapshot, &req);
         metrics::evaluate(&snapshot, &plan, &metrics::moves_of(&plan), &rules)
     });

@@ -121,12 +121,14 @@ pub fn render(res: &Results) -> String {
     let _ = writeln!(w, "- Harness: `cargo run --release -p compare -- --out docs/BENCHMARKS.md` (`--quick`: the smoke subset, to a temp file in `cargo test -p compare`). Total {}.", secs(res.total));
     let _ = writeln!(
         w,
-        "- Ours end to end: `PVE_REBALANCER_PASSWORD=demo {} plan --pve-url https://127.0.0.1:PORT --pve-ca ca.pem --user root@pam --balanciness 5` (collection included); in-process: `backend::collect::snapshot` then `shared::planner::plan` with the same request (memory, used, balanciness 5, everything else default: at most {} moves per plan{}, min gain {} pt, λ = {} pt/GiB).",
+        "- Ours end to end: `PVE_REBALANCER_PASSWORD=demo {} plan --pve-url https://127.0.0.1:PORT --pve-ca ca.pem --user root@pam --balanciness 5` (collection included); in-process: `backend::collect::snapshot` then `shared::planner::plan` with the same request (memory, used, balanciness 5, everything else default: {}{}, min gain {} pt, moves priced at {} s set-up + memory and local disk at {} MiB/s, taken when the gain × {} s per point pays for them; see docs/ENGINE.md).",
         e.cli,
-        d.max_moves,
+        d.move_cap().map_or("no move cap".to_owned(), |m| format!("at most {m} moves per plan")),
         d.max_gib.map_or(String::new(), |g| format!(" and {g} GiB")),
         d.min_gain,
-        d.migration_cost_per_gib
+        d.migration_setup_secs,
+        d.migration_bandwidth_mib_s.unwrap_or(shared::PlanRequest::DEFAULT_BANDWIDTH_MIB_S),
+        d.seconds_per_point
     );
     let _ = writeln!(
         w,
@@ -134,7 +136,7 @@ pub fn render(res: &Results) -> String {
         res.opts.skip_sleeps_above,
         res.opts.proxlb_timeout.as_secs()
     );
-    let _ = writeln!(w, "- Scenarios: `pve_sim::generate(seed, nodes, guests)` (mixed node sizes 16–1024 GiB, skewed placement, ~55 % memory use, ~4 % stopped guests, a few anti-affinity and ignore tags), reshaped deterministically (`tests/compare/src/scenarios.rs`): *homogeneous* = every node the same size; *rule-heavy* = co-located anti-affinity groups, affinity groups, pins (some broken), ignored guests, a negative HA resource-affinity and a strict HA node-affinity; *maintenance* = `pve2` in HA maintenance and in `maintenance_nodes`; *balanced* = greedy pre-balanced placement.\n");
+    let _ = writeln!(w, "- Scenarios: `pve_sim::generate(seed, nodes, guests)` (mixed node sizes 16–1024 GiB, skewed placement, ~55 % memory use, ~4 % stopped guests, a few anti-affinity and ignore tags), reshaped deterministically (`tests/compare/src/scenarios.rs`): *homogeneous* = every node the same size; *rule-heavy* = co-located anti-affinity groups, affinity groups, pins (some broken), ignored guests, a negative HA resource-affinity and a strict HA node-affinity; *maintenance* = `pve2` in HA maintenance and in `maintenance_nodes`; *balanced* = greedy pre-balanced placement; *long-tailed guest sizes* = Pareto (α 1.2) guest memory from 0.5 GiB, capped at 128 GiB, rescaled to ~55 % use; *mixed node sizes* = nodes of 64, 128, 256, 512 and 1024 GiB in turn, guests rescaled to ~55 % use.\n");
 
     // Quality table.
     let _ = writeln!(w, "### Per scenario: quality (ours / ProxLB)\n");
@@ -529,7 +531,7 @@ fn same_moves(w: &mut String, res: &Results) {
     let _ = writeln!(w, "### With as many migrations as ProxLB made\n");
     let _ = writeln!(
         w,
-        "Our in-process plan again, with the move budget (`max_moves`, default 20) set to the number of migrations ProxLB's plan made in that scenario and everything else unchanged; measured like the rest. This is not the default: it shows what each tool gets for the same number of migrations.\n"
+        "Our in-process plan again, with a move cap (`max_moves`; the default is no cap) set to the number of migrations ProxLB's plan made in that scenario and everything else unchanged; measured like the rest. This is not the default: it shows what each tool gets for the same number of migrations.\n"
     );
     let _ = writeln!(w, "| scenario | ProxLB: spread after, migrations, GiB, violations | ours, at most as many migrations: spread, migrations, GiB, violations |");
     let _ = writeln!(w, "|---|---|---|");

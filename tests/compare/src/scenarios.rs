@@ -20,6 +20,12 @@ pub enum Shape {
     Maintenance,
     /// Already balanced by a greedy spread (nothing should move).
     Balanced,
+    /// Heterogeneous, with long-tailed guest sizes (Pareto: most guests 0.5–4 GiB, a few of
+    /// 64–128 GiB), rescaled to the same overall use.
+    LongTail,
+    /// Node sizes from 64 GiB to 1 TiB in one cluster (64, 128, 256, 512, 1024 GiB in turn),
+    /// the guests rescaled to the same overall use.
+    MixedSizes,
 }
 
 impl Shape {
@@ -30,6 +36,8 @@ impl Shape {
             Shape::RuleHeavy => "rule-heavy",
             Shape::Maintenance => "maintenance",
             Shape::Balanced => "already balanced",
+            Shape::LongTail => "long-tailed guest sizes",
+            Shape::MixedSizes => "mixed node sizes",
         }
     }
 }
@@ -69,6 +77,8 @@ pub fn suite(quick: bool) -> Vec<Case> {
         c("rules", 41, 8, 200, Shape::RuleHeavy),
         c("maintenance", 51, 8, 200, Shape::Maintenance),
         c("balanced", 61, 8, 200, Shape::Balanced),
+        c("long-tail", 71, 24, 2500, Shape::LongTail),
+        c("mixed-sizes", 81, 12, 500, Shape::MixedSizes),
     ]
 }
 
@@ -160,8 +170,50 @@ pub fn build(case: &Case) -> Built {
             proxlb_cluster_yaml = format!("  maintenance_nodes: ['{MAINTENANCE_NODE}']\n");
         }
         Shape::RuleHeavy => add_rules(&mut sc),
+        Shape::LongTail => {
+            for (j, g) in sc.guests.iter_mut().enumerate() {
+                // Pareto, α = 1.2, from 0.5 GiB, capped at 128 GiB; deterministic per guest.
+                let u = unit(case.seed, j as u64);
+                g.memory_gib = (0.5 * (1.0 - u).powf(-1.0 / 1.2)).min(128.0);
+                g.memory_used_gib = None;
+            }
+            rescale_guests(&mut sc, 0.55);
+            fix_overflow(&mut sc);
+        }
+        Shape::MixedSizes => {
+            for (i, n) in sc.nodes.iter_mut().enumerate() {
+                let size = [64.0, 128.0, 256.0, 512.0, 1024.0][i % 5];
+                n.memory_gib = size;
+                n.cpus = (size / 8.0).clamp(16.0, 128.0) as u32;
+            }
+            rescale_guests(&mut sc, 0.55);
+            fix_overflow(&mut sc);
+        }
     }
     Built { scenario: sc, rules, proxlb_cluster_yaml }
+}
+
+/// A deterministic number in [0, 1) for (seed, i) (splitmix64).
+fn unit(seed: u64, i: u64) -> f64 {
+    let mut z = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ i.wrapping_add(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Scales every guest's memory so that running guests use `share` of the nodes' memory (beyond
+/// their overhead) in all, rounded to 0.25 GiB, at least 0.25 GiB.
+fn rescale_guests(sc: &mut Scenario, share: f64) {
+    let capacity: f64 = sc.nodes.iter().map(|n| n.memory_gib - n.overhead.memory_gib).sum();
+    let used: f64 = sc.guests.iter().map(need).sum();
+    if used <= 0.0 {
+        return;
+    }
+    let k = capacity * share / used;
+    for g in sc.guests.iter_mut() {
+        g.memory_gib = ((g.memory_gib * k * 4.0).round() / 4.0).max(0.25);
+    }
 }
 
 /// Running guests on `node`, in vmid order.
@@ -254,6 +306,31 @@ mod tests {
             a.scenario.validate().unwrap();
             for (i, n) in a.scenario.nodes.iter().enumerate() {
                 assert!(loads(&a.scenario)[i] <= n.memory_gib, "{} over capacity on {}", case.id, n.name);
+            }
+        }
+    }
+
+    #[test]
+    fn new_shapes_are_valid_long_tailed_and_mixed() {
+        let tail = build(&Case { id: "t".into(), seed: 71, nodes: 12, guests: 600, shape: Shape::LongTail });
+        tail.scenario.validate().unwrap();
+        let mut sizes: Vec<f64> = tail.scenario.guests.iter().map(|g| g.memory_gib).collect();
+        sizes.sort_by(f64::total_cmp);
+        let (median, top) = (sizes[sizes.len() / 2], sizes[sizes.len() - 1]);
+        assert!(top >= 20.0 * median, "long tail: median {median} GiB, largest {top} GiB");
+        let mixed =
+            build(&Case { id: "m".into(), seed: 81, nodes: 12, guests: 500, shape: Shape::MixedSizes });
+        mixed.scenario.validate().unwrap();
+        let node_sizes: std::collections::BTreeSet<u64> =
+            mixed.scenario.nodes.iter().map(|n| n.memory_gib as u64).collect();
+        assert_eq!(node_sizes.len(), 5, "{node_sizes:?}");
+        for b in [&tail, &mixed] {
+            let l = loads(&b.scenario);
+            let (used, cap): (f64, f64) =
+                b.scenario.nodes.iter().zip(&l).fold((0.0, 0.0), |(u, c), (n, x)| (u + x, c + n.memory_gib));
+            assert!((0.45..0.65).contains(&(used / cap)), "overall use {}", used / cap);
+            for (n, x) in b.scenario.nodes.iter().zip(&l) {
+                assert!(*x <= n.memory_gib, "{} over capacity", n.name);
             }
         }
     }

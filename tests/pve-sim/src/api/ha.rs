@@ -7,7 +7,18 @@ use crate::scenario::GuestType;
 use crate::server::World;
 use crate::state::Guest;
 
-fn resource_row(g: &Guest, is9: bool) -> Value {
+/// The PVE 7/8 HA group of a resource: its own `group`, else the first node-affinity rule that
+/// lists it (PVE 9 turned groups into node-affinity rules; before 9 a scenario's node-affinity
+/// rules are served as the groups they came from).
+fn group_of(rules: &[crate::scenario::HaRuleSpec], g: &Guest) -> Option<String> {
+    let ha = g.spec.ha.as_ref()?;
+    ha.group.clone().or_else(|| {
+        let sid = g.sid();
+        rules.iter().find(|r| r.kind == "node-affinity" && r.resources.contains(&sid)).map(|r| r.rule.clone())
+    })
+}
+
+fn resource_row(g: &Guest, is9: bool, group: Option<String>) -> Value {
     let ha = g.spec.ha.as_ref().expect("HA guest");
     let mut r = json!({
         "sid": g.sid(), "type": g.spec.kind.ha_prefix(), "state": ha.state,
@@ -16,8 +27,8 @@ fn resource_row(g: &Guest, is9: bool) -> Value {
     });
     if is9 {
         r["failback"] = (ha.failback as u8).into();
-    } else if let Some(gr) = &ha.group {
-        r["group"] = gr.clone().into();
+    } else if let Some(gr) = group {
+        r["group"] = gr.into();
     }
     if let Some(cm) = &ha.comment {
         r["comment"] = cm.clone().into();
@@ -52,7 +63,7 @@ pub fn get(w: &World, cx: &Ctx, rest: &[&str]) -> ApiResult {
                 .values()
                 .filter(|g| g.spec.ha.is_some())
                 .filter(|g| ty.as_deref().is_none_or(|t| t == g.spec.kind.ha_prefix()))
-                .map(|g| resource_row(g, is9))
+                .map(|g| resource_row(g, is9, group_of(&c.ha_rules, g)))
                 .collect();
             ok(Value::Array(rows))
         }
@@ -61,23 +72,32 @@ pub fn get(w: &World, cx: &Ctx, rest: &[&str]) -> ApiResult {
                 .and_then(|id| c.guests.get(&id))
                 .filter(|g| g.spec.ha.is_some())
                 .ok_or_else(|| ApiError::die(format!("no such resource '{sid}'")))?;
-            ok(resource_row(g, is9))
+            ok(resource_row(g, is9, group_of(&c.ha_rules, g)))
         }
         ["groups"] => {
             if is9 {
                 return ok(json!([]));
             }
-            let mut groups: Vec<String> =
+            const DIGEST: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c";
+            // Node-affinity rules as the groups PVE 9 converts into them: nodes with priorities,
+            // strict = restricted.
+            let mut rows: Vec<Value> = c
+                .ha_rules
+                .iter()
+                .filter(|r| r.kind == "node-affinity")
+                .map(|r| json!({"group": r.rule, "type": "group", "nodes": r.nodes.join(","), "restricted": r.strict as u8, "nofailback": 0, "digest": DIGEST}))
+                .collect();
+            // Groups only named by a resource: every node, unrestricted.
+            let mut named: Vec<String> =
                 c.guests.values().filter_map(|g| g.spec.ha.as_ref()?.group.clone()).collect();
-            groups.sort();
-            groups.dedup();
+            named.sort();
+            named.dedup();
+            named.retain(|gr| !c.ha_rules.iter().any(|r| r.kind == "node-affinity" && &r.rule == gr));
             let nodes: Vec<&str> = c.nodes.keys().map(String::as_str).collect();
-            ok(Value::Array(
-                groups
-                    .into_iter()
-                    .map(|gr| json!({"group": gr, "type": "group", "nodes": nodes.join(","), "restricted": 0, "nofailback": 0, "digest": "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"}))
-                    .collect(),
-            ))
+            rows.extend(named.into_iter().map(|gr| {
+                json!({"group": gr, "type": "group", "nodes": nodes.join(","), "restricted": 0, "nofailback": 0, "digest": DIGEST})
+            }));
+            ok(Value::Array(rows))
         }
         ["rules"] => {
             if !is9 {
