@@ -158,6 +158,14 @@ pub(super) fn not_applied(c: &ProxlbConfig, present: &std::collections::BTreeSet
             ));
         }
     }
+    if c.balancing.mode == shared::Mode::Psi {
+        out.push((
+            "balancing.mode".into(),
+            "psi: accepted by ProxLB, not supported here yet: node pressure is not collected, so \
+             plans balance on current use (as `mode: used`) and no pressure trigger fires"
+                .into(),
+        ));
+    }
     if c.service.enable_ha {
         out.push((
             "service.enable_ha".into(),

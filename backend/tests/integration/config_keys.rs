@@ -148,3 +148,23 @@ fn overprovisioning_true_keeps_vcpus_within_cores_unless_cpu_overcommit_says_mor
     let both = "proxmox_cluster: {overprovisioning: true}\nbalancing: {cpu_overcommit: 2}\n";
     assert_eq!(load(both).cpu_overcommit, Some(2.0));
 }
+
+#[test]
+fn keys_we_cannot_honour_are_warned_with_the_reason() {
+    let load = |extra: &str| {
+        backend::config::parse_str(&format!("proxmox_api: {{hosts: [h]}}\n{extra}"), "t.yaml").unwrap().warnings
+    };
+    assert!(load("balancing: {enforce_affinity: true}\n").is_empty(), "true is what we do anyway");
+    for (yaml, key) in [
+        ("balancing: {enforce_affinity: false}\n", "balancing.enforce_affinity"),
+        ("balancing: {enforce_pinning: false}\n", "balancing.enforce_pinning"),
+        ("balancing: {mode: psi}\n", "balancing.mode"),
+        ("service: {enable_ha: true}\n", "service.enable_ha"),
+    ] {
+        let warnings = load(yaml);
+        assert!(
+            warnings.iter().any(|w| w.contains(key) && (w.contains("not supported here") || w.contains("no effect"))),
+            "{yaml}: {warnings:?}"
+        );
+    }
+}
