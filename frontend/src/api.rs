@@ -6,9 +6,10 @@ use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use shared::api::{
     ApiError, AuditEntry, ClusterView, ExecuteRequest, ExecuteResponse, ExitRequest, HistoryView, JobSummary,
-    JobView, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance, Settings, SettingsView,
+    JobView, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance, SettingsView,
 };
-use shared::{Plan, PlanRequest};
+use shared::policy::{PolicyLayer, PolicyView};
+use shared::Plan;
 use std::cell::RefCell;
 
 /// A failed call: the words to show, and the HTTP status when the backend answered.
@@ -97,8 +98,16 @@ pub async fn cluster(opts: &PanelOptions) -> Result<ClusterView, Failure> {
     get(opts, "/api/v1/cluster").await
 }
 
-pub async fn plan(opts: &PanelOptions, request: &PlanRequest) -> Result<Plan, Failure> {
-    post(opts, "/api/v1/plan", request).await
+/// A plan by the service on a fresh snapshot, with the policy in force and `overrides` (only the
+/// fields the user changed in the plan form) on top.
+pub async fn plan(opts: &PanelOptions, overrides: &PolicyLayer) -> Result<Plan, Failure> {
+    post(opts, "/api/v1/plan", overrides).await
+}
+
+/// The policy in force (file < stored settings) and the engine request it makes; the what-if
+/// plans with exactly this, so the browser and the service plan alike.
+pub async fn policy(opts: &PanelOptions) -> Result<PolicyView, Failure> {
+    get(opts, "/api/v1/policy").await
 }
 
 async fn post<B: serde::Serialize, T: DeserializeOwned>(
@@ -153,8 +162,10 @@ pub async fn settings(opts: &PanelOptions) -> Result<SettingsView, Failure> {
     get(opts, "/api/v1/settings").await
 }
 
-pub async fn save_settings(opts: &PanelOptions, settings: &Settings) -> Result<SettingsView, Failure> {
-    put(opts, "/api/v1/settings", settings).await
+/// Stores the fields `changed` sets (only those: a field another admin changed meanwhile and
+/// this one did not touch keeps their value).
+pub async fn save_settings(opts: &PanelOptions, changed: &PolicyLayer) -> Result<SettingsView, Failure> {
+    put(opts, "/api/v1/settings", changed).await
 }
 
 /// The audit log of writes, newest first.

@@ -6,9 +6,10 @@
 pub mod routes;
 pub mod webdriver;
 
+use backend::app::policy::Policy;
+use backend::config::map::FileLayer;
 use backend::execute::{DirLock, ExecConfig, Executor, Journal};
 use backend::http::{router, AppState};
-use backend::http_admin::Admin;
 use backend::maintenance::Maintenance;
 use backend::pve::{Credentials, PveClient, PveOptions};
 use backend::sampler::{Sampler, SamplerConfig};
@@ -166,17 +167,21 @@ impl StackBuilder {
         };
         let maintenance = Arc::new(Maintenance::new(&work, &ha_manager));
         executor.set_closed_targets(maintenance.closed_targets());
-        // As `serve` without a config file: the executor flags are the settings' base.
-        let base = shared::api::Settings {
-            max_parallel: exec_limits.0,
-            max_per_node: exec_limits.1,
-            ..Default::default()
+        // As `serve` with the executor flags in its configuration file: they show as `file`.
+        let file = FileLayer {
+            layer: shared::policy::PolicyLayer {
+                max_parallel: Some(exec_limits.0),
+                max_per_node: Some(exec_limits.1),
+                ..Default::default()
+            },
+            named: ["max_parallel", "max_per_node"].into_iter().collect(),
+            base: shared::PlanRequest::default(),
         };
-        let admin = Admin::new(&work, base);
-        executor.set_limits_source(admin.settings.limits_source());
+        let policy = Arc::new(Policy::new(&work, Some(file)));
+        executor.set_limits_source(policy.limits_source());
         let state = AppState::new(pve.clone())
             .with_executor(executor.clone())
-            .with_admin(admin)
+            .with_policy(policy)
             .with_maintenance(maintenance.clone());
         // The usage sampler as `serve` runs it (history for /api/v1/cluster/history).
         let sampler = Arc::new(Sampler::new(
