@@ -49,7 +49,7 @@ pub fn Guests() -> impl IntoView {
         };
         view! {
             <th class=class aria-sort=aria>
-                <button class="sort" data-sort=label on:click=move |_| sort.update(|s| *s = s.clicked(key))>{label}{mark}</button>
+                <button class="pvrb-sort" data-sort=label on:click=move |_| sort.update(|s| *s = s.clicked(key))>{label}{mark}</button>
             </th>
         }
     };
@@ -77,15 +77,15 @@ pub fn Guests() -> impl IntoView {
                         let _ = shown_page;
                         view! {
                             <tr data-vmid=g.vmid>
-                                <td class="num">{g.vmid}</td>
+                                <td class="pvrb-num">{g.vmid}</td>
                                 <td>{g.name.clone()}</td>
                                 <td>{match g.kind { GuestKind::Qemu => "VM", GuestKind::Lxc => "CT" }}</td>
                                 <td>{g.node.clone()}</td>
                                 <td>{match g.status { GuestStatus::Running => "running", GuestStatus::Stopped => "stopped", GuestStatus::Other => "other" }}</td>
-                                <td class="num">{format!("{:.2} / {}", g.cpu_used, g.cpus)}</td>
-                                <td class="num nowrap">{format!("{} / {}", gib(g.mem_used), gib(g.mem_max))}</td>
-                                <td class="num nowrap">{gib(g.disk_max)}</td>
-                                <td class="tags">{g.tags.join(", ")}</td>
+                                <td class="pvrb-num">{format!("{:.2} / {}", g.cpu_used, g.cpus)}</td>
+                                <td class="pvrb-num pvrb-nowrap">{format!("{} / {}", gib(g.mem_used), gib(g.mem_max))}</td>
+                                <td class="pvrb-num pvrb-nowrap">{gib(g.disk_max)}</td>
+                                <td class="pvrb-tags">{g.tags.join(", ")}</td>
                                 <td>{if g.ha_managed { "HA" } else { "" }}</td>
                             </tr>
                         }

@@ -45,13 +45,13 @@ pub fn Summary() -> impl IntoView {
                     st.balanciness,
                     if over { "balancing would start" } else { "balanced enough" }
                 );
-                view! { <span id="trigger" class=if over { "badge warn" } else { "badge ok" }>{text}</span> }
+                view! { <span id="trigger" class=if over { "pvrb-badge pvrb-badge-warn" } else { "pvrb-badge pvrb-badge-ok" }>{text}</span> }
             });
             Some(view! {
                 <div class="pvrb-kpis">
                     <span>"Cluster " <b>{s.cluster_name.clone()}</b></span>
                     <span>"PVE " {s.pve_version.clone()}</span>
-                    <span class=if s.quorate { "badge ok" } else { "badge bad" }>{quorum}</span>
+                    <span class=if s.quorate { "pvrb-badge pvrb-badge-ok" } else { "pvrb-badge pvrb-badge-bad" }>{quorum}</span>
                     <span>{format!("{} nodes, {} guests", s.nodes.len(), s.guests.len())}</span>
                     <span title="max − min node usage, in percentage points">"Memory spread " <b id="memory-spread">{format!("{:.1}", c.memory_spread)}</b> " points"</span>
                     <span title="max − min node usage, in percentage points">"CPU spread " <b id="cpu-spread">{format!("{:.1}", c.cpu_spread)}</b> " points"</span>
@@ -100,18 +100,18 @@ fn SpreadSparkline() -> impl IntoView {
 
 fn badges(status: NodeStatus, maintenance: bool, is_ignored: bool) -> impl IntoView {
     let (class, word) = match (status, maintenance) {
-        (NodeStatus::Online, false) => ("badge ok", "online"),
-        (NodeStatus::Online, true) => ("badge warn", "maintenance"),
-        (NodeStatus::Offline, _) => ("badge bad", "offline"),
-        (NodeStatus::Unknown, _) => ("badge bad", "unknown"),
+        (NodeStatus::Online, false) => ("pvrb-badge pvrb-badge-ok", "online"),
+        (NodeStatus::Online, true) => ("pvrb-badge pvrb-badge-warn", "maintenance"),
+        (NodeStatus::Offline, _) => ("pvrb-badge pvrb-badge-bad", "offline"),
+        (NodeStatus::Unknown, _) => ("pvrb-badge pvrb-badge-bad", "unknown"),
     };
     // Offline and in maintenance: both matter (it comes back empty of new guests).
     let also_maint = (maintenance && status != NodeStatus::Online)
-        .then(|| view! { <span class="badge warn">"maintenance"</span> });
+        .then(|| view! { <span class="pvrb-badge pvrb-badge-warn">"maintenance"</span> });
     let ign = is_ignored.then(|| {
-        view! { <span class="badge" title="Listed in ignore_nodes: balancing leaves it alone">"ignored"</span> }
+        view! { <span class="pvrb-badge" title="Listed in ignore_nodes: balancing leaves it alone">"ignored"</span> }
     });
-    view! { <span class="badges"><span class=class>{word}</span>{also_maint}{ign}</span> }
+    view! { <span class="pvrb-badges"><span class=class>{word}</span>{also_maint}{ign}</span> }
 }
 
 /// "some 1.2 / 0.4 / 3.0 %" for CPU / memory / IO pressure.
@@ -155,15 +155,15 @@ pub fn Nodes() -> impl IntoView {
                         let name = node.name.clone();
                         view! {
                             <tr data-node=node.name.clone()>
-                                <td class="name">{node.name.clone()}</td>
+                                <td class="pvrb-name">{node.name.clone()}</td>
                                 <td>{badges(node.status, node.maintenance, ignored(&node.name, &ignore))}</td>
-                                <td class="num">{guests}</td>
+                                <td class="pvrb-num">{guests}</td>
                                 <td><Bar percent=load(&c.cpu) label=cpu_label /></td>
                                 <td><Bar percent=load(&c.memory) label=mem_label reserve=reserve_pct.unwrap_or(0.0) /></td>
                                 <td><Bar percent=load(&c.disk) label=disk_label /></td>
-                                <td class="psi" title="Pressure stall (PSI), share of time some tasks waited: CPU / memory / IO">{pressure}</td>
-                                <td class="act">
-                                    <button class="node-maintenance link" data-node=node.name.clone()
+                                <td class="pvrb-psi" title="Pressure stall (PSI), share of time some tasks waited: CPU / memory / IO">{pressure}</td>
+                                <td class="pvrb-act">
+                                    <button class="pvrb-node-maintenance pvrb-link" data-node=node.name.clone()
                                         title=format!("Put {} into maintenance: move every guest off it", node.name)
                                         on:click=move |_| open(name.clone())>"Maintenance…"</button>
                                 </td>
@@ -177,7 +177,7 @@ pub fn Nodes() -> impl IntoView {
     view! {
         <div class="pvrb-scroll">
             <table id="nodes" class="pvrb-grid">
-                <thead><tr><th>"Node"</th><th>"Status"</th><th class="num">"Guests"</th><th>"CPU"</th><th>"Memory"</th><th>"Disk"</th><th>"PSI"</th><th></th></tr></thead>
+                <thead><tr><th>"Node"</th><th>"Status"</th><th class="pvrb-num">"Guests"</th><th>"CPU"</th><th>"Memory"</th><th>"Disk"</th><th>"PSI"</th><th></th></tr></thead>
                 <tbody>{rows}</tbody>
             </table>
         </div>

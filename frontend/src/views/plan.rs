@@ -227,7 +227,7 @@ pub fn PlanView() -> impl IntoView {
                         <option value="5">"level 5 (aggressive)"</option>
                     </select>
                 </label>
-                <label class:hidden=move || !level_text().is_empty()
+                <label class:pvrb-hidden=move || !level_text().is_empty()
                     title="Balance only when max − min node usage exceeds this many percentage points">
                     <input id="balanciness" type="number" min="0" max="100" step="1"
                         prop:value=move || shown_settings.with(|s| s.balanciness)
@@ -251,7 +251,7 @@ pub fn PlanView() -> impl IntoView {
                 </label>
                 <button id="simulate" disabled=move || busy.get().is_some() on:click=move |_| simulate()
                     title="Compute the plan in your browser from the loaded snapshot, with the service's policy">"Simulate"</button>
-                <button id="compute-plan" class="primary" disabled=move || busy.get().is_some() || ctx.denied(AUDIT).is_some()
+                <button id="compute-plan" class="pvrb-primary" disabled=move || busy.get().is_some() || ctx.denied(AUDIT).is_some()
                     title=move || ctx.denied(AUDIT).unwrap_or_else(|| "Ask the service for a plan on a fresh snapshot".into())
                     on:click=compute>"Compute plan"</button>
                 <button id="plan-reset" disabled=move || overrides.with(|o| o.set_fields().is_empty())
@@ -267,7 +267,10 @@ pub fn PlanView() -> impl IntoView {
 
 fn origin_line(origin: &Origin, executed: Option<u64>) -> (String, &'static str) {
     if let Some(id) = executed {
-        return (format!("Handed to the service as job {id}; progress is shown above."), "pvrb-origin done");
+        return (
+            format!("Handed to the service as job {id}; progress is shown above."),
+            "pvrb-origin pvrb-done",
+        );
     }
     match origin {
         Origin::Service { at } => {
@@ -278,14 +281,14 @@ fn origin_line(origin: &Origin, executed: Option<u64>) -> (String, &'static str)
                 "SIMULATION — what-if computed in your browser in {ms:.0} ms from the snapshot of {}. Nothing has run; Execute sends this plan to the service.",
                 clock(*at)
             ),
-            "pvrb-origin sim",
+            "pvrb-origin pvrb-sim",
         ),
         Origin::Preview { at } => (
             format!(
                 "PREVIEW — planned by the service at {}. Nothing is marked and nothing has run; confirming lets the service plan again and run it.",
                 clock(*at)
             ),
-            "pvrb-origin sim",
+            "pvrb-origin pvrb-sim",
         ),
     }
 }
@@ -360,17 +363,17 @@ pub fn PlanResult(
                     let after = (!st.depends_on.is_empty())
                         .then(|| format!(" (after step {})", st.depends_on.iter().map(|d| (d + 1).to_string()).collect::<Vec<_>>().join(", ")));
                     view! {
-                        <tr class:off=!on data-vmid=st.vmid>
-                            <td><input type="checkbox" class="step-pick" prop:checked=on disabled=fixed
+                        <tr class:pvrb-off=!on data-vmid=st.vmid>
+                            <td><input type="checkbox" class="pvrb-step-pick" prop:checked=on disabled=fixed
                                 aria-label=format!("Run step {}", i + 1)
                                 on:change=move |ev| toggle(i, event_target_checked(&ev)) /></td>
-                            <td class="num idx">{i + 1}</td>
-                            <td class="num">{st.vmid}</td>
-                            <td class="nowrap">{st.name.clone()}</td>
-                            <td class="nowrap">{format!("{} → {}", st.from, st.to)}</td>
+                            <td class="pvrb-num pvrb-idx">{i + 1}</td>
+                            <td class="pvrb-num">{st.vmid}</td>
+                            <td class="pvrb-nowrap">{st.name.clone()}</td>
+                            <td class="pvrb-nowrap">{format!("{} → {}", st.from, st.to)}</td>
                             <td>{format::migration(st.migration)}</td>
-                            <td class="num nowrap">{size}</td>
-                            <td class="why">{st.reason.clone()}{after}</td>
+                            <td class="pvrb-num pvrb-nowrap">{size}</td>
+                            <td class="pvrb-why">{st.reason.clone()}{after}</td>
                         </tr>
                     }
                 })
@@ -382,7 +385,7 @@ pub fn PlanResult(
                 .map(|(b, a)| {
                     view! {
                         <tr>
-                            <td class="name">{b.node.clone()}</td>
+                            <td class="pvrb-name">{b.node.clone()}</td>
                             <td><Bar percent=b.percent label=format!("before: {:.1}%", b.percent) /></td>
                             <td><Bar percent=a.percent label=format!("after: {:.1}%", a.percent) /></td>
                         </tr>
@@ -394,12 +397,12 @@ pub fn PlanResult(
                 let rows = p
                     .why_not
                     .iter()
-                    .map(|w| view! { <tr><td class="num">{w.vmid}</td><td>{w.name.clone()}</td><td>{w.node.clone()}</td><td>{w.reason.clone()}</td></tr> })
+                    .map(|w| view! { <tr><td class="pvrb-num">{w.vmid}</td><td>{w.name.clone()}</td><td>{w.node.clone()}</td><td>{w.reason.clone()}</td></tr> })
                     .collect_view();
                 view! {
                     <details id=id("whynot") class="pvrb-details">
                         <summary>{format!("Guests that stay ({})", p.why_not.len())}</summary>
-                        <table class="pvrb-grid"><thead><tr><th class="num">"VMID"</th><th>"Name"</th><th>"Node"</th><th>"Why it stays"</th></tr></thead>
+                        <table class="pvrb-grid"><thead><tr><th class="pvrb-num">"VMID"</th><th>"Name"</th><th>"Node"</th><th>"Why it stays"</th></tr></thead>
                         <tbody>{rows}</tbody></table>
                     </details>
                 }
@@ -417,7 +420,7 @@ pub fn PlanResult(
                                     <thead><tr>
                                         <th><input type="checkbox" id=id("all") prop:checked=all_selected disabled=fixed aria-label="Select every step"
                                             on:change=move |ev| toggle_all(event_target_checked(&ev)) /></th>
-                                        <th class="num idx">"#"</th><th class="num">"VMID"</th><th>"Name"</th><th>"Move"</th><th>"Kind"</th><th class="num">"Size"</th><th>"Why"</th>
+                                        <th class="pvrb-num pvrb-idx">"#"</th><th class="pvrb-num">"VMID"</th><th>"Name"</th><th>"Move"</th><th>"Kind"</th><th class="pvrb-num">"Size"</th><th>"Why"</th>
                                     </tr></thead>
                                     <tbody>{steps}</tbody>
                                 </table>
@@ -439,7 +442,9 @@ pub fn PlanResult(
             })
         })
     };
-    let has_steps = move || shown.with(|s| s.as_ref().is_some_and(|s| !s.plan.steps.is_empty()));
+    // A plan handed to a job is not offered again: its origin line points to the job instead.
+    let has_steps =
+        move || shown.with(|s| s.as_ref().is_some_and(|s| !s.plan.steps.is_empty() && s.executed.is_none()));
     let open_confirm = move |_| {
         confirming.set(true);
         ctx.dialog_open.set(true);
@@ -448,7 +453,7 @@ pub fn PlanResult(
         {body}
         {move || has_steps().then(|| view! {
             <div class="pvrb-toolbar">
-                <button id=id("execute") class="primary" disabled=move || blocked().is_some()
+                <button id=id("execute") class="pvrb-primary" disabled=move || blocked().is_some()
                     title=move || blocked().unwrap_or_else(|| "Review the moves, then run them".into())
                     on:click=open_confirm>
                     {move || format!("{action} {}…", count(shown.with(|s| s.as_ref().map_or(0, |s| s.selected.len())), "step", "steps"))}

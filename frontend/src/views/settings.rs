@@ -441,7 +441,7 @@ pub fn SettingsForm() -> impl IntoView {
             <form id="settings-form" class="pvrb-settings" novalidate=true on:submit=save>
                 <fieldset id="settings-fields" disabled=read_only title=denied().unwrap_or_default()>{rows}</fieldset>
                 <div class="pvrb-toolbar">
-                    <button id="settings-save" class="primary" type="submit" disabled=move || busy.get() || denied().is_some()
+                    <button id="settings-save" class="pvrb-primary" type="submit" disabled=move || busy.get() || denied().is_some()
                         title=move || denied().unwrap_or_else(|| "Store the changed fields for the whole cluster".into())>"Save"</button>
                     <button id="settings-revert" type="button" disabled=move || denied().is_some() on:click=revert>"Revert"</button>
                     {move || denied().map(|d| view! { <span class="pvrb-muted" id="settings-readonly">{d}</span> })}
