@@ -5,8 +5,9 @@ use crate::PanelOptions;
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use shared::api::{
-    ApiError, AuditEntry, ClusterView, ExecuteRequest, ExecuteResponse, ExitRequest, HistoryView, JobSummary,
-    JobView, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance, SettingsView,
+    ApiError, AuditEntry, BestNodeAnswer, BestNodeRequest, ClusterView, ExecuteRequest, ExecuteResponse,
+    ExitRequest, HistoryView, JobSummary, JobView, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance,
+    SettingsView,
 };
 use shared::policy::{PolicyLayer, PolicyView};
 use shared::Plan;
@@ -237,4 +238,22 @@ pub async fn login(
     }
     LOGIN_CSRF.with(|c| *c.borrow_mut() = answer.csrf);
     Ok(answer.cap)
+}
+
+/// The nodes ranked for a guest (an existing one by `vmid`, or a new one), best first, with why.
+pub async fn best_node(opts: &PanelOptions, req: &BestNodeRequest) -> Result<BestNodeAnswer, Failure> {
+    post(opts, "/api/v1/best-node", req).await
+}
+
+#[derive(serde::Deserialize)]
+struct MigrateAnswer {
+    job_id: u64,
+}
+
+/// Moves one guest as a one-step job (ProxBalance's `POST /api/migrate`): the service plans it so
+/// rules and capacity hold, checks `VM.Migrate` and runs the preflight like any plan step.
+pub async fn migrate(opts: &PanelOptions, vmid: u32, from: &str, to: &str) -> Result<u64, Failure> {
+    let body = serde_json::json!({ "vmid": vmid, "source_node": from, "target_node": to });
+    let answer: MigrateAnswer = post(opts, "/api/migrate", &body).await?;
+    Ok(answer.job_id)
 }

@@ -15,6 +15,7 @@ pub mod audit;
 pub mod caps;
 pub mod format;
 pub mod guests;
+pub mod headroom;
 pub mod live;
 pub mod progress;
 pub mod rule_rows;

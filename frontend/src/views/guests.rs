@@ -1,6 +1,7 @@
 //! Every guest: filter, sort by any column, one page of 100 rows rendered at a time (smooth at
 //! thousands of guests: the filter and sort are plain Rust over indices, the DOM stays small).
 
+use super::tools::{BestNodeForm, MigrateDialog, Moving};
 use super::Ctx;
 use crate::format::gib;
 use crate::guests::{page, pages, rows, Filter, Sort, SortKey};
@@ -15,6 +16,7 @@ pub fn Guests() -> impl IntoView {
     let filter = RwSignal::new(Filter::default());
     let sort = RwSignal::new(Sort::default());
     let page_no = RwSignal::new(0usize);
+    let moving = RwSignal::new(None::<Moving>);
     let matching = Memo::new(move |_| {
         let (f, s) = (filter.get(), sort.get());
         ctx.cluster.with(|c| c.as_ref().map(|c| rows(&c.snapshot, &f, s)).unwrap_or_default())
@@ -87,6 +89,15 @@ pub fn Guests() -> impl IntoView {
                                 <td class="pvrb-num pvrb-nowrap">{gib(g.disk_max)}</td>
                                 <td class="pvrb-tags">{g.tags.join(", ")}</td>
                                 <td>{if g.ha_managed { "HA" } else { "" }}</td>
+                                <td class="pvrb-act">{
+                                    let m = Moving { vmid: g.vmid, name: g.name.clone(), node: g.node.clone() };
+                                    view! {
+                                        <button class="pvrb-link pvrb-migrate" data-vmid=g.vmid
+                                            disabled=move || ctx.denied(crate::caps::MIGRATE).is_some() || ctx.job_running()
+                                            title=move || ctx.denied(crate::caps::MIGRATE).unwrap_or_else(|| "Move this guest to the node the engine suggests, as a one-step job".into())
+                                            on:click=move |_| moving.set(Some(m.clone()))>"Migrate…"</button>
+                                    }
+                                }</td>
                             </tr>
                         }
                     })
@@ -140,10 +151,13 @@ pub fn Guests() -> impl IntoView {
                     {header(SortKey::Disk, "Disk", "num")}
                     {header(SortKey::Tags, "Tags", "")}
                     {header(SortKey::Ha, "HA", "")}
+                    <th></th>
                 </tr></thead>
                 <tbody>{body}</tbody>
             </table>
         </div>
         <div class="pvrb-toolbar" id="guests-pager">{pager}</div>
+        <BestNodeForm />
+        {move || moving.with(Option::is_some).then(|| view! { <MigrateDialog moving=moving /> })}
     }
 }

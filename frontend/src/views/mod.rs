@@ -12,6 +12,7 @@ mod nodes;
 mod plan;
 mod rules;
 mod settings;
+mod tools;
 
 use crate::api::Failure;
 use crate::caps::{denial, Caps, Need};

@@ -59,6 +59,8 @@ pub fn Summary() -> impl IntoView {
                         "CV memory " <b id="memory-cv">{format!("{mem_cv:.2}")}</b> " · CPU " <b id="cpu-cv">{format!("{cpu_cv:.2}")}</b>
                     </span>
                     {trigger}
+                    {headroom(c)}
+                    {pve_balancer(c)}
                     <SpreadSparkline />
                 </div>
             })
@@ -182,4 +184,37 @@ pub fn Nodes() -> impl IntoView {
             </table>
         </div>
     }
+}
+
+/// N+1 as a badge: whether the hardest node to lose could fail with its guests restarted elsewhere.
+fn headroom(c: &ClusterView) -> Option<impl IntoView> {
+    let h = crate::headroom::n_plus_one(c)?;
+    let spare = h.spare_bytes.unsigned_abs();
+    let (text, class) = if h.spare_bytes >= 0 {
+        (format!("N+1: OK, losing {} leaves {} free", h.node, gib(spare)), "pvrb-badge pvrb-badge-ok")
+    } else {
+        (format!("N+1: short by {} if {} fails", gib(spare), h.node), "pvrb-badge pvrb-badge-bad")
+    };
+    let title = "Memory of the running guests of the node hardest to lose, against what the other online nodes have free after their reserve";
+    Some(view! { <span id="n-plus-one" class=class title=title data-spare=h.spare_bytes>{text}</span> })
+}
+
+/// PVE's own HA auto-rebalancing (PVE 9), as the cluster options say: on with its scheduler and
+/// threshold, or off.
+fn pve_balancer(c: &ClusterView) -> impl IntoView {
+    let (text, title) = match &c.dynamic_balancer {
+        Some(d) => {
+            let threshold = d.threshold.map(|t| format!(", threshold {t}")).unwrap_or_default();
+            let method = d.method.as_deref().map(|m| format!(", {m}")).unwrap_or_default();
+            (
+                format!("PVE balancer: on ({}{threshold}{method})", d.scheduler),
+                "PVE moves HA-managed guests itself; the rebalancer leaves them to it",
+            )
+        }
+        None => (
+            "PVE balancer: off".to_owned(),
+            "PVE's HA auto-rebalancing is not enabled in the cluster options",
+        ),
+    };
+    view! { <span id="pve-balancer" title=title>{text}</span> }
 }
