@@ -5,6 +5,7 @@
 //!   panics and wasm-opt -Oz, the shipped build)
 //! - `test`      set up, build the panel, run every test (cargo, the PVE UI tests), fmt, clippy
 //! - `demo`      set up, build, start the simulator and the backend, print the panel's URL
+//! - `screenshots` every panel view, light and dark, into `docs/screenshots/`
 //! - `bench`     side by side with ProxLB 2.3; rewrites that section of docs/BENCHMARKS.md
 //! - `fuzz`      the libFuzzer targets in `fuzz/` for N seconds each (`--seconds`, default 60)
 //! - `load`      wrk on `GET /api/v1/cluster` at a paced rate, backend RSS sampled (`--seconds`, `--rate`)
@@ -15,6 +16,7 @@
 
 mod fuzz;
 mod load;
+mod screenshots;
 
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
@@ -33,6 +35,7 @@ fn main() -> Result<()> {
         Some("test") => test(),
         Some("deb") => deb(!flag("--no-optimize")),
         Some("bench") => bench(),
+        Some("screenshots") => screenshots::screenshots(),
         Some("fuzz") => fuzz::fuzz(number(&args, "--seconds", 60)),
         Some("load") => {
             load::load(number(&args, "--seconds", 30), number(&args, "--rate", 500) as u32, flag("--debug"))
@@ -41,7 +44,7 @@ fn main() -> Result<()> {
             demo(args.iter().position(|a| a == "--port").and_then(|i| args.get(i + 1)).map(String::as_str))
         }
         _ => {
-            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | demo [--port N] | deb [--no-optimize] | bench | load [--seconds N] [--rate R] [--debug] | fuzz [--seconds N]>");
+            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | demo [--port N] | deb [--no-optimize] | bench | screenshots | load [--seconds N] [--rate R] [--debug] | fuzz [--seconds N]>");
             std::process::exit(2)
         }
     }
