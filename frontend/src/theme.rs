@@ -102,9 +102,9 @@ impl Drop for Watch {
     }
 }
 
-pub fn watch(mut changed: impl FnMut() + 'static) -> Option<Watch> {
+pub fn watch(changed: impl FnMut() + 'static) -> Option<Watch> {
     let head = web_sys::window()?.document()?.head()?;
-    let callback = Closure::<dyn FnMut()>::new(move || changed());
+    let callback = Closure::<dyn FnMut()>::new(changed);
     let observer = web_sys::MutationObserver::new(callback.as_ref().unchecked_ref()).ok()?;
     let init = web_sys::MutationObserverInit::new();
     init.set_child_list(true);
