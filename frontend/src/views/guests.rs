@@ -141,14 +141,14 @@ pub fn Guests() -> impl IntoView {
         <div class="pvrb-scroll">
             <table id="guest-table" class="pvrb-grid">
                 <thead><tr>
-                    {header(SortKey::Vmid, "VMID", "num")}
+                    {header(SortKey::Vmid, "VMID", "pvrb-num")}
                     {header(SortKey::Name, "Name", "")}
                     {header(SortKey::Kind, "Type", "")}
                     {header(SortKey::Node, "Node", "")}
                     {header(SortKey::Status, "Status", "")}
-                    {header(SortKey::Cpu, "CPU", "num")}
-                    {header(SortKey::Memory, "Memory", "num")}
-                    {header(SortKey::Disk, "Disk", "num")}
+                    {header(SortKey::Cpu, "CPU", "pvrb-num")}
+                    {header(SortKey::Memory, "Memory", "pvrb-num")}
+                    {header(SortKey::Disk, "Disk", "pvrb-num")}
                     {header(SortKey::Tags, "Tags", "")}
                     {header(SortKey::Ha, "HA", "")}
                     <th></th>

@@ -411,7 +411,7 @@ pub fn PlanResult(
             Some(view! {
                 <p id=id("origin") class=origin_class>{origin}</p>
                 <p id=id("summary") class="pvrb-summary">{summary}</p>
-                {(!p.notes.is_empty()).then(|| view! { <ul class="pvrb-notes">{notes}</ul> })}
+                {(!p.notes.is_empty()).then(|| view! { <ul id=id("notes") class="pvrb-notes">{notes}</ul> })}
                 <div class="pvrb-sidebyside">
                     <div class="pvrb-steps">
                         {has_steps.then(|| view! {

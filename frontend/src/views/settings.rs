@@ -427,8 +427,11 @@ pub fn SettingsForm() -> impl IntoView {
             </div>
         }
     };
+    // The form is built once the draft is there; each field then follows the draft by itself
+    // (rebuilding the form on every edit would replace the input being typed in).
+    let loaded = Memo::new(move |_| draft.with(Option::is_some));
     let form = move || {
-        draft.with(Option::is_none).then_some(())?;
+        loaded.get().then_some(())?;
         let read_only = denied().is_some();
         let stamp = view_of().and_then(|v| match (v.updated_by, v.updated_at) {
             (Some(by), Some(at)) => Some(format!("Last changed by {by} at {}.", clock(at))),
