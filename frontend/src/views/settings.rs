@@ -370,8 +370,11 @@ pub fn SettingsForm() -> impl IntoView {
     };
     let row = move |field: &'static Field| {
         let id = format!("set-{}", field.key.replace('_', "-"));
-        let value =
-            move || draft.with(|d| d.as_ref().and_then(|d| d.get(field.key).cloned()).unwrap_or(Value::Null));
+        // Its own field only: an edit elsewhere must not write this input back (it may be mid-edit).
+        let value = Memo::new(move |_| {
+            draft.with(|d| d.as_ref().and_then(|d| d.get(field.key).cloned()).unwrap_or(Value::Null))
+        });
+        let value = move || value.get();
         let input = match field.kind {
             Kind::Choice(options) => {
                 let opts = options
