@@ -27,8 +27,9 @@ const PVE_GLOBALS: &str =
     "<script>window.Proxmox = { Setup: { auth_cookie_name: 'PVEAuthCookie' } };</script>";
 /// As the package's loader does: no standalone mount; `mount_panel` into PVE's window body.
 const EMBED: &str = "<script>window.__pveRebalancerEmbedded = true; \
-    addEventListener('TrunkApplicationStarted', () => window.wasmBindings.mount_panel(\
-    document.getElementById('host'), { view: 'maintenance', node: 'pve2' }));</script>";
+    (function mount() { const b = window.wasmBindings; \
+    if (b && b.mount_panel) { b.mount_panel(document.getElementById('host'), { view: 'maintenance', node: 'pve2' }); } \
+    else { setTimeout(mount, 50); } })();</script>";
 
 /// A copy of the built panel with host pages beside its `index.html`: `name.html` = the panel's
 /// page with `head` added to its head and `body` to its body (after the panel's style: later wins).
@@ -206,7 +207,7 @@ async fn inside_pves_window_the_maintenance_view_does_not_repeat_its_title() {
     login(&browser, &stack, "index.html").await;
     browser.wait_for("#nodes tbody tr", 1, WAIT).await.unwrap();
     browser.goto(&format!("{}/embed.html", stack.backend_url)).await.unwrap();
-    browser.wait_text("#maintenance-title", "pve2", WAIT).await.unwrap();
+    browser.wait_text("#maintenance-title", "pve2", 2 * WAIT).await.unwrap();
     assert_eq!(browser.count("#host .pvrb").await.unwrap(), 1, "mounted into the host element");
     assert_eq!(browser.count("#panel-title").await.unwrap(), 0, "the window title says it already");
     browser.quit().await;
