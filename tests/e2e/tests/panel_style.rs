@@ -25,17 +25,19 @@ const AUTO_LINK: &str =
 /// PVE's page defines its globals before anything else runs.
 const PVE_GLOBALS: &str =
     "<script>window.Proxmox = { Setup: { auth_cookie_name: 'PVEAuthCookie' } };</script>";
-/// As the package's loader does: no standalone mount; `mount_panel` into PVE's window body.
+/// As the package's loader does: no standalone mount; `mount_panel` into PVE's window body, the
+/// handle kept (a dropped handle is freed by the garbage collector, which unmounts the panel).
 const EMBED: &str = "<script>window.__pveRebalancerEmbedded = true; \
     (function mount() { const b = window.wasmBindings; \
-    if (b && b.mount_panel) { b.mount_panel(document.getElementById('host'), { view: 'maintenance', node: 'pve2' }); } \
+    if (b && b.mount_panel) { window.pvrbHandle = b.mount_panel(document.getElementById('host'), { view: 'maintenance', node: 'pve2' }); } \
     else { setTimeout(mount, 50); } })();</script>";
 
 /// A copy of the built panel with host pages beside its `index.html`: `name.html` = the panel's
 /// page with `head` added to its head and `body` to its body (after the panel's style: later wins).
 fn host_pages(pages: &[(&str, &str, &str)]) -> PathBuf {
     let dist = panel_dir();
-    let dir = std::env::temp_dir().join(format!("pvrb-host-{}-{}", std::process::id(), pages.len()));
+    // One directory per test (named after its first page): the tests run in parallel.
+    let dir = std::env::temp_dir().join(format!("pvrb-host-{}-{}", std::process::id(), pages[0].0));
     let _ = std::fs::remove_dir_all(&dir);
     copy_dir(&dist, &dir);
     std::fs::write(dir.join("theme-proxmox-dark.css"), "body { background: #1b1b1b; }\n").unwrap();
@@ -207,7 +209,12 @@ async fn inside_pves_window_the_maintenance_view_does_not_repeat_its_title() {
     login(&browser, &stack, "index.html").await;
     browser.wait_for("#nodes tbody tr", 1, WAIT).await.unwrap();
     browser.goto(&format!("{}/embed.html", stack.backend_url)).await.unwrap();
-    browser.wait_text("#maintenance-title", "pve2", 2 * WAIT).await.unwrap();
+    if let Err(e) = browser.wait_text("#maintenance-title", "pve2", 2 * WAIT).await {
+        let state = browser
+            .eval("return [location.href, typeof window.wasmBindings, !!document.getElementById('host'), document.querySelectorAll('.pvrb').length, document.documentElement.outerHTML.slice(0, 1500)];")
+            .await;
+        panic!("{e}; page state: {state:?}");
+    }
     assert_eq!(browser.count("#host .pvrb").await.unwrap(), 1, "mounted into the host element");
     assert_eq!(browser.count("#panel-title").await.unwrap(), 0, "the window title says it already");
     browser.quit().await;
