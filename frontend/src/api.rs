@@ -5,10 +5,12 @@ use crate::PanelOptions;
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use shared::api::{
-    ApiError, AuditEntry, ClusterView, ExecuteRequest, ExecuteResponse, ExitRequest, HistoryView, JobSummary,
-    JobView, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance, Settings, SettingsView,
+    ApiError, AuditEntry, BestNodeAnswer, BestNodeRequest, ClusterView, ExecuteRequest, ExecuteResponse,
+    ExitRequest, HistoryView, JobSummary, JobView, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance,
+    SettingsView,
 };
-use shared::{Plan, PlanRequest};
+use shared::policy::{PolicyLayer, PolicyView};
+use shared::Plan;
 use std::cell::RefCell;
 
 /// A failed call: the words to show, and the HTTP status when the backend answered.
@@ -97,8 +99,16 @@ pub async fn cluster(opts: &PanelOptions) -> Result<ClusterView, Failure> {
     get(opts, "/api/v1/cluster").await
 }
 
-pub async fn plan(opts: &PanelOptions, request: &PlanRequest) -> Result<Plan, Failure> {
-    post(opts, "/api/v1/plan", request).await
+/// A plan by the service on a fresh snapshot, with the policy in force and `overrides` (only the
+/// fields the user changed in the plan form) on top.
+pub async fn plan(opts: &PanelOptions, overrides: &PolicyLayer) -> Result<Plan, Failure> {
+    post(opts, "/api/v1/plan", overrides).await
+}
+
+/// The policy in force (file < stored settings) and the engine request it makes; the what-if
+/// plans with exactly this, so the browser and the service plan alike.
+pub async fn policy(opts: &PanelOptions) -> Result<PolicyView, Failure> {
+    get(opts, "/api/v1/policy").await
 }
 
 async fn post<B: serde::Serialize, T: DeserializeOwned>(
@@ -153,8 +163,10 @@ pub async fn settings(opts: &PanelOptions) -> Result<SettingsView, Failure> {
     get(opts, "/api/v1/settings").await
 }
 
-pub async fn save_settings(opts: &PanelOptions, settings: &Settings) -> Result<SettingsView, Failure> {
-    put(opts, "/api/v1/settings", settings).await
+/// Stores the fields `changed` sets (only those: a field another admin changed meanwhile and
+/// this one did not touch keeps their value).
+pub async fn save_settings(opts: &PanelOptions, changed: &PolicyLayer) -> Result<SettingsView, Failure> {
+    put(opts, "/api/v1/settings", changed).await
 }
 
 /// The audit log of writes, newest first.
@@ -226,4 +238,22 @@ pub async fn login(
     }
     LOGIN_CSRF.with(|c| *c.borrow_mut() = answer.csrf);
     Ok(answer.cap)
+}
+
+/// The nodes ranked for a guest (an existing one by `vmid`, or a new one), best first, with why.
+pub async fn best_node(opts: &PanelOptions, req: &BestNodeRequest) -> Result<BestNodeAnswer, Failure> {
+    post(opts, "/api/v1/best-node", req).await
+}
+
+#[derive(serde::Deserialize)]
+struct MigrateAnswer {
+    job_id: u64,
+}
+
+/// Moves one guest as a one-step job (ProxBalance's `POST /api/migrate`): the service plans it so
+/// rules and capacity hold, checks `VM.Migrate` and runs the preflight like any plan step.
+pub async fn migrate(opts: &PanelOptions, vmid: u32, from: &str, to: &str) -> Result<u64, Failure> {
+    let body = serde_json::json!({ "vmid": vmid, "source_node": from, "target_node": to });
+    let answer: MigrateAnswer = post(opts, "/api/migrate", &body).await?;
+    Ok(answer.job_id)
 }

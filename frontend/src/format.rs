@@ -21,11 +21,11 @@ pub fn bar_width(percent: f64) -> f64 {
 /// The bar's severity class: PVE's own thresholds for its usage bars (warning 80%, critical 90%).
 pub fn bar_class(percent: f64) -> &'static str {
     if percent >= 90.0 {
-        "bar critical"
+        "pvrb-bar pvrb-critical"
     } else if percent >= 80.0 {
-        "bar warning"
+        "pvrb-bar pvrb-warning"
     } else {
-        "bar"
+        "pvrb-bar"
     }
 }
 
@@ -189,9 +189,9 @@ mod tests {
         assert_eq!(bar_width(130.0), 100.0);
         assert_eq!(bar_width(-1.0), 0.0);
         assert_eq!(bar_width(f64::NAN), 0.0);
-        assert_eq!(bar_class(79.9), "bar");
-        assert_eq!(bar_class(80.0), "bar warning");
-        assert_eq!(bar_class(95.0), "bar critical");
+        assert_eq!(bar_class(79.9), "pvrb-bar");
+        assert_eq!(bar_class(80.0), "pvrb-bar pvrb-warning");
+        assert_eq!(bar_class(95.0), "pvrb-bar pvrb-critical");
     }
 
     #[test]

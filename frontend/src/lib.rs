@@ -15,10 +15,12 @@ pub mod audit;
 pub mod caps;
 pub mod format;
 pub mod guests;
+pub mod headroom;
 pub mod live;
 pub mod progress;
 pub mod rule_rows;
 pub mod selection;
+pub mod theme;
 pub mod views;
 
 use serde::Deserialize;
@@ -39,6 +41,10 @@ pub struct PanelOptions {
     pub csrf_token: Option<String>,
     /// PVE's `GuiCap` (the user's privileges), to grey out what would be refused.
     pub caps: Option<caps::Caps>,
+    /// Mounted by `mount_panel` inside a host page (PVE's tab or window), whose title already
+    /// names the view: the panel does not repeat it.
+    #[serde(skip)]
+    pub embedded: bool,
 }
 
 impl PanelOptions {

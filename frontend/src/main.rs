@@ -36,12 +36,13 @@ impl PanelHandle {
 #[wasm_bindgen]
 pub fn mount_panel(element: web_sys::HtmlElement, options: JsValue) -> Result<PanelHandle, JsValue> {
     ensure_style();
-    let opts: PanelOptions = if options.is_undefined() || options.is_null() {
+    let mut opts: PanelOptions = if options.is_undefined() || options.is_null() {
         PanelOptions::default()
     } else {
         serde_wasm_bindgen::from_value(options)
             .map_err(|e| JsValue::from_str(&format!("mount_panel options: {e}")))?
     };
+    opts.embedded = true;
     let handle = leptos::mount::mount_to(element, move || view! { <Panel opts=opts.clone() /> });
     Ok(PanelHandle { mounted: Some(Box::new(handle)) })
 }

@@ -121,6 +121,9 @@ mod tests {
             gib_moved: 0.0,
             why_not: vec![],
             diagnostics: vec![],
+            remaining: None,
+            migration_secs: 0.0,
+            n_plus_one: None,
         }
     }
 

@@ -8,6 +8,7 @@
 //! - `self-contained`  the lone-clone guard alone: no tracked file points outside the repository,
 //!   and pve-sim's schema tests pass in a copy of the tracked tree with nothing beside it
 //! - `demo`      set up, build, start the simulator and the backend, print the panel's URL
+//! - `screenshots` every panel view, light and dark, into `docs/screenshots/`
 //! - `bench`     side by side with ProxLB 2.3; rewrites that section of docs/BENCHMARKS.md
 //! - `fuzz`      the libFuzzer targets in `fuzz/` for N seconds each (`--seconds`, default 60)
 //! - `load`      wrk on `GET /api/v1/cluster` at a paced rate, backend RSS sampled (`--seconds`, `--rate`)
@@ -18,6 +19,7 @@
 
 mod fuzz;
 mod load;
+mod screenshots;
 mod selfcontained;
 
 use anyhow::{bail, Context, Result};
@@ -38,6 +40,7 @@ fn main() -> Result<()> {
         Some("self-contained") => selfcontained::check(&root()),
         Some("deb") => deb(!flag("--no-optimize")),
         Some("bench") => bench(),
+        Some("screenshots") => screenshots::screenshots(),
         Some("fuzz") => fuzz::fuzz(number(&args, "--seconds", 60)),
         Some("load") => {
             load::load(number(&args, "--seconds", 30), number(&args, "--rate", 500) as u32, flag("--debug"))
@@ -46,7 +49,7 @@ fn main() -> Result<()> {
             demo(args.iter().position(|a| a == "--port").and_then(|i| args.get(i + 1)).map(String::as_str))
         }
         _ => {
-            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | self-contained | demo [--port N] | deb [--no-optimize] | bench | load [--seconds N] [--rate R] [--debug] | fuzz [--seconds N]>");
+            eprintln!("usage: cargo xtask <setup [--with-wasm-opt] | frontend [--optimize] | test | self-contained | demo [--port N] | deb [--no-optimize] | bench | screenshots | load [--seconds N] [--rate R] [--debug] | fuzz [--seconds N]>");
             std::process::exit(2)
         }
     }

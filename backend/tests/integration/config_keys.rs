@@ -152,7 +152,9 @@ fn overprovisioning_true_keeps_vcpus_within_cores_unless_cpu_overcommit_says_mor
 #[test]
 fn keys_we_cannot_honour_are_warned_with_the_reason() {
     let load = |extra: &str| {
-        backend::config::parse_str(&format!("proxmox_api: {{hosts: [h]}}\n{extra}"), "t.yaml").unwrap().warnings
+        backend::config::parse_str(&format!("proxmox_api: {{hosts: [h]}}\n{extra}"), "t.yaml")
+            .unwrap()
+            .warnings
     };
     assert!(load("balancing: {enforce_affinity: true}\n").is_empty(), "true is what we do anyway");
     for (yaml, key) in [
@@ -163,7 +165,9 @@ fn keys_we_cannot_honour_are_warned_with_the_reason() {
     ] {
         let warnings = load(yaml);
         assert!(
-            warnings.iter().any(|w| w.contains(key) && (w.contains("not supported here") || w.contains("no effect"))),
+            warnings
+                .iter()
+                .any(|w| w.contains(key) && (w.contains("not supported here") || w.contains("no effect"))),
             "{yaml}: {warnings:?}"
         );
     }

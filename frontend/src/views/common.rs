@@ -15,11 +15,11 @@ pub fn Bar(
     #[prop(optional)] reserve: Option<f64>,
 ) -> impl IntoView {
     let mark = reserve.filter(|r| *r > 0.0).map(|r| {
-        view! { <div class="reserve" style=format!("left:{:.1}%", bar_width(100.0 - r))></div> }
+        view! { <div class="pvrb-reserve" style=format!("left:{:.1}%", bar_width(100.0 - r))></div> }
     });
     view! {
         <div class=bar_class(percent) title=label>
-            <div class="fill" style=format!("width:{:.1}%", bar_width(percent))></div>
+            <div class="pvrb-fill" style=format!("width:{:.1}%", bar_width(percent))></div>
             {mark}
             <span>{format!("{percent:.1}%")}</span>
         </div>
@@ -45,7 +45,7 @@ pub fn Sparkline(
 /// A state word in a coloured pill (`done`, `failed`, …); the colour comes from the CSS class.
 #[component]
 pub fn StateBadge(#[prop(into)] state: String) -> impl IntoView {
-    view! { <span class=format!("badge state-{state}")>{state.clone()}</span> }
+    view! { <span class=format!("pvrb-badge pvrb-state-{state}")>{state.clone()}</span> }
 }
 
 /// Refresh now, the auto-refresh interval, and when the data was loaded.

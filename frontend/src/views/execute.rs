@@ -54,11 +54,11 @@ pub fn ConfirmExecute(shown: RwSignal<Option<Shown>>, open: RwSignal<bool>) -> i
         .map(|(i, st)| {
             view! {
                 <tr>
-                    <td class="num">{i + 1}</td>
+                    <td class="pvrb-num">{i + 1}</td>
                     <td>{format!("{} {} ({})", kind_word(st.kind), st.vmid, st.name)}</td>
-                    <td class="nowrap">{format!("{} → {}", st.from, st.to)}</td>
+                    <td class="pvrb-nowrap">{format!("{} → {}", st.from, st.to)}</td>
                     <td>{format::migration(st.migration)}</td>
-                    <td class="num nowrap">{format!("{:.1} GiB", step_gib(st))}</td>
+                    <td class="pvrb-num pvrb-nowrap">{format!("{:.1} GiB", step_gib(st))}</td>
                 </tr>
             }
         })
@@ -119,14 +119,14 @@ pub fn ConfirmExecute(shown: RwSignal<Option<Shown>>, open: RwSignal<bool>) -> i
                 {(restarts > 0).then(|| view! { <p class="pvrb-warn">{format!("{} restart: the container is shut down, moved and started again (brief downtime).", count(restarts, "container", "containers"))}</p> })}
                 <div class="pvrb-scroll pvrb-dialog-list">
                     <table id="confirm-steps" class="pvrb-grid">
-                        <thead><tr><th class="num">"#"</th><th>"Guest"</th><th>"Move"</th><th>"Kind"</th><th class="num">"Size"</th></tr></thead>
+                        <thead><tr><th class="pvrb-num">"#"</th><th>"Guest"</th><th>"Move"</th><th>"Kind"</th><th class="pvrb-num">"Size"</th></tr></thead>
                         <tbody>{rows}</tbody>
                     </table>
                 </div>
                 {move || error.get().map(|e| view! { <p class="pvrb-error" role="alert" id="confirm-error">{e}</p> })}
                 <div class="pvrb-toolbar pvrb-dialog-buttons">
                     <button id="confirm-cancel" disabled=move || busy.get() on:click=move |_| close()>"Back"</button>
-                    <button id="confirm-execute" class="primary" autofocus disabled=move || busy.get() on:click=go>
+                    <button id="confirm-execute" class="pvrb-primary" autofocus disabled=move || busy.get() on:click=go>
                         {move || if busy.get() { "Starting…" } else { button_word }}
                     </button>
                 </div>
@@ -177,11 +177,11 @@ pub fn JobProgress() -> impl IntoView {
                         };
                         view! {
                             <tr data-state=s.state.as_str() data-vmid=s.vmid>
-                                <td class="num">{s.index + 1}</td>
+                                <td class="pvrb-num">{s.index + 1}</td>
                                 <td>{format!("{} {} ({})", kind_word(s.kind), s.vmid, s.name)}</td>
-                                <td class="nowrap">{format!("{} → {}", s.from, s.to)}</td>
+                                <td class="pvrb-nowrap">{format!("{} → {}", s.from, s.to)}</td>
                                 <td><StateBadge state=s.state.as_str() /></td>
-                                <td class="why">{detail}</td>
+                                <td class="pvrb-why">{detail}</td>
                             </tr>
                         }
                     })
@@ -194,7 +194,7 @@ pub fn JobProgress() -> impl IntoView {
     let state_class = move || {
         ctx.job.with(|j| {
             let state = j.as_ref().and_then(|p| p.end.as_ref()).map_or("running", |e| e.state.as_str());
-            format!("pvrb-job job-{state}")
+            format!("pvrb-job pvrb-job-{state}")
         })
     };
     let channel = move || {
@@ -226,7 +226,7 @@ pub fn JobProgress() -> impl IntoView {
                 .map(|m| view! { <p class="pvrb-muted">{m}</p> })}
             <div class="pvrb-scroll">
                 <table id="job-steps" class="pvrb-grid">
-                    <thead><tr><th class="num">"#"</th><th>"Guest"</th><th>"Move"</th><th>"State"</th><th>"Detail (PVE's message when it failed)"</th></tr></thead>
+                    <thead><tr><th class="pvrb-num">"#"</th><th>"Guest"</th><th>"Move"</th><th>"State"</th><th>"Detail (PVE's message when it failed)"</th></tr></thead>
                     <tbody>{rows}</tbody>
                 </table>
             </div>

@@ -1,6 +1,7 @@
 //! Every guest: filter, sort by any column, one page of 100 rows rendered at a time (smooth at
 //! thousands of guests: the filter and sort are plain Rust over indices, the DOM stays small).
 
+use super::tools::{BestNodeForm, MigrateDialog, Moving};
 use super::Ctx;
 use crate::format::gib;
 use crate::guests::{page, pages, rows, Filter, Sort, SortKey};
@@ -15,6 +16,7 @@ pub fn Guests() -> impl IntoView {
     let filter = RwSignal::new(Filter::default());
     let sort = RwSignal::new(Sort::default());
     let page_no = RwSignal::new(0usize);
+    let moving = RwSignal::new(None::<Moving>);
     let matching = Memo::new(move |_| {
         let (f, s) = (filter.get(), sort.get());
         ctx.cluster.with(|c| c.as_ref().map(|c| rows(&c.snapshot, &f, s)).unwrap_or_default())
@@ -49,7 +51,7 @@ pub fn Guests() -> impl IntoView {
         };
         view! {
             <th class=class aria-sort=aria>
-                <button class="sort" data-sort=label on:click=move |_| sort.update(|s| *s = s.clicked(key))>{label}{mark}</button>
+                <button class="pvrb-sort" data-sort=label on:click=move |_| sort.update(|s| *s = s.clicked(key))>{label}{mark}</button>
             </th>
         }
     };
@@ -77,16 +79,25 @@ pub fn Guests() -> impl IntoView {
                         let _ = shown_page;
                         view! {
                             <tr data-vmid=g.vmid>
-                                <td class="num">{g.vmid}</td>
+                                <td class="pvrb-num">{g.vmid}</td>
                                 <td>{g.name.clone()}</td>
                                 <td>{match g.kind { GuestKind::Qemu => "VM", GuestKind::Lxc => "CT" }}</td>
                                 <td>{g.node.clone()}</td>
                                 <td>{match g.status { GuestStatus::Running => "running", GuestStatus::Stopped => "stopped", GuestStatus::Other => "other" }}</td>
-                                <td class="num">{format!("{:.2} / {}", g.cpu_used, g.cpus)}</td>
-                                <td class="num nowrap">{format!("{} / {}", gib(g.mem_used), gib(g.mem_max))}</td>
-                                <td class="num nowrap">{gib(g.disk_max)}</td>
-                                <td class="tags">{g.tags.join(", ")}</td>
+                                <td class="pvrb-num">{format!("{:.2} / {}", g.cpu_used, g.cpus)}</td>
+                                <td class="pvrb-num pvrb-nowrap">{format!("{} / {}", gib(g.mem_used), gib(g.mem_max))}</td>
+                                <td class="pvrb-num pvrb-nowrap">{gib(g.disk_max)}</td>
+                                <td class="pvrb-tags">{g.tags.join(", ")}</td>
                                 <td>{if g.ha_managed { "HA" } else { "" }}</td>
+                                <td class="pvrb-act">{
+                                    let m = Moving { vmid: g.vmid, name: g.name.clone(), node: g.node.clone() };
+                                    view! {
+                                        <button class="pvrb-link pvrb-migrate" data-vmid=g.vmid
+                                            disabled=move || ctx.denied(crate::caps::MIGRATE).is_some() || ctx.job_running()
+                                            title=move || ctx.denied(crate::caps::MIGRATE).unwrap_or_else(|| "Move this guest to the node the engine suggests, as a one-step job".into())
+                                            on:click=move |_| moving.set(Some(m.clone()))>"Migrate…"</button>
+                                    }
+                                }</td>
                             </tr>
                         }
                     })
@@ -130,20 +141,23 @@ pub fn Guests() -> impl IntoView {
         <div class="pvrb-scroll">
             <table id="guest-table" class="pvrb-grid">
                 <thead><tr>
-                    {header(SortKey::Vmid, "VMID", "num")}
+                    {header(SortKey::Vmid, "VMID", "pvrb-num")}
                     {header(SortKey::Name, "Name", "")}
                     {header(SortKey::Kind, "Type", "")}
                     {header(SortKey::Node, "Node", "")}
                     {header(SortKey::Status, "Status", "")}
-                    {header(SortKey::Cpu, "CPU", "num")}
-                    {header(SortKey::Memory, "Memory", "num")}
-                    {header(SortKey::Disk, "Disk", "num")}
+                    {header(SortKey::Cpu, "CPU", "pvrb-num")}
+                    {header(SortKey::Memory, "Memory", "pvrb-num")}
+                    {header(SortKey::Disk, "Disk", "pvrb-num")}
                     {header(SortKey::Tags, "Tags", "")}
                     {header(SortKey::Ha, "HA", "")}
+                    <th></th>
                 </tr></thead>
                 <tbody>{body}</tbody>
             </table>
         </div>
         <div class="pvrb-toolbar" id="guests-pager">{pager}</div>
+        <BestNodeForm />
+        {move || moving.with(Option::is_some).then(|| view! { <MigrateDialog moving=moving /> })}
     }
 }

@@ -55,14 +55,14 @@ pub fn History() -> impl IntoView {
                     let id = j.id;
                     view! {
                         <tr data-job=j.id data-state=j.state.as_str()>
-                            <td class="num">{j.id}</td>
+                            <td class="pvrb-num">{j.id}</td>
                             <td><StateBadge state=j.state.as_str() /></td>
                             <td>{j.started_by.clone()}</td>
-                            <td class="nowrap">{clock(j.created_at)}</td>
-                            <td class="nowrap">{j.finished_at.map(clock).unwrap_or_default()}</td>
+                            <td class="pvrb-nowrap">{clock(j.created_at)}</td>
+                            <td class="pvrb-nowrap">{j.finished_at.map(clock).unwrap_or_default()}</td>
                             <td>{steps.join(", ")}</td>
-                            <td class="why">{j.message.clone().unwrap_or_default()}</td>
-                            <td><button class="link job-steps" on:click=move |_| show(id)>"Steps"</button></td>
+                            <td class="pvrb-why">{j.message.clone().unwrap_or_default()}</td>
+                            <td><button class="pvrb-link pvrb-job-steps" on:click=move |_| show(id)>"Steps"</button></td>
                         </tr>
                     }
                 })
@@ -70,7 +70,7 @@ pub fn History() -> impl IntoView {
             view! {
                 <div class="pvrb-scroll">
                     <table id="history-jobs" class="pvrb-grid">
-                        <thead><tr><th class="num">"Job"</th><th>"Outcome"</th><th>"Started by"</th><th>"Started"</th><th>"Finished"</th><th>"Steps"</th><th>"Message"</th><th></th></tr></thead>
+                        <thead><tr><th class="pvrb-num">"Job"</th><th>"Outcome"</th><th>"Started by"</th><th>"Started"</th><th>"Finished"</th><th>"Steps"</th><th>"Message"</th><th></th></tr></thead>
                         <tbody>{rows}</tbody>
                     </table>
                 </div>
@@ -86,11 +86,11 @@ pub fn History() -> impl IntoView {
                     .iter()
                     .map(|s| view! {
                         <tr data-state=s.state.as_str()>
-                            <td class="num">{s.index + 1}</td>
+                            <td class="pvrb-num">{s.index + 1}</td>
                             <td>{format!("{} ({})", s.vmid, s.name)}</td>
-                            <td class="nowrap">{format!("{} → {}", s.from, s.to)}</td>
+                            <td class="pvrb-nowrap">{format!("{} → {}", s.from, s.to)}</td>
                             <td><StateBadge state=s.state.as_str() /></td>
-                            <td class="why">{s.message.clone().unwrap_or_default()}</td>
+                            <td class="pvrb-why">{s.message.clone().unwrap_or_default()}</td>
                         </tr>
                     })
                     .collect_view();
@@ -98,7 +98,7 @@ pub fn History() -> impl IntoView {
                     <h4>{format!("Job {} steps", v.job.id)}</h4>
                     <div class="pvrb-scroll">
                         <table id="history-steps" class="pvrb-grid">
-                            <thead><tr><th class="num">"#"</th><th>"Guest"</th><th>"Move"</th><th>"State"</th><th>"Message"</th></tr></thead>
+                            <thead><tr><th class="pvrb-num">"#"</th><th>"Guest"</th><th>"Move"</th><th>"State"</th><th>"Message"</th></tr></thead>
                             <tbody>{rows}</tbody>
                         </table>
                     </div>
@@ -121,14 +121,14 @@ pub fn History() -> impl IntoView {
             let rows = shown
                 .into_iter()
                 .map(|a| {
-                    let job = a.job_id.map(|id| view! { <button class="link job-steps" on:click=move |_| show(id)>{format!("job {id}")}</button> });
+                    let job = a.job_id.map(|id| view! { <button class="pvrb-link pvrb-job-steps" on:click=move |_| show(id)>{format!("job {id}")}</button> });
                     view! {
                         <tr data-action=a.action.clone()>
-                            <td class="nowrap">{clock(a.at)}</td>
+                            <td class="pvrb-nowrap">{clock(a.at)}</td>
                             <td>{a.user.clone()}</td>
-                            <td class="nowrap">{a.action.clone()}</td>
-                            <td class="nowrap">{a.target.clone()}</td>
-                            <td class="why">{a.detail.clone()}</td>
+                            <td class="pvrb-nowrap">{a.action.clone()}</td>
+                            <td class="pvrb-nowrap">{a.target.clone()}</td>
+                            <td class="pvrb-why">{a.detail.clone()}</td>
                             <td>{job}</td>
                         </tr>
                     }

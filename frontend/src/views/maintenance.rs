@@ -17,12 +17,14 @@ use shared::GuestStatus;
 
 fn state_words(m: &NodeMaintenance) -> (&'static str, &'static str) {
     match (m.state, m.ha_maintenance) {
-        (MaintenanceState::None, false) => ("badge ok", "not in maintenance"),
-        (MaintenanceState::None, true) => ("badge warn", "in PVE HA maintenance (not set by the rebalancer)"),
+        (MaintenanceState::None, false) => ("pvrb-badge pvrb-badge-ok", "not in maintenance"),
+        (MaintenanceState::None, true) => {
+            ("pvrb-badge pvrb-badge-warn", "in PVE HA maintenance (not set by the rebalancer)")
+        }
         (MaintenanceState::Entering, _) => {
             ("badge state-running", "entering maintenance: guests are leaving")
         }
-        (MaintenanceState::InMaintenance, _) => ("badge warn", "in maintenance"),
+        (MaintenanceState::InMaintenance, _) => ("pvrb-badge pvrb-badge-warn", "in maintenance"),
         (MaintenanceState::Exiting, _) => ("badge state-running", "leaving maintenance"),
         (MaintenanceState::Failed, _) => {
             ("badge state-failed", "maintenance failed: guests that can move are still here")
@@ -250,7 +252,7 @@ pub fn Maintenance() -> impl IntoView {
             let reason = m.reason.clone().map(|r| format!(" {r}"));
             Some(
                 view! {
-                    <p class="maint-state"><span id="maintenance-state" class=class data-state=m.state.as_str()>{words}</span>
+                    <p class="pvrb-maint-state"><span id="maintenance-state" class=class data-state=m.state.as_str()>{words}</span>
                         <span class="pvrb-muted">{since}{homes}</span><span id="maintenance-reason">{reason}</span></p>
                 }
                 .into_any(),
@@ -271,7 +273,7 @@ pub fn Maintenance() -> impl IntoView {
         let blocked = denied.is_some();
         Some(view! {
             <div class="pvrb-toolbar">
-                <button id="maintenance-act" class="primary" disabled=move || busy.get() || blocked
+                <button id="maintenance-act" class="pvrb-primary" disabled=move || busy.get() || blocked
                     title=denied.unwrap_or_else(|| "No guest has to move".into())
                     on:click=act_now>{label}</button>
             </div>
@@ -325,10 +327,10 @@ fn NodeGuests(node: String) -> impl IntoView {
                     };
                     view! {
                         <tr data-vmid=g.vmid>
-                            <td class="num">{g.vmid}</td>
+                            <td class="pvrb-num">{g.vmid}</td>
                             <td>{g.name.clone()}</td>
                             <td>{status}</td>
-                            <td class="num">{gib(g.mem_used)}</td>
+                            <td class="pvrb-num">{gib(g.mem_used)}</td>
                             <td>{g.tags.join(", ")}</td>
                         </tr>
                     }
@@ -340,7 +342,7 @@ fn NodeGuests(node: String) -> impl IntoView {
                     <summary>"Guests on the node"</summary>
                     <div class="pvrb-scroll">
                         <table id="maintenance-guests" class="pvrb-grid">
-                            <thead><tr><th class="num">"VMID"</th><th>"Name"</th><th>"Status"</th><th class="num">"Memory"</th><th>"Tags"</th></tr></thead>
+                            <thead><tr><th class="pvrb-num">"VMID"</th><th>"Name"</th><th>"Status"</th><th class="pvrb-num">"Memory"</th><th>"Tags"</th></tr></thead>
                             <tbody>{rows}</tbody>
                         </table>
                     </div>

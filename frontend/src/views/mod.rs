@@ -12,6 +12,7 @@ mod nodes;
 mod plan;
 mod rules;
 mod settings;
+mod tools;
 
 use crate::api::Failure;
 use crate::caps::{denial, Caps, Need};
@@ -252,14 +253,25 @@ pub fn Panel(opts: PanelOptions) -> impl IntoView {
         ctx.follower.try_update_value(|f| f.take());
     });
     let only_maintenance = ctx.opts.with_value(PanelOptions::maintenance_only);
+    // Inside PVE the tab or window title says it already.
+    let embedded = ctx.opts.with_value(|o| o.embedded);
     let title = ctx.opts.with_value(|o| match (only_maintenance, &o.node) {
         (true, Some(n)) => format!("Maintenance: {n}"),
         _ => "Rebalancing".to_owned(),
     });
+    // PVE's theme, followed live (the watch ends with the panel).
+    let theme = RwSignal::new(crate::theme::theme_of(&crate::theme::read_page()));
+    let watch = crate::theme::watch(move || {
+        theme.try_set(crate::theme::theme_of(&crate::theme::read_page()));
+    });
+    let watch = StoredValue::new_local(watch);
+    on_cleanup(move || {
+        watch.try_update_value(|w| w.take());
+    });
     view! {
-        <div class="pvrb">
+        <div class=move || theme.get().class() data-theme=move || theme.get().word()>
             <div class="pvrb-toolbar pvrb-top">
-                <span class="pvrb-title" id="panel-title">{title}</span>
+                {(!embedded).then(|| view! { <span class="pvrb-title" id="panel-title">{title}</span> })}
                 {(!only_maintenance).then(|| view! { <Tabs /> })}
                 <common::RefreshControl />
             </div>
@@ -285,7 +297,7 @@ fn Tabs() -> impl IntoView {
         .map(|t| {
             view! {
                 <button id=t.id() class="pvrb-tab" role="tab"
-                    class:active=move || ctx.tab.get() == t
+                    class:pvrb-active=move || ctx.tab.get() == t
                     aria-selected=move || (ctx.tab.get() == t).to_string()
                     on:click=move |_| ctx.tab.set(t)>{t.label()}</button>
             }
@@ -301,24 +313,24 @@ fn Views() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let hidden = move |t: Tab| ctx.tab.get() != t;
     view! {
-        <section id="balance" class="pvrb-view" class:hidden=move || hidden(Tab::Balance)>
+        <section id="balance" class="pvrb-view" class:pvrb-hidden=move || hidden(Tab::Balance)>
             <nodes::Summary />
             <nodes::Nodes />
             <plan::PlanView />
         </section>
-        <section id="maintenance" class="pvrb-view" class:hidden=move || hidden(Tab::Maintenance)>
+        <section id="maintenance" class="pvrb-view" class:pvrb-hidden=move || hidden(Tab::Maintenance)>
             {move || (ctx.tab.get() == Tab::Maintenance).then(|| view! { <maintenance::Maintenance /> })}
         </section>
-        <section id="guests" class="pvrb-view" class:hidden=move || hidden(Tab::Guests)>
+        <section id="guests" class="pvrb-view" class:pvrb-hidden=move || hidden(Tab::Guests)>
             <guests::Guests />
         </section>
-        <section id="rules" class="pvrb-view" class:hidden=move || hidden(Tab::Rules)>
+        <section id="rules" class="pvrb-view" class:pvrb-hidden=move || hidden(Tab::Rules)>
             <rules::Rules />
         </section>
-        <section id="history" class="pvrb-view" class:hidden=move || hidden(Tab::History)>
+        <section id="history" class="pvrb-view" class:pvrb-hidden=move || hidden(Tab::History)>
             {move || (ctx.tab.get() == Tab::History).then(|| view! { <history::History /> })}
         </section>
-        <section id="settings" class="pvrb-view" class:hidden=move || hidden(Tab::Settings)>
+        <section id="settings" class="pvrb-view" class:pvrb-hidden=move || hidden(Tab::Settings)>
             {move || (ctx.tab.get() == Tab::Settings).then(|| view! { <settings::SettingsForm /> })}
         </section>
     }

@@ -45,13 +45,13 @@ pub fn Summary() -> impl IntoView {
                     st.balanciness,
                     if over { "balancing would start" } else { "balanced enough" }
                 );
-                view! { <span id="trigger" class=if over { "badge warn" } else { "badge ok" }>{text}</span> }
+                view! { <span id="trigger" class=if over { "pvrb-badge pvrb-badge-warn" } else { "pvrb-badge pvrb-badge-ok" }>{text}</span> }
             });
             Some(view! {
                 <div class="pvrb-kpis">
                     <span>"Cluster " <b>{s.cluster_name.clone()}</b></span>
                     <span>"PVE " {s.pve_version.clone()}</span>
-                    <span class=if s.quorate { "badge ok" } else { "badge bad" }>{quorum}</span>
+                    <span class=if s.quorate { "pvrb-badge pvrb-badge-ok" } else { "pvrb-badge pvrb-badge-bad" }>{quorum}</span>
                     <span>{format!("{} nodes, {} guests", s.nodes.len(), s.guests.len())}</span>
                     <span title="max − min node usage, in percentage points">"Memory spread " <b id="memory-spread">{format!("{:.1}", c.memory_spread)}</b> " points"</span>
                     <span title="max − min node usage, in percentage points">"CPU spread " <b id="cpu-spread">{format!("{:.1}", c.cpu_spread)}</b> " points"</span>
@@ -59,6 +59,8 @@ pub fn Summary() -> impl IntoView {
                         "CV memory " <b id="memory-cv">{format!("{mem_cv:.2}")}</b> " · CPU " <b id="cpu-cv">{format!("{cpu_cv:.2}")}</b>
                     </span>
                     {trigger}
+                    {headroom(c)}
+                    {pve_balancer(c)}
                     <SpreadSparkline />
                 </div>
             })
@@ -100,18 +102,18 @@ fn SpreadSparkline() -> impl IntoView {
 
 fn badges(status: NodeStatus, maintenance: bool, is_ignored: bool) -> impl IntoView {
     let (class, word) = match (status, maintenance) {
-        (NodeStatus::Online, false) => ("badge ok", "online"),
-        (NodeStatus::Online, true) => ("badge warn", "maintenance"),
-        (NodeStatus::Offline, _) => ("badge bad", "offline"),
-        (NodeStatus::Unknown, _) => ("badge bad", "unknown"),
+        (NodeStatus::Online, false) => ("pvrb-badge pvrb-badge-ok", "online"),
+        (NodeStatus::Online, true) => ("pvrb-badge pvrb-badge-warn", "maintenance"),
+        (NodeStatus::Offline, _) => ("pvrb-badge pvrb-badge-bad", "offline"),
+        (NodeStatus::Unknown, _) => ("pvrb-badge pvrb-badge-bad", "unknown"),
     };
     // Offline and in maintenance: both matter (it comes back empty of new guests).
     let also_maint = (maintenance && status != NodeStatus::Online)
-        .then(|| view! { <span class="badge warn">"maintenance"</span> });
+        .then(|| view! { <span class="pvrb-badge pvrb-badge-warn">"maintenance"</span> });
     let ign = is_ignored.then(|| {
-        view! { <span class="badge" title="Listed in ignore_nodes: balancing leaves it alone">"ignored"</span> }
+        view! { <span class="pvrb-badge" title="Listed in ignore_nodes: balancing leaves it alone">"ignored"</span> }
     });
-    view! { <span class="badges"><span class=class>{word}</span>{also_maint}{ign}</span> }
+    view! { <span class="pvrb-badges"><span class=class>{word}</span>{also_maint}{ign}</span> }
 }
 
 /// "some 1.2 / 0.4 / 3.0 %" for CPU / memory / IO pressure.
@@ -155,15 +157,15 @@ pub fn Nodes() -> impl IntoView {
                         let name = node.name.clone();
                         view! {
                             <tr data-node=node.name.clone()>
-                                <td class="name">{node.name.clone()}</td>
+                                <td class="pvrb-name">{node.name.clone()}</td>
                                 <td>{badges(node.status, node.maintenance, ignored(&node.name, &ignore))}</td>
-                                <td class="num">{guests}</td>
+                                <td class="pvrb-num">{guests}</td>
                                 <td><Bar percent=load(&c.cpu) label=cpu_label /></td>
                                 <td><Bar percent=load(&c.memory) label=mem_label reserve=reserve_pct.unwrap_or(0.0) /></td>
                                 <td><Bar percent=load(&c.disk) label=disk_label /></td>
-                                <td class="psi" title="Pressure stall (PSI), share of time some tasks waited: CPU / memory / IO">{pressure}</td>
-                                <td class="act">
-                                    <button class="node-maintenance link" data-node=node.name.clone()
+                                <td class="pvrb-psi" title="Pressure stall (PSI), share of time some tasks waited: CPU / memory / IO">{pressure}</td>
+                                <td class="pvrb-act">
+                                    <button class="pvrb-node-maintenance pvrb-link" data-node=node.name.clone()
                                         title=format!("Put {} into maintenance: move every guest off it", node.name)
                                         on:click=move |_| open(name.clone())>"Maintenance…"</button>
                                 </td>
@@ -177,9 +179,42 @@ pub fn Nodes() -> impl IntoView {
     view! {
         <div class="pvrb-scroll">
             <table id="nodes" class="pvrb-grid">
-                <thead><tr><th>"Node"</th><th>"Status"</th><th class="num">"Guests"</th><th>"CPU"</th><th>"Memory"</th><th>"Disk"</th><th>"PSI"</th><th></th></tr></thead>
+                <thead><tr><th>"Node"</th><th>"Status"</th><th class="pvrb-num">"Guests"</th><th>"CPU"</th><th>"Memory"</th><th>"Disk"</th><th>"PSI"</th><th></th></tr></thead>
                 <tbody>{rows}</tbody>
             </table>
         </div>
     }
+}
+
+/// N+1 as a badge: whether the hardest node to lose could fail with its guests restarted elsewhere.
+fn headroom(c: &ClusterView) -> Option<impl IntoView> {
+    let h = crate::headroom::n_plus_one(c)?;
+    let spare = h.spare_bytes.unsigned_abs();
+    let (text, class) = if h.spare_bytes >= 0 {
+        (format!("N+1: OK, losing {} leaves {} free", h.node, gib(spare)), "pvrb-badge pvrb-badge-ok")
+    } else {
+        (format!("N+1: short by {} if {} fails", gib(spare), h.node), "pvrb-badge pvrb-badge-bad")
+    };
+    let title = "Memory of the running guests of the node hardest to lose, against what the other online nodes have free after their reserve";
+    Some(view! { <span id="n-plus-one" class=class title=title data-spare=h.spare_bytes>{text}</span> })
+}
+
+/// PVE's own HA auto-rebalancing (PVE 9), as the cluster options say: on with its scheduler and
+/// threshold, or off.
+fn pve_balancer(c: &ClusterView) -> impl IntoView {
+    let (text, title) = match &c.dynamic_balancer {
+        Some(d) => {
+            let threshold = d.threshold.map(|t| format!(", threshold {t}")).unwrap_or_default();
+            let method = d.method.as_deref().map(|m| format!(", {m}")).unwrap_or_default();
+            (
+                format!("PVE balancer: on ({}{threshold}{method})", d.scheduler),
+                "PVE moves HA-managed guests itself; the rebalancer leaves them to it",
+            )
+        }
+        None => (
+            "PVE balancer: off".to_owned(),
+            "PVE's HA auto-rebalancing is not enabled in the cluster options",
+        ),
+    };
+    view! { <span id="pve-balancer" title=title>{text}</span> }
 }

@@ -10,7 +10,8 @@ use crate::format::{self, count, duration, estimate_secs, gib};
 use crate::{api, selection};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::{Method, Plan, PlanRequest, PlanStep};
+use shared::policy::{PolicyLayer, PolicyView};
+use shared::{Method, Plan, PlanStep};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -79,61 +80,119 @@ fn soon(f: impl FnOnce() + 'static) {
     set_timeout(f, Duration::from_millis(30));
 }
 
+/// The policy in force (`GET /api/v1/policy`) with the plan form's overrides on top: the
+/// settings to show in the form, or the first field out of range.
+fn effective(policy: &PolicyView, overrides: &PolicyLayer) -> Result<PolicyView, String> {
+    policy.with_overrides(overrides).map_err(|e| format!("{}: {}", e.field, e.detail))
+}
+
+/// What the plan form overrides, in words ("balanciness 30, level 5"), for the line under it.
+fn override_words(overrides: &PolicyLayer) -> String {
+    let json = serde_json::to_value(overrides).unwrap_or_default();
+    let fields = json.as_object().map(|m| {
+        m.iter()
+            .map(|(k, v)| format!("{k} {}", if v.is_null() { "off".into() } else { v.to_string() }))
+            .collect::<Vec<_>>()
+    });
+    match fields.filter(|f| !f.is_empty()) {
+        Some(f) => format!("Overrides for this plan only: {}.", f.join(", ")),
+        None => "The policy in force (Settings); change a field to override it for this plan.".into(),
+    }
+}
+
+const PLAN_METHODS: [(Method, &str, &str); 4] = [
+    (Method::Memory, "memory", "memory"),
+    (Method::Cpu, "cpu", "CPU"),
+    (Method::Disk, "disk", "disk"),
+    (Method::Weighted, "weighted", "weighted"),
+];
+
 #[component]
 pub fn PlanView() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
-    let method = RwSignal::new(Method::Memory);
-    // "" = balanciness below; "1".."5" = DRS-like level.
-    let level = RwSignal::new(String::new());
-    let balanciness = RwSignal::new(PlanRequest::default().balanciness);
-    let max_moves = RwSignal::new(PlanRequest::default().max_moves);
-    let max_gib = RwSignal::new(None::<f64>);
+    // Only what the user changed travels (`POST /api/v1/plan` takes a `PolicyLayer`); the rest is
+    // the policy in force, which the service and the what-if resolve alike.
+    let overrides = RwSignal::new(PolicyLayer::default());
+    let policy = RwSignal::new(None::<PolicyView>);
     let whatif = RwSignal::new(true);
     let busy = RwSignal::new(None::<&'static str>);
     let error = RwSignal::new(None::<String>);
     let shown = RwSignal::new(None::<Shown>);
-    let request = Memo::new(move |_| PlanRequest {
-        method: method.get(),
-        balanciness: balanciness.get(),
-        level: level.get().parse().ok(),
-        max_moves: max_moves.get(),
-        max_gib: max_gib.get(),
-        ..Default::default()
+    let o = ctx.opts.get_value();
+    spawn_local(async move {
+        match api::policy(&o).await {
+            Ok(p) => {
+                policy.try_set(Some(p));
+            }
+            Err(e) => {
+                error.try_set(Some(e.message));
+            }
+        }
     });
+    // The values the form shows: the policy's, with this form's overrides.
+    let shown_settings = Memo::new(move |_| {
+        let base = policy.get().unwrap_or_else(|| PolicyView {
+            settings: Default::default(),
+            sources: Default::default(),
+            request: Default::default(),
+        });
+        overrides.with(|o| effective(&base, o)).map(|v| v.settings).unwrap_or(base.settings)
+    });
+    let set = move |f: &dyn Fn(&mut PolicyLayer)| overrides.update(|o| f(o));
     let show = move |s: Shown| {
         ctx.last_plan.set(Some(s.plan.clone()));
         shown.set(Some(s));
     };
+    // What-if: the policy is fetched fresh (another admin may have stored settings meanwhile),
+    // the overrides put on it exactly as the service does, and `shared::planner` plans it here.
     let simulate = move || {
         busy.set(Some("Simulating…"));
         error.set(None);
-        soon(move || {
-            let req = request.get_untracked();
-            let t0 = js_sys::Date::now();
-            let result = ctx.cluster.with_untracked(|c| {
-                c.as_ref().map(|c| (shared::planner::plan(&c.snapshot, &req), c.snapshot.collected_at))
+        let o = ctx.opts.get_value();
+        spawn_local(async move {
+            let fresh = api::policy(&o).await;
+            soon(move || {
+                let request = fresh
+                    .map_err(|e| e.message)
+                    .and_then(|p| {
+                        policy.try_set(Some(p.clone()));
+                        overrides.with_untracked(|o| effective(&p, o))
+                    })
+                    .map(|v| v.request);
+                match request {
+                    Ok(req) => {
+                        let t0 = js_sys::Date::now();
+                        let result = ctx.cluster.with_untracked(|c| {
+                            c.as_ref()
+                                .map(|c| (shared::planner::plan(&c.snapshot, &req), c.snapshot.collected_at))
+                        });
+                        let ms = js_sys::Date::now() - t0;
+                        if let Some((plan, at)) = result {
+                            show(Shown::new(plan, Origin::Simulation { at, ms }));
+                        }
+                    }
+                    Err(e) => {
+                        error.try_set(Some(e));
+                    }
+                }
+                busy.try_set(None);
             });
-            let ms = js_sys::Date::now() - t0;
-            if let Some((plan, at)) = result {
-                show(Shown::new(plan, Origin::Simulation { at, ms }));
-            }
-            busy.try_set(None);
         });
     };
     // What-if: every parameter change recomputes in the browser (not the first run: the page
     // should not pay for a plan nobody asked for).
     Effect::new(move |prev: Option<()>| {
-        request.track();
+        overrides.track();
         if prev.is_some() && whatif.get_untracked() {
             simulate();
         }
     });
     let compute = move |_| {
-        let (o, req) = (ctx.opts.get_value(), request.get_untracked());
+        let (o, layer) = (ctx.opts.get_value(), overrides.get_untracked());
         busy.set(Some("Computing…"));
         error.set(None);
         spawn_local(async move {
-            match api::plan(&o, &req).await {
+            match api::plan(&o, &layer).await {
                 Ok(plan) => show(Shown::new(plan, Origin::Service { at: now_secs() })),
                 Err(e) => {
                     error.try_set(Some(e.message));
@@ -143,24 +202,23 @@ pub fn PlanView() -> impl IntoView {
         });
     };
     let num = |ev: &leptos::ev::Event| event_target_value(ev).trim().parse::<f64>().ok();
+    let level_text = move || shown_settings.with(|s| s.level.map(|l| l.to_string()).unwrap_or_default());
     view! {
         <div class="pvrb-plan">
             <div class="pvrb-toolbar pvrb-params">
                 <label>"Method "
-                    <select id="method" on:change=move |ev| method.set(match event_target_value(&ev).as_str() {
-                        "cpu" => Method::Cpu,
-                        "disk" => Method::Disk,
-                        "weighted" => Method::Weighted,
-                        _ => Method::Memory,
-                    })>
-                        <option value="memory">"memory"</option>
-                        <option value="cpu">"CPU"</option>
-                        <option value="disk">"disk"</option>
-                        <option value="weighted">"weighted"</option>
+                    <select id="method" prop:value=move || shown_settings.with(|s| PLAN_METHODS.iter().find(|m| m.0 == s.method).map_or("memory", |m| m.1))
+                        on:change=move |ev| {
+                            let v = event_target_value(&ev);
+                            let m = PLAN_METHODS.iter().find(|m| m.1 == v).map_or(Method::Memory, |m| m.0);
+                            set(&|o| o.method = Some(m));
+                        }>
+                        {PLAN_METHODS.iter().map(|(_, v, w)| view! { <option value=*v>{*w}</option> }).collect_view()}
                     </select>
                 </label>
                 <label title="Level 1 moves only what rules or maintenance demand; 5 chases slight imbalance">"Threshold "
-                    <select id="level" on:change=move |ev| level.set(event_target_value(&ev))>
+                    <select id="level" prop:value=level_text
+                        on:change=move |ev| { let l = event_target_value(&ev).parse().ok(); set(&|o| o.level = Some(l)) }>
                         <option value="">"balanciness"</option>
                         <option value="1">"level 1 (mandatory only)"</option>
                         <option value="2">"level 2"</option>
@@ -169,21 +227,22 @@ pub fn PlanView() -> impl IntoView {
                         <option value="5">"level 5 (aggressive)"</option>
                     </select>
                 </label>
-                <label class:hidden=move || !level.get().is_empty()
+                <label class:pvrb-hidden=move || !level_text().is_empty()
                     title="Balance only when max − min node usage exceeds this many percentage points">
                     <input id="balanciness" type="number" min="0" max="100" step="1"
-                        prop:value=move || balanciness.get()
-                        on:change=move |ev| if let Some(v) = num(&ev) { balanciness.set(v.clamp(0.0, 100.0)) } />
+                        prop:value=move || shown_settings.with(|s| s.balanciness)
+                        on:change=move |ev| if let Some(v) = num(&ev) { set(&|o| o.balanciness = Some(v.clamp(0.0, 100.0))) } />
                     " points"
                 </label>
                 <label title="Budget: at most this many migrations">"Max moves "
                     <input id="max-moves" type="number" min="1" max="10000" step="1"
-                        prop:value=move || max_moves.get()
-                        on:change=move |ev| if let Some(v) = num(&ev) { max_moves.set(v.clamp(1.0, 10_000.0) as u32) } />
+                        prop:value=move || shown_settings.with(|s| s.max_moves)
+                        on:change=move |ev| if let Some(v) = num(&ev) { set(&|o| o.max_moves = Some(v.clamp(1.0, 10_000.0) as u32)) } />
                 </label>
                 <label title="Budget: at most this many GiB (memory plus local disk) moved; empty = no limit">"Max GiB "
                     <input id="max-gib" type="number" min="0" step="1" placeholder="any"
-                        on:change=move |ev| max_gib.set(num(&ev).filter(|v| *v > 0.0)) />
+                        prop:value=move || shown_settings.with(|s| s.max_gib.map(|g| g.to_string()).unwrap_or_default())
+                        on:change=move |ev| { let g = num(&ev).filter(|v| *v > 0.0); set(&|o| o.max_gib = Some(g)) } />
                 </label>
                 <label title="Recompute the plan in your browser whenever a parameter changes">
                     <input id="whatif" type="checkbox" prop:checked=move || whatif.get()
@@ -191,13 +250,16 @@ pub fn PlanView() -> impl IntoView {
                     " what-if"
                 </label>
                 <button id="simulate" disabled=move || busy.get().is_some() on:click=move |_| simulate()
-                    title="Compute the plan in your browser from the loaded snapshot">"Simulate"</button>
-                <button id="compute-plan" class="primary" disabled=move || busy.get().is_some() || ctx.denied(AUDIT).is_some()
+                    title="Compute the plan in your browser from the loaded snapshot, with the service's policy">"Simulate"</button>
+                <button id="compute-plan" class="pvrb-primary" disabled=move || busy.get().is_some() || ctx.denied(AUDIT).is_some()
                     title=move || ctx.denied(AUDIT).unwrap_or_else(|| "Ask the service for a plan on a fresh snapshot".into())
                     on:click=compute>"Compute plan"</button>
+                <button id="plan-reset" disabled=move || overrides.with(|o| o.set_fields().is_empty())
+                    title="Back to the policy in force" on:click=move |_| overrides.set(PolicyLayer::default())>"Reset"</button>
                 {move || busy.get().map(|b| view! { <span class="pvrb-muted" id="plan-busy">{b}</span> })}
             </div>
-            {move || error.get().map(|e| view! { <p class="pvrb-error" role="alert">{e}</p> })}
+            <p class="pvrb-muted" id="plan-overrides">{move || overrides.with(override_words)}</p>
+            {move || error.get().map(|e| view! { <p class="pvrb-error" role="alert" id="plan-error">{e}</p> })}
             <PlanResult shown=shown scope="plan" action="Execute" />
         </div>
     }
@@ -205,7 +267,10 @@ pub fn PlanView() -> impl IntoView {
 
 fn origin_line(origin: &Origin, executed: Option<u64>) -> (String, &'static str) {
     if let Some(id) = executed {
-        return (format!("Handed to the service as job {id}; progress is shown above."), "pvrb-origin done");
+        return (
+            format!("Handed to the service as job {id}; progress is shown above."),
+            "pvrb-origin pvrb-done",
+        );
     }
     match origin {
         Origin::Service { at } => {
@@ -216,14 +281,14 @@ fn origin_line(origin: &Origin, executed: Option<u64>) -> (String, &'static str)
                 "SIMULATION — what-if computed in your browser in {ms:.0} ms from the snapshot of {}. Nothing has run; Execute sends this plan to the service.",
                 clock(*at)
             ),
-            "pvrb-origin sim",
+            "pvrb-origin pvrb-sim",
         ),
         Origin::Preview { at } => (
             format!(
                 "PREVIEW — planned by the service at {}. Nothing is marked and nothing has run; confirming lets the service plan again and run it.",
                 clock(*at)
             ),
-            "pvrb-origin sim",
+            "pvrb-origin pvrb-sim",
         ),
     }
 }
@@ -298,17 +363,17 @@ pub fn PlanResult(
                     let after = (!st.depends_on.is_empty())
                         .then(|| format!(" (after step {})", st.depends_on.iter().map(|d| (d + 1).to_string()).collect::<Vec<_>>().join(", ")));
                     view! {
-                        <tr class:off=!on data-vmid=st.vmid>
-                            <td><input type="checkbox" class="step-pick" prop:checked=on disabled=fixed
+                        <tr class:pvrb-off=!on data-vmid=st.vmid>
+                            <td><input type="checkbox" class="pvrb-step-pick" prop:checked=on disabled=fixed
                                 aria-label=format!("Run step {}", i + 1)
                                 on:change=move |ev| toggle(i, event_target_checked(&ev)) /></td>
-                            <td class="num idx">{i + 1}</td>
-                            <td class="num">{st.vmid}</td>
-                            <td class="nowrap">{st.name.clone()}</td>
-                            <td class="nowrap">{format!("{} → {}", st.from, st.to)}</td>
+                            <td class="pvrb-num pvrb-idx">{i + 1}</td>
+                            <td class="pvrb-num">{st.vmid}</td>
+                            <td class="pvrb-nowrap">{st.name.clone()}</td>
+                            <td class="pvrb-nowrap">{format!("{} → {}", st.from, st.to)}</td>
                             <td>{format::migration(st.migration)}</td>
-                            <td class="num nowrap">{size}</td>
-                            <td class="why">{st.reason.clone()}{after}</td>
+                            <td class="pvrb-num pvrb-nowrap">{size}</td>
+                            <td class="pvrb-why">{st.reason.clone()}{after}</td>
                         </tr>
                     }
                 })
@@ -320,7 +385,7 @@ pub fn PlanResult(
                 .map(|(b, a)| {
                     view! {
                         <tr>
-                            <td class="name">{b.node.clone()}</td>
+                            <td class="pvrb-name">{b.node.clone()}</td>
                             <td><Bar percent=b.percent label=format!("before: {:.1}%", b.percent) /></td>
                             <td><Bar percent=a.percent label=format!("after: {:.1}%", a.percent) /></td>
                         </tr>
@@ -332,12 +397,12 @@ pub fn PlanResult(
                 let rows = p
                     .why_not
                     .iter()
-                    .map(|w| view! { <tr><td class="num">{w.vmid}</td><td>{w.name.clone()}</td><td>{w.node.clone()}</td><td>{w.reason.clone()}</td></tr> })
+                    .map(|w| view! { <tr><td class="pvrb-num">{w.vmid}</td><td>{w.name.clone()}</td><td>{w.node.clone()}</td><td>{w.reason.clone()}</td></tr> })
                     .collect_view();
                 view! {
                     <details id=id("whynot") class="pvrb-details">
                         <summary>{format!("Guests that stay ({})", p.why_not.len())}</summary>
-                        <table class="pvrb-grid"><thead><tr><th class="num">"VMID"</th><th>"Name"</th><th>"Node"</th><th>"Why it stays"</th></tr></thead>
+                        <table class="pvrb-grid"><thead><tr><th class="pvrb-num">"VMID"</th><th>"Name"</th><th>"Node"</th><th>"Why it stays"</th></tr></thead>
                         <tbody>{rows}</tbody></table>
                     </details>
                 }
@@ -346,7 +411,7 @@ pub fn PlanResult(
             Some(view! {
                 <p id=id("origin") class=origin_class>{origin}</p>
                 <p id=id("summary") class="pvrb-summary">{summary}</p>
-                {(!p.notes.is_empty()).then(|| view! { <ul class="pvrb-notes">{notes}</ul> })}
+                {(!p.notes.is_empty()).then(|| view! { <ul id=id("notes") class="pvrb-notes">{notes}</ul> })}
                 <div class="pvrb-sidebyside">
                     <div class="pvrb-steps">
                         {has_steps.then(|| view! {
@@ -355,7 +420,7 @@ pub fn PlanResult(
                                     <thead><tr>
                                         <th><input type="checkbox" id=id("all") prop:checked=all_selected disabled=fixed aria-label="Select every step"
                                             on:change=move |ev| toggle_all(event_target_checked(&ev)) /></th>
-                                        <th class="num idx">"#"</th><th class="num">"VMID"</th><th>"Name"</th><th>"Move"</th><th>"Kind"</th><th class="num">"Size"</th><th>"Why"</th>
+                                        <th class="pvrb-num pvrb-idx">"#"</th><th class="pvrb-num">"VMID"</th><th>"Name"</th><th>"Move"</th><th>"Kind"</th><th class="pvrb-num">"Size"</th><th>"Why"</th>
                                     </tr></thead>
                                     <tbody>{steps}</tbody>
                                 </table>
@@ -377,7 +442,9 @@ pub fn PlanResult(
             })
         })
     };
-    let has_steps = move || shown.with(|s| s.as_ref().is_some_and(|s| !s.plan.steps.is_empty()));
+    // A plan handed to a job is not offered again: its origin line points to the job instead.
+    let has_steps =
+        move || shown.with(|s| s.as_ref().is_some_and(|s| !s.plan.steps.is_empty() && s.executed.is_none()));
     let open_confirm = move |_| {
         confirming.set(true);
         ctx.dialog_open.set(true);
@@ -386,7 +453,7 @@ pub fn PlanResult(
         {body}
         {move || has_steps().then(|| view! {
             <div class="pvrb-toolbar">
-                <button id=id("execute") class="primary" disabled=move || blocked().is_some()
+                <button id=id("execute") class="pvrb-primary" disabled=move || blocked().is_some()
                     title=move || blocked().unwrap_or_else(|| "Review the moves, then run them".into())
                     on:click=open_confirm>
                     {move || format!("{action} {}…", count(shown.with(|s| s.as_ref().map_or(0, |s| s.selected.len())), "step", "steps"))}

@@ -35,7 +35,7 @@ pub fn Rules() -> impl IntoView {
                         <tr>
                             <td>{r.what}</td>
                             <td>{r.words.clone()}</td>
-                            <td><span class=format!("badge strength-{strength}")>{strength}</span></td>
+                            <td><span class=format!("pvrb-badge pvrb-strength-{strength}")>{strength}</span></td>
                             <td>{r.sources.join("; ")}</td>
                         </tr>
                     }
@@ -72,7 +72,7 @@ pub fn Rules() -> impl IntoView {
                     Severity::Warning => "warning",
                     Severity::Error => "error",
                 };
-                view! { <li><span class=format!("badge sev-{sev}")>{sev}</span> " " {d.message.clone()} <span class="pvrb-muted">{format!(" — {}", d.source)}</span></li> }
+                view! { <li><span class=format!("pvrb-badge pvrb-sev-{sev}")>{sev}</span> " " {d.message.clone()} <span class="pvrb-muted">{format!(" — {}", d.source)}</span></li> }
             })
             .collect_view();
         view! { <ul id="rule-diagnostics" class="pvrb-notes">{rows}</ul> }.into_any()
@@ -85,12 +85,12 @@ pub fn Rules() -> impl IntoView {
                 let rows = p
                     .why_not
                     .iter()
-                    .map(|w| view! { <tr><td class="num">{w.vmid}</td><td>{w.name.clone()}</td><td>{w.node.clone()}</td><td>{w.reason.clone()}</td></tr> })
+                    .map(|w| view! { <tr><td class="pvrb-num">{w.vmid}</td><td>{w.name.clone()}</td><td>{w.node.clone()}</td><td>{w.reason.clone()}</td></tr> })
                     .collect_view();
                 view! {
                     <div class="pvrb-scroll">
                         <table id="why-not" class="pvrb-grid">
-                            <thead><tr><th class="num">"VMID"</th><th>"Name"</th><th>"Node"</th><th>"Why it stays"</th></tr></thead>
+                            <thead><tr><th class="pvrb-num">"VMID"</th><th>"Name"</th><th>"Node"</th><th>"Why it stays"</th></tr></thead>
                             <tbody>{rows}</tbody>
                         </table>
                     </div>

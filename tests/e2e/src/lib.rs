@@ -8,6 +8,7 @@ pub mod service;
 pub mod webdriver;
 
 use backend::app::{AppState, Policy};
+use backend::config::map::FileLayer;
 use backend::execute::{DirLock, ExecConfig, Executor, Journal};
 use backend::http::router;
 use backend::maintenance::Maintenance;
@@ -180,7 +181,8 @@ impl StackBuilder {
         let maintenance = Arc::new(Maintenance::new(&work, &ha_manager));
         executor.set_closed_targets(maintenance.closed_targets());
         // The policy as `serve` makes it: the config file (if any) below the stored settings in
-        // the private directory. Without a file the executor's limits are the base.
+        // the private directory. Without a file, as `serve` with the executor flags in its
+        // configuration file: they show as `file`.
         let file = match &self.config {
             Some(yaml) => {
                 let path = work.join("proxlb.yaml");
@@ -190,16 +192,19 @@ impl StackBuilder {
                 let yaml = yaml.replace("{SIM}", host).replace("{CA}", &ca.display().to_string());
                 let yaml = format!("{yaml}\nrebalancer:\n  state_dir: {}\n", work.display());
                 std::fs::write(&path, merge_rebalancer(&yaml))?;
-                Some(backend::config::load_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?.file_layer())
+                backend::config::load_file(&path).map_err(|e| anyhow::anyhow!("{e}"))?.file_layer()
             }
-            None => None,
+            None => FileLayer {
+                layer: shared::policy::PolicyLayer {
+                    max_parallel: Some(exec_limits.0),
+                    max_per_node: Some(exec_limits.1),
+                    ..Default::default()
+                },
+                named: ["max_parallel", "max_per_node"].into_iter().collect(),
+                base: shared::PlanRequest::default(),
+            },
         };
-        let policy = Arc::new(Policy::new(&work, file));
-        if self.config.is_none() {
-            let limits = serde_json::json!({"max_parallel": exec_limits.0, "max_per_node": exec_limits.1});
-            let layer = serde_json::from_value(limits)?;
-            policy.store(&layer, "stack", 0).map_err(|e| anyhow::anyhow!("{e}"))?;
-        }
+        let policy = Arc::new(Policy::new(&work, Some(file)));
         executor.set_limits_source(policy.limits_source());
         maintenance.set_policy(policy.clone());
         let state = AppState::new(pve.clone())

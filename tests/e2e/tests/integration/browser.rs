@@ -49,7 +49,7 @@ async fn panel_shows_the_nodes_a_plan_and_a_what_if() {
     open_logged_in(&browser, &stack.backend_url, "/", "root@pam", "demo").await;
     let rows = browser.wait_for("#nodes tbody tr", nodes, WAIT).await.unwrap();
     assert_eq!(rows, nodes, "one row per simulated node");
-    assert!(!browser.text("#nodes tbody tr td.name").await.unwrap().is_empty());
+    assert!(!browser.text("#nodes tbody tr td.pvrb-name").await.unwrap().is_empty());
 
     browser.click("#compute-plan").await.unwrap();
     browser.wait_for("#plan-steps tbody tr", 1, WAIT).await.unwrap();
@@ -65,7 +65,7 @@ async fn panel_shows_the_nodes_a_plan_and_a_what_if() {
 
     // Deselecting a step updates the selection line and the execute button.
     let steps = browser.count("#plan-steps tbody tr").await.unwrap();
-    browser.click("#plan-steps tbody tr:last-child input.step-pick").await.unwrap();
+    browser.click("#plan-steps tbody tr:last-child input.pvrb-step-pick").await.unwrap();
     let label = browser.text("#plan-execute").await.unwrap();
     assert!(label.contains(&format!("{} step", steps - 1)), "{label} after deselecting one of {steps}");
 
@@ -123,7 +123,7 @@ async fn panel_shows_the_nodes_a_plan_and_a_what_if() {
 
     // The per-node entry into maintenance.
     browser.click("#tab-balance").await.unwrap();
-    browser.click("button.node-maintenance[data-node=pve2]").await.unwrap();
+    browser.click("button.pvrb-node-maintenance[data-node=pve2]").await.unwrap();
     browser.wait_text("#maintenance-title", "pve2", WAIT).await.unwrap();
     browser.wait_text("#evac-origin", "PREVIEW", WAIT).await.unwrap();
 
@@ -160,7 +160,7 @@ async fn a_plan_is_executed_and_followed_until_every_step_is_done() {
     browser.wait_for("#history-jobs tbody tr", 1, WAIT).await.unwrap();
     let row = browser.text("#history-jobs tbody tr").await.unwrap();
     assert!(row.contains("done") && row.contains("root@pam"), "{row}");
-    browser.click("#history-jobs button.job-steps").await.unwrap();
+    browser.click("#history-jobs button.pvrb-job-steps").await.unwrap();
     browser.wait_for("#history-steps tbody tr", moves.len(), WAIT).await.unwrap();
     browser.screenshot(&shots().join("panel-history.png")).await.unwrap();
 

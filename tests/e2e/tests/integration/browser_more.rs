@@ -143,7 +143,7 @@ async fn maintenance_enters_through_the_service_and_exits_with_return_home() {
     open_logged_in(&browser, &stack.url, "/", "root@pam", "demo").await;
     let nodes = stack.inner.sim.with_cluster(|c| c.nodes.len());
     browser.wait_for("#nodes tbody tr", nodes, WAIT).await.unwrap();
-    assert_eq!(browser.count("#nodes tbody tr:first-child .bar").await.unwrap(), 3, "CPU, memory, disk");
+    assert_eq!(browser.count("#nodes tbody tr:first-child .pvrb-bar").await.unwrap(), 3, "CPU, memory, disk");
     let cv = browser.text("#memory-cv").await.unwrap();
     let cv: f64 = cv.parse().unwrap_or_else(|_| panic!("a number: {cv}"));
     assert!((0.0..=1.0).contains(&cv), "{cv}");

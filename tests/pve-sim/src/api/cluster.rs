@@ -184,6 +184,26 @@ pub fn status(w: &World, cx: &Ctx) -> ApiResult {
 }
 
 pub fn options(w: &World, cx: &Ctx) -> ApiResult {
+    let mut answer = options_for(w, cx);
+    // PVE adds the tags the user may set (its web UI iterates over them on load).
+    if let Some(m) = answer.as_object_mut() {
+        m.insert("allowed-tags".into(), json!(allowed_tags(w)));
+    }
+    ok(answer)
+}
+
+/// As PVE's default `user-tag-access` (`free`): the registered tags and every tag a guest has.
+fn allowed_tags(w: &World) -> Vec<String> {
+    let registered = w.cluster.options.get("registered-tags").and_then(Value::as_str).unwrap_or("");
+    let mut tags: Vec<String> =
+        registered.split([';', ',', ' ']).filter(|t| !t.is_empty()).map(str::to_owned).collect();
+    tags.extend(w.cluster.guests.values().flat_map(|g| g.spec.tags.iter().cloned()));
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+fn options_for(w: &World, cx: &Ctx) -> Value {
     if !cx.has(w, "/", "Sys.Audit") {
         // without Sys.Audit only a few UI-relevant keys are shown
         let mut m = Map::new();
@@ -192,9 +212,9 @@ pub fn options(w: &World, cx: &Ctx) -> ApiResult {
                 m.insert(k.into(), v.clone());
             }
         }
-        return ok(Value::Object(m));
+        return Value::Object(m);
     }
-    ok(w.cluster.options.clone())
+    w.cluster.options.clone()
 }
 
 pub fn get(w: &World, cx: &Ctx, rest: &[&str]) -> ApiResult {

@@ -10,5 +10,6 @@ mod generate;
 mod migration;
 mod modes;
 mod proxlb;
+mod pve_ui;
 mod schema_walk;
 mod thin;
