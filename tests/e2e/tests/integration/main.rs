@@ -25,4 +25,5 @@ mod scheduler;
 mod schemathesis;
 mod security_csrf;
 mod security_routes;
+mod strict_bodies;
 mod thin_path;
