@@ -294,5 +294,18 @@ mod tests {
                 }
             }
         }
+        // The credentialed request itself: the node's UI may read the answer, a look-alike may not.
+        for (origin, readable) in [("https://192.0.2.1:8006", true), ("https://evil.example:8006", false)] {
+            let req = axum::http::Request::builder()
+                .uri("/api/v1/health")
+                .header("origin", origin)
+                .header("cookie", "PVEAuthCookie=x")
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let resp = app.clone().oneshot(req).await.unwrap();
+            let acao =
+                resp.headers().get("access-control-allow-origin").map(|v| v.to_str().unwrap().to_owned());
+            assert_eq!(acao, readable.then(|| origin.to_owned()), "{origin}");
+        }
     }
 }
