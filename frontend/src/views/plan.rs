@@ -234,10 +234,10 @@ pub fn PlanView() -> impl IntoView {
                         on:change=move |ev| if let Some(v) = num(&ev) { set(&|o| o.balanciness = Some(v.clamp(0.0, 100.0))) } />
                     " points"
                 </label>
-                <label title="Budget: at most this many migrations">"Max moves "
-                    <input id="max-moves" type="number" min="1" max="10000" step="1"
-                        prop:value=move || shown_settings.with(|s| s.max_moves)
-                        on:change=move |ev| if let Some(v) = num(&ev) { set(&|o| o.max_moves = Some(v.clamp(1.0, 10_000.0) as u32)) } />
+                <label title="Budget of this plan: at most this many migrations; empty = until balanced (the stored max_moves caps scheduled runs only)">"Max moves "
+                    <input id="max-moves" type="number" min="1" max="10000" step="1" placeholder="until balanced"
+                        prop:value=move || overrides.with(|o| o.max_moves.map(|m| m.to_string()).unwrap_or_default())
+                        on:change=move |ev| { let m = num(&ev).map(|v| v.clamp(1.0, 10_000.0) as u32); set(&|o| o.max_moves = m) } />
                 </label>
                 <label title="Budget: at most this many GiB (memory plus local disk) moved; empty = no limit">"Max GiB "
                     <input id="max-gib" type="number" min="0" step="1" placeholder="any"

@@ -212,6 +212,8 @@ impl StackBuilder {
             .with_executor(executor.clone())
             .with_policy(policy)
             .with_maintenance(maintenance.clone());
+        // CORS trusts this cluster's nodes, read from PVE as `serve` does.
+        state.origins.refresh(&pve).await;
         // The usage sampler as `serve` runs it (history for /api/v1/cluster/history).
         let sampler = Arc::new(Sampler::new(
             SamplerConfig::new(5, 1.0).map_err(|e| anyhow::anyhow!("sampler config: {e}"))?,

@@ -48,7 +48,7 @@ async fn settings_are_stored_validated_audited_and_read_only_for_auditors() {
         (json!({"balanciness": 500}), "balanciness"),
         (json!({"max_parallel": 0}), "max_parallel"),
         (json!({"mode": "sometimes"}), "mode"),
-        (json!({"balanciness": 4, "no_such": 1}), "settings"),
+        (json!({"balanciness": 4, "no_such": 1}), "no_such"),
     ] {
         let resp = root
             .http

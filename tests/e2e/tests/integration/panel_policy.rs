@@ -149,31 +149,29 @@ async fn what_if_plans_with_the_services_policy() {
     // Stored after the page loaded: the what-if fetches the policy before it plans. (The plans
     // themselves may differ: the service plans on a fresh snapshot with recent migrations and
     // preflight; the policy they plan with is the same, and the budget note says which.)
-    store(&api, &stack, serde_json::json!({ "max_moves": 1 })).await;
+    // (`max_gib` caps every plan; the stored `max_moves` caps scheduled runs only.)
+    store(&api, &stack, serde_json::json!({ "max_gib": 15.0 })).await;
     browser.click("#simulate").await.unwrap();
     browser.wait_text("#plan-origin", "SIMULATION", WAIT).await.unwrap();
-    let note = browser.wait_text("#plan-notes", "budget of 1 moves used", WAIT).await.unwrap();
+    let note = browser.wait_text("#plan-notes", "by the plan's cap", WAIT).await.unwrap();
     let capped = service(serde_json::json!({})).await;
-    assert!(capped.notes.iter().any(|n| n.contains("budget of 1 moves used")), "{:?} / {note}", capped.notes);
+    assert!(capped.notes.iter().any(|n| n.contains("by the plan's cap")), "{:?} / {note}", capped.notes);
+    assert!(capped.steps.len() < unlimited.steps.len(), "15 GiB caps the plan");
     browser
-        .wait_until(
-            "return document.querySelector('#max-moves').value === '1'",
-            "form shows the policy",
-            WAIT,
-        )
+        .wait_until("return document.querySelector('#max-gib').value === '15'", "form shows the policy", WAIT)
         .await
         .unwrap();
 
     // An override in the form: the what-if and the service's plan of the same layer agree.
     change(&browser, "#max-moves", "3").await;
     browser.wait_text("#plan-overrides", "max_moves 3", WAIT).await.unwrap();
-    browser.wait_text("#plan-notes", "budget of 3 moves used", WAIT).await.unwrap();
+    browser.wait_text("#plan-notes", "by the plan's cap", WAIT).await.unwrap();
     let whatif = shown_vmids(&browser).await;
-    assert!(whatif.len() >= 3, "{whatif:?}");
+    assert!(!whatif.is_empty() && whatif.len() <= 3, "{whatif:?}");
     idle(&browser).await;
     browser.click("#compute-plan").await.unwrap();
     browser.wait_text("#plan-origin", "computed by the service", WAIT).await.unwrap();
-    browser.wait_text("#plan-notes", "budget of 3 moves used", WAIT).await.unwrap();
+    browser.wait_text("#plan-notes", "by the plan's cap", WAIT).await.unwrap();
     let sent = service(serde_json::json!({ "max_moves": 3 })).await;
     assert_eq!(shown_vmids(&browser).await, vmids(&sent), "Compute plan sends the same overrides");
 

@@ -52,7 +52,8 @@ async fn bad_plan_input_gets_a_clear_error_naming_the_field() {
     let resp = session.post("/api/v1/plan").json(&serde_json::json!({"method": "ram"})).send().await.unwrap();
     assert_eq!(resp.status(), 400);
     let err: ApiError = resp.json().await.unwrap();
-    assert!(err.detail.contains("method") && err.detail.contains("memory"), "{}", err.detail);
+    assert_eq!(err.field.as_deref(), Some("method"), "{}", err.detail);
+    assert!(err.detail.contains("`ram`") && err.detail.contains("memory"), "{}", err.detail);
     stack.stop().await;
 }
 
@@ -114,11 +115,19 @@ async fn only_the_pve_ui_origin_gets_cors_with_credentials() {
             .header("Access-Control-Request-Headers", "csrfpreventiontoken,content-type")
             .send()
     };
-    let ok = preflight("https://pve1.example.com:8006").await.unwrap();
+    // The demo cluster's own node (from the simulator's /cluster/status), exactly.
+    let ok = preflight("https://pve1:8006").await.unwrap();
     let allow = |r: &reqwest::Response, h: &str| r.headers().get(h).map(|v| v.to_str().unwrap().to_owned());
-    assert_eq!(allow(&ok, "access-control-allow-origin").as_deref(), Some("https://pve1.example.com:8006"));
+    assert_eq!(allow(&ok, "access-control-allow-origin").as_deref(), Some("https://pve1:8006"));
     assert_eq!(allow(&ok, "access-control-allow-credentials").as_deref(), Some("true"));
-    for evil in ["https://evil.example.com", "http://pve1:8006", "https://a@evil:8006"] {
+    for evil in [
+        "https://evil.example.com",
+        "http://pve1:8006",
+        "https://a@evil:8006",
+        "https://evil.example:8006",
+        "https://pve1:8006.evil.example",
+        "null",
+    ] {
         let r = preflight(evil).await.unwrap();
         assert_eq!(allow(&r, "access-control-allow-origin"), None, "{evil} got CORS");
     }
