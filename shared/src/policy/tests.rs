@@ -170,7 +170,9 @@ fn guests_outside_balance_types_and_running_vms_without_live_stay_with_the_key_a
 #[test]
 fn a_plan_with_vms_only_moves_no_container_and_says_why() {
     let snapshot = crate::testkit::cluster(7, 4, 60);
-    let mut all = PlanRequest { balanciness: 1.0, max_moves: 200, ..PlanRequest::default() };
+    // Moves priced as free: the test is about which guests may move, not which moves pay.
+    let mut all =
+        PlanRequest { balanciness: 1.0, max_moves: 200, seconds_per_point: 1e9, ..PlanRequest::default() };
     Settings { balanciness: 1.0, max_moves: 200, ..Settings::default() }.apply_to(&mut all);
     let kind = |vmid: u32| snapshot.guests.iter().find(|g| g.vmid == vmid).unwrap().kind;
     let plan = crate::planner::plan(&snapshot, &all);

@@ -264,15 +264,11 @@ async fn a_large_cluster_is_shown_planned_and_filtered() {
 
     browser.click("#simulate").await.unwrap();
     let origin = browser.wait_text("#plan-origin", "SIMULATION", long).await.unwrap();
-    let budget: usize = browser
-        .eval("return document.querySelector('#max-moves').value")
-        .await
-        .unwrap()
-        .as_str()
-        .and_then(|v| v.parse().ok())
-        .expect("the move budget field holds a number");
+    // A plan asked for now runs until balanced: the form's budget is empty until this plan sets one.
+    let budget = browser.eval("return document.querySelector('#max-moves').value").await.unwrap();
+    assert_eq!(budget.as_str(), Some(""), "no move budget unless this plan sets one");
     let steps = browser.count("#plan-steps tbody tr").await.unwrap();
-    assert!((1..=budget).contains(&steps), "{steps} steps within the budget of {budget}: {origin}");
+    assert!(steps >= 1, "the generated cluster needs moves: {origin}");
     let summary = browser.text("#plan-summary").await.unwrap();
     assert!(!summary.trim().is_empty(), "the what-if has a summary");
 
@@ -285,8 +281,8 @@ async fn a_large_cluster_is_shown_planned_and_filtered() {
     let origin2 = recomputed(&browser, &origin, long).await;
     let steps200 = browser.count("#plan-steps tbody tr").await.unwrap();
     assert!(
-        (steps..=200).contains(&steps200),
-        "{steps200} steps with a budget of 200 (was {steps} of {budget})"
+        (1..=200).contains(&steps200) && steps200 <= steps.max(200),
+        "{steps200} steps with a budget of 200 (until balanced: {steps})"
     );
     browser.select("#level", "5").await.unwrap();
     let origin3 = recomputed(&browser, &origin2, long).await;
