@@ -88,6 +88,8 @@ async fn health() -> Json<serde_json::Value> {
 #[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Login {
+    /// `user@realm`, as PVE's login form takes it (PVE allows at most 64 characters).
+    #[schema(max_length = 64)]
     username: String,
     password: String,
 }
@@ -99,6 +101,10 @@ struct Login {
     (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 502, body = ApiError),
 ))]
 async fn login(State(state): State<AppState>, Body(login): Body<Login>) -> Response {
+    if login.username.chars().count() > 64 {
+        let detail = "a PVE user name is at most 64 characters (user@realm, e.g. root@pam)";
+        return HttpError::bad_input(Some("username"), detail).into_response();
+    }
     match state.pve.login_user(&login.username, &login.password).await {
         Ok(answer) => {
             let ticket = answer.get("ticket").and_then(|t| t.as_str()).unwrap_or_default();
@@ -119,6 +125,10 @@ async fn login(State(state): State<AppState>, Body(login): Body<Login>) -> Respo
         }
         Err(PveError::Api { status: 401, .. }) => {
             AuthError::Unauthenticated("PVE refused the user name or password".into()).into_response()
+        }
+        // PVE's parameter check refused what was typed: the caller's input, not a PVE failure.
+        Err(PveError::Api { status: 400, message, .. }) => {
+            HttpError::bad_input(None, message).into_response()
         }
         Err(e) => HttpError::from(e).into_response(),
     }

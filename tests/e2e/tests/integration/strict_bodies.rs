@@ -70,3 +70,26 @@ async fn a_misspelt_login_field_is_refused_by_name() {
     assert_eq!(err["field"], "pasword", "{err}");
     stack.stop().await;
 }
+
+/// PVE's own parameter check on a login (a user name over 64 characters) is the caller's bad
+/// input: 400 naming the field, never a 502 as if PVE had failed.
+#[tokio::test]
+async fn a_user_name_pve_would_refuse_is_bad_input_not_a_gateway_error() {
+    let stack = e2e::Stack::builder().start().await.expect("stack");
+    let client = reqwest::Client::new();
+    for username in ["x".repeat(65), "é".repeat(40) + "@pam"] {
+        let resp = client
+            .post(format!("{}/api/v1/login", stack.backend_url))
+            .json(&json!({"username": username, "password": "demo"}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let err: Value = resp.json().await.unwrap();
+        assert!(status == 400 || status == 401, "{username}: {status} {err}");
+        if username.chars().count() > 64 {
+            assert_eq!(err["field"], "username", "{err}");
+        }
+    }
+    stack.stop().await;
+}
