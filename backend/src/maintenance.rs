@@ -3,9 +3,10 @@
 //!
 //! The marks live where PVE keeps cluster-wide state: a JSON file in a directory on pmxcfs
 //! (`/etc/pve/pve-rebalancer/maintenance.json` by default), so every node's service sees the same
-//! marks. It is replaced atomically (temporary file + rename, which pmxcfs applies cluster-wide
-//! as one change) and created 0640. Only one executor runs cluster-wide (the executor lock), so
-//! writers racing across nodes are limited to the short window between reading and renaming.
+//! marks. It is kept by the one state-file pattern (`store::JsonStore`): read-modify-write under
+//! this process's mutex and a cluster-wide `mkdir` lock on pmxcfs, replaced atomically (temporary
+//! file + rename, which pmxcfs applies cluster-wide as one change), created 0640, and from async
+//! code always on tokio's blocking pool.
 //!
 //! PVE's own HA maintenance (`hastate: maintenance` on the node's `/cluster/resources` row, read
 //! by `collect` into `Node::maintenance`) counts as maintenance for planning too. With `ha` the
@@ -15,6 +16,7 @@
 
 use crate::execute::{Executor, StartError};
 use crate::pve::{PveClient, PveError};
+use crate::store::{JsonStore, StoreError};
 use crate::unix_now;
 use shared::api::{
     ExitRequest, JobState, MaintenanceAnswer, MaintenanceRequest, MaintenanceState, NodeMaintenance,
@@ -32,14 +34,6 @@ pub const DEFAULT_STATE_DIR: &str = "/etc/pve/pve-rebalancer";
 pub const STATE_FILE: &str = "maintenance.json";
 /// PVE's HA CLI (on the node the service runs on).
 pub const DEFAULT_HA_MANAGER: &str = "ha-manager";
-/// The cross-node write lock: `<state dir>/lock/maintenance` (see `Maintenance::lock_state`).
-const STATE_LOCK_DIR: &str = "lock";
-const STATE_LOCK: &str = "maintenance";
-/// A holder that died is taken over after this long (an update takes milliseconds). The wait
-/// (tries × 50 ms) outlasts it, so a lock left by a process that exited mid-update (a CLI run
-/// whose job-follower was writing as it quit) is taken over instead of refusing the caller.
-const STATE_LOCK_TTL: Duration = Duration::from_secs(10);
-const STATE_LOCK_TRIES: u32 = 300;
 /// Why a guest was left on a node entering HA maintenance (shown as the guest's lock).
 const HA_LOCK: &str = "ha-maintenance (PVE's CRM moves it)";
 
@@ -89,6 +83,44 @@ struct StateFile {
 
 pub use crate::this_host;
 
+/// One change of the marks: `f` edits them, then the job hosts follow (a job id this process
+/// just wrote is in this host's journal; a cleared mark takes its entry along).
+fn change_marks<T>(
+    file: &mut StateFile,
+    host: &str,
+    f: impl FnOnce(&mut BTreeMap<String, NodeMaintenance>) -> Result<T, MaintError>,
+) -> Result<T, MaintError> {
+    let out = f(&mut file.nodes)?;
+    let StateFile { nodes, job_hosts, .. } = file;
+    job_hosts.retain(|n, (_, j)| nodes.get(n).is_some_and(|m| m.job_id == Some(*j)));
+    for (n, m) in nodes.iter() {
+        if let Some(id) = m.job_id {
+            job_hosts.entry(n.clone()).or_insert_with(|| (host.to_owned(), id));
+        }
+    }
+    file.version = 1;
+    Ok(out)
+}
+
+impl From<StoreError> for MaintError {
+    fn from(e: StoreError) -> MaintError {
+        match e {
+            StoreError::Busy { path } => MaintError::Conflict(format!(
+                "another node is changing the maintenance state ({}); try again",
+                path.display()
+            )),
+            StoreError::Corrupt { path, detail } => MaintError::State {
+                path,
+                detail: format!(
+                    "not valid maintenance state ({detail}); fix or remove the file (removing it \
+                     clears every mark)"
+                ),
+            },
+            StoreError::Io { path, detail } => MaintError::State { path, detail },
+        }
+    }
+}
+
 /// Whether `node`'s job is in this host's journal (marks written before hosts were recorded
 /// count as ours).
 fn job_is_ours(job_hosts: &BTreeMap<String, (String, u64)>, node: &str, job: u64, host: &str) -> bool {
@@ -98,10 +130,9 @@ fn job_is_ours(job_hosts: &BTreeMap<String, (String, u64)>, node: &str, job: u64
 /// Where the marks are kept and how to reach PVE's HA manager.
 pub struct Maintenance {
     dir: PathBuf,
+    store: Arc<JsonStore<StateFile>>,
     ha_manager: PathBuf,
     host: String,
-    /// Serialises read-modify-write in this process.
-    write: std::sync::Mutex<()>,
     /// The tasks that update a mark when its job ends; a short-lived process (the CLI) awaits
     /// them with `settle` so it never exits in the middle of a state write.
     followers: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
@@ -136,9 +167,9 @@ impl Maintenance {
     pub fn new(dir: &Path, ha_manager: &Path) -> Maintenance {
         Maintenance {
             dir: dir.to_owned(),
+            store: Arc::new(JsonStore::new(dir, STATE_FILE)),
             ha_manager: ha_manager.to_owned(),
             host: this_host(),
-            write: Default::default(),
             followers: Default::default(),
             policy: Default::default(),
         }
@@ -182,76 +213,52 @@ impl Maintenance {
         set.unwrap_or_else(|| Arc::new(crate::policy::Policy::new(&self.dir, None)))
     }
 
-    fn state_err(&self, detail: impl Into<String>) -> MaintError {
-        MaintError::State { path: self.path(), detail: detail.into() }
-    }
-
-    /// The marks; no file yet means no node is marked.
+    /// The marks; no file yet means no node is marked. Blocking: for sync callers (the
+    /// executor's closed-targets check, the CLI's snapshot); async code uses `marks_async`.
     pub fn marks(&self) -> Result<BTreeMap<String, NodeMaintenance>, MaintError> {
         Ok(self.load()?.nodes)
     }
 
+    pub async fn marks_async(&self) -> Result<BTreeMap<String, NodeMaintenance>, MaintError> {
+        Ok(self.store.load_async().await?.nodes)
+    }
+
     fn load(&self) -> Result<StateFile, MaintError> {
-        let path = self.path();
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(StateFile::default()),
-            Err(e) => return Err(self.state_err(format!("cannot read it: {e}"))),
-        };
-        let file: StateFile = serde_json::from_str(&text).map_err(|e| {
-            self.state_err(format!(
-                "not valid maintenance state ({e}); fix or remove the file (removing it clears every \
-                 mark)"
-            ))
-        })?;
-        Ok(file)
+        Ok(self.store.load()?)
     }
 
-    /// Replaces the file atomically: a complete temporary file, then rename.
-    fn save(&self, file: &StateFile) -> Result<(), MaintError> {
-        let text = serde_json::to_string_pretty(file).map_err(|e| self.state_err(e.to_string()))?;
-        crate::state_file::write_atomically(&self.dir, STATE_FILE, text.as_bytes())
-            .map_err(|e| self.state_err(format!("cannot write it: {e}")))
-    }
-
+    /// Changes the marks under the store's locks, blocking (tests; the service uses
+    /// `update_async`).
+    #[cfg(test)]
     fn update<T>(
         &self,
         f: impl FnOnce(&mut BTreeMap<String, NodeMaintenance>) -> Result<T, MaintError>,
     ) -> Result<T, MaintError> {
-        let _held = self.write.lock().unwrap_or_else(|p| p.into_inner());
-        let _cluster_wide = self.lock_state()?;
-        let mut file = self.load()?;
-        let out = f(&mut file.nodes)?;
-        // A job id this process just wrote is in this host's journal.
-        let StateFile { nodes, job_hosts, .. } = &mut file;
-        job_hosts.retain(|n, (_, j)| nodes.get(n).is_some_and(|m| m.job_id == Some(*j)));
-        for (n, m) in nodes.iter() {
-            if let Some(id) = m.job_id {
-                job_hosts.entry(n.clone()).or_insert_with(|| (self.host.clone(), id));
-            }
-        }
-        file.version = 1;
-        self.save(&file)?;
-        Ok(out)
+        let host = self.host.clone();
+        self.store.update(|file| change_marks(file, &host, f))
     }
 
-    /// Serialises read-modify-write across nodes: every node's service writes the same file on
-    /// pmxcfs, where `mkdir` is atomic cluster-wide (the executor lock's semantics). Held for
-    /// one update only; the bounded wait (15 s) covers another node's write and outlasts the
-    /// TTL of a holder that died.
-    fn lock_state(&self) -> Result<crate::execute::Guard, MaintError> {
-        use crate::execute::ClusterLock;
-        let lock = crate::execute::DirLock::new(self.dir.join(STATE_LOCK_DIR));
-        for _ in 0..STATE_LOCK_TRIES {
-            if let Some(guard) = lock.try_acquire(STATE_LOCK, STATE_LOCK_TTL) {
-                return Ok(guard);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Err(MaintError::Conflict(format!(
-            "another node is changing the maintenance state (lock {}); try again",
-            self.dir.join(STATE_LOCK_DIR).join(STATE_LOCK).display()
-        )))
+    /// [`Maintenance::update`] on tokio's blocking pool (the lock wait and the pmxcfs write
+    /// never hold a worker thread).
+    async fn update_async<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut BTreeMap<String, NodeMaintenance>) -> Result<T, MaintError> + Send + 'static,
+    ) -> Result<T, MaintError> {
+        let host = self.host.clone();
+        self.store.update_async(move |file| change_marks(file, &host, f)).await
+    }
+
+    /// Sets `node`'s mark to `record`, or removes it (`None`).
+    async fn set_mark(&self, node: &str, record: Option<NodeMaintenance>) -> Result<(), MaintError> {
+        let node = node.to_owned();
+        self.update_async(move |n| {
+            match record {
+                Some(r) => n.insert(node, r),
+                None => n.remove(&node),
+            };
+            Ok(())
+        })
+        .await
     }
 
     /// How the job of `m` stands, as far as this host can tell.
@@ -280,7 +287,7 @@ impl Maintenance {
         executor: Option<&Executor>,
         snapshot: Option<&ClusterSnapshot>,
     ) -> Result<(), MaintError> {
-        let file = self.load()?;
+        let file = self.store.load_async().await?;
         let stands: BTreeMap<String, JobStand> =
             file.nodes.iter().map(|(n, m)| (n.clone(), self.job_stand(&file, m, executor))).collect();
         // (node, job) of exiting marks whose return-home job has ended: cleared.
@@ -315,7 +322,7 @@ impl Maintenance {
             .policy()
             .resolve_async(Default::default())
             .await
-            .map_err(|e| self.state_err(e.to_string()))?
+            .map_err(|e| MaintError::State { path: self.path(), detail: e.to_string() })?
             .request;
         let mut judged = BTreeMap::new();
         for m in to_judge {
@@ -333,7 +340,7 @@ impl Maintenance {
         if judged.is_empty() && exits_ended.is_empty() {
             return Ok(());
         }
-        self.update(|nodes| {
+        self.update_async(move |nodes| {
             nodes.retain(|n, m| {
                 !(m.state == MaintenanceState::Exiting && exits_ended.contains(&(n.clone(), m.job_id)))
             });
@@ -347,6 +354,7 @@ impl Maintenance {
             }
             Ok(())
         })
+        .await
     }
 
     /// Every node of the snapshot with its record (nodes without a mark are `none`), plus marks
@@ -358,7 +366,7 @@ impl Maintenance {
         executor: Option<&Executor>,
     ) -> Result<Vec<NodeMaintenance>, MaintError> {
         self.reconcile(pve, executor, Some(snapshot)).await?;
-        Ok(status_of(snapshot, &self.marks()?))
+        Ok(status_of(snapshot, &self.marks_async().await?))
     }
 
     /// Marks the snapshot's nodes that are in our maintenance (entering or in it), so no plan
@@ -403,7 +411,7 @@ impl Maintenance {
         }
         let snapshot = crate::collect::snapshot(pve, unix_now()).await?;
         self.reconcile(pve, executor.map(|e| &**e), Some(&snapshot)).await?;
-        let marks = self.marks()?;
+        let marks = self.marks_async().await?;
         let current = status_of(&snapshot, &marks).into_iter().find(|m| m.node == node);
         let current = current.ok_or_else(|| MaintError::UnknownNode(node.to_owned()))?;
         Ok((snapshot, marks, current))
@@ -465,23 +473,12 @@ impl Maintenance {
             ..Default::default()
         };
         // Marked before the job starts, so no plan made meanwhile targets the node.
-        self.update(|n| {
-            n.insert(node.to_owned(), record.clone());
-            Ok(())
-        })?;
+        self.set_mark(node, Some(record.clone())).await?;
         // On failure the node goes back to what it was (unmarked, or the mark being resumed).
-        let unmark = || {
-            let _ = self.update(|n| {
-                match resumable {
-                    true => n.insert(node.to_owned(), current.clone()),
-                    false => n.remove(node),
-                };
-                Ok(())
-            });
-        };
+        let before = resumable.then(|| current.clone());
         if req.ha {
             if let Err(e) = self.ha(node, true).await {
-                unmark();
+                let _ = self.set_mark(node, before).await;
                 return Err(e);
             }
         }
@@ -496,15 +493,12 @@ impl Maintenance {
                     if req.ha {
                         let _ = self.ha(node, false).await;
                     }
-                    unmark();
+                    let _ = self.set_mark(node, before).await;
                     return Err(e.into());
                 }
             }
         }
-        self.update(|n| {
-            n.insert(node.to_owned(), record.clone());
-            Ok(())
-        })?;
+        self.set_mark(node, Some(record.clone())).await?;
         self.follow(ex, record.job_id);
         Ok(MaintenanceAnswer { plan, job_id: record.job_id, preview: false, state: record })
     }
@@ -565,20 +559,14 @@ impl Maintenance {
         let mut record = NodeMaintenance { ha_maintenance, ha_requested: false, ..current };
         if plan.steps.is_empty() {
             record = NodeMaintenance { node: node.to_owned(), ha_maintenance, ..Default::default() };
-            self.update(|n| {
-                n.remove(node);
-                Ok(())
-            })?;
+            self.set_mark(node, None).await?;
         } else {
             let id = ex.start(&plan, None, user)?;
             record.by = Some(user.to_owned());
             record.state = MaintenanceState::Exiting;
             record.job_id = Some(id);
             record.since = Some(unix_now());
-            self.update(|n| {
-                n.insert(node.to_owned(), record.clone());
-                Ok(())
-            })?;
+            self.set_mark(node, Some(record.clone())).await?;
             self.follow(ex, Some(id));
         }
         Ok(MaintenanceAnswer { plan, job_id: record.job_id, preview: false, state: record })
@@ -839,12 +827,8 @@ mod tests {
         let mut leftovers: Vec<_> =
             std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
         leftovers.sort();
-        assert_eq!(
-            leftovers,
-            [STATE_LOCK_DIR, STATE_FILE].map(std::ffi::OsString::from),
-            "no temporary file"
-        );
-        let held: Vec<_> = std::fs::read_dir(dir.join(STATE_LOCK_DIR)).unwrap().flatten().collect();
+        assert_eq!(leftovers, ["lock", STATE_FILE].map(std::ffi::OsString::from), "no temporary file");
+        let held: Vec<_> = std::fs::read_dir(dir.join("lock")).unwrap().flatten().collect();
         assert!(held.is_empty(), "the write lock is released: {held:?}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -1,4 +1,5 @@
-//! One pattern for every cluster-wide JSON state file in `--state-dir` (settings, schedule):
+//! One pattern for every cluster-wide JSON state file in `--state-dir` (settings, schedule,
+//! maintenance marks):
 //! load (a missing file is the default), update under a lock (this process's mutex, then a
 //! cluster-wide `mkdir` lock on pmxcfs so two nodes never lose each other's write), atomic write
 //! (`state_file::write_atomically`).
