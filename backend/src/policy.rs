@@ -88,6 +88,21 @@ impl Policy {
         })
     }
 
+    /// Removes the stored value of `field` (a known field name), so the file's value or the
+    /// default applies again; returns the settings before. Blocking, like [`Policy::store`].
+    pub fn reset(&self, field: &str, user: &str, now: u64) -> Result<Settings, SettingsFailure> {
+        self.stored.update(|stored: &mut Stored| {
+            let old = self.view_of(stored, &PolicyLayer::default())?.settings;
+            let mut next = stored.clone();
+            next.settings.clear(field);
+            next.updated_by = Some(user.to_owned());
+            next.updated_at = Some(now);
+            self.view_of(&next, &PolicyLayer::default())?;
+            *stored = next;
+            Ok(old)
+        })
+    }
+
     /// The stored file as it is (who wrote it when), blocking.
     pub fn stored(&self) -> Result<Stored, SettingsFailure> {
         Ok(self.stored.load()?)

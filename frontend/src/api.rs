@@ -169,6 +169,12 @@ pub async fn save_settings(opts: &PanelOptions, changed: &PolicyLayer) -> Result
     put(opts, "/api/v1/settings", changed).await
 }
 
+/// Forgets the stored value of `field`: the configuration file's value or the default applies.
+pub async fn reset_setting(opts: &PanelOptions, field: &str) -> Result<SettingsView, Failure> {
+    let url = format!("{}/api/v1/settings/{}", opts.api_base, node_path(field));
+    decode(with_auth(Request::delete(&url), opts).send().await).await
+}
+
 /// The audit log of writes, newest first.
 pub async fn audit(opts: &PanelOptions, limit: usize) -> Result<Vec<AuditEntry>, Failure> {
     get(opts, &format!("/api/v1/history?limit={limit}")).await

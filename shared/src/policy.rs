@@ -123,6 +123,13 @@ macro_rules! policy {
                 out
             }
 
+            /// Unsets the field named `name` (the layers below it apply again); false when no
+            /// field has that name.
+            pub fn clear(&mut self, name: &str) -> bool {
+                $( if name == stringify!($name) { self.$name = None; return true; } )*
+                false
+            }
+
             /// Every field set, as this layer of `settings`.
             pub fn whole(settings: &Settings) -> PolicyLayer {
                 PolicyLayer { $( $name: Some(settings.$name.clone()), )* }

@@ -5,11 +5,13 @@
 //! - `PUT /api/v1/settings` `{field: value, …}` (absent fields keep their value) → `SettingsView`
 //!   (`Sys.Modify` on `/`). Bad input: 400 naming the field, nothing written. The change is
 //!   recorded in the audit log with the old → new values.
+//! - `DELETE /api/v1/settings/{field}` → `SettingsView`: the stored value of one field is
+//!   removed, so the file's value or the default applies again (`Sys.Modify` on `/`; audited).
 //! - `GET /api/v1/history?limit=&user=&action=` → `[AuditEntry]`, newest first (`Sys.Audit`).
 //! - `GET /metrics` → Prometheus text (`Sys.Audit`; scrapers send an API token).
 
 use super::error::HttpError;
-use super::extract::{Body, QueryParams};
+use super::extract::{Body, PathParam, QueryParams};
 use crate::app::AppState;
 use crate::auth::User;
 use crate::execute::AuditFilter;
@@ -28,6 +30,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_settings, put_settings))
+        .routes(routes!(reset_setting))
         .routes(routes!(history))
         .routes(routes!(metrics))
 }
@@ -87,6 +90,41 @@ async fn put_settings(
     let diff = crate::settings::diff(&old, &new.settings);
     let detail = if diff.is_empty() { "no change".to_owned() } else { diff };
     state.audit(&user.userid, "settings.update", "settings", &detail, None);
+    Ok(Json(new))
+}
+
+/// `DELETE /api/v1/settings/{field}`: forget the stored value of one field (PVE's `delete`
+/// of a set option); an unknown field is refused by name with the closest known one.
+#[utoipa::path(delete, path = "/api/v1/settings/{field}",
+    params(("field" = String, Path, description = "a settings field, e.g. `min_gain`")),
+    responses(
+    (status = 200, body = SettingsView),
+    (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError),
+    (status = 500, body = ApiError),
+))]
+async fn reset_setting(
+    State(state): State<AppState>,
+    Extension(user): Extension<User>,
+    PathParam(field): PathParam<String>,
+) -> Result<Json<SettingsView>, HttpError> {
+    user.require("/", "Sys.Modify")?;
+    let Some(field) = PolicyLayer::FIELDS.iter().copied().find(|f| *f == field) else {
+        let hint = crate::config::schema::closest(&field, PolicyLayer::FIELDS.iter().copied())
+            .map(|c| format!("; did you mean `{c}`?"))
+            .unwrap_or_default();
+        return Err(HttpError::bad_input(Some("field"), format!("`{field}` is not a settings field{hint}")));
+    };
+    let (policy, who) = (state.policy.clone(), user.userid.clone());
+    let old = tokio::task::spawn_blocking(move || policy.reset(field, &who, unix_now()))
+        .await
+        .map_err(|e| HttpError::internal("internal error", e))??;
+    let new = view(&state, &user).await?;
+    let diff = crate::settings::diff(&old, &new.settings);
+    let detail = format!(
+        "{field} reset to the file's value or the default: {}",
+        if diff.is_empty() { "no change" } else { &diff }
+    );
+    state.audit(&user.userid, "settings.reset", "settings", &detail, None);
     Ok(Json(new))
 }
 

@@ -368,6 +368,29 @@ pub fn SettingsForm() -> impl IntoView {
         error.set(None);
         saved.set(None);
     };
+    // One stored value forgotten: the file's value or the default shows again.
+    let reset = move |field: &'static str| {
+        let o = ctx.opts.get_value();
+        busy.set(true);
+        error.set(None);
+        spawn_local(async move {
+            match api::reset_setting(&o, field).await {
+                Ok(v) => {
+                    // Only this field's value changes in the form: other unsaved edits stay.
+                    let value = as_json(&v.settings).get(field).cloned().unwrap_or(Value::Null);
+                    draft.try_update(|d| d.as_mut().map(|d| d.insert(field.to_owned(), value)));
+                    ctx.settings.try_set(Some(v));
+                    saved.try_set(Some(format!(
+                        "Reset {field}; the next plan uses the file's value or the default."
+                    )));
+                }
+                Err(e) => {
+                    error.try_set(Some(e.message));
+                }
+            }
+            busy.try_set(false);
+        });
+    };
     let row = move |field: &'static Field| {
         let id = format!("set-{}", field.key.replace('_', "-"));
         // Its own field only: an edit elsewhere must not write this input back (it may be mid-edit).
@@ -420,7 +443,15 @@ pub fn SettingsForm() -> impl IntoView {
             } else {
                 (source_word(source), source_title(source), "pvrb-src")
             };
-            Some(view! { <span class=class data-source=word title=title>{word}</span> })
+            let resettable = source == Source::Stored && !changed && v.writable;
+            Some(view! {
+                <span class=class data-source=word title=title>{word}</span>
+                {resettable.then(|| view! {
+                    <button type="button" class="pvrb-link" id=format!("reset-{}", field.key.replace('_', "-"))
+                        title="Forget the stored value: the configuration file's value or the default applies"
+                        disabled=move || busy.get() on:click=move |_| reset(field.key)>"reset"</button>
+                })}
+            })
         };
         view! {
             <div class="pvrb-field" data-field=field.key title=field.help>

@@ -379,3 +379,47 @@ async fn maintenance_enter_and_exit_are_in_the_history() {
     assert_eq!(history[1].job_id, answer["job_id"].as_u64());
     a.stop().await;
 }
+
+/// `DELETE /api/v1/settings/{field}` forgets one stored value: the default applies again (its
+/// source is no longer "stored"), the other stored fields stay, the reset is audited; a
+/// misspelt field is refused by name and an auditor may not reset.
+#[tokio::test]
+async fn one_stored_field_is_reset_to_the_default_and_the_others_stay() {
+    let a = start().await;
+    let root = e2e::login(&a.backend_url, "root@pam", "demo").await.unwrap();
+    let audit = e2e::login(&a.backend_url, "audit@pve", "audit").await.unwrap();
+    let url = |path: &str| format!("{}/api/v1/settings{path}", a.backend_url);
+    let resp = root.http.put(url("")).header("CSRFPreventionToken", &root.csrf);
+    let v: SettingsView =
+        resp.json(&json!({"balanciness": 4, "min_gain": 2})).send().await.unwrap().json().await.unwrap();
+    assert_eq!(v.sources.get("balanciness"), Some(&shared::policy::Source::Stored));
+
+    let resp = root.http.delete(url("/min_gian")).header("CSRFPreventionToken", &root.csrf).send();
+    let resp = resp.await.unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let err: Value = resp.json().await.unwrap();
+    assert!(err["detail"].as_str().unwrap().contains("did you mean `min_gain`"), "{err}");
+    let resp = audit.http.delete(url("/balanciness")).header("CSRFPreventionToken", &audit.csrf).send();
+    assert_eq!(resp.await.unwrap().status(), StatusCode::FORBIDDEN);
+
+    let resp = root.http.delete(url("/balanciness")).header("CSRFPreventionToken", &root.csrf).send();
+    let v: SettingsView = resp.await.unwrap().json().await.unwrap();
+    assert_eq!(v.settings.balanciness, Settings::default().balanciness);
+    assert_eq!(v.sources.get("balanciness"), None, "the default again: {:?}", v.sources);
+    assert_eq!(
+        (v.settings.min_gain, v.sources.get("min_gain")),
+        (2.0, Some(&shared::policy::Source::Stored))
+    );
+    let again: SettingsView = audit.get("/api/v1/settings").send().await.unwrap().json().await.unwrap();
+    assert_eq!(again.settings, v.settings, "the reset is stored, not only answered");
+
+    let history: Vec<AuditEntry> =
+        audit.get("/api/v1/history?action=settings.reset").send().await.unwrap().json().await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert!(
+        history[0].detail.starts_with("balanciness reset") && history[0].detail.contains("4.0 → 10.0"),
+        "{}",
+        history[0].detail
+    );
+    a.stop().await;
+}

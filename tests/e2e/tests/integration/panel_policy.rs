@@ -122,6 +122,16 @@ async fn settings_show_each_values_source_and_save_only_what_changed() {
     assert_eq!(source_of(&browser, "max-moves").await, "stored");
     assert_eq!(source_of(&browser, "max-parallel").await, "file");
 
+    // A stored value forgotten: the default shows again, the other stored values stay.
+    change(&browser, "#set-min-gain", "3").await;
+    browser.click("#reset-balanciness").await.unwrap();
+    wait_source(&browser, "balanciness", "default").await;
+    assert_eq!(source_of(&browser, "min-gain").await, "changed", "an unsaved edit survives a reset");
+    let after = stored(&api).await;
+    assert_eq!(after.settings.balanciness, shared::api::Settings::default().balanciness);
+    assert_eq!((after.settings.max_moves, after.settings.cooldown_secs), (9, 1800));
+    browser.click("#settings-revert").await.unwrap();
+
     // Bad input: named, nothing sent.
     change(&browser, "#set-max-per-node", "0").await;
     browser.click("#settings-save").await.unwrap();
