@@ -4,6 +4,8 @@
 #   debian/build.sh            # from anywhere; needs frontend/dist (cargo xtask frontend)
 #   PANEL_DIST=DIR debian/build.sh   # use another built panel (e.g. a stand-in for tests)
 #   LINTIAN=0 debian/build.sh        # skip lintian
+#   DEB_PREBUILT_BINARY=FILE debian/build.sh  # package FILE instead of a release build
+#                                    (the test run packages its debug build: `cargo xtask test`)
 #
 # Idempotent: every run rebuilds the package (cargo itself is a no-op when nothing
 # changed, in target/deb-cargo) and replaces the files in target/deb/. Installs
