@@ -76,30 +76,32 @@ impl Policy {
         user: &str,
         now: u64,
     ) -> Result<(Settings, Stored), SettingsFailure> {
-        self.stored.update(|stored: &mut Stored| {
-            let old = self.view_of(stored, &PolicyLayer::default())?.settings;
-            let mut next = stored.clone();
-            next.settings.merge(changes);
-            next.updated_by = Some(user.to_owned());
-            next.updated_at = Some(now);
-            self.view_of(&next, &PolicyLayer::default())?;
-            *stored = next;
-            Ok((old, stored.clone()))
-        })
+        self.edit_stored(user, now, |layer| layer.merge(changes))
     }
 
     /// Removes the stored value of `field` (a known field name), so the file's value or the
     /// default applies again; returns the settings before. Blocking, like [`Policy::store`].
     pub fn reset(&self, field: &str, user: &str, now: u64) -> Result<Settings, SettingsFailure> {
+        Ok(self.edit_stored(user, now, |layer| _ = layer.clear(field))?.0)
+    }
+
+    /// One write of the stored layer: `edit` changes it, the policy it makes is checked, and
+    /// only then is it written with who and when.
+    fn edit_stored(
+        &self,
+        user: &str,
+        now: u64,
+        edit: impl FnOnce(&mut PolicyLayer),
+    ) -> Result<(Settings, Stored), SettingsFailure> {
         self.stored.update(|stored: &mut Stored| {
             let old = self.view_of(stored, &PolicyLayer::default())?.settings;
             let mut next = stored.clone();
-            next.settings.clear(field);
+            edit(&mut next.settings);
             next.updated_by = Some(user.to_owned());
             next.updated_at = Some(now);
             self.view_of(&next, &PolicyLayer::default())?;
             *stored = next;
-            Ok(old)
+            Ok((old, stored.clone()))
         })
     }
 

@@ -86,10 +86,21 @@ async fn put_settings(
     let (old, _) = tokio::task::spawn_blocking(move || policy.store(&changes, &who, unix_now()))
         .await
         .map_err(|e| HttpError::internal("internal error", e))??;
-    let new = view(&state, &user).await?;
-    let diff = crate::settings::diff(&old, &new.settings);
-    let detail = if diff.is_empty() { "no change".to_owned() } else { diff };
-    state.audit(&user.userid, "settings.update", "settings", &detail, None);
+    audited_view(&state, &user, &old, "settings.update", "").await
+}
+
+/// The settings after a write, with the write in the audit log as `old → new` per field.
+async fn audited_view(
+    state: &AppState,
+    user: &User,
+    old: &shared::api::Settings,
+    action: &str,
+    what: &str,
+) -> Result<Json<SettingsView>, HttpError> {
+    let new = view(state, user).await?;
+    let diff = crate::settings::diff(old, &new.settings);
+    let detail = format!("{what}{}", if diff.is_empty() { "no change" } else { &diff });
+    state.audit(&user.userid, action, "settings", &detail, None);
     Ok(Json(new))
 }
 
@@ -118,14 +129,8 @@ async fn reset_setting(
     let old = tokio::task::spawn_blocking(move || policy.reset(field, &who, unix_now()))
         .await
         .map_err(|e| HttpError::internal("internal error", e))??;
-    let new = view(&state, &user).await?;
-    let diff = crate::settings::diff(&old, &new.settings);
-    let detail = format!(
-        "{field} reset to the file's value or the default: {}",
-        if diff.is_empty() { "no change" } else { &diff }
-    );
-    state.audit(&user.userid, "settings.reset", "settings", &detail, None);
-    Ok(Json(new))
+    let what = format!("{field} reset to the file's value or the default: ");
+    audited_view(&state, &user, &old, "settings.reset", &what).await
 }
 
 #[derive(serde::Deserialize)]
