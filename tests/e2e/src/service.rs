@@ -15,11 +15,23 @@ pub async fn spawn(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> (tokio::process::Child, String) {
+    spawn_at(dir, sim, &sim.base_url, journal, extra, env).await
+}
+
+/// [`spawn`] talking to PVE at `pve_url` (e.g. a recording proxy in front of `sim`).
+pub async fn spawn_at(
+    dir: &Path,
+    sim: &pve_sim::RunningSim,
+    pve_url: &str,
+    journal: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (tokio::process::Child, String) {
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &sim.ca_pem).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = tokio::process::Command::new(crate::service_binary())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--pve-url", &sim.base_url])
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--pve-url", pve_url])
         .arg("--pve-ca")
         .arg(&ca)
         .arg("--journal")

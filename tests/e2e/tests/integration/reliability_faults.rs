@@ -914,38 +914,6 @@ fn migrate_posts_per_guest(
     out
 }
 
-/// `pve-rebalancer serve` on a free port with its journal and lock in `dir`, the service account
-/// root@pam/demo, PVE at `pve_url`. Returns the child and its URL once `/api/v1/health` answers.
-async fn spawn_service(dir: &Path, pve_url: &str, ca: &Path) -> (tokio::process::Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = tokio::process::Command::new(e2e::service_binary())
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--pve-url", pve_url])
-        .arg("--pve-ca")
-        .arg(ca)
-        .arg("--journal")
-        .arg(dir.join("journal.sqlite"))
-        .arg("--lock-dir")
-        .arg(dir.join("lock"))
-        .arg("--csrf-key")
-        .arg(dir.join("pve-www.key"))
-        .env("PVE_REBALANCER_USER", "root@pam")
-        .env("PVE_REBALANCER_PASSWORD", "demo")
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(dir.join(format!("stderr-{port}.log"))).unwrap())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start pve-rebalancer serve");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let http = reqwest::Client::new();
-    while !http.get(format!("{url}/api/v1/health")).send().await.is_ok_and(|r| r.status().is_success()) {
-        assert!(Instant::now() < deadline, "pve-rebalancer serve did not answer within 20 s");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    (child, url)
-}
-
 async fn job_at(u: &e2e::Session, id: u64) -> JobView {
     let resp = u.get(&format!("/api/v1/jobs/{id}")).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
@@ -958,10 +926,7 @@ async fn f25_service_killed_mid_plan_reconciles_after_restart_and_never_resubmit
     let sim = demo_sim(4.0).await;
     let (pve_url, seen) = recorder(&sim).await;
     let dir = temp_dir("kill");
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, &sim.ca_pem).unwrap();
-    std::fs::copy(&sim.csrf_key, dir.join("pve-www.key")).unwrap();
-    let (mut first, url) = spawn_service(&dir, &pve_url, &ca).await;
+    let (mut first, url) = e2e::service::spawn_at(&dir, &sim, &pve_url, "journal.sqlite", &[], &[]).await;
     let u = e2e::login(&url, "root@pam", "demo").await.unwrap();
     let resp = u
         .post("/api/v1/plan/execute")
@@ -983,7 +948,7 @@ async fn f25_service_killed_mid_plan_reconciles_after_restart_and_never_resubmit
     let status = tokio::time::timeout(Duration::from_secs(10), first.wait()).await.unwrap().unwrap();
     assert!(!status.success(), "{status}");
 
-    let (second, url) = spawn_service(&dir, &pve_url, &ca).await;
+    let (second, url) = e2e::service::spawn_at(&dir, &sim, &pve_url, "journal.sqlite", &[], &[]).await;
     let u = e2e::login(&url, "root@pam", "demo").await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(40);
     let v = loop {
