@@ -13,6 +13,11 @@
 # deb-systemd-invoke are replaced by logging stubs on PATH: nothing touches the real
 # system's /usr/share/pve-manager or its services. Every dpkg call has a timeout.
 #
+# Section 8 then starts the installed service under its sandbox with a real systemd as PID 1
+# of a throwaway container (needs root, cgroup2 and namespaces; prints `note - NOT RUN: why`
+# where that is impossible, or fails with PVE_REBALANCER_DEB_BOOT=require). It uses
+# target/debug/pve-sim (PVE_SIM=PATH for another; built with cargo if missing).
+#
 # Prints `deb: N passed, M failed` last; exits 1 if anything failed.
 set -uo pipefail
 
