@@ -13,6 +13,11 @@
 # deb-systemd-invoke are replaced by logging stubs on PATH: nothing touches the real
 # system's /usr/share/pve-manager or its services. Every dpkg call has a timeout.
 #
+# Section 8 then starts the installed service under its sandbox with a real systemd as PID 1
+# of a throwaway container (needs root, cgroup2 and namespaces; prints `note - NOT RUN: why`
+# where that is impossible, or fails with PVE_REBALANCER_DEB_BOOT=require). It uses
+# target/debug/pve-sim (PVE_SIM=PATH for another; built with cargo if missing).
+#
 # Prints `deb: N passed, M failed` last; exits 1 if anything failed.
 set -uo pipefail
 
@@ -33,7 +38,7 @@ for tool in dpkg dpkg-deb dpkg-query timeout cmp; do
 done
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/pve-rebalancer-deb-test.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+trap 'rm -rf "$work"' EXIT # extended by section 8
 passed=0
 failed=0
 log=$work/log
@@ -52,7 +57,7 @@ not_ok() {
 check() {
     local desc=$1
     shift
-    if "$@" >"$work/check.out" 2>&1; then ok "$desc"; else not_ok "$desc" "$(tail -n 5 "$work/check.out")"; fi
+    if "$@" >"$work/check.out" 2>&1; then ok "$desc"; else not_ok "$desc" "$(tail -n "${CHECK_TAIL:-5}" "$work/check.out")"; fi
 }
 
 # --- stubs: no service manager calls reach the real system ---------------------------
@@ -311,6 +316,252 @@ if command -v systemd-analyze >/dev/null; then
         bash -c "! grep -q -x 'ReadWritePaths=-/etc/pve' '$unitfile'"
 else
     echo "note - systemd-analyze is not installed: skipping the unit verification"
+fi
+
+# 8. the service under its sandbox, started by a real systemd
+# The unit's directives only mean something once a service manager applies them: here the
+# package is installed into a third root, that root is laid over this machine's `/` in a
+# throwaway container (tests/deb/container-init.sh: private pid, mount, network, UTS, IPC and
+# cgroup namespaces) whose PID 1 is this machine's systemd, and the installed unit is started
+# with `systemctl start`, unchanged. Its environment is the shipped env file with
+# credentials added, as the README tells an admin to do; PVE is the simulator (pve-sim) on
+# 127.0.0.1:8006 in the container's own network namespace, so the shipped options
+# (--pve-url https://127.0.0.1:8006 --pve-ca /etc/pve/pve-root-ca.pem --tls-pve-dir
+# /etc/pve/local, --listen [::]:8017) are used as they are. /etc/pve is a plain directory
+# laid out like pmxcfs (not pmxcfs). The service then plans and executes one migration.
+boot_pid= # the container's `timeout`, parent of `unshare`, parent of the container's PID 1
+sim_pid=
+boot_cg=
+children() { # PID: its first child's PID (the kernel's list ends with a space)
+    local c=
+    [ ! -r "/proc/$1/task/$1/children" ] || read -r c _ <"/proc/$1/task/$1/children"
+    echo "$c"
+}
+ns1() { [ -z "$boot_pid" ] || children "$(children "$boot_pid")"; }
+boot_cleanup() {
+    [ -z "$sim_pid" ] || { kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null; }
+    sim_pid=
+    if [ -n "$boot_pid" ]; then
+        # SIGRTMIN+4 is systemd's "poweroff"; killing PID 1 of the namespace ends all in it.
+        local init
+        init=$(ns1)
+        [ -z "$init" ] || kill -s SIGRTMIN+4 "$init" 2>/dev/null
+        for _ in $(seq 1 60); do kill -0 "$boot_pid" 2>/dev/null || break; sleep 0.5; done
+        init=$(ns1)
+        [ -z "$init" ] || kill -KILL "$init" 2>/dev/null
+        wait "$boot_pid" 2>/dev/null
+        boot_pid=
+    fi
+    if [ -n "$boot_cg" ] && [ -d "$boot_cg" ]; then
+        for _ in $(seq 1 20); do
+            find "$boot_cg" -depth -type d -exec rmdir {} \; 2>/dev/null
+            [ -d "$boot_cg" ] || break
+            sleep 0.5
+        done
+        [ ! -d "$boot_cg" ] || echo "deb: could not remove the test's cgroup $boot_cg" >&2
+    fi
+    boot_cg=
+}
+trap 'boot_cleanup; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
+
+# boot_unavailable: prints why the container cannot run here, if it cannot.
+cg2=
+boot_unavailable() {
+    [ "$(id -u)" = 0 ] || { echo "not root (namespaces, mounts and cgroups need it)"; return; }
+    [ -x /lib/systemd/systemd ] || { echo "/lib/systemd/systemd is not installed"; return; }
+    local t
+    for t in unshare nsenter pivot_root curl jq openssl tar; do
+        command -v "$t" >/dev/null || { echo "$t is not installed"; return; }
+    done
+    grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null ||
+        { echo "the kernel has no overlayfs"; return; }
+    if [ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ]; then
+        cg2=/sys/fs/cgroup
+    elif [ "$(stat -f -c %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ]; then
+        cg2=/sys/fs/cgroup/unified
+    else
+        echo "no cgroup2 hierarchy mounted (/sys/fs/cgroup or /sys/fs/cgroup/unified)"
+        return
+    fi
+    local err
+    err=$(timeout 20 unshare --fork --pid --mount --net --uts --ipc --cgroup true 2>&1) ||
+        { echo "cannot create namespaces: $err"; return; }
+}
+
+boot_unavailable >"$work/boot-unavailable" # not in a subshell: it sets cg2
+reason=$(cat "$work/boot-unavailable")
+if [ -n "$reason" ]; then
+    if [ "${PVE_REBALANCER_DEB_BOOT:-}" = require ]; then
+        not_ok "the service under its sandbox (PVE_REBALANCER_DEB_BOOT=require)" "cannot run here: $reason"
+    else
+        echo "note - NOT RUN: the service was not started under its sandbox: $reason" \
+            "(PVE_REBALANCER_DEB_BOOT=require makes this a failure)"
+    fi
+else
+    sim_bin=${PVE_SIM:-$root/target/debug/pve-sim}
+    [ -x "$sim_bin" ] || [ -n "${PVE_SIM:-}" ] ||
+        (cd "$root" && timeout 900 cargo build -q -p pve-sim --bin pve-sim) >>"$log" 2>&1
+    R3=$work/root-boot
+    extra=$work/boot-extra
+    token_id='root@pam!rebalancer'
+    token_secret=5f3e6c2a-8d4b-4e7f-9a1c-2b3d4e5f6a7b # the demo scenario's API token
+    new_root "$R3"
+    check "sandbox run: package installed into its own root" bash -c "
+        timeout 120 dpkg --root='$R3' --log='$work/dpkg.log' --force-script-chrootless \
+            -i '$work/pve-manager_9.9.0-1_all.deb' '$deb' >>'$log' 2>&1"
+    # The test's layer: a target that boots only the basic system, and /etc/pve laid out as
+    # on a node (pmxcfs has priv/lock and ha; the node certificate in local/).
+    mkdir -p "$extra/etc/systemd/system" "$extra/etc/pve/local" "$extra/etc/pve/priv/lock" "$extra/etc/pve/ha"
+    printf '[Unit]\nDescription=pve-rebalancer package test: the basic system only\nRequires=basic.target\nAfter=basic.target\n' \
+        >"$extra/etc/systemd/system/pve-rebalancer-test.target"
+    check "sandbox run: a node certificate for the service's HTTPS (openssl)" \
+        timeout 60 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj /CN=pvrb-deb-test -addext subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost \
+        -keyout "$extra/etc/pve/local/pve-ssl.key" -out "$extra/etc/pve/local/pve-ssl.pem"
+    chmod 0600 "$extra/etc/pve/local/pve-ssl.key"
+
+    boot_cg=$cg2$(sed -n 's/^0:://p' /proc/self/cgroup)/pve-rebalancer-deb-test.$$
+    boot_cg=${boot_cg//\/\//\/}
+    case $boot_cg in /sys/fs/cgroup/*) ;; *) echo "not a cgroup path: $boot_cg" >"$work/check.out" && boot_cg= ;; esac
+    if [ -z "$boot_cg" ] || ! mkdir "$boot_cg" 2>>"$work/check.out"; then
+        not_ok "sandbox run: a cgroup for the container" "$(cat "$work/check.out")"
+        boot_cg=
+    else
+        # The subshell moves itself into the new cgroup, which the container's cgroup
+        # namespace then makes its root. `timeout` bounds the container's life even if this
+        # script is killed before its trap runs.
+        (
+            echo "$BASHPID" >"$boot_cg/cgroup.procs" &&
+                exec timeout 900 unshare --fork --pid --mount --net --uts --ipc --cgroup \
+                    --propagation private bash "$root/tests/deb/container-init.sh" "$work" "$extra" "$R3"
+        ) >"$work/container.log" 2>&1 &
+        boot_pid=$!
+        # systemd is up once `is-system-running` answers running (degraded: a unit failed).
+        for _ in $(seq 1 120); do
+            state=$([ -z "$(ns1)" ] || timeout 10 nsenter -t "$(ns1)" -a systemctl is-system-running 2>"$work/boot-wait.err")
+            case $state in running | degraded) break ;; esac
+            kill -0 "$boot_pid" 2>/dev/null || break
+            sleep 0.5
+        done
+        check "sandbox run: systemd boots as PID 1 in the container (is-system-running)" bash -c "
+            echo 'state: ${state:-no answer} (container PID 1: $(ns1))'; cat '$work/boot-wait.err' '$work/container.log' '$work/console.log'
+            [ -z '$(ns1)' ] || timeout 10 nsenter -t '$(ns1)' -a systemctl --failed --no-pager
+            [ '$state' = running ]"
+        check "sandbox run: systemd sees the package's unit enabled" bash -c "
+            [ \"\$(timeout 60 nsenter -t $(ns1) -a systemctl is-enabled pve-rebalancer.service)\" = enabled ]"
+        check "sandbox run: the loaded unit has its sandbox (systemctl show)" bash -c "
+            out=\$(timeout 60 nsenter -t $(ns1) -a systemctl show pve-rebalancer.service \
+                -p ProtectSystem -p NoNewPrivileges -p CapabilityBoundingSet -p PrivateTmp \
+                -p SystemCallArchitectures -p MemoryDenyWriteExecute -p RestrictNamespaces)
+            echo \"\$out\"
+            for want in ProtectSystem=strict NoNewPrivileges=yes CapabilityBoundingSet= PrivateTmp=yes \
+                    SystemCallArchitectures=native MemoryDenyWriteExecute=yes RestrictNamespaces=yes; do
+                grep -q -x -F \"\$want\" <<<\"\$out\" || { echo \"expected \$want\"; exit 1; }
+            done"
+        # As shipped (no credentials), the start is skipped: inactive, not failed.
+        check "sandbox run: without credentials the start is skipped (inactive, not failed)" bash -c "
+            timeout 60 nsenter -t $(ns1) -a systemctl start pve-rebalancer.service
+            s=\$(timeout 60 nsenter -t $(ns1) -a systemctl show -P ActiveState pve-rebalancer.service)
+            echo \"ActiveState=\$s\"
+            [ \"\$s\" = inactive ]"
+
+        # The simulator, in the container's network namespace on PVE's port.
+        : >"$work/sim.out"
+        if [ -x "$sim_bin" ]; then
+            timeout 900 nsenter -t "$(ns1)" -n "$sim_bin" --scenario "$root/tests/pve-sim/scenarios/demo.yaml" \
+                --port 8006 --time-scale 20 --ca-out "$work/sim-ca.pem" --csrf-key-out "$work/sim-www.key" \
+                >"$work/sim.out" 2>&1 &
+            sim_pid=$!
+        fi
+        check "sandbox run: pve-sim listens on 127.0.0.1:8006 in the container" bash -c "
+            [ -x '$sim_bin' ] || { echo 'no simulator binary at $sim_bin (cargo build -p pve-sim)'; exit 1; }
+            for _ in \$(seq 1 120); do
+                grep -q 'pve-sim listening on' '$work/sim.out' && exit 0
+                kill -0 $sim_pid 2>/dev/null || break
+                sleep 0.5
+            done
+            cat '$work/sim.out'; exit 1"
+        # What an admin does: the cluster CA and PVE's CSRF key are pmxcfs' (here the
+        # simulator's), the credentials go into the env file. Written through the
+        # container's root, into its overlay.
+        ctroot=/proc/$(ns1)/root
+        cp "$work/sim-ca.pem" "$ctroot/etc/pve/pve-root-ca.pem" 2>>"$log"
+        install -m 0600 "$work/sim-www.key" "$ctroot/etc/pve/priv/pve-www.key" 2>>"$log"
+        printf 'PVE_REBALANCER_TOKEN_ID=%s\nPVE_REBALANCER_TOKEN_SECRET=%s\n' "$token_id" "$token_secret" \
+            >>"$ctroot/etc/pve-rebalancer/pve-rebalancer.env"
+        check "sandbox run: systemctl start pve-rebalancer succeeds" \
+            timeout 60 nsenter -t "$(ns1)" -a systemctl start pve-rebalancer.service
+        api() { # METHOD PATH [BODY]: the service's API as the token, from inside the container
+            timeout 60 nsenter -t "$(ns1)" -n curl -sS --fail-with-body --max-time 30 \
+                --cacert "$extra/etc/pve/local/pve-ssl.pem" -X "$1" \
+                -H "Authorization: PVEAPIToken=$token_id=$token_secret" -H 'Content-Type: application/json' \
+                ${3:+--data "$3"} "https://127.0.0.1:8017$2"
+        }
+        check "sandbox run: the service answers on https://127.0.0.1:8017 (health)" bash -c "
+            for _ in \$(seq 1 120); do
+                timeout 10 nsenter -t $(ns1) -n curl -sS --max-time 5 --cacert '$extra/etc/pve/local/pve-ssl.pem' \
+                    https://127.0.0.1:8017/api/v1/health 2>&1 | grep -q '\"status\":\"ok\"' && exit 0
+                sleep 0.5
+            done
+            timeout 60 nsenter -t $(ns1) -a journalctl -u pve-rebalancer --no-pager | tail -n 20; exit 1"
+        api POST /api/v1/plan '{}' >"$work/plan.json" 2>&1
+        check "sandbox run: POST /api/v1/plan returns a plan with steps" bash -c "
+            jq -e '.steps | length > 0' '$work/plan.json' >/dev/null || { head -c 2000 '$work/plan.json'; exit 1; }"
+        # Execute the first step: the journal (/var/lib/pve-rebalancer), the cluster lock
+        # (/etc/pve/priv/lock) and the audit (/etc/pve/pve-rebalancer) are written under the
+        # sandbox, and the migration is followed to its landing.
+        first=$(jq -r '.steps[0].vmid' "$work/plan.json" 2>/dev/null)
+        jq -c --argjson v "${first:-0}" '{plan: ., steps: [$v]}' "$work/plan.json" >"$work/exec.json" 2>>"$log"
+        api POST /api/v1/plan/execute "@$work/exec.json" >"$work/exec.out" 2>&1
+        job=$(jq -r '.job_id // empty' "$work/exec.out" 2>/dev/null)
+        check "sandbox run: POST /api/v1/plan/execute starts a job (guest $first)" bash -c "
+            [ -n '$job' ] || { cat '$work/exec.out'; exit 1; }"
+        check "sandbox run: the job ends done (the guest landed)" bash -c "
+            for _ in \$(seq 1 240); do
+                s=\$(timeout 30 nsenter -t $(ns1) -n curl -sS --max-time 20 --cacert '$extra/etc/pve/local/pve-ssl.pem' \
+                    -H 'Authorization: PVEAPIToken=$token_id=$token_secret' https://127.0.0.1:8017/api/v1/jobs/$job \
+                    | jq -r .state)
+                [ \"\$s\" = running ] || break
+                sleep 0.5
+            done
+            echo \"job $job: \$s\"; [ \"\$s\" = done ]"
+        # A stored setting goes to the cluster-wide state directory on pmxcfs.
+        api PUT /api/v1/settings '{"balanciness": 12}' >"$work/settings.out" 2>&1
+        check "sandbox run: PUT /api/v1/settings is stored (balanciness 12)" bash -c "
+            jq -e '.. | objects | select(has(\"balanciness\")) | .balanciness == 12' '$work/settings.out' | grep -q true ||
+                { head -c 2000 '$work/settings.out'; exit 1; }"
+        check "sandbox run: journal and settings written where the sandbox allows" bash -c "
+            ls -la '$ctroot/var/lib/pve-rebalancer' '$ctroot/etc/pve/pve-rebalancer'
+            test -s '$ctroot/var/lib/pve-rebalancer/journal.sqlite' &&
+            grep -q balanciness '$ctroot/etc/pve/pve-rebalancer/settings.json'"
+        # The process itself: seccomp filter on, no new privileges, no capabilities.
+        check "sandbox run: the service process is confined (seccomp, NoNewPrivs, no capabilities)" bash -c "
+            pid=\$(timeout 60 nsenter -t $(ns1) -a systemctl show -P MainPID pve-rebalancer.service)
+            st=\$(timeout 60 nsenter -t $(ns1) -a cat /proc/\$pid/status)
+            grep -E '^(Seccomp|NoNewPrivs|CapEff|CapBnd|CapPrm):' <<<\"\$st\"
+            grep -q -P '^Seccomp:\t2$' <<<\"\$st\" && grep -q -P '^NoNewPrivs:\t1$' <<<\"\$st\" &&
+            grep -q -P '^CapBnd:\t0+$' <<<\"\$st\" && grep -q -P '^CapEff:\t0+$' <<<\"\$st\""
+        check "sandbox run: still active, never restarted" bash -c "
+            out=\$(timeout 60 nsenter -t $(ns1) -a systemctl show -p ActiveState -p SubState -p NRestarts pve-rebalancer.service)
+            echo \"\$out\"
+            grep -q -x ActiveState=active <<<\"\$out\" && grep -q -x NRestarts=0 <<<\"\$out\""
+        # A system call the filter refuses fails with EPERM (SystemCallErrorNumber=), a write
+        # outside the writable paths with EROFS: either would be logged by the service.
+        timeout 60 nsenter -t "$(ns1)" -a journalctl -u pve-rebalancer --no-pager >"$work/unit-journal.txt" 2>&1
+        check "sandbox run: the unit's journal shows no refused operation" bash -c "
+            grep -q 'pve-rebalancer listening on' '$work/unit-journal.txt' ||
+                { echo 'the journal has no start of the service:'; tail -n 5 '$work/unit-journal.txt'; exit 1; }
+            ! grep -n -i -E 'operation not permitted|permission denied|read-only file system|EPERM|EROFS|EACCES|seccomp|SIGSYS|bad system call| ERROR ' \
+                '$work/unit-journal.txt'"
+        check "sandbox run: systemctl stop ends it cleanly (inactive, result success)" bash -c "
+            timeout 60 nsenter -t $(ns1) -a systemctl stop pve-rebalancer.service &&
+            out=\$(timeout 60 nsenter -t $(ns1) -a systemctl show -p ActiveState -p Result pve-rebalancer.service) &&
+            echo \"\$out\" && grep -q -x ActiveState=inactive <<<\"\$out\" && grep -q -x Result=success <<<\"\$out\""
+        echo "#   the unit's journal in the container (last lines):"
+        tail -n 8 "$work/unit-journal.txt" | sed 's/^/#     /'
+    fi
+    boot_cleanup
 fi
 
 if [ "$failed" != 0 ]; then
