@@ -89,12 +89,34 @@ impl<T: Serialize + DeserializeOwned + Default> JsonStore<T> {
             if let Some(guard) = self.lock.try_acquire(self.name, LOCK_TTL) {
                 return Ok(guard);
             }
+            self.lock_takeable()?;
             if started.elapsed() > LOCK_WAIT {
                 return Err(StoreError::Busy { path: self.path() });
             }
             // Blocking on purpose: this runs on the blocking pool (see the `*_async` methods).
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+impl<T> JsonStore<T> {
+    /// After a failed take: when nobody holds the lock, the directory itself refuses it (read
+    /// only, not a directory, ...): say that now instead of waiting and blaming another node.
+    fn lock_takeable(&self) -> Result<(), StoreError> {
+        let lock_dir = self.dir.join("lock");
+        let probe = lock_dir.join(format!(".probe-{}", std::process::id()));
+        let refused = match std::fs::create_dir_all(&lock_dir).and_then(|_| std::fs::create_dir(&probe)) {
+            Ok(()) => {
+                let _ = std::fs::remove_dir(&probe);
+                return Ok(());
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => e,
+        };
+        Err(StoreError::Io {
+            path: self.dir.join(self.name),
+            detail: format!("cannot take its update lock in {}: {refused}", lock_dir.display()),
+        })
     }
 }
 
@@ -165,6 +187,23 @@ mod tests {
         assert!(refused.is_err());
         assert_eq!(store.load().unwrap().n, 40);
         assert_eq!(std::fs::metadata(store.path()).unwrap().permissions().mode() & 0o777, 0o640);
+    }
+
+    #[test]
+    fn a_directory_that_refuses_the_lock_is_named_at_once_not_blamed_on_another_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_dir = dir.path().join("file");
+        std::fs::write(&not_a_dir, "").unwrap();
+        let store = JsonStore::<Counter>::new(&not_a_dir.join("state"), "c.json");
+        let started = Instant::now();
+        let e = store.update(|c| {
+            c.n = 1;
+            Ok::<_, StoreError>(())
+        });
+        let e = e.unwrap_err();
+        assert!(matches!(e, StoreError::Io { .. }), "{e}");
+        assert!(e.to_string().contains("cannot take its update lock"), "{e}");
+        assert!(started.elapsed() < LOCK_WAIT, "it waited as if another node held the lock");
     }
 
     #[test]
