@@ -85,7 +85,19 @@ fn caller<'a>(
     crate::maintenance::Caller { userid: &user.userid, authorize: rights }
 }
 
-fn answer(a: MaintenanceAnswer) -> (StatusCode, Json<MaintenanceAnswer>) {
+/// 202 when a job started, else 200; a change that is not a preview goes into the history as
+/// `action` on `node/<node>`, `what` followed by the plan's step count.
+fn answer(
+    state: &AppState,
+    user: &User,
+    node: &str,
+    (action, what): (&str, String),
+    a: MaintenanceAnswer,
+) -> (StatusCode, Json<MaintenanceAnswer>) {
+    if !a.preview {
+        let detail = format!("{what}{} steps", a.plan.steps.len());
+        state.audit(&user.userid, action, &format!("node/{node}"), &detail, a.job_id);
+    }
     let status = if a.job_id.is_some() { StatusCode::ACCEPTED } else { StatusCode::OK };
     (status, Json(a))
 }
@@ -117,13 +129,8 @@ async fn enter(
             caller(&user, &rights),
         )
         .await?;
-    if !a.preview {
-        let ha = if req.ha { ", PVE HA maintenance" } else { "" };
-        let detail = format!("evacuation: {} steps{ha}", a.plan.steps.len());
-        let target = format!("node/{node}");
-        state.audit(&user.userid, "maintenance.enter", &target, &detail, a.job_id);
-    }
-    Ok(answer(a))
+    let ha = if req.ha { "PVE HA maintenance, " } else { "" };
+    Ok(answer(&state, &user, &node, ("maintenance.enter", format!("evacuation: {ha}")), a))
 }
 
 #[utoipa::path(post, path = "/api/v1/maintenance/{node}/exit", params(("node" = String, Path)),
@@ -153,13 +160,8 @@ async fn exit(
             caller(&user, &rights),
         )
         .await?;
-    if !a.preview {
-        let home = if req.return_home { "return home" } else { "no return home" };
-        let detail = format!("{home}: {} steps", a.plan.steps.len());
-        let target = format!("node/{node}");
-        state.audit(&user.userid, "maintenance.exit", &target, &detail, a.job_id);
-    }
-    Ok(answer(a))
+    let home = if req.return_home { "return home: " } else { "no return home: " };
+    Ok(answer(&state, &user, &node, ("maintenance.exit", home.to_owned()), a))
 }
 
 #[utoipa::path(post, path = "/api/v1/best-node", request_body = BestNodeRequest, responses(

@@ -377,6 +377,13 @@ async fn maintenance_enter_and_exit_are_in_the_history() {
     assert_eq!(actions, ["maintenance.exit", "maintenance.enter"], "{history:?}");
     assert!(history.iter().all(|e| e.target == format!("node/{node}") && e.user == "root@pam"));
     assert_eq!(history[1].job_id, answer["job_id"].as_u64());
+    let steps = answer["plan"]["steps"].as_array().unwrap().len();
+    assert_eq!(history[1].detail, format!("evacuation: {steps} steps"));
+    assert!(
+        history[0].detail.starts_with("no return home: ") && history[0].detail.ends_with(" steps"),
+        "{}",
+        history[0].detail
+    );
     a.stop().await;
 }
 
