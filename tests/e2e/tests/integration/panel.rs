@@ -2,7 +2,7 @@
 //! in through the panel's own form, and where screenshots go.
 
 use e2e::webdriver::Browser;
-use e2e::{panel_dir, workspace_root, Stack};
+use e2e::{panel_dir, workspace_root, Session, Stack};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -32,4 +32,15 @@ pub async fn panel_as(path: &str, user: &str, password: &str) -> (Stack, Browser
     let browser = Browser::start(1280, 800, false).await.expect("browser starts");
     open_logged_in(&browser, &stack.backend_url, path, user, password).await;
     (stack, browser)
+}
+
+/// The demo stack serving the panel, a 1280×900 light browser logged in as root@pam with the
+/// cluster view shown, and an API session of the same user (to arrange and check state).
+pub async fn panel_and_api() -> (Stack, Browser, Session) {
+    let stack = Stack::builder().panel(Some(panel_dir())).start().await.expect("stack");
+    let browser = Browser::start(1280, 900, false).await.expect("browser starts");
+    open_logged_in(&browser, &stack.backend_url, "", "root@pam", "demo").await;
+    browser.wait_for("#nodes tbody tr", 1, WAIT).await.unwrap();
+    let api = stack.login("root@pam", "demo").await.unwrap();
+    (stack, browser, api)
 }

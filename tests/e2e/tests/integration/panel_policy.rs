@@ -5,7 +5,7 @@
 //! settings and the plan form's overrides included, step for step as the service does.
 
 use e2e::webdriver::Browser;
-use e2e::{panel_dir, Session, Stack};
+use e2e::{Session, Stack};
 use shared::api::SettingsView;
 use shared::Plan;
 use std::time::Duration;
@@ -13,16 +13,7 @@ use std::time::Duration;
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn start() -> (Stack, Browser, Session) {
-    let stack = Stack::builder().panel(Some(panel_dir())).start().await.expect("stack");
-    let browser = Browser::start(1280, 900, false).await.expect("browser starts");
-    browser.goto(&stack.backend_url).await.unwrap();
-    browser.wait_for("#login", 1, WAIT).await.unwrap();
-    browser.fill("#login-user", "root@pam").await.unwrap();
-    browser.fill("#login-password", "demo").await.unwrap();
-    browser.click("#login-submit").await.unwrap();
-    browser.wait_for("#nodes tbody tr", 1, WAIT).await.unwrap();
-    let api = stack.login("root@pam", "demo").await.unwrap();
-    (stack, browser, api)
+    crate::panel::panel_and_api().await
 }
 
 /// Sets an input's value and fires `change`, as typing and leaving the field does (WebDriver's

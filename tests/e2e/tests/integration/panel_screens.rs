@@ -31,11 +31,7 @@ const VIEWS: &[(&str, &str, &str)] = &[
 async fn shoot_all(stack: &Stack, dark: bool) {
     let theme = if dark { "dark" } else { "light" };
     let browser = Browser::start(1280, 860, dark).await.expect("browser starts");
-    browser.goto(&stack.backend_url).await.unwrap();
-    browser.wait_for("#login", 1, WAIT).await.unwrap();
-    browser.fill("#login-user", "root@pam").await.unwrap();
-    browser.fill("#login-password", "demo").await.unwrap();
-    browser.click("#login-submit").await.unwrap();
+    crate::panel::open_logged_in(&browser, &stack.backend_url, "", "root@pam", "demo").await;
     browser.wait_for("#nodes tbody tr", 1, WAIT).await.unwrap();
     let bg = browser
         .eval("return getComputedStyle(document.querySelector('.pvrb')).backgroundColor")

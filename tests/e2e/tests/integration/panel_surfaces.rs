@@ -4,7 +4,7 @@
 //! headroom, and PVE's own balancer state.
 
 use e2e::webdriver::Browser;
-use e2e::{panel_dir, Session, Stack};
+use e2e::{Session, Stack};
 use shared::api::{BestNodeAnswer, ClusterView};
 use std::time::Duration;
 
@@ -12,16 +12,7 @@ const WAIT: Duration = Duration::from_secs(30);
 const JOB_WAIT: Duration = Duration::from_secs(90);
 
 async fn start() -> (Stack, Browser, Session) {
-    let stack = Stack::builder().panel(Some(panel_dir())).start().await.expect("stack");
-    let browser = Browser::start(1280, 900, false).await.expect("browser starts");
-    browser.goto(&stack.backend_url).await.unwrap();
-    browser.wait_for("#login", 1, WAIT).await.unwrap();
-    browser.fill("#login-user", "root@pam").await.unwrap();
-    browser.fill("#login-password", "demo").await.unwrap();
-    browser.click("#login-submit").await.unwrap();
-    browser.wait_for("#nodes tbody tr", 1, WAIT).await.unwrap();
-    let api = stack.login("root@pam", "demo").await.unwrap();
-    (stack, browser, api)
+    crate::panel::panel_and_api().await
 }
 
 async fn best_node(api: &Session, body: serde_json::Value) -> BestNodeAnswer {
