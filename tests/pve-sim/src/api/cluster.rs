@@ -1,4 +1,4 @@
-//! `/cluster/*` (resources, status, options, tasks; HA in `ha.rs`) and `/pools`.
+//! `/cluster/*` (resources, status, options, tasks and log; HA in `ha.rs`) and `/pools`.
 
 use serde_json::{json, Map, Value};
 
@@ -173,7 +173,7 @@ pub fn status(w: &World, cx: &Ctx) -> ApiResult {
         "id": "cluster", "type": "cluster", "name": c.name, "nodes": c.nodes.len(),
         "quorate": quorate as u8, "version": 3 + c.nodes.len(),
     })];
-    let local = c.nodes.values().find(|n| n.online).map(|n| n.spec.name.clone());
+    let local = local_node(c);
     for (name, n) in &c.nodes {
         out.push(json!({
             "id": format!("node/{name}"), "type": "node", "name": name, "nodeid": n.nodeid, "ip": n.ip,
@@ -181,6 +181,12 @@ pub fn status(w: &World, cx: &Ctx) -> ApiResult {
         }));
     }
     ok(Value::Array(out))
+}
+
+/// The node the API answers from (the first online one): `local` in `/cluster/status`, and what
+/// PVE resolves the node name `localhost` to (its UI asks `/nodes/localhost/subscription`).
+pub fn local_node(c: &Cluster) -> Option<String> {
+    c.nodes.values().find(|n| n.online).map(|n| n.spec.name.clone())
 }
 
 pub fn options(w: &World, cx: &Ctx) -> ApiResult {
@@ -220,12 +226,13 @@ fn options_for(w: &World, cx: &Ctx) -> Value {
 pub fn get(w: &World, cx: &Ctx, rest: &[&str]) -> ApiResult {
     match rest {
         [] => ok(json!([
-            {"name": "resources"}, {"name": "status"}, {"name": "options"}, {"name": "tasks"}, {"name": "ha"}
+            {"name": "resources"}, {"name": "status"}, {"name": "options"}, {"name": "tasks"}, {"name": "log"}, {"name": "ha"}
         ])),
         ["resources"] => resources(w, cx),
         ["status"] => status(w, cx),
         ["options"] => options(w, cx),
         ["tasks"] => super::tasks::cluster_tasks(w, cx),
+        ["log"] => super::tasks::cluster_log(w, cx),
         ["ha", rest @ ..] => super::ha::get(w, cx, rest),
         _ => Err(ApiError::not_implemented("GET", cx.path)),
     }

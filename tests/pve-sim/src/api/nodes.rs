@@ -28,6 +28,9 @@ fn unreachable(node: &str) -> ApiError {
 
 pub fn dispatch(sim: &Sim, w: &mut World, cx: &Ctx, node: &str, rest: &[&str]) -> ApiResult {
     let m = cx.method.as_str();
+    // PVE takes `localhost` as the node that answers (its UI asks `/nodes/localhost/subscription`).
+    let local = (node == "localhost").then(|| super::cluster::local_node(&w.cluster)).flatten();
+    let node = local.as_deref().unwrap_or(node);
     let Some(n) = w.cluster.nodes.get(node) else {
         return Err(ApiError::die(format!(
             "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
@@ -39,9 +42,12 @@ pub fn dispatch(sim: &Sim, w: &mut World, cx: &Ctx, node: &str, rest: &[&str]) -
     match (m, rest) {
         ("GET", []) => ok(json!([
             {"name": "status"}, {"name": "version"}, {"name": "qemu"}, {"name": "lxc"},
-            {"name": "rrddata"}, {"name": "tasks"}, {"name": "apt"}
+            {"name": "rrddata"}, {"name": "tasks"}, {"name": "apt"},
+            {"name": "subscription"}, {"name": "ceph"}
         ])),
         ("GET", ["apt", "versions"]) => apt_versions(w, cx, node),
+        ("GET", ["apt", "repositories"]) => super::node_admin::apt_repositories(w, cx, node),
+        ("GET", ["subscription"]) => super::node_admin::subscription(w, cx, node),
         ("GET", ["status"]) => status(w, cx, node),
         ("GET", ["version"]) => {
             cx.require(w, &format!("/nodes/{node}"), "Sys.Audit").ok();

@@ -27,3 +27,141 @@ async fn ceph_status_says_ceph_is_not_installed() {
     assert_eq!(status, 500, "{body}");
     assert!(body.to_string().contains("not installed"), "{body}");
 }
+
+/// The calls PVE 9's web UI makes (pve-manager `www/manager6`, widget toolkit `src/`), by view.
+/// Each must answer 200 with data PVE's schema allows; the UI shows an error dialog for several
+/// of them (node Summary's subscription and repositories, the login's `checked_command`).
+fn ui_calls(node: &str, qemu: &str, lxc: &str, upid: &str) -> Vec<(&'static str, String)> {
+    let upid = upid.replace(':', "%3A");
+    [
+        // Workspace.onLogin, UIOptions, ResourceStore, the status panel's Tasks and Cluster log.
+        ("load", "/version".to_owned()),
+        ("load", "/cluster/options".into()),
+        ("load", "/access/domains".into()),
+        ("load", "/cluster/resources".into()),
+        ("load", "/cluster/tasks".into()),
+        ("load", "/cluster/log".into()),
+        ("load", "/nodes/localhost/subscription".into()),
+        // dc/Summary (+ Health; its Ceph call is the one PVE itself answers with an error).
+        ("datacenter summary", "/cluster/status".into()),
+        // node/Config's status store, node/Summary.
+        ("node summary", format!("/nodes/{node}/status")),
+        ("node summary", format!("/nodes/{node}/rrddata?timeframe=hour&cf=AVERAGE")),
+        ("node summary", format!("/nodes/{node}/apt/repositories")),
+        ("node summary", format!("/nodes/{node}/subscription")),
+        ("node summary", format!("/nodes/{node}/apt/versions")),
+        // qemu/lxc Config's status store, the Summary's graphs and notes.
+        ("guest summary", format!("{qemu}/status/current")),
+        ("guest summary", format!("{qemu}/rrddata?timeframe=hour&cf=AVERAGE")),
+        ("guest summary", format!("{qemu}/config")),
+        ("guest summary", format!("{lxc}/status/current")),
+        ("guest summary", format!("{lxc}/rrddata?timeframe=day&cf=MAX")),
+        ("guest summary", format!("{lxc}/config")),
+        // node/Tasks (widget toolkit) and TaskViewer.
+        ("tasks", format!("/nodes/{node}/tasks?start=0&limit=50")),
+        ("tasks", format!("/nodes/{node}/tasks/{upid}/status")),
+        ("tasks", format!("/nodes/{node}/tasks/{upid}/log?start=0&limit=500")),
+        // ha/Status, ha/Resources, ha/Rules.
+        ("HA", "/cluster/ha/status/current".into()),
+        ("HA", "/cluster/ha/resources".into()),
+        ("HA", "/cluster/ha/rules".into()),
+    ]
+    .into_iter()
+    .collect()
+}
+
+fn segs(path: &str) -> Vec<String> {
+    let p = path.split('?').next().unwrap();
+    p.split('/').filter(|s| !s.is_empty()).map(|s| s.replace("%3A", ":")).collect()
+}
+
+#[tokio::test]
+async fn every_call_of_pves_ui_on_load_and_its_admin_views_answers_as_pve() {
+    let sim = start_demo(1000.0).await;
+    let s = Session::root(&sim).await;
+    let version = sim.with_cluster(|c| c.version.clone());
+    let schema = pve_sim::schema::for_version(&version).expect("bundled schema");
+    let (st, up) = s.post("/nodes/pve1/qemu/104/migrate", &[("target", "pve3"), ("online", "1")]).await;
+    assert_eq!(st, 200, "{up}");
+    let upid = up["data"].as_str().unwrap().to_owned();
+    s.wait_task("pve1", &upid).await;
+    let guests = s.data("/cluster/resources?type=vm").await;
+    let base = |ty: &str| {
+        let g = guests.as_array().unwrap().iter().find(|g| g["type"] == ty).expect("a guest of the type");
+        format!("/nodes/{}/{ty}/{}", g["node"].as_str().unwrap(), g["vmid"])
+    };
+    let calls = ui_calls("pve1", &base("qemu"), &base("lxc"), &upid);
+    assert!(calls.len() >= 25, "the list covers load and five views");
+    let mut errors = Vec::new();
+    for (view, path) in &calls {
+        let (st, body) = s.get(path).await;
+        if st != 200 {
+            errors.push(format!("{view}: GET {path}: HTTP {st} {body}"));
+        } else if let Err(e) = schema.validate_response("GET", &segs(path), &body["data"]) {
+            errors.extend(e.into_iter().take(3).map(|x| format!("{view}: GET {path}: {x}")));
+        }
+    }
+    assert!(
+        errors.is_empty(),
+        "{} of {} calls not as PVE:\n{}",
+        errors.len(),
+        calls.len(),
+        errors.join("\n")
+    );
+    // The ExtJS format the UI uses for the task log and container config: success, 200 inside.
+    let extjs = Session { base: s.base.replace("/api2/json", "/api2/extjs"), ..s };
+    for path in
+        [format!("/nodes/pve1/tasks/{}/log?start=0", upid.replace(':', "%3A")), base("lxc") + "/config"]
+    {
+        let (st, body) = extjs.get(&path).await;
+        assert_eq!((st, &body["success"]), (200, &serde_json::json!(1)), "extjs {path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn localhost_is_the_answering_node_and_the_subscription_is_not_found() {
+    let sim = start_demo(1000.0).await;
+    let s = Session::root(&sim).await;
+    let status = s.data("/cluster/status").await;
+    let local = status.as_array().unwrap().iter().find(|r| r["local"] == 1).expect("a local node");
+    let sub = s.data("/nodes/localhost/subscription").await;
+    let named = s.data(&format!("/nodes/{}/subscription", local["name"].as_str().unwrap())).await;
+    assert_eq!(sub, named, "localhost is /cluster/status's local node");
+    assert_eq!(sub["status"], "notfound");
+    assert_eq!(sub["message"], "There is no subscription key");
+    assert_eq!(sub["serverid"].as_str().map(str::len), Some(32), "{sub}");
+    // Another node has another server id; the UI's nag reads `status` only.
+    let other = s.data("/nodes/pve2/subscription").await;
+    assert_ne!(other["serverid"], sub["serverid"]);
+    let repos = s.data("/nodes/localhost/apt/repositories").await;
+    let standard = repos["standard-repos"].as_array().expect("standard-repos");
+    let enabled: Vec<&str> =
+        standard.iter().filter(|r| r["status"] == true).map(|r| r["handle"].as_str().unwrap()).collect();
+    assert_eq!(enabled, ["no-subscription"], "{repos}");
+}
+
+#[tokio::test]
+async fn the_cluster_log_has_each_tasks_start_and_end_newest_first() {
+    let sim = start_demo(1000.0).await;
+    let s = Session::root(&sim).await;
+    let (st, up) = s.post("/nodes/pve1/qemu/104/migrate", &[("target", "pve3"), ("online", "1")]).await;
+    assert_eq!(st, 200, "{up}");
+    let upid = up["data"].as_str().unwrap().to_owned();
+    let task = s.wait_task("pve1", &upid).await;
+    let log = s.data("/cluster/log").await;
+    let rows = log.as_array().unwrap();
+    let msgs: Vec<&str> = rows.iter().map(|r| r["msg"].as_str().unwrap()).collect();
+    let end = format!("end task {upid} {}", task["exitstatus"].as_str().unwrap());
+    let (start_at, end_at) = (
+        msgs.iter().position(|m| *m == format!("starting task {upid}")).expect("start entry"),
+        msgs.iter().position(|m| *m == end).expect("end entry"),
+    );
+    assert!(end_at < start_at, "newest first: {msgs:?}");
+    let times: Vec<i64> = rows.iter().map(|r| r["time"].as_i64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+    assert_eq!(rows[end_at]["node"], "pve1");
+    assert_eq!(rows[end_at]["id"], format!("{}:pve1", rows[end_at]["uid"]));
+    assert_eq!(s.data("/cluster/log?max=1").await.as_array().unwrap().len(), 1);
+    let (st, _) = s.get("/cluster/log?max=0").await;
+    assert_eq!(st, 400, "PVE's schema: max ≥ 1");
+}
