@@ -1,6 +1,7 @@
-//! What PVE's node Summary reads besides the node's status: the subscription and the APT
-//! repositories. Its UI shows an error dialog when either call fails, so the simulator answers
-//! both as an unsubscribed PVE node with the default repositories does.
+//! What PVE's node views read besides the node's status: the subscription and the APT
+//! repositories (Summary; its UI shows an error dialog when either call fails) and the node's
+//! config (Notes). Answered as an unsubscribed PVE node with the default repositories and no
+//! notes does.
 
 use serde_json::{json, Value};
 
@@ -64,4 +65,12 @@ pub fn apt_repositories(w: &World, cx: &Ctx, node: &str) -> ApiResult {
 /// A file's digest as PVE sends it: the SHA-256's 32 bytes as numbers (stand-in bytes here).
 fn digest_bytes(path: &str) -> Vec<u8> {
     (0..32u8).map(|i| path.bytes().fold(i.wrapping_mul(31), |h, b| h.wrapping_mul(33) ^ b)).collect()
+}
+
+/// `GET /nodes/{node}/config` (the Notes tab): the simulated nodes have no notes or other
+/// settings, so only the digest (PVE's permission: `Sys.Audit` on `/`).
+pub fn config(w: &World, cx: &Ctx, node: &str) -> ApiResult {
+    cx.require(w, "/", "Sys.Audit")?;
+    let digest: String = digest_bytes(node).iter().take(20).map(|b| format!("{b:02x}")).collect();
+    ok(json!({ "digest": digest }))
 }

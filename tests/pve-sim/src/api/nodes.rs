@@ -43,11 +43,12 @@ pub fn dispatch(sim: &Sim, w: &mut World, cx: &Ctx, node: &str, rest: &[&str]) -
         ("GET", []) => ok(json!([
             {"name": "status"}, {"name": "version"}, {"name": "qemu"}, {"name": "lxc"},
             {"name": "rrddata"}, {"name": "tasks"}, {"name": "apt"},
-            {"name": "subscription"}, {"name": "ceph"}
+            {"name": "subscription"}, {"name": "config"}, {"name": "ceph"}
         ])),
         ("GET", ["apt", "versions"]) => apt_versions(w, cx, node),
         ("GET", ["apt", "repositories"]) => super::node_admin::apt_repositories(w, cx, node),
         ("GET", ["subscription"]) => super::node_admin::subscription(w, cx, node),
+        ("GET", ["config"]) => super::node_admin::config(w, cx, node),
         ("GET", ["status"]) => status(w, cx, node),
         ("GET", ["version"]) => {
             cx.require(w, &format!("/nodes/{node}"), "Sys.Audit").ok();

@@ -50,6 +50,8 @@ fn ui_calls(node: &str, qemu: &str, lxc: &str, upid: &str) -> Vec<(&'static str,
         ("node summary", format!("/nodes/{node}/apt/repositories")),
         ("node summary", format!("/nodes/{node}/subscription")),
         ("node summary", format!("/nodes/{node}/apt/versions")),
+        // The widget toolkit's NotesView: datacenter, node and guest notes.
+        ("notes", format!("/nodes/{node}/config")),
         // qemu/lxc Config's status store, the Summary's graphs and notes.
         ("guest summary", format!("{qemu}/status/current")),
         ("guest summary", format!("{qemu}/rrddata?timeframe=hour&cf=AVERAGE")),
@@ -91,7 +93,7 @@ async fn every_call_of_pves_ui_on_load_and_its_admin_views_answers_as_pve() {
         format!("/nodes/{}/{ty}/{}", g["node"].as_str().unwrap(), g["vmid"])
     };
     let calls = ui_calls("pve1", &base("qemu"), &base("lxc"), &upid);
-    assert!(calls.len() >= 25, "the list covers load and five views");
+    assert!(calls.len() >= 26, "the list covers load and six views");
     let mut errors = Vec::new();
     for (view, path) in &calls {
         let (st, body) = s.get(path).await;
@@ -108,11 +110,11 @@ async fn every_call_of_pves_ui_on_load_and_its_admin_views_answers_as_pve() {
         calls.len(),
         errors.join("\n")
     );
-    // The ExtJS format the UI uses for the task log and container config: success, 200 inside.
+    // The ExtJS format the UI uses for the task log, notes and container config: success inside.
     let extjs = Session { base: s.base.replace("/api2/json", "/api2/extjs"), ..s };
-    for path in
-        [format!("/nodes/pve1/tasks/{}/log?start=0", upid.replace(':', "%3A")), base("lxc") + "/config"]
-    {
+    let task_log = format!("/nodes/pve1/tasks/{}/log?start=0", upid.replace(':', "%3A"));
+    let notes = ["/nodes/pve1/config".to_owned(), "/cluster/options".into(), base("qemu") + "/config"];
+    for path in [task_log, base("lxc") + "/config"].into_iter().chain(notes) {
         let (st, body) = extjs.get(&path).await;
         assert_eq!((st, &body["success"]), (200, &serde_json::json!(1)), "extjs {path}: {body}");
     }
