@@ -16,6 +16,32 @@ async fn cluster_options_list_the_allowed_tags() {
     expected.dedup();
     let got: Vec<String> = tags.iter().map(|t| t.as_str().unwrap().to_owned()).collect();
     assert_eq!(got, expected, "every guest tag, sorted, once");
+
+    // Registered tags: only for users with Sys.Modify on / (pve-guest-common's get_allowed_tags).
+    let registered = expected[0].clone();
+    sim.with_cluster(|c| c.options["registered-tags"] = serde_json::json!([registered, "reserved"]));
+    let tags_of = |v: &serde_json::Value| -> Vec<String> {
+        v["allowed-tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_owned()).collect()
+    };
+    let mut with_registered = expected.clone();
+    with_registered.push("reserved".into());
+    with_registered.sort();
+    assert_eq!(tags_of(&s.data("/cluster/options").await), with_registered, "root");
+    let as_user = |user: &'static str, pass: &'static str| {
+        let sim = &sim;
+        async move {
+            let c = client(sim);
+            let (ticket, csrf) = login(&c, sim, user, pass).await;
+            Session { c, base: url(sim, ""), ticket, csrf }
+        }
+    };
+    let auditor = as_user("audit@pve", "audit").await.data("/cluster/options").await;
+    let unregistered: Vec<String> = expected.iter().filter(|t| **t != registered).cloned().collect();
+    assert_eq!(tags_of(&auditor), unregistered, "an auditor: the guests' tags, no registered one");
+    let nobody = as_user("nobody@pve", "nobody").await.data("/cluster/options").await;
+    assert_eq!(tags_of(&nobody), Vec::<String>::new(), "no guest visible, no tag");
+    let keys: Vec<&String> = nobody.as_object().unwrap().keys().collect();
+    assert!(keys.iter().all(|k| ["console", "tag-style", "allowed-tags"].contains(&k.as_str())), "{keys:?}");
 }
 
 #[tokio::test]
