@@ -69,7 +69,9 @@ pub fn dispatch(sim: &Sim, w: &mut World, cx: &Ctx, node: &str, rest: &[&str]) -
         }
         (_, ["tasks", tail @ ..]) => super::tasks::dispatch(w, cx, node, tail),
         ("POST", ["migrateall"]) => super::bulk::migrateall(w, cx, node),
-        // The simulated nodes have no Ceph: PVE answers so (its UI shows "not installed").
+        // The simulated nodes have no Ceph: PVE's words (its handlers check for ceph-mon first).
+        // PVE's Ceph views match /not (installed|initialized)/ and offer the installer; the
+        // datacenter Summary tries each node, then hides Ceph.
         ("GET", ["ceph", ..]) => Err(ApiError::die("binary not installed: /usr/bin/ceph-mon")),
         _ => Err(ApiError::not_implemented(m, cx.path)),
     }
