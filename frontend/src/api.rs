@@ -2,7 +2,7 @@
 //! carries PVE's own message where PVE failed), plus the status so views can ask for a login.
 
 use crate::PanelOptions;
-use gloo_net::http::{Request, RequestBuilder, Response};
+use gloo_net::http::{Request, RequestBuilder};
 use serde::de::DeserializeOwned;
 use shared::api::{
     ApiError, AuditEntry, BestNodeAnswer, BestNodeRequest, ClusterView, ExecuteRequest, ExecuteResponse,
@@ -76,23 +76,56 @@ fn with_auth(builder: RequestBuilder, opts: &PanelOptions) -> RequestBuilder {
     }
 }
 
-async fn decode<T: DeserializeOwned>(resp: Result<Response, gloo_net::Error>) -> Result<T, Failure> {
-    let resp = resp.map_err(|e| Failure {
+/// One call's answer: the body of a 2xx with its status, else the failure in words. Not generic:
+/// each API type then costs the size-budgeted module only its deserializer, not a copy of this
+/// future and the request code (docs/BENCHMARKS.md, Panel).
+async fn fetch(req: Result<Request, gloo_net::Error>) -> Result<(u16, String), Failure> {
+    let req = req.map_err(|e| Failure { status: None, message: e.to_string() })?;
+    let resp = req.send().await.map_err(|e| Failure {
         status: None,
         message: format!("The rebalancer service could not be reached: {e}"),
     })?;
     let status = resp.status();
     if resp.ok() {
-        return resp.json::<T>().await.map_err(|e| Failure {
-            status: Some(status),
-            message: format!("The rebalancer service sent an unexpected answer: {e}"),
-        });
+        let text = resp.text().await.map_err(|e| unexpected(status, e))?;
+        return Ok((status, text));
     }
     let message = match resp.json::<ApiError>().await {
         Ok(e) => crate::format::api_error(status, &e),
         Err(_) => format!("The rebalancer service answered HTTP {status}."),
     };
     Err(Failure { status: Some(status), message })
+}
+
+fn unexpected(status: u16, e: impl std::fmt::Display) -> Failure {
+    Failure {
+        status: Some(status),
+        message: format!("The rebalancer service sent an unexpected answer: {e}"),
+    }
+}
+
+fn parse<T: DeserializeOwned>((status, text): (u16, String)) -> Result<T, Failure> {
+    serde_json::from_str(&text).map_err(|e| unexpected(status, e))
+}
+
+/// `method` (`Request::get`, `post`, `put`) on the service's `path`, authenticated, with a JSON
+/// body when there is one.
+async fn call(
+    opts: &PanelOptions,
+    method: fn(&str) -> RequestBuilder,
+    path: &str,
+    body: Option<String>,
+) -> Result<(u16, String), Failure> {
+    let builder = with_auth(method(&format!("{}{path}", opts.api_base)), opts);
+    fetch(match body {
+        Some(json) => builder.header("Content-Type", "application/json").body(json),
+        None => builder.build(),
+    })
+    .await
+}
+
+fn json_body<B: serde::Serialize>(body: &B) -> Result<Option<String>, Failure> {
+    serde_json::to_string(body).map(Some).map_err(|e| Failure { status: None, message: e.to_string() })
 }
 
 pub async fn cluster(opts: &PanelOptions) -> Result<ClusterView, Failure> {
@@ -116,11 +149,7 @@ async fn post<B: serde::Serialize, T: DeserializeOwned>(
     path: &str,
     body: &B,
 ) -> Result<T, Failure> {
-    let url = format!("{}{path}", opts.api_base);
-    let req = with_auth(Request::post(&url), opts)
-        .json(body)
-        .map_err(|e| Failure { status: None, message: e.to_string() })?;
-    decode(req.send().await).await
+    parse(call(opts, Request::post, path, json_body(body)?).await?)
 }
 
 async fn put<B: serde::Serialize, T: DeserializeOwned>(
@@ -128,11 +157,7 @@ async fn put<B: serde::Serialize, T: DeserializeOwned>(
     path: &str,
     body: &B,
 ) -> Result<T, Failure> {
-    let url = format!("{}{path}", opts.api_base);
-    let req = with_auth(Request::put(&url), opts)
-        .json(body)
-        .map_err(|e| Failure { status: None, message: e.to_string() })?;
-    decode(req.send().await).await
+    parse(call(opts, Request::put, path, json_body(body)?).await?)
 }
 
 /// Node names travel in the path; PVE node names are `[a-zA-Z0-9-]`, but encode anyway so a
@@ -186,8 +211,7 @@ pub async fn cluster_history(opts: &PanelOptions, minutes: u32) -> Result<Histor
 }
 
 async fn get<T: DeserializeOwned>(opts: &PanelOptions, path: &str) -> Result<T, Failure> {
-    let url = format!("{}{path}", opts.api_base);
-    decode(with_auth(Request::get(&url), opts).send().await).await
+    parse(call(opts, Request::get, path, None).await?)
 }
 
 /// Starts a job; `steps` = the vmids to run, `None` for all.
@@ -231,11 +255,8 @@ pub async fn login(
 ) -> Result<Option<crate::caps::Caps>, Failure> {
     let url = format!("{}/api/v1/login", opts.api_base);
     let body = serde_json::json!({ "username": username, "password": password });
-    let req = Request::post(&url)
-        .credentials(web_sys::RequestCredentials::Include)
-        .json(&body)
-        .map_err(|e| Failure { status: None, message: e.to_string() })?;
-    let answer: LoginAnswer = decode(req.send().await).await?;
+    let req = Request::post(&url).credentials(web_sys::RequestCredentials::Include).json(&body);
+    let answer: LoginAnswer = parse(fetch(req).await?)?;
     if let (Some(storage), Some(token)) = (session_storage(), answer.csrf.as_deref()) {
         let _ = storage.set_item(CSRF_KEY, token);
         if let Some(cap) = answer.cap.as_ref().and_then(|c| serde_json::to_string(c).ok()) {

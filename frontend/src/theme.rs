@@ -1,12 +1,16 @@
-//! Light or dark, as PVE's own UI decides it. PVE keeps the user's choice (user menu › Color
-//! Theme: Light, Proxmox Dark, Auto) in the `PVEThemeCookie` cookie (`crisp`, `proxmox-dark`,
-//! `__default__`) and renders it as a stylesheet link: `theme-proxmox-dark.css` for dark, the
-//! same link with `media="(prefers-color-scheme: dark)"` for auto, none for light. The page's
-//! link is the truth (it is what PVE shows); the cookie decides when there is no link yet.
+//! Light or dark, as PVE's own UI decides it (checked against pve-manager's `index.html.tpl` and
+//! `PVE/Service/pveproxy.pm`, and the widget toolkit's `window/ThemeEdit.js` and `Utils.js`).
+//! The user's choice (user menu › Color Theme) is the `PVEThemeCookie` cookie: `crisp` (Light),
+//! `proxmox-dark` (Proxmox Dark) or `__default__` (auto). pveproxy renders it into the page's
+//! head: no theme link for `crisp`; `/pwt/themes/theme-proxmox-dark.css` for `proxmox-dark`; the
+//! same link with `media="(prefers-color-scheme: dark)"` for auto, which is also what a missing
+//! cookie or one that is not a kebab-case name (`__default__`) gets. Picking a theme sets the
+//! cookie and reloads the page, so the link in the page is the truth; the cookie decides only on
+//! a page without PVE's link.
 //! Standalone (no PVE around) the panel follows `prefers-color-scheme`.
 //!
 //! The CSS does the rest: the root carries `pvrb-theme-light|dark|auto`, which sets
-//! `color-scheme`, and every colour is a `light-dark()` pair.
+//! `color-scheme`, and every colour is a `light-dark()` pair (auto follows the browser live).
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -89,8 +93,9 @@ pub fn read_page() -> PageTheme {
     PageTheme { dark_sheet, cookie: cookie(&all, "PVEThemeCookie"), in_pve }
 }
 
-/// Calls `changed` whenever the page's stylesheets change (PVE swaps its theme link when the
-/// user picks another theme). The observer lives as long as the returned handle.
+/// Calls `changed` whenever the page's stylesheets change. PVE itself reloads the page on a new
+/// theme; this serves hosts that change the link in place (and costs nothing when none does).
+/// The observer lives as long as the returned handle.
 pub struct Watch {
     observer: web_sys::MutationObserver,
     _callback: Closure<dyn FnMut()>,

@@ -2,7 +2,7 @@
 //!
 //! - `setup`     install what is not a crate (Debian packages, trunk, wasm-bindgen-cli, venv)
 //! - `frontend`  build the panel with trunk into `frontend/dist` (`--optimize`: immediate-abort
-//!   panics and wasm-opt -Oz, the shipped build)
+//!   panics and wasm-opt -Oz, the shipped build, which fails over the 350 KB gzip budget)
 //! - `test`      set up, build the panel, run every test (cargo, the lone-clone guard, the PVE UI
 //!   tests, the package), fmt, clippy; prints each stage's wall time and the total
 //! - `self-contained`  the lone-clone guard alone: no tracked file points outside the repository,
@@ -139,8 +139,34 @@ fn frontend(optimize: bool) -> Result<()> {
     if optimize {
         let wasm = root().join("frontend/dist/frontend_bg.wasm");
         run(Command::new(home().join(".cargo/bin/wasm-opt")).arg("-Oz").arg(&wasm).arg("-o").arg(&wasm))?;
+        check_panel_budget(&wasm)?;
     }
     Ok(())
+}
+
+/// The panel issue's budget for the shipped module, measured as docs/BENCHMARKS.md does
+/// (`gzip -9 -c frontend_bg.wasm | wc -c`).
+const PANEL_BUDGET_GZIP: u64 = 350_000;
+
+/// Fails the shipped build (and so `cargo xtask deb`) when the module is over its budget.
+fn check_panel_budget(wasm: &Path) -> Result<()> {
+    let raw = std::fs::metadata(wasm).with_context(|| format!("{}", wasm.display()))?.len();
+    let gz = gzip_size(wasm)?;
+    println!("[xtask] frontend_bg.wasm: {raw} B raw, {gz} B gzip -9 (budget {PANEL_BUDGET_GZIP} B)");
+    if gz > PANEL_BUDGET_GZIP {
+        bail!(
+            "the panel is {gz} B gzip -9, over its {PANEL_BUDGET_GZIP} B budget (docs/BENCHMARKS.md, Panel)"
+        );
+    }
+    Ok(())
+}
+
+fn gzip_size(path: &Path) -> Result<u64> {
+    let out = Command::new("gzip").args(["-9", "-c"]).arg(path).output().context("gzip")?;
+    if !out.status.success() {
+        bail!("gzip -9 -c {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out.stdout.len() as u64)
 }
 
 fn test() -> Result<()> {

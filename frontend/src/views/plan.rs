@@ -88,7 +88,9 @@ fn effective(policy: &PolicyView, overrides: &PolicyLayer) -> Result<PolicyView,
 
 /// What the plan form overrides, in words ("balanciness 30, level 5"), for the line under it.
 fn override_words(overrides: &PolicyLayer) -> String {
-    let json = serde_json::to_value(overrides).unwrap_or_default();
+    // Through a string as the request body is (one serializer in the module, not two).
+    let json: serde_json::Value =
+        serde_json::to_string(overrides).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
     let fields = json.as_object().map(|m| {
         m.iter()
             .map(|(k, v)| format!("{k} {}", if v.is_null() { "off".into() } else { v.to_string() }))

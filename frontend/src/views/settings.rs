@@ -245,16 +245,24 @@ fn value_of(field: &Field, text: &str) -> Result<Value, String> {
     }
 }
 
+/// Settings as a JSON object. Through a string, like every other JSON in the panel: a second
+/// path (`to_value`/`from_value`) would compile a second serializer or deserializer per type
+/// into the size-budgeted module (docs/BENCHMARKS.md, Panel).
 fn as_json(s: &Settings) -> Map<String, Value> {
-    match serde_json::to_value(s) {
-        Ok(Value::Object(m)) => m,
+    match serde_json::to_string(s).map(|t| serde_json::from_str(&t)) {
+        Ok(Ok(Value::Object(m))) => m,
         _ => Map::new(),
     }
 }
 
+/// A JSON object as `T`, through the same string decoder as the API's answers (see `as_json`).
+fn from_object<T: serde::de::DeserializeOwned>(m: Map<String, Value>) -> Result<T, String> {
+    serde_json::from_str(&Value::Object(m).to_string()).map_err(|e| e.to_string())
+}
+
 /// The draft as settings, checked by the engine's rules: the settings, or the words to show.
 fn checked(draft: &Map<String, Value>) -> Result<Settings, String> {
-    let s: Settings = serde_json::from_value(Value::Object(draft.clone())).map_err(|e| e.to_string())?;
+    let s: Settings = from_object(draft.clone())?;
     s.check().map_err(|e| format!("{}: {}", e.field, e.detail))?;
     Ok(s)
 }
@@ -267,7 +275,7 @@ fn changes(saved: &Settings, draft: &Map<String, Value>) -> Result<PolicyLayer, 
         .filter(|(k, v)| before.get(*k) != Some(*v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    serde_json::from_value(Value::Object(changed)).map_err(|e| e.to_string())
+    from_object(changed)
 }
 
 /// PVE's way of marking a value: where it comes from, in a word.

@@ -19,9 +19,11 @@ const HOSTILE: &str = "<style>.warning{color:#fc0 !important}.critical{color:#ff
     input,select{background:#f0f;color:#0f0;font-size:22px;border:4px dotted #0f0}a{color:#f0f}\
     label{color:#0ff;font-size:18px}</style>";
 
-const DARK_LINK: &str = "<link rel=\"stylesheet\" href=\"/theme-proxmox-dark.css\">";
-const AUTO_LINK: &str =
-    "<link rel=\"stylesheet\" media=\"(prefers-color-scheme: dark)\" href=\"/theme-proxmox-dark.css\">";
+/// The links pveproxy renders for Proxmox Dark and for auto (pve-manager's `index.html.tpl`).
+const DARK_LINK: &str =
+    "<link rel=\"stylesheet\" type=\"text/css\" href=\"/pwt/themes/theme-proxmox-dark.css?ver=5.2.7\" />";
+const AUTO_LINK: &str = "<link rel=\"stylesheet\" type=\"text/css\" media=\"(prefers-color-scheme: dark)\" \
+    href=\"/pwt/themes/theme-proxmox-dark.css?ver=5.2.7\" />";
 /// PVE's page defines its globals before anything else runs.
 const PVE_GLOBALS: &str =
     "<script>window.Proxmox = { Setup: { auth_cookie_name: 'PVEAuthCookie' } };</script>";
@@ -163,7 +165,8 @@ async fn panel_takes_pves_theme_and_follows_a_switch() {
     assert_eq!(theme(&light).await, ("auto".into(), LIGHT_BG.into()), "auto in a light browser");
     light.goto(&format!("{}/pve-light.html", stack.backend_url)).await.unwrap();
     assert_eq!(theme(&light).await, ("light".into(), LIGHT_BG.into()));
-    // PVE swaps its theme link: the panel follows without a reload.
+    // PVE applies a new theme by reloading (the page loads above); a host that adds the link in
+    // place is followed without a reload.
     light
         .eval("const l = document.createElement('link'); l.rel = 'stylesheet'; l.href = '/theme-proxmox-dark.css'; l.id = 'swap'; document.head.appendChild(l);")
         .await

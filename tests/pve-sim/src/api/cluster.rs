@@ -1,4 +1,4 @@
-//! `/cluster/*` (resources, status, options, tasks; HA in `ha.rs`) and `/pools`.
+//! `/cluster/*` (resources, status, options, tasks and log; HA in `ha.rs`) and `/pools`.
 
 use serde_json::{json, Map, Value};
 
@@ -173,7 +173,7 @@ pub fn status(w: &World, cx: &Ctx) -> ApiResult {
         "id": "cluster", "type": "cluster", "name": c.name, "nodes": c.nodes.len(),
         "quorate": quorate as u8, "version": 3 + c.nodes.len(),
     })];
-    let local = c.nodes.values().find(|n| n.online).map(|n| n.spec.name.clone());
+    let local = local_node(c);
     for (name, n) in &c.nodes {
         out.push(json!({
             "id": format!("node/{name}"), "type": "node", "name": name, "nodeid": n.nodeid, "ip": n.ip,
@@ -183,31 +183,67 @@ pub fn status(w: &World, cx: &Ctx) -> ApiResult {
     ok(Value::Array(out))
 }
 
+/// The node the API answers from (the first online one): `local` in `/cluster/status`, and what
+/// PVE resolves the node name `localhost` to (its UI asks `/nodes/localhost/subscription`).
+pub fn local_node(c: &Cluster) -> Option<String> {
+    c.nodes.values().find(|n| n.online).map(|n| n.spec.name.clone())
+}
+
 pub fn options(w: &World, cx: &Ctx) -> ApiResult {
     let mut answer = options_for(w, cx);
     // PVE adds the tags the user may set (its web UI iterates over them on load).
     if let Some(m) = answer.as_object_mut() {
-        m.insert("allowed-tags".into(), json!(allowed_tags(w)));
+        m.insert("allowed-tags".into(), json!(allowed_tags(w, cx)));
     }
     ok(answer)
 }
 
-/// As PVE's default `user-tag-access` (`free`): the registered tags and every tag a guest has.
-fn allowed_tags(w: &World) -> Vec<String> {
-    let registered = w.cluster.options.get("registered-tags").and_then(Value::as_str).unwrap_or("");
-    let mut tags: Vec<String> =
-        registered.split([';', ',', ' ']).filter(|t| !t.is_empty()).map(str::to_owned).collect();
-    tags.extend(w.cluster.guests.values().flat_map(|g| g.spec.tags.iter().cloned()));
+/// A tag list option as PVE's GET shows it (an array) or as written (`a;b`).
+fn tag_list(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        Some(Value::String(s)) => {
+            s.split([';', ',', ' ']).filter(|t| !t.is_empty()).map(str::to_owned).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// As PVE's `get_allowed_tags` (pve-guest-common): a user with `Sys.Modify` on `/` gets the
+/// allow-list, every guest's tags and the registered tags; anyone else the allow-list (unless
+/// `user-allow` is `none`) and, for `free`/`existing` (`free` by default), the tags of the guests
+/// they may audit, never a registered tag. Sorted, once each.
+fn allowed_tags(w: &World, cx: &Ctx) -> Vec<String> {
+    let o = &w.cluster.options;
+    let privileged = cx.has(w, "/", "Sys.Modify");
+    let registered = tag_list(o.get("registered-tags"));
+    let access = o.get("user-tag-access");
+    let allow = access.and_then(|a| a.get("user-allow")).and_then(Value::as_str).unwrap_or("free");
+    let mut tags = Vec::new();
+    if allow != "none" || privileged {
+        tags.extend(tag_list(access.and_then(|a| a.get("user-allow-list"))));
+    }
+    if matches!(allow, "free" | "existing") || privileged {
+        let visible = w.cluster.guests.values();
+        let visible =
+            visible.filter(|g| privileged || cx.has(w, &format!("/vms/{}", g.spec.vmid), "VM.Audit"));
+        tags.extend(visible.flat_map(|g| g.spec.tags.iter().cloned()));
+    }
+    if privileged {
+        tags.extend(registered);
+    } else {
+        tags.retain(|t| !registered.contains(t));
+    }
     tags.sort();
     tags.dedup();
     tags
 }
 
+/// Without `Sys.Audit` on `/` PVE shows only `console` and `tag-style` of datacenter.cfg.
 fn options_for(w: &World, cx: &Ctx) -> Value {
     if !cx.has(w, "/", "Sys.Audit") {
-        // without Sys.Audit only a few UI-relevant keys are shown
         let mut m = Map::new();
-        for k in ["console", "tag-style", "allowed-tags", "user-tag-access"] {
+        for k in ["console", "tag-style"] {
             if let Some(v) = w.cluster.options.get(k) {
                 m.insert(k.into(), v.clone());
             }
@@ -220,12 +256,13 @@ fn options_for(w: &World, cx: &Ctx) -> Value {
 pub fn get(w: &World, cx: &Ctx, rest: &[&str]) -> ApiResult {
     match rest {
         [] => ok(json!([
-            {"name": "resources"}, {"name": "status"}, {"name": "options"}, {"name": "tasks"}, {"name": "ha"}
+            {"name": "resources"}, {"name": "status"}, {"name": "options"}, {"name": "tasks"}, {"name": "log"}, {"name": "ha"}
         ])),
         ["resources"] => resources(w, cx),
         ["status"] => status(w, cx),
         ["options"] => options(w, cx),
         ["tasks"] => super::tasks::cluster_tasks(w, cx),
+        ["log"] => super::tasks::cluster_log(w, cx),
         ["ha", rest @ ..] => super::ha::get(w, cx, rest),
         _ => Err(ApiError::not_implemented("GET", cx.path)),
     }

@@ -5,6 +5,7 @@ pub mod bulk;
 pub mod cluster;
 pub mod guests;
 pub mod ha;
+pub mod node_admin;
 pub mod nodes;
 pub mod tasks;
 

@@ -28,6 +28,9 @@ fn unreachable(node: &str) -> ApiError {
 
 pub fn dispatch(sim: &Sim, w: &mut World, cx: &Ctx, node: &str, rest: &[&str]) -> ApiResult {
     let m = cx.method.as_str();
+    // PVE takes `localhost` as the node that answers (its UI asks `/nodes/localhost/subscription`).
+    let local = (node == "localhost").then(|| super::cluster::local_node(&w.cluster)).flatten();
+    let node = local.as_deref().unwrap_or(node);
     let Some(n) = w.cluster.nodes.get(node) else {
         return Err(ApiError::die(format!(
             "hostname lookup '{node}' failed - failed to get address info for: {node}: Name or service not known"
@@ -39,9 +42,13 @@ pub fn dispatch(sim: &Sim, w: &mut World, cx: &Ctx, node: &str, rest: &[&str]) -
     match (m, rest) {
         ("GET", []) => ok(json!([
             {"name": "status"}, {"name": "version"}, {"name": "qemu"}, {"name": "lxc"},
-            {"name": "rrddata"}, {"name": "tasks"}, {"name": "apt"}
+            {"name": "rrddata"}, {"name": "tasks"}, {"name": "apt"},
+            {"name": "subscription"}, {"name": "config"}, {"name": "ceph"}
         ])),
         ("GET", ["apt", "versions"]) => apt_versions(w, cx, node),
+        ("GET", ["apt", "repositories"]) => super::node_admin::apt_repositories(w, cx, node),
+        ("GET", ["subscription"]) => super::node_admin::subscription(w, cx, node),
+        ("GET", ["config"]) => super::node_admin::config(w, cx, node),
         ("GET", ["status"]) => status(w, cx, node),
         ("GET", ["version"]) => {
             cx.require(w, &format!("/nodes/{node}"), "Sys.Audit").ok();
@@ -62,7 +69,9 @@ pub fn dispatch(sim: &Sim, w: &mut World, cx: &Ctx, node: &str, rest: &[&str]) -
         }
         (_, ["tasks", tail @ ..]) => super::tasks::dispatch(w, cx, node, tail),
         ("POST", ["migrateall"]) => super::bulk::migrateall(w, cx, node),
-        // The simulated nodes have no Ceph: PVE answers so (its UI shows "not installed").
+        // The simulated nodes have no Ceph: PVE's words (its handlers check for ceph-mon first).
+        // PVE's Ceph views match /not (installed|initialized)/ and offer the installer; the
+        // datacenter Summary tries each node, then hides Ceph.
         ("GET", ["ceph", ..]) => Err(ApiError::die("binary not installed: /usr/bin/ceph-mon")),
         _ => Err(ApiError::not_implemented(m, cx.path)),
     }
