@@ -108,7 +108,7 @@ fn parse<T: DeserializeOwned>((status, text): (u16, String)) -> Result<T, Failur
     serde_json::from_str(&text).map_err(|e| unexpected(status, e))
 }
 
-/// `method` (`Request::get`, `post`, `put`) on the service's `path`, authenticated, with a JSON
+/// `method` (`Request::get`, `post`, `put`, `delete`) on the service's `path`, authenticated, with a JSON
 /// body when there is one.
 async fn call(
     opts: &PanelOptions,
@@ -196,8 +196,8 @@ pub async fn save_settings(opts: &PanelOptions, changed: &PolicyLayer) -> Result
 
 /// Forgets the stored value of `field`: the configuration file's value or the default applies.
 pub async fn reset_setting(opts: &PanelOptions, field: &str) -> Result<SettingsView, Failure> {
-    let url = format!("{}/api/v1/settings/{}", opts.api_base, node_path(field));
-    decode(with_auth(Request::delete(&url), opts).send().await).await
+    let path = format!("/api/v1/settings/{}", node_path(field));
+    parse(call(opts, Request::delete, &path, None).await?)
 }
 
 /// The audit log of writes, newest first.
