@@ -1,5 +1,5 @@
 //! `pve-rebalancer`: the service (`serve`), the command line (`plan`, `best-node`, `apply`,
-//! `maintenance enter|exit|status`), and with no subcommand ProxLB's command line
+//! `backtest`, `maintenance enter|exit|status`), and with no subcommand ProxLB's command line
 //! (`-c proxlb.yaml [-d] [-j] [-b]`, see `backend::cli_proxlb`).
 
 use anyhow::Context;
@@ -116,6 +116,15 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         maint: backend::maintenance::MaintArgs,
+    },
+    /// What the policy would have done over the last days: imports PVE's RRD history and task
+    /// log, replays the effective policy (and each --policy file on top of it) hourly with the
+    /// engine, and prints the figures beside nobody balancing and what actually happened.
+    Backtest {
+        #[command(flatten)]
+        pve: PveArgs,
+        #[command(flatten)]
+        args: backend::backtest_cli::BacktestArgs,
     },
     /// Rank the nodes for a new guest; the best node's name is the last stdout line.
     BestNode {
@@ -424,6 +433,9 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             MaintAction::Exit { pve, args } => backend::maintenance_cli::exit(pve.client()?, args).await,
             MaintAction::Status { pve, args } => backend::maintenance_cli::status(pve.client()?, args).await,
         }),
+        Command::Backtest { pve, args } => {
+            std::process::exit(backend::backtest_cli::run(pve.client()?, args).await)
+        }
         Command::Apply { pve, args } => {
             std::process::exit(backend::maintenance_cli::apply(pve.client()?, args).await)
         }

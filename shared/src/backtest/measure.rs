@@ -218,7 +218,8 @@ impl<'h> Grid<'h> {
             kind,
             migrations: p.moves.len(),
             migrations_per_day: 0.0,
-            gib_moved: p.moves.iter().map(|m| m.bytes as f64).sum::<f64>() / GIB,
+            // + 0.0: an empty float sum is −0.0, which prints as "-0.0"
+            gib_moved: p.moves.iter().map(|m| m.bytes as f64).sum::<f64>() / GIB + 0.0,
             node_hours_over_memory: over_mem,
             node_hours_over_cpu: over_cpu,
             spread_mean: spread.iter().sum::<f64>() / spread.len().max(1) as f64,
