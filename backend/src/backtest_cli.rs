@@ -89,7 +89,7 @@ async fn report(client: &PveClient, args: &BacktestArgs) -> anyhow::Result<Backt
 }
 
 fn print_progress(p: Progress) {
-    if p.done == p.total || p.done % 100 == 0 {
+    if p.done == p.total || p.done.is_multiple_of(100) {
         eprintln!("history: {}/{} series ({} from the cache)", p.done, p.total, p.from_cache);
     }
 }

@@ -67,10 +67,13 @@ async fn backtest(work: &std::path::Path, sim: &pve_sim::RunningSim) -> (Value, 
     (serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}")), stderr.into_owned())
 }
 
-/// The simulator's own series: per node (time → (cpu cores, mem bytes), capacity) and per guest.
+/// Sample time → (cpu cores, memory bytes), as the simulator's RRD rows say.
+type Rows = BTreeMap<u64, (f64, f64)>;
+
+/// The simulator's own series: per node (rows, cpus, memory bytes) and per guest.
 struct Truth {
-    nodes: BTreeMap<String, (BTreeMap<u64, (f64, f64)>, f64, f64)>,
-    guests: BTreeMap<u32, BTreeMap<u64, (f64, f64)>>,
+    nodes: BTreeMap<String, (Rows, f64, f64)>,
+    guests: BTreeMap<u32, Rows>,
     /// (vmid, source node, end time) of the past migrations.
     moves: Vec<(u32, String, u64)>,
     now_on: BTreeMap<u32, String>,
@@ -78,7 +81,7 @@ struct Truth {
 
 async fn truth(sim: &pve_sim::RunningSim) -> Truth {
     let pve = e2e::pve_client(sim, &sim.base_url, Duration::from_secs(30));
-    let rows = |v: Vec<Value>, mem: &str| -> BTreeMap<u64, (f64, f64)> {
+    let rows = |v: Vec<Value>, mem: &str| -> Rows {
         v.iter()
             .map(|r| {
                 let cores = r["cpu"].as_f64().unwrap() * r["maxcpu"].as_f64().unwrap();
