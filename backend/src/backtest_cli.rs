@@ -3,21 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use shared::backtest::{self, BacktestReport, BacktestRequest, NamedPolicy, Resource, RunReport};
+use shared::backtest::{self, BacktestReport, BacktestRequest, Resource, RunReport};
 use shared::policy::{PolicyLayer, PolicyView};
-use shared::Method;
 
 use crate::history::{ImportOptions, Progress};
 use crate::maintenance::MaintArgs;
 use crate::pve::PveClient;
-
-/// Where the history cache goes by default: node-local, not the cluster file system (pmxcfs keeps
-/// small files for all nodes; RRD copies do not belong there).
-pub const DEFAULT_CACHE_DIR: &str = "/var/cache/pve-rebalancer/history";
-
-/// Node use above which a sample counts as a node-hour over the threshold, when the policy has
-/// no threshold of its own.
-pub const DEFAULT_THRESHOLD: f64 = 85.0;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BacktestArgs {
@@ -35,7 +26,7 @@ pub struct BacktestArgs {
     #[arg(long)]
     pub json: bool,
     /// Where imported series are cached (resume, reuse within an hour).
-    #[arg(long, default_value = DEFAULT_CACHE_DIR)]
+    #[arg(long, default_value = crate::history::DEFAULT_CACHE_DIR)]
     pub cache_dir: PathBuf,
     /// The cache is trimmed to this many MiB after an import.
     #[arg(long, default_value_t = 64)]
@@ -74,14 +65,15 @@ pub async fn run(client: PveClient, args: BacktestArgs) -> i32 {
 async fn report(client: &PveClient, args: &BacktestArgs) -> anyhow::Result<BacktestReport> {
     let effective = crate::maintenance_cli::cli_policy(&args.maint, args.config.as_deref())
         .map_err(|code| anyhow::anyhow!("the policy could not be read (exit {code})"))?
-        .resolve(&PolicyLayer::default())?;
+        .resolve_scheduled()
+        .await?;
     let request = backtest_request(&effective, &args.policies, args.interval_mins)?;
     let now = crate::collect::snapshot(client, crate::unix_now()).await?;
     let opts = ImportOptions {
         days: args.days,
         concurrency: args.concurrency,
         calls_per_sec: args.calls_per_sec,
-        cache_dir: args.cache_dir.clone(),
+        cache_dir: Some(args.cache_dir.clone()),
         cache_limit_bytes: args.cache_mib * 1024 * 1024,
     };
     let history = crate::history::import(client, now, &opts, print_progress).await?;
@@ -101,22 +93,12 @@ pub fn backtest_request(
     files: &[PathBuf],
     interval_mins: u64,
 ) -> anyhow::Result<BacktestRequest> {
-    let mut policies = vec![NamedPolicy { name: "effective".into(), request: effective.request.clone() }];
+    let mut layers = Vec::new();
     for file in files {
-        let layer = read_layer(file)?;
-        let view = effective
-            .with_overrides(&layer)
-            .map_err(|e| anyhow::anyhow!("{}: {}: {}", file.display(), e.field, e.detail))?;
-        policies.push(NamedPolicy { name: policy_name(file), request: view.request });
+        layers.push((policy_name(file), read_layer(file)?));
     }
-    let s = &effective.settings;
-    Ok(BacktestRequest {
-        interval_secs: interval_mins.saturating_mul(60),
-        memory_threshold: s.memory_threshold.unwrap_or(DEFAULT_THRESHOLD),
-        cpu_threshold: s.cpu_threshold.unwrap_or(DEFAULT_THRESHOLD),
-        spread_on: if s.method == Method::Cpu { Resource::Cpu } else { Resource::Memory },
-        policies,
-    })
+    crate::history::backtest_request(effective, &layers, interval_mins)
+        .map_err(|(field, detail)| anyhow::anyhow!("policy {field}: {detail}"))
 }
 
 /// A policy file: a YAML mapping of settings (the names of `PUT /api/v1/settings`).

@@ -10,16 +10,22 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use shared::backtest::{GuestHistory, History, NodeHistory, PastMigration, Series};
-use shared::{ClusterSnapshot, GuestKind};
+use shared::backtest::{
+    BacktestRequest, GuestHistory, History, NamedPolicy, NodeHistory, PastMigration, Resource, Series,
+};
+use shared::policy::{PolicyLayer, PolicyView};
+use shared::{ClusterSnapshot, GuestKind, Method};
 
 use crate::pve::{wire, PveClient, PveError};
+
+/// Where the history cache goes by default: node-local, not the cluster file system (pmxcfs keeps
+/// small files for all nodes; RRD copies do not belong there).
+pub const DEFAULT_CACHE_DIR: &str = "/var/cache/pve-rebalancer/history";
 
 /// A cached series this young is reused as is (resume); an older one is fetched again, since
 /// its newest rows have moved on.
@@ -34,7 +40,8 @@ pub struct ImportOptions {
     pub concurrency: usize,
     /// `rrddata` calls started per second at most.
     pub calls_per_sec: f64,
-    pub cache_dir: PathBuf,
+    /// Where series are cached; `None` = no cache (every import fetches everything).
+    pub cache_dir: Option<PathBuf>,
     /// The cache directory is trimmed to this many bytes after an import.
     pub cache_limit_bytes: u64,
 }
@@ -87,11 +94,15 @@ pub async fn import(
     progress: impl Fn(Progress),
 ) -> Result<History, ImportError> {
     check(opts)?;
-    std::fs::create_dir_all(&opts.cache_dir).map_err(|e| cache_error(&opts.cache_dir, e))?;
+    if let Some(dir) = &opts.cache_dir {
+        std::fs::create_dir_all(dir).map_err(|e| cache_error(dir, e))?;
+    }
     let wanted = series_paths(&now, timeframe(opts.days));
     let series = fetch_all(pve, &wanted, opts, progress).await?;
     let migrations = past_migrations(pve).await?;
-    trim_cache(&opts.cache_dir, opts.cache_limit_bytes).map_err(|e| cache_error(&opts.cache_dir, e))?;
+    if let Some(dir) = &opts.cache_dir {
+        trim_cache(dir, opts.cache_limit_bytes).map_err(|e| cache_error(dir, e))?;
+    }
     assemble(now, &wanted, series, migrations, opts.days)
 }
 
@@ -149,14 +160,13 @@ async fn fetch_all(
     opts: &ImportOptions,
     progress: impl Fn(Progress),
 ) -> Result<Vec<Cached>, ImportError> {
-    let pace = Arc::new(Pace::new(opts.calls_per_sec));
+    let pace = Pace::new(opts.calls_per_sec);
+    let (pace, dir) = (&pace, opts.cache_dir.as_deref());
     let mut state = Progress { total: wanted.len(), ..Default::default() };
     let mut results: Vec<(usize, Cached)> = Vec::with_capacity(wanted.len());
-    let mut stream = futures_util::stream::iter(wanted.iter().enumerate())
-        .map(|(i, w)| {
-            let pace = pace.clone();
-            async move { (i, fetch_one(pve, w, &opts.cache_dir, &pace).await) }
-        })
+    // owned items: a stream of borrowed ones is not `Send` for the service's spawned task
+    let mut stream = futures_util::stream::iter(wanted.iter().cloned().enumerate())
+        .map(|(i, w)| async move { (i, fetch_one(pve, &w, dir, pace).await) })
         .buffer_unordered(opts.concurrency);
     while let Some((i, result)) = stream.next().await {
         let (series, cached) = result?;
@@ -173,20 +183,22 @@ async fn fetch_all(
 async fn fetch_one(
     pve: &PveClient,
     w: &Wanted,
-    dir: &Path,
+    dir: Option<&Path>,
     pace: &Pace,
 ) -> Result<(Cached, bool), ImportError> {
-    let file = dir.join(format!("{}.json", w.key));
+    let name = format!("{}.json", w.key);
     let now = crate::unix_now();
-    if let Some(c) = read_cached(&file).filter(|c| now.saturating_sub(c.fetched_at) < FRESH_SECS) {
+    let cached = dir.and_then(|d| read_cached(&d.join(&name)));
+    if let Some(c) = cached.filter(|c| now.saturating_sub(c.fetched_at) < FRESH_SECS) {
         return Ok((c, true));
     }
     pace.wait().await;
     let rows: Vec<Value> = pve.get(&w.path).await?;
     let series = Cached { fetched_at: now, rows: rows.iter().filter_map(|r| row(r, &w.owner)).collect() };
-    let bytes = serde_json::to_vec(&series).expect("plain data serializes");
-    crate::state_file::write_atomically(dir, &format!("{}.json", w.key), &bytes)
-        .map_err(|e| cache_error(dir, e))?;
+    if let Some(dir) = dir {
+        let bytes = serde_json::to_vec(&series).expect("plain data serializes");
+        crate::state_file::write_atomically(dir, &name, &bytes).map_err(|e| cache_error(dir, e))?;
+    }
     Ok((series, false))
 }
 
@@ -314,6 +326,32 @@ pub fn trim_cache(dir: &Path, limit: u64) -> std::io::Result<()> {
         total -= len;
     }
     Ok(())
+}
+
+/// Node use above which a sample counts as a node-hour over the threshold, when the policy has
+/// no threshold of its own.
+pub const DEFAULT_THRESHOLD: f64 = 85.0;
+
+/// The back-test request: the effective policy (as the scheduler runs it, per-cycle cap kept)
+/// named `effective`, then each named layer on top of it. A bad layer: `(field, detail)`.
+pub fn backtest_request(
+    effective: &PolicyView,
+    layers: &[(String, PolicyLayer)],
+    interval_mins: u64,
+) -> Result<BacktestRequest, (String, String)> {
+    let mut policies = vec![NamedPolicy { name: "effective".into(), request: effective.request.clone() }];
+    for (name, layer) in layers {
+        let view = effective.with_overrides(layer).map_err(|e| (format!("{name}: {}", e.field), e.detail))?;
+        policies.push(NamedPolicy { name: name.clone(), request: view.request });
+    }
+    let s = &effective.settings;
+    Ok(BacktestRequest {
+        interval_secs: interval_mins.saturating_mul(60),
+        memory_threshold: s.memory_threshold.unwrap_or(DEFAULT_THRESHOLD),
+        cpu_threshold: s.cpu_threshold.unwrap_or(DEFAULT_THRESHOLD),
+        spread_on: if s.method == Method::Cpu { Resource::Cpu } else { Resource::Memory },
+        policies,
+    })
 }
 
 #[cfg(test)]

@@ -73,6 +73,9 @@ enum Command {
         /// on every request).
         #[arg(long, default_value_t = 1000)]
         cluster_cache_ms: u64,
+        /// Where the back-test (`/api/v1/backtest`) caches PVE's RRD series (node-local).
+        #[arg(long, default_value = backend::history::DEFAULT_CACHE_DIR)]
+        history_cache_dir: PathBuf,
         /// Serve HTTPS with this certificate (PEM) and --tls-key.
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -320,6 +323,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             sampler,
             config,
             cluster_cache_ms,
+            history_cache_dir,
             tls_cert,
             tls_key,
             tls_pve_dir,
@@ -354,6 +358,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                 .with_policy(policy.clone())
                 .with_origins(origins)
                 .with_cluster_cache(std::time::Duration::from_millis(cluster_cache_ms))
+                .with_history_cache(history_cache_dir)
                 .with_csrf_key(csrf_key);
             let notify = loaded.as_ref().map(|l| l.config.rebalancer.notify.clone()).unwrap_or_default();
             let notifier = Arc::new(backend::notify::Notifier::new(&notify));

@@ -248,3 +248,50 @@ async fn a_week_replayed_matches_an_independent_recomputation() {
     assert_eq!(again["runs"], report["runs"]);
     sim.shutdown().await;
 }
+
+/// The service's route: started with a named policy, followed to its report; bad input is a
+/// 400 naming the field and starts nothing.
+#[tokio::test]
+async fn the_service_runs_a_backtest_and_names_bad_fields() {
+    let stack = e2e::Stack::builder().scenario(scenario()).start().await.expect("stack");
+    let root = stack.login("root@pam", "demo").await.expect("login");
+    let idle: Value = root.get("/api/v1/backtest").send().await.unwrap().json().await.unwrap();
+    assert_eq!(idle["state"], "idle");
+    for (body, field) in [
+        (serde_json::json!({"days": 0}), "days"),
+        (serde_json::json!({"policies": [{"name": "actual", "overrides": {}}]}), "policies[0].name"),
+        (
+            serde_json::json!({"policies": [{"name": "x", "overrides": {"balanciness": 500}}]}),
+            "policies[0].overrides.balanciness",
+        ),
+        (serde_json::json!({"dayz": 7}), "dayz"),
+    ] {
+        let resp = root.post("/api/v1/backtest").json(&body).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{body}");
+        let err: Value = resp.json().await.unwrap();
+        assert_eq!(err["field"], field, "{err}");
+    }
+    let idle: Value = root.get("/api/v1/backtest").send().await.unwrap().json().await.unwrap();
+    assert_eq!(idle["state"], "idle", "bad input started nothing");
+
+    let body =
+        serde_json::json!({"days": 2, "policies": [{"name": "eager", "overrides": {"balanciness": 3}}]});
+    let resp = root.post("/api/v1/backtest").json(&body).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let mut status = Value::Null;
+    for _ in 0..600 {
+        status = root.get("/api/v1/backtest").send().await.unwrap().json().await.unwrap();
+        if status["state"] == "done" || status["state"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["state"], "done", "{status}");
+    assert_eq!((status["done"].as_u64(), status["total"].as_u64()), (Some(11), Some(11)));
+    let names: Vec<&str> =
+        status["report"]["runs"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["nobody", "actual", "effective", "eager"]);
+    // two days of 30-minute rows from the week view
+    assert_eq!(status["report"]["times"].as_array().unwrap().len(), 96);
+    stack.stop().await;
+}
