@@ -192,3 +192,15 @@ fn the_replay_is_deterministic() {
     let req = request(vec![balancing()]);
     assert_eq!(run(&history(), &req).unwrap(), run(&history(), &req).unwrap());
 }
+
+#[test]
+fn a_running_container_moved_counts_as_a_restart() {
+    let mut h = history();
+    h.now.guests[0].kind = GuestKind::Lxc;
+    let report = run(&h, &request(vec![])).unwrap();
+    let actual = run_of(&report, "actual");
+    assert_eq!((actual.ct_restarts, actual.moves[0].restart), (1, true));
+    h.now.guests[0].status = GuestStatus::Stopped;
+    let report = run(&h, &request(vec![])).unwrap();
+    assert_eq!(run_of(&report, "actual").ct_restarts, 0, "a stopped container just moves");
+}
