@@ -111,13 +111,15 @@ impl Cluster {
         }
     }
 
-    /// Node CPU (fraction) and used memory (bytes) at simulated time `t` with the placement of
-    /// that time, averaged (or maxed, `max`) over `samples` points in `(t - step, t]`.
+    /// Node CPU (fraction) and used memory (bytes) at simulated time `t` with the *current*
+    /// placement, averaged (or maxed, `max`) over `samples` points in `(t - step, t]` (what the
+    /// compare harness measures right after its migrations).
     pub fn node_load_at(&self, node: &str, t: f64, step: f64, max: bool) -> Option<(f64, f64)> {
-        self.node_load_with(&self.past_placement(), node, t, step, max)
+        self.node_load_with(&PastPlacement(BTreeMap::new()), node, t, step, max)
     }
 
-    /// [`Cluster::node_load_at`] with the placement history computed once (RRD rows).
+    /// [`Cluster::node_load_at`] with the placement of each sample's time (`past`, computed once
+    /// per RRD answer): a guest counts on the node it was on then.
     pub fn node_load_with(
         &self,
         past: &PastPlacement,
