@@ -22,6 +22,8 @@ pub fn Backtest() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let days = RwSignal::new(7u32);
     let balanciness = RwSignal::new(String::from("5"));
+    let min_gain = RwSignal::new(String::new());
+    let max_moves = RwSignal::new(String::new());
     let status = RwSignal::new(None::<Result<BacktestStatus, Failure>>);
     let stored = RwSignal::new(None::<Result<(), Failure>>);
     let overrides =
@@ -61,6 +63,10 @@ pub fn Backtest() -> impl IntoView {
                     on:input=move |ev| days.set(event_target_value(&ev).parse().unwrap_or(7)) /></label>
                 <label>" Edited policy: balanciness " <input id="backtest-balanciness" type="number" min="0" max="100" step="0.5"
                     prop:value=move || balanciness.get() on:input=move |ev| balanciness.set(event_target_value(&ev)) /></label>
+                <label>" min gain " <input id="backtest-min-gain" type="number" min="0" max="100" step="0.1" placeholder="effective"
+                    prop:value=move || min_gain.get() on:input=move |ev| min_gain.set(event_target_value(&ev)) /></label>
+                <label>" moves per run " <input id="backtest-max-moves" type="number" min="0" max="10000" placeholder="effective"
+                    prop:value=move || max_moves.get() on:input=move |ev| max_moves.set(event_target_value(&ev)) /></label>
                 <button id="backtest-start" class="pvrb-button" disabled=running on:click=start>"Run back-test"</button>
             </div>
             {move || status.get().map(|s| match s {
@@ -68,7 +74,7 @@ pub fn Backtest() -> impl IntoView {
                 Ok(s) => view! { <Outcome status=s /> }.into_any(),
             })}
             {move || status.with(|s| matches!(s, Some(Ok(s)) if s.state == BacktestState::Done)).then(|| view! {
-                <button id="backtest-use" class="pvrb-button" on:click=use_policy>"Use this policy (store its balanciness)"</button>
+                <button id="backtest-use" class="pvrb-button" on:click=use_policy>"Use this policy (store the edited settings)"</button>
             })}
             {move || stored.get().map(|r| match r {
                 Ok(()) => view! { <p id="backtest-stored" class="pvrb-muted">"Stored: the service balances with it from now on."</p> }.into_any(),

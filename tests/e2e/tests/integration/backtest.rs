@@ -326,6 +326,7 @@ async fn the_panel_runs_a_backtest_and_stores_the_policy() {
     assert!(help.contains("load follows the guest") && help.contains("created later"), "{help}");
     type_into(&browser, "#backtest-days", "2").await;
     type_into(&browser, "#backtest-balanciness", "4").await;
+    type_into(&browser, "#backtest-max-moves", "3").await;
     browser.click("#backtest-start").await.unwrap();
     browser.wait_for("#backtest-table tbody tr", 4, Duration::from_secs(90)).await.unwrap();
     let runs = browser
@@ -340,7 +341,8 @@ async fn the_panel_runs_a_backtest_and_stores_the_policy() {
     let api = stack.login("root@pam", "demo").await.unwrap();
     let v: shared::api::SettingsView =
         api.get("/api/v1/settings").send().await.unwrap().json().await.unwrap();
-    assert_eq!(v.settings.balanciness, 4.0);
+    assert_eq!((v.settings.balanciness, v.settings.max_moves), (4.0, 3));
+    assert_eq!(v.sources.get("min_gain"), None, "a field left empty keeps the effective value");
     browser.quit().await;
     stack.stop().await;
 }
