@@ -17,6 +17,7 @@
 //! decisions.
 
 // 1. CLI
+pub mod backtest_cli;
 pub mod cli_proxlb;
 pub mod maintenance_cli;
 pub mod status_watch;
@@ -32,6 +33,7 @@ pub mod auth;
 pub mod collect;
 pub mod config;
 pub mod execute;
+pub mod history;
 pub mod metrics;
 pub mod policy;
 pub mod preflight;

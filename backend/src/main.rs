@@ -1,5 +1,5 @@
 //! `pve-rebalancer`: the service (`serve`), the command line (`plan`, `best-node`, `apply`,
-//! `maintenance enter|exit|status`), and with no subcommand ProxLB's command line
+//! `backtest`, `maintenance enter|exit|status`), and with no subcommand ProxLB's command line
 //! (`-c proxlb.yaml [-d] [-j] [-b]`, see `backend::cli_proxlb`).
 
 use anyhow::Context;
@@ -73,6 +73,9 @@ enum Command {
         /// on every request).
         #[arg(long, default_value_t = 1000)]
         cluster_cache_ms: u64,
+        /// Where the back-test (`/api/v1/backtest`) caches PVE's RRD series (node-local).
+        #[arg(long, default_value = backend::history::DEFAULT_CACHE_DIR)]
+        history_cache_dir: PathBuf,
         /// Serve HTTPS with this certificate (PEM) and --tls-key.
         #[arg(long, requires = "tls_key")]
         tls_cert: Option<PathBuf>,
@@ -116,6 +119,15 @@ enum Command {
         config: Option<PathBuf>,
         #[command(flatten)]
         maint: backend::maintenance::MaintArgs,
+    },
+    /// What the policy would have done over the last days: imports PVE's RRD history and task
+    /// log, replays the effective policy (and each --policy file on top of it) hourly with the
+    /// engine, and prints the figures beside nobody balancing and what actually happened.
+    Backtest {
+        #[command(flatten)]
+        pve: PveArgs,
+        #[command(flatten)]
+        args: backend::backtest_cli::BacktestArgs,
     },
     /// Rank the nodes for a new guest; the best node's name is the last stdout line.
     BestNode {
@@ -311,6 +323,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             sampler,
             config,
             cluster_cache_ms,
+            history_cache_dir,
             tls_cert,
             tls_key,
             tls_pve_dir,
@@ -345,6 +358,7 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
                 .with_policy(policy.clone())
                 .with_origins(origins)
                 .with_cluster_cache(std::time::Duration::from_millis(cluster_cache_ms))
+                .with_history_cache(history_cache_dir)
                 .with_csrf_key(csrf_key);
             let notify = loaded.as_ref().map(|l| l.config.rebalancer.notify.clone()).unwrap_or_default();
             let notifier = Arc::new(backend::notify::Notifier::new(&notify));
@@ -424,6 +438,9 @@ async fn run_command(command: Command) -> anyhow::Result<()> {
             MaintAction::Exit { pve, args } => backend::maintenance_cli::exit(pve.client()?, args).await,
             MaintAction::Status { pve, args } => backend::maintenance_cli::status(pve.client()?, args).await,
         }),
+        Command::Backtest { pve, args } => {
+            std::process::exit(backend::backtest_cli::run(pve.client()?, args).await)
+        }
         Command::Apply { pve, args } => {
             std::process::exit(backend::maintenance_cli::apply(pve.client()?, args).await)
         }

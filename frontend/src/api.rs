@@ -210,6 +210,19 @@ pub async fn cluster_history(opts: &PanelOptions, minutes: u32) -> Result<Histor
     get(opts, &format!("/api/v1/cluster/history?minutes={minutes}")).await
 }
 
+/// Starts the back-test (`POST /api/v1/backtest`).
+pub async fn backtest_start(
+    opts: &PanelOptions,
+    start: &shared::api::BacktestStart,
+) -> Result<shared::api::BacktestStatus, Failure> {
+    post(opts, "/api/v1/backtest", start).await
+}
+
+/// The back-test's progress, then its report.
+pub async fn backtest_status(opts: &PanelOptions) -> Result<shared::api::BacktestStatus, Failure> {
+    get(opts, "/api/v1/backtest").await
+}
+
 async fn get<T: DeserializeOwned>(opts: &PanelOptions, path: &str) -> Result<T, Failure> {
     parse(call(opts, Request::get, path, None).await?)
 }

@@ -585,3 +585,67 @@ mod cluster_view_tests {
         assert!(back.memory_reserve.is_empty());
     }
 }
+
+/// `POST /api/v1/backtest`: replay the last `days` of PVE's history with the effective policy
+/// and each of `policies` (overrides on top of it).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BacktestStart {
+    /// Days of history, 1–365 (default 7).
+    pub days: u32,
+    /// Minutes between two balancing runs in the replay, 1–1440 (default 60).
+    pub interval_mins: u64,
+    /// Up to 4 policies besides the effective one.
+    pub policies: Vec<BacktestPolicy>,
+}
+
+impl Default for BacktestStart {
+    fn default() -> Self {
+        BacktestStart { days: 7, interval_mins: 60, policies: Vec::new() }
+    }
+}
+
+/// One policy of a back-test: a name and the settings it changes.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BacktestPolicy {
+    pub name: String,
+    pub overrides: crate::policy::PolicyLayer,
+}
+
+/// Where the service's back-test is.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BacktestState {
+    /// None was started since the service started.
+    #[default]
+    Idle,
+    Importing,
+    Replaying,
+    Done,
+    Failed,
+}
+
+/// `GET /api/v1/backtest`: progress, then the report.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BacktestStatus {
+    pub state: BacktestState,
+    /// Series imported (fetched or from the cache) of all.
+    pub done: usize,
+    pub total: usize,
+    pub from_cache: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::backtest::BacktestReport>,
+}
+
+impl BacktestStatus {
+    pub fn running(&self) -> bool {
+        matches!(self.state, BacktestState::Importing | BacktestState::Replaying)
+    }
+}

@@ -9,6 +9,7 @@
 //! - Sizes are bytes (`u64`), CPU is in cores (`f64`), percentages are 0–100.
 
 pub mod api;
+pub mod backtest;
 pub mod best_node;
 pub mod engine;
 pub mod evacuate;

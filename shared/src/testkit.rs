@@ -96,3 +96,57 @@ pub fn cluster(seed: u64, nodes: usize, guests: usize) -> ClusterSnapshot {
         ..Default::default()
     }
 }
+
+/// A back-test history for [`cluster`]: `days` of hourly samples ending at its `collected_at`,
+/// each running guest's CPU and memory swinging with the day around its current use (seeded
+/// phase per guest), node usage = 2 GiB / 1 core of overhead plus the guests on it; no past
+/// migrations. For benchmarks and tests of `crate::backtest`.
+pub fn history(seed: u64, nodes: usize, guests: usize, days: u32) -> crate::backtest::History {
+    use crate::backtest::{GuestHistory, History, NodeHistory};
+    let now = cluster(seed, nodes, guests);
+    let samples = days as u64 * 24;
+    let times: Vec<u64> = (0..samples).map(|h| now.collected_at - (samples - 1 - h) * 3600).collect();
+    let mut rng = Rng::new(seed ^ 0xB7);
+    let node_index: std::collections::HashMap<&str, usize> =
+        now.nodes.iter().enumerate().map(|(i, n)| (n.name.as_str(), i)).collect();
+    let mut node_sums = vec![vec![(1.0, 2.0 * GIB as f64); times.len()]; now.nodes.len()];
+    let mut gs = Vec::with_capacity(now.guests.len());
+    for g in &now.guests {
+        let phase = rng.range(0, 24) as f64;
+        let running = g.status == GuestStatus::Running;
+        let day =
+            |t: u64| 1.0 + 0.5 * (std::f64::consts::TAU * ((t % 86400) as f64 / 3600.0 - phase) / 24.0).cos();
+        let cpu: Vec<f64> = times.iter().map(|&t| if running { g.cpu_used * day(t) } else { 0.0 }).collect();
+        let mem: Vec<f64> =
+            times
+                .iter()
+                .map(|&t| {
+                    if running {
+                        (g.mem_used as f64 * (0.9 + 0.1 * day(t))).min(g.mem_max as f64)
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+        for (i, sum) in node_sums[node_index[g.node.as_str()]].iter_mut().enumerate() {
+            sum.0 += cpu[i];
+            sum.1 += mem[i];
+        }
+        gs.push(GuestHistory {
+            vmid: g.vmid,
+            cpu: cpu.into_iter().map(Some).collect(),
+            mem: mem.into_iter().map(Some).collect(),
+        });
+    }
+    let ns = now
+        .nodes
+        .iter()
+        .zip(node_sums)
+        .map(|(n, sums)| NodeHistory {
+            node: n.name.clone(),
+            cpu: sums.iter().map(|s| Some(s.0)).collect(),
+            mem: sums.iter().map(|s| Some(s.1)).collect(),
+        })
+        .collect();
+    History { now, times, nodes: ns, guests: gs, migrations: Vec::new() }
+}

@@ -6,6 +6,7 @@
 //! (`execute`, `collect`, `settings`/`store`, `maintenance`, …) and `pve`, never `http` or the
 //! CLI modules above it.
 
+pub mod backtest;
 pub mod origins;
 
 use crate::auth::Authenticator;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub snapshots: Arc<crate::snapshot_cache::SnapshotCache>,
     /// The PVE web UI origins of this cluster (CORS).
     pub origins: Arc<origins::Origins>,
+    /// The back-test (`/api/v1/backtest`); no history cache by default.
+    pub backtests: Arc<backtest::Backtests>,
 }
 
 impl AppState {
@@ -47,7 +50,14 @@ impl AppState {
             sampler: None,
             snapshots: Default::default(),
             origins: Default::default(),
+            backtests: Default::default(),
         }
+    }
+
+    /// Caches the back-test's history in `dir` (resume, reuse within the hour).
+    pub fn with_history_cache(mut self, dir: std::path::PathBuf) -> AppState {
+        self.backtests = Arc::new(backtest::Backtests::new(Some(dir)));
+        self
     }
 
     /// Plans with this policy (configuration file and stored settings).

@@ -8,6 +8,7 @@
 //! Layer rule: `http` uses `app` and the services below it, never the CLI modules.
 
 pub mod admin;
+pub mod backtest;
 pub mod cors;
 pub mod error;
 pub mod extract;
@@ -55,6 +56,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi::serve))
         .merge(maint::routes())
         .merge(history::routes())
+        .merge(backtest::routes())
         .merge(admin::routes())
         .merge(proxbalance::routes())
         .merge(jobs::routes())

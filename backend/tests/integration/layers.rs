@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Top-level module → layer, from the top (CLI) down to the PVE client.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("cli", &["cli_proxlb", "maintenance_cli", "status_watch"]),
+    ("cli", &["backtest_cli", "cli_proxlb", "maintenance_cli", "status_watch"]),
     ("http", &["http"]),
     ("app", &["app", "scheduler", "notify", "maintenance"]),
     (
@@ -22,6 +22,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "auth",
             "preflight",
             "recent",
+            "history",
             "sampler",
             "snapshot_cache",
             "state_file",

@@ -3,6 +3,7 @@
 //! whether a dialog is open (auto-refresh waits while one is). Views read the cluster signal, so
 //! a refresh updates them in place and never throws away a plan or a selection.
 
+mod backtest;
 mod common;
 mod execute;
 mod guests;
@@ -32,12 +33,13 @@ pub enum Tab {
     Guests,
     Rules,
     History,
+    Backtest,
     Settings,
 }
 
 impl Tab {
-    const ALL: [Tab; 6] =
-        [Tab::Balance, Tab::Maintenance, Tab::Guests, Tab::Rules, Tab::History, Tab::Settings];
+    const ALL: [Tab; 7] =
+        [Tab::Balance, Tab::Maintenance, Tab::Guests, Tab::Rules, Tab::History, Tab::Backtest, Tab::Settings];
 
     fn label(self) -> &'static str {
         match self {
@@ -46,6 +48,7 @@ impl Tab {
             Tab::Guests => "Guests",
             Tab::Rules => "Rules",
             Tab::History => "History",
+            Tab::Backtest => "Back-test",
             Tab::Settings => "Settings",
         }
     }
@@ -57,6 +60,7 @@ impl Tab {
             Tab::Guests => "tab-guests",
             Tab::Rules => "tab-rules",
             Tab::History => "tab-history",
+            Tab::Backtest => "tab-backtest",
             Tab::Settings => "tab-settings",
         }
     }
@@ -329,6 +333,9 @@ fn Views() -> impl IntoView {
         </section>
         <section id="history" class="pvrb-view" class:pvrb-hidden=move || hidden(Tab::History)>
             {move || (ctx.tab.get() == Tab::History).then(|| view! { <history::History /> })}
+        </section>
+        <section id="backtest" class="pvrb-view" class:pvrb-hidden=move || hidden(Tab::Backtest)>
+            {move || (ctx.tab.get() == Tab::Backtest).then(|| view! { <backtest::Backtest /> })}
         </section>
         <section id="settings" class="pvrb-view" class:pvrb-hidden=move || hidden(Tab::Settings)>
             {move || (ctx.tab.get() == Tab::Settings).then(|| view! { <settings::SettingsForm /> })}

@@ -211,7 +211,8 @@ impl StackBuilder {
             .with_csrf_key(&sim.csrf_key)
             .with_executor(executor.clone())
             .with_policy(policy)
-            .with_maintenance(maintenance.clone());
+            .with_maintenance(maintenance.clone())
+            .with_history_cache(work.join("history"));
         // CORS trusts this cluster's nodes, read from PVE as `serve` does.
         state.origins.refresh(&pve).await;
         // The usage sampler as `serve` runs it (history for /api/v1/cluster/history).

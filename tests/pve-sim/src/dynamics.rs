@@ -2,8 +2,10 @@
 //!
 //! The load is a pure function of (scenario, guest, simulated time), so the live values served by
 //! `/cluster/resources` and the RRD history agree, and a stepped or scaled clock replays the same
-//! curves. History uses the current placement (guests are not un-migrated for past RRD rows).
+//! curves. History uses the placement of its time: a guest sits on the source node of its first
+//! successful migration that ended after that time (past and live migration tasks alike).
 
+use std::collections::BTreeMap;
 use std::f64::consts::TAU;
 
 use crate::scenario::{DynamicsSpec, GIB};
@@ -76,7 +78,24 @@ pub fn guest_load(d: &DynamicsSpec, seed: u64, started_at: i64, g: &Guest, node:
     Load { cpu, mem_factor }
 }
 
+/// Where each guest was at a past time, from the finished migrations in the task table.
+pub struct PastPlacement(BTreeMap<u32, Vec<(i64, String)>>);
+
+impl PastPlacement {
+    /// The node guest `g` was on at time `t` (its current node after its last migration).
+    pub fn node_at<'a>(&'a self, g: &'a Guest, t: f64) -> &'a str {
+        self.0
+            .get(&g.spec.vmid)
+            .and_then(|moves| moves.iter().find(|(end, _)| *end as f64 > t))
+            .map_or(g.node.as_str(), |(_, from)| from.as_str())
+    }
+}
+
 impl Cluster {
+    pub fn past_placement(&self) -> PastPlacement {
+        PastPlacement(self.tasks.placement_history())
+    }
+
     /// Recomputes every guest's current load for simulated time `now` (no-op without dynamics,
     /// and at most once per simulated second).
     pub fn update_load(&mut self, now: f64) {
@@ -92,9 +111,23 @@ impl Cluster {
         }
     }
 
-    /// Node CPU (fraction) and used memory (bytes) at simulated time `t` with the current placement,
-    /// averaged (or maxed, `max`) over `samples` points in `(t - step, t]`. For RRD history.
+    /// Node CPU (fraction) and used memory (bytes) at simulated time `t` with the *current*
+    /// placement, averaged (or maxed, `max`) over `samples` points in `(t - step, t]` (what the
+    /// compare harness measures right after its migrations).
     pub fn node_load_at(&self, node: &str, t: f64, step: f64, max: bool) -> Option<(f64, f64)> {
+        self.node_load_with(&PastPlacement(BTreeMap::new()), node, t, step, max)
+    }
+
+    /// [`Cluster::node_load_at`] with the placement of each sample's time (`past`, computed once
+    /// per RRD answer): a guest counts on the node it was on then.
+    pub fn node_load_with(
+        &self,
+        past: &PastPlacement,
+        node: &str,
+        t: f64,
+        step: f64,
+        max: bool,
+    ) -> Option<(f64, f64)> {
         let d = self.dynamics.as_ref()?;
         let n = self.nodes.get(node)?;
         let maxcpu = n.spec.cpus.max(1) as f64;
@@ -104,7 +137,7 @@ impl Cluster {
             let ts = t - step * k as f64 / samples as f64;
             let mut cores = n.spec.overhead.cpu * maxcpu;
             let mut mem = n.spec.overhead.memory_gib * GIB;
-            for g in self.guests.values().filter(|g| g.node == node && g.running()) {
+            for g in self.guests.values().filter(|g| past.node_at(g, ts) == node && g.running()) {
                 let l = guest_load(d, self.seed, self.started_at, g, node, ts);
                 cores += l.cpu * g.vcpus() as f64;
                 mem += (g.base_mem_bytes() * l.mem_factor).min(g.maxmem() as f64);
@@ -121,10 +154,10 @@ impl Cluster {
         Some((cpu_acc, mem_acc))
     }
 
-    /// A guest's load at `t` (its static load without dynamics).
-    pub fn guest_load_at(&self, g: &Guest, t: f64) -> Load {
+    /// A guest's load at `t` (its static load without dynamics), node bursts of where it was then.
+    pub fn guest_load_at(&self, past: &PastPlacement, g: &Guest, t: f64) -> Load {
         match &self.dynamics {
-            Some(d) if g.running() => guest_load(d, self.seed, self.started_at, g, &g.node, t),
+            Some(d) if g.running() => guest_load(d, self.seed, self.started_at, g, past.node_at(g, t), t),
             Some(_) => Load { cpu: 0.0, mem_factor: 1.0 },
             None => Load { cpu: g.cpu(), mem_factor: 1.0 },
         }

@@ -107,5 +107,6 @@ pub fn generate(seed: u64, nodes: usize, guests: usize) -> Scenario {
         faults: vec![],
         seed,
         dynamics: None,
+        past_migrations: vec![],
     }
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 pub use generate::generate;
-pub use scenario::{FaultSpec, GuestSpec, GuestType, NodeSpec, Scenario};
+pub use scenario::{FaultSpec, GuestSpec, GuestType, NodeSpec, PastMigrationSpec, Scenario};
 pub use state::Cluster;
 
 /// How to run a simulator.

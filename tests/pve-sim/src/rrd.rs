@@ -109,10 +109,11 @@ pub fn node_rows(c: &Cluster, node: &str, tf: Timeframe, cf: Cf, now: f64) -> Va
     let mut rows = Vec::new();
     let step = resolution(tf, is9).0 as f64;
     let online = c.nodes.get(node).is_some_and(|n| n.online);
+    let past = c.past_placement();
     for t in slots(tf, is9, now) {
         let k = noise(c.seed, series, t, cf, 0.08);
         // with load dynamics the history follows the scenario's curves (current placement)
-        let (base_cpu, base_mem) = match c.node_load_at(node, t as f64, step, cf == Cf::Max) {
+        let (base_cpu, base_mem) = match c.node_load_with(&past, node, t as f64, step, cf == Cf::Max) {
             Some((bc, bm)) if online => (bc, bm),
             _ => (u.cpu, u.mem as f64),
         };
@@ -153,10 +154,11 @@ pub fn guest_rows(c: &Cluster, g: &Guest, tf: Timeframe, cf: Cf, now: f64) -> Va
     let (ni, no, dr, dw) = crate::api::cluster::io_rates(c, g);
     let mut rows = Vec::new();
     let dynamic = c.dynamics.is_some() && g.running();
+    let past = c.past_placement();
     for t in slots(tf, is9, now) {
         let k = noise(c.seed, series, t, cf, 0.15);
         let (gcpu, gmem) = if dynamic {
-            let l = c.guest_load_at(g, t as f64);
+            let l = c.guest_load_at(&past, g, t as f64);
             (l.cpu, (g.base_mem_bytes() * l.mem_factor).min(g.maxmem() as f64))
         } else {
             (g.cpu(), g.mem() as f64)

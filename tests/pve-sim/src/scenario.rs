@@ -50,6 +50,21 @@ pub struct Scenario {
     /// Time-varying guest load (diurnal curve, noise, bursts); absent = static load.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamics: Option<DynamicsSpec>,
+    /// Migrations that finished before the simulator started: served by `/cluster/tasks` and
+    /// placing the guest on `from` in the RRD history before them (the back-test's "actual").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub past_migrations: Vec<PastMigrationSpec>,
+}
+
+/// One finished migration in the past: guest `vmid` left node `from` `hours_ago` hours before
+/// the start. Its target is where the guest went next: the `from` of its next past migration,
+/// else its `node`. This is all PVE's task list says too (source node, guest, time).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PastMigrationSpec {
+    pub vmid: u32,
+    pub from: String,
+    pub hours_ago: f64,
 }
 
 /// How guest load varies over (simulated) time. See SCENARIOS.md, *dynamics*.
@@ -624,6 +639,41 @@ impl Scenario {
     }
 
     /// Checks references and value ranges.
+    /// Past migrations sorted oldest first, each with its target (see [`PastMigrationSpec`]).
+    pub fn past_migrations_with_targets(&self) -> Vec<(&PastMigrationSpec, String)> {
+        let mut sorted: Vec<&PastMigrationSpec> = self.past_migrations.iter().collect();
+        sorted.sort_by(|a, b| b.hours_ago.total_cmp(&a.hours_ago).then(a.vmid.cmp(&b.vmid)));
+        let mut out = Vec::new();
+        for (i, m) in sorted.iter().enumerate() {
+            let next = sorted[i + 1..].iter().find(|n| n.vmid == m.vmid).map(|n| n.from.clone());
+            let current = self.guests.iter().find(|g| g.vmid == m.vmid).map(|g| g.node.clone());
+            out.push((*m, next.or(current).unwrap_or_default()));
+        }
+        out
+    }
+
+    fn validate_past_migrations(&self) -> anyhow::Result<()> {
+        for (m, to) in self.past_migrations_with_targets() {
+            let what = format!("past_migrations: guest {} {} h ago", m.vmid, m.hours_ago);
+            if !self.guests.iter().any(|g| g.vmid == m.vmid) {
+                bail!("{what}: no such guest in `guests`");
+            }
+            if !self.nodes.iter().any(|n| n.name == m.from) {
+                bail!("{what}: `from` {:?} is not a node of the scenario", m.from);
+            }
+            if !(m.hours_ago.is_finite() && m.hours_ago > 0.0) {
+                bail!("{what}: `hours_ago` must be > 0");
+            }
+            if to == m.from {
+                bail!(
+                    "{what}: leaves {:?} for the same node (its next location); drop it or fix `from`",
+                    m.from
+                );
+            }
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.nodes.is_empty() {
             bail!("scenario has no nodes");
@@ -641,6 +691,7 @@ impl Scenario {
                 bail!("node {}: cpus and memory_gib must be > 0", n.name);
             }
         }
+        self.validate_past_migrations()?;
         let storages = self.effective_storages();
         let pools: BTreeSet<&str> = self.pools.iter().map(|p| p.id.as_str()).collect();
         let mut vmids = BTreeSet::new();

@@ -248,6 +248,12 @@ impl Cluster {
                 "keyboard": "en-us",
             })
         });
+        let mut tasks = TaskTable::default();
+        for (m, to) in sc.past_migrations_with_targets() {
+            let kind = if guests[&m.vmid].spec.kind == GuestType::Lxc { "vzmigrate" } else { "qmigrate" };
+            let start = now - (m.hours_ago * 3600.0).round() as i64;
+            tasks.record_past_migration(m.vmid, kind, &m.from, &to, start, start + 60);
+        }
         Ok(Cluster {
             name: sc.cluster.clone(),
             version,
@@ -262,7 +268,7 @@ impl Cluster {
             migration: sc.migration.clone(),
             auth: sc.auth.clone(),
             seed: sc.seed,
-            tasks: TaskTable::default(),
+            tasks,
             started_at: now,
             tickets_valid_after: 0,
             dynamics: sc.dynamics.clone(),

@@ -137,6 +137,57 @@ impl Upid {
 }
 
 impl TaskTable {
+    /// Records a migration that finished OK before the simulator started (scenario
+    /// `past_migrations`), so `/cluster/tasks` and the RRD history show it.
+    pub fn record_past_migration(
+        &mut self,
+        vmid: u32,
+        kind: &str,
+        from: &str,
+        to: &str,
+        start: i64,
+        end: i64,
+    ) {
+        let upid = self.spawn(
+            from,
+            kind,
+            &vmid.to_string(),
+            "root@pam",
+            start as f64,
+            0.0,
+            None,
+            TaskAction::Migrate {
+                vmid,
+                from: from.into(),
+                to: to.into(),
+                online: kind == "qmigrate",
+                restart: kind == "vzmigrate",
+            },
+        );
+        let t = self.get_mut(&upid).expect("just spawned");
+        t.endtime = Some(end);
+        t.exitstatus = Some("OK".into());
+        t.log = vec![format!("{} migration finished successfully", ts(end as f64)), "TASK OK".into()];
+    }
+
+    /// Each guest's successful migrations as (end time, source node), oldest first: where a guest
+    /// was at a past time is the source of its first migration that ended after it.
+    pub fn placement_history(&self) -> std::collections::BTreeMap<u32, Vec<(i64, String)>> {
+        let mut out: std::collections::BTreeMap<u32, Vec<(i64, String)>> = Default::default();
+        for t in &self.tasks {
+            let (TaskAction::Migrate { vmid, from, .. }, Some(end), Some("OK")) =
+                (&t.action, t.endtime, t.exitstatus.as_deref())
+            else {
+                continue;
+            };
+            out.entry(*vmid).or_default().push((end, from.clone()));
+        }
+        for v in out.values_mut() {
+            v.sort();
+        }
+        out
+    }
+
     pub fn get(&self, upid: &str) -> Option<&Task> {
         self.tasks.iter().find(|t| t.upid == upid)
     }

@@ -5,6 +5,7 @@
 mod panel;
 
 mod admin_api;
+mod backtest;
 mod browser;
 mod browser_more;
 mod demo;

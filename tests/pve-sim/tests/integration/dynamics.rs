@@ -136,3 +136,58 @@ fn bad_dynamics_are_rejected() {
     assert!(Scenario::from_yaml(&y.replace("every_s: 86400", "every_s: 60")).is_err());
     assert!(Scenario::from_yaml(&y.replace("noise: 0.15", "nosie: 0.15")).is_err());
 }
+
+/// The diurnal scenario with db-01 (102, 24 GiB at 80 %) on pve2 until 30 h ago, then on pve1.
+fn with_past_migration() -> Scenario {
+    let mut sc = diurnal();
+    sc.dynamics.as_mut().expect("dynamics").random_bursts = None;
+    sc.past_migrations = vec![pve_sim::PastMigrationSpec { vmid: 102, from: "pve2".into(), hours_ago: 30.0 }];
+    sc
+}
+
+fn mean_mem(rows: &serde_json::Value, from: i64, to: i64) -> f64 {
+    let xs: Vec<f64> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| (from..to).contains(&r["time"].as_i64().unwrap()))
+        .map(|r| r["memused"].as_f64().unwrap())
+        .collect();
+    xs.iter().sum::<f64>() / xs.len().max(1) as f64
+}
+
+#[tokio::test]
+async fn past_migrations_are_tasks_and_move_the_history() {
+    let sim = start(with_past_migration(), 0.0).await;
+    let s = Session::root(&sim).await;
+    let now = sim.now() as i64;
+    let tasks = s.data("/cluster/tasks").await;
+    let m = tasks.as_array().unwrap().iter().find(|t| t["type"] == "qmigrate").expect("the past migration");
+    assert_eq!(
+        (m["id"].as_str(), m["node"].as_str(), m["status"].as_str()),
+        (Some("102"), Some("pve2"), Some("OK"))
+    );
+    let end = m["endtime"].as_i64().unwrap();
+    assert!((now - 30 * 3600 - end).abs() < 120, "ended about 30 h ago: {end} vs now {now}");
+
+    // db-01 uses ~19 GiB: pve2 carried it before the migration, pve1 after (6 h either side)
+    let gib = 1024.0f64.powi(3);
+    let (before, after) = ((end - 12 * 3600, end - 3600), (end + 3600, end + 12 * 3600));
+    let week1 = s.data("/nodes/pve1/rrddata?timeframe=week&cf=AVERAGE").await;
+    let week2 = s.data("/nodes/pve2/rrddata?timeframe=week&cf=AVERAGE").await;
+    let gain1 = (mean_mem(&week1, after.0, after.1) - mean_mem(&week1, before.0, before.1)) / gib;
+    let loss2 = (mean_mem(&week2, before.0, before.1) - mean_mem(&week2, after.0, after.1)) / gib;
+    assert!(gain1 > 12.0 && loss2 > 12.0, "pve1 gained {gain1:.1} GiB, pve2 lost {loss2:.1} GiB");
+    sim.shutdown().await;
+}
+
+#[test]
+fn bad_past_migrations_are_rejected_by_name() {
+    let mut sc = with_past_migration();
+    sc.past_migrations[0].from = "pve1".into();
+    let e = Scenario::from_yaml(&sc.to_yaml().unwrap()).unwrap_err().to_string();
+    assert!(e.contains("same node"), "{e}");
+    sc.past_migrations[0].from = "nope".into();
+    let e = Scenario::from_yaml(&sc.to_yaml().unwrap()).unwrap_err().to_string();
+    assert!(e.contains("not a node"), "{e}");
+}
