@@ -199,18 +199,26 @@ impl State {
                 load_to = new;
             }
         }
-        let mut cost = 0.0;
-        if from == info.home {
-            cost += info.cost;
-        } else if to == info.home {
-            cost -= info.cost;
-        }
+        let cost = self.quick_move_cost(p, g, to);
         let pref = |n: usize| info.preferred.as_ref().is_some_and(|pr| pr.binary_search(&n).is_err()) as i64;
         let pen = SOFT_PENALTY * (pref(to) - pref(from)) as f64 + over;
         QuickMove {
             delta: 100.0 * self.scale * self.scale * var + pen + cost,
             pen_delta: pen,
             target_use: combined(p, to, &load_to),
+        }
+    }
+
+    /// The migration-cost part of `quick_move`'s delta: a guest leaving home adds its price, one
+    /// coming back home takes it off, a guest already away moves at no further cost.
+    pub fn quick_move_cost(&self, p: &Problem, g: usize, to: usize) -> f64 {
+        let info = &p.guests[g];
+        if self.pos[g] == info.home {
+            info.cost
+        } else if to == info.home {
+            -info.cost
+        } else {
+            0.0
         }
     }
 

@@ -33,6 +33,22 @@ pub struct Outcome {
     pub stuck: Vec<(usize, String)>,
     /// What the rest would take when a cap stopped the search.
     pub remaining: Option<crate::plan::Remaining>,
+    /// When the price stopped the search above its stop band: the move that came closest.
+    pub priced_out: Option<Unpaid>,
+}
+
+/// A simple balancing move that gains but does not pay.
+pub struct Unpaid {
+    pub spread: f64,
+    pub guest: usize,
+    pub from: usize,
+    pub to: usize,
+    /// Objective points it gains before its price.
+    pub gain: f64,
+    /// Points it needed to gain: its price plus `required_gain`.
+    pub needed: f64,
+    /// The `seconds_per_point` from which it would pay.
+    pub pays_at: f64,
 }
 
 /// Above this many balanced nodes, balancing looks only at the hottest and coolest few.
@@ -227,7 +243,7 @@ impl PairCache {
 struct Candidate {
     moves: Vec<(usize, usize)>,
     delta: f64,
-    /// Estimated migration seconds of the moves (what ranks candidates of similar gain).
+    /// The moves' growing seconds (`GuestInfo::rank_secs`): what ranks paying candidates.
     secs: f64,
     /// Soft and overload penalties after the moves.
     pen_after: f64,
@@ -285,6 +301,7 @@ pub fn run(p: &Problem) -> Outcome {
     let stop = search.go();
     let spread = search.st.spread(p);
     let mut notes = Vec::new();
+    let mut priced_out = None;
     // When a cap may have stopped the plan, go on without it (on a copy) to say what the rest
     // would take.
     let remaining = match stop {
@@ -294,21 +311,54 @@ pub fn run(p: &Problem) -> Outcome {
     match (&stop, &remaining) {
         (Stop::Cap, _) | (Stop::NoMove, Some(_)) => {
             let rest = remaining.as_ref().map(|r| {
-                format!("; the rest would take {} more moves, {:.0} GiB, to reach {:.1} points", r.moves, r.gib, r.spread_after)
+                format!(
+                    "; the rest would take {} more moves, {:.0} GiB, to reach {:.1} points",
+                    r.moves, r.gib, r.spread_after
+                )
             });
-            notes.push(format!("stopped at spread {spread:.1} points by the plan's cap{}", rest.unwrap_or_default()));
+            notes.push(format!(
+                "stopped at spread {spread:.1} points by the plan's cap{}",
+                rest.unwrap_or_default()
+            ));
         }
-        (Stop::NoMove, None) if search.balancing => notes.push(format!(
-            "stopped at spread {spread:.1} points: no allowed move pays (gains {:.2} points of gap closed and more than its migration time at {} s per point)",
-            p.request.min_gain, p.request.seconds_per_point
-        )),
+        (Stop::NoMove, None) if search.balancing => {
+            priced_out = search.closest_unpaid();
+            notes.push(priced_out_note(p, spread, priced_out.as_ref()));
+        }
         _ => {}
     }
     let Search { mut st, mut actions, mut pending, .. } = search;
     pending.retain(|&b| bundle_violates(p, &st, b));
     merge_repeats(p, &mut actions);
     let stuck = pending.iter().map(|&b| (b, why_stuck(p, &mut st, b))).collect();
-    Outcome { state: st, actions, notes, stuck, remaining }
+    Outcome { state: st, actions, notes, stuck, remaining, priced_out }
+}
+
+/// Why a plan stopped above its stop band: no allowed move pays, and what the closest would
+/// take and gain (the admin's cue to raise `seconds_per_point`, or to accept the spread).
+fn priced_out_note(p: &Problem, spread: f64, next: Option<&Unpaid>) -> String {
+    let price = p.request.seconds_per_point;
+    let head = format!("stopped at spread {spread:.1} points: no allowed move pays");
+    match next {
+        Some(u) => {
+            let info = &p.guests[u.guest];
+            format!(
+                "{head}: the next move (guest {} {} → {}) would cost {:.0} s for {:.2} points, worth \
+                 {:.0} s at {price} s per point; it needs {:.2} (its price and {:.2} points of gap \
+                 closed) and pays from {:.0} s per point",
+                info.vmid,
+                p.nodes[u.from].name,
+                p.nodes[u.to].name,
+                info.secs,
+                u.gain,
+                u.gain * price,
+                u.needed,
+                p.request.min_gain,
+                u.pays_at.ceil(),
+            )
+        }
+        None => format!("{head}: no allowed move would lower the imbalance"),
+    }
 }
 
 impl<'p, 'a> Search<'p, 'a> {
@@ -352,6 +402,13 @@ impl<'p, 'a> Search<'p, 'a> {
                 self.balancing = false;
             }
             if !self.balancing && self.st.penalties() <= SLACK {
+                // `pending` is the list found at the start: look at every bundle again before
+                // stopping (with the smallest-first repair order a re-plan of the result found a
+                // conflict this pass repairs; the property test keeps it honest).
+                self.pending = violating_bundles(p, &self.st);
+                if self.repair() {
+                    continue;
+                }
                 return Stop::Done;
             }
             if self.budget.moves_used() {
@@ -408,6 +465,51 @@ impl<'p, 'a> Search<'p, 'a> {
         let beat = self.st.objective(p) - self.min_gain;
         let moves = exact(p, self.st.clone(), beat, self.st.violations, &self.budget.limits)?;
         Some(Candidate { moves, delta: 0.0, secs: 0.0, pen_after: 0.0, target_use: 0.0 })
+    }
+
+    /// The simple move between the hottest and coolest nodes (those balancing scans) that would
+    /// pay at the lowest price per point, among those that gain more than `required_gain` and
+    /// pass every other check; found once, when the price stopped the plan.
+    fn closest_unpaid(&self) -> Option<Unpaid> {
+        let (p, st) = (self.p, &self.st);
+        let (sources, targets, u) = scan_nodes(p, st, false)?;
+        let mut best: Option<(f64, Unpaid)> = None;
+        for &s in &sources {
+            for &g in self.movable.on[s].iter().filter(|&&g| self.movable.simple[g]) {
+                let info = &p.guests[g];
+                for &t in targets.iter().filter(|&&t| t != s) {
+                    if !p.allows(g, t)
+                        || info.no_return.binary_search(&t).is_ok()
+                        || !st.has_room(p, g, t)
+                        || !st.under_target_max(p, g, t)
+                        || !self.budget.fits_bundle(p, info.bundle, s, t)
+                    {
+                        continue;
+                    }
+                    let q = st.quick_move(p, g, t);
+                    let price = st.quick_move_cost(p, g, t);
+                    let gain = price - q.delta;
+                    if q.target_use > u[s] + SLACK || gain <= SLACK {
+                        continue;
+                    }
+                    // Break-even: the price per point from which it pays (gain − price >
+                    // required, the price scaling with 1 / seconds_per_point).
+                    let required = required_gain(self.min_gain, u[s] - u[t]);
+                    if gain <= required + SLACK {
+                        continue;
+                    }
+                    let pays_at = p.request.seconds_per_point * price / (gain - required);
+                    if best.as_ref().is_none_or(|(b, _)| pays_at < *b - TIE) {
+                        let (spread, needed) = (st.spread(p), price + required);
+                        best = Some((
+                            pays_at,
+                            Unpaid { spread, guest: g, from: s, to: t, gain, needed, pays_at },
+                        ));
+                    }
+                }
+            }
+        }
+        best.map(|(_, u)| u)
     }
 
     fn commit(&mut self, c: &Candidate, purpose: Option<StepPurpose>) {
@@ -546,9 +648,17 @@ fn violating_bundles(p: &Problem, st: &State) -> Vec<usize> {
     };
     let mut list: Vec<usize> =
         (0..p.bundles.len()).filter(|&b| in_scope(b) && bundle_violates(p, st, b)).collect();
-    // Largest first (first-fit decreasing keeps big guests from being stranded).
+    // Bundles that must leave their node (drained, pinned elsewhere) first, largest first
+    // (first-fit decreasing keeps big guests from being stranded); then those that only share a
+    // node with an anti-affinity mate or are split, smallest first: moving any one of them repairs
+    // the rule, and the smallest does it with the fewest GiB.
     let size = |b: usize| p.bundles[b].iter().map(|&g| p.guests[g].mem + p.guests[g].load[1]).sum::<f64>();
-    list.sort_by(|&a, &b| size(b).total_cmp(&size(a)).then(a.cmp(&b)));
+    let must_leave =
+        |b: usize| p.bundles[b].iter().any(|&g| super::objective::place_violates(p, g, st.pos[g]));
+    list.sort_by(|&a, &b| {
+        let by_size = if must_leave(a) { size(b).total_cmp(&size(a)) } else { size(a).total_cmp(&size(b)) };
+        must_leave(b).cmp(&must_leave(a)).then(by_size).then(a.cmp(&b))
+    });
     list
 }
 
@@ -604,7 +714,7 @@ fn try_bundle(p: &Problem, st: &mut State, b: usize, t: usize, balance: bool) ->
     let result = ok.then(|| {
         let removed = st.removed;
         let delta = st.objective(p) - before;
-        let secs = moves.iter().map(|&(g, _)| p.guests[g].secs).sum();
+        let secs = moves.iter().map(|&(g, _)| p.guests[g].rank_secs).sum();
         let (pen_after, target_use) = (st.penalties(), st.use_pct(p, t));
         (Candidate { moves, delta, secs, pen_after, target_use }, removed)
     });
@@ -678,15 +788,9 @@ fn why_stuck(p: &Problem, st: &mut State, b: usize) -> String {
     }
 }
 
-fn best_balance(
-    p: &Problem,
-    st: &mut State,
-    budget: &Budget,
-    movable: &mut Movable,
-    balancing: bool,
-    min_gain: f64,
-    swaps: bool,
-) -> Option<Candidate> {
+/// The nodes balancing scans, hottest first and coolest first (every balanced node on small
+/// clusters, else the hottest and coolest few), with every node's use; `None` below two nodes.
+fn scan_nodes(p: &Problem, st: &State, swaps: bool) -> Option<(Vec<usize>, Vec<usize>, Vec<f64>)> {
     let mut order: Vec<usize> = (0..p.nodes.len()).filter(|&n| p.nodes[n].balanced).collect();
     if order.len() < 2 {
         return None;
@@ -699,6 +803,19 @@ fn best_balance(
         if full && !swaps { order.clone() } else { order.iter().copied().take(k).collect() };
     let targets: Vec<usize> =
         if full && !swaps { order.clone() } else { order.iter().rev().copied().take(k).collect() };
+    Some((sources, targets, u))
+}
+
+fn best_balance(
+    p: &Problem,
+    st: &mut State,
+    budget: &Budget,
+    movable: &mut Movable,
+    balancing: bool,
+    min_gain: f64,
+    swaps: bool,
+) -> Option<Candidate> {
+    let (sources, targets, u) = scan_nodes(p, st, swaps)?;
     let base_pen = st.penalties();
     let mut best: Option<Candidate> = None;
     let accept = |delta: f64, secs: f64, pen_after: f64, gap: f64, best: &Option<Candidate>| {
@@ -832,11 +949,11 @@ fn pair_best(
         {
             continue;
         }
-        if beats(q.delta, info.secs, best.map(|b| (b.delta, b.secs)), p.request.larger_guests_first) {
+        if beats(q.delta, info.rank_secs, best.map(|b| (b.delta, b.secs)), p.request.larger_guests_first) {
             best = Some(PairBest {
                 guest: g,
                 delta: q.delta,
-                secs: info.secs,
+                secs: info.rank_secs,
                 pen_delta: q.pen_delta,
                 target_use: q.target_use,
             });
@@ -1061,7 +1178,7 @@ fn best_pair(
             }
             let q = st.quick_move(p, g2, t2);
             let delta = after1 + q.delta;
-            let secs = p.guests[g1].secs + p.guests[g2].secs;
+            let secs = p.guests[g1].rank_secs + p.guests[g2].rank_secs;
             let pen_after = pen1 + q.pen_delta;
             let touched = [s1, t1, s2, t2];
             let gap = touched.iter().map(|&n| u[n]).fold(f64::NEG_INFINITY, f64::max)
@@ -1182,7 +1299,7 @@ fn try_sequence(
     let result = ok.then(|| Candidate {
         moves: seq.to_vec(),
         delta: st.objective(p) - before,
-        secs: seq.iter().map(|&(g, _)| p.guests[g].secs).sum(),
+        secs: seq.iter().map(|&(g, _)| p.guests[g].rank_secs).sum(),
         pen_after: st.penalties(),
         target_use: st.use_pct(p, watch),
     });
