@@ -208,8 +208,10 @@ impl Default for PlanRequest {
     }
 }
 
-/// Default price of balance (`PlanRequest::seconds_per_point`).
-pub const SECONDS_PER_POINT: f64 = 60.0;
+/// Default price of balance (`PlanRequest::seconds_per_point`): measured on the compare
+/// scenarios (docs/BENCHMARKS.md, issue 18), 40–48 s reach ProxLB's spread on every one with
+/// the fewest GiB; 45 sits inside that window.
+pub const SECONDS_PER_POINT: f64 = 45.0;
 
 /// How PVE will move the guest.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

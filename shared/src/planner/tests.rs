@@ -211,7 +211,7 @@ fn a_cap_that_does_not_bind_leaves_nothing_remaining() {
 #[test]
 fn a_move_that_does_not_pay_is_not_taken() {
     // At the end the last 4 GiB move (18 s at the defaults) would close a 6.25-point gap between
-    // two of three nodes: a gain of 2·3.125·3.125/100 ≈ 0.2 points, worth 12 s at 60 s per point.
+    // two of three nodes: a gain of 2·3.125·3.125/100 ≈ 0.2 points, worth 9 s at 45 s per point.
     let s = many_small_on_one();
     let p = plan(&s, &PlanRequest { balanciness: 5.0, ..Default::default() });
     assert!(p.spread_after > 5.0 && p.spread_after < 10.0, "{}", p.spread_after);
