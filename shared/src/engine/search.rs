@@ -252,16 +252,40 @@ struct Candidate {
 }
 
 /// The one comparison of candidates: `delta` is the objective change including the moves' cost
-/// in points, so only moves that pay are below 0. Of two paying moves the one with the larger
-/// net gain per migration second wins (many small moves beat one huge one that gains little
-/// more); equal rates (within `TIE`) go to the cheaper, or with `larger_first` (ProxLB's
+/// in points, so only moves that pay are below 0; `secs` are the moves' growing seconds
+/// (`GuestInfo::rank_secs`). Of two paying moves the one with the larger net gain per growing
+/// second wins (many small moves beat one huge one that gains little more); equal rates (within
+/// `TIE`, relative) go to the cheaper, or with `larger_first` (ProxLB's
 /// `balance_larger_guests_first`) to the larger move.
 fn beats(delta: f64, secs: f64, best: Option<(f64, f64)>, larger_first: bool) -> bool {
     let Some((best_delta, best_secs)) = best else { return true };
     let rate = |d: f64, s: f64| -d / s.max(SLACK);
     let (a, b) = (rate(delta, secs), rate(best_delta, best_secs));
+    let tie = TIE * b.abs().max(1.0);
     let tie_goes_here = if larger_first { secs > best_secs + TIE } else { secs < best_secs - TIE };
-    a > b + TIE * b.abs().max(1.0) || (a >= b - TIE * b.abs().max(1.0) && tie_goes_here)
+    a > b + tie || (a >= b - tie && tie_goes_here)
+}
+
+/// What a balancing candidate must do to replace the best so far: pay across its gap, lower the
+/// penalties when only penalties are being fixed, and beat the best (`beats`).
+#[derive(Clone, Copy)]
+struct Accept {
+    balancing: bool,
+    min_gain: f64,
+    base_pen: f64,
+    larger_first: bool,
+}
+
+impl Accept {
+    fn new(p: &Problem, st: &State, balancing: bool, min_gain: f64) -> Accept {
+        Accept { balancing, min_gain, base_pen: st.penalties(), larger_first: p.request.larger_guests_first }
+    }
+
+    fn takes(&self, delta: f64, secs: f64, pen_after: f64, gap: f64, best: &Option<Candidate>) -> bool {
+        pays(delta, gap, self.min_gain)
+            && (self.balancing || pen_after < self.base_pen - SLACK)
+            && beats(delta, secs, best.as_ref().map(Candidate::key), self.larger_first)
+    }
 }
 
 impl Candidate {
@@ -790,7 +814,7 @@ fn why_stuck(p: &Problem, st: &mut State, b: usize) -> String {
 
 /// The nodes balancing scans, hottest first and coolest first (every balanced node on small
 /// clusters, else the hottest and coolest few), with every node's use; `None` below two nodes.
-fn scan_nodes(p: &Problem, st: &State, swaps: bool) -> Option<(Vec<usize>, Vec<usize>, Vec<f64>)> {
+fn scan_nodes(p: &Problem, st: &State, swaps: bool) -> Option<ScanNodes> {
     let mut order: Vec<usize> = (0..p.nodes.len()).filter(|&n| p.nodes[n].balanced).collect();
     if order.len() < 2 {
         return None;
@@ -806,6 +830,8 @@ fn scan_nodes(p: &Problem, st: &State, swaps: bool) -> Option<(Vec<usize>, Vec<u
     Some((sources, targets, u))
 }
 
+/// The best balancing move of one guest or bundle, or with `swaps` the best swap, among the nodes
+/// `scan_nodes` picks.
 fn best_balance(
     p: &Problem,
     st: &mut State,
@@ -815,85 +841,87 @@ fn best_balance(
     min_gain: f64,
     swaps: bool,
 ) -> Option<Candidate> {
-    let (sources, targets, u) = scan_nodes(p, st, swaps)?;
-    let base_pen = st.penalties();
+    let nodes = scan_nodes(p, st, swaps)?;
+    let accept = Accept::new(p, st, balancing, min_gain);
+    if swaps {
+        best_swap(p, st, budget, movable, &nodes, &accept)
+    } else {
+        best_single(p, st, budget, movable, &nodes, &accept)
+    }
+}
+
+type ScanNodes = (Vec<usize>, Vec<usize>, Vec<f64>);
+
+/// The best move of one simple guest (closed form, cached per pair) or one bundle or guest in a
+/// group rule (full trial), from a source to a target of `nodes`.
+fn best_single(
+    p: &Problem,
+    st: &mut State,
+    budget: &Budget,
+    movable: &mut Movable,
+    (sources, targets, u): &ScanNodes,
+    accept: &Accept,
+) -> Option<Candidate> {
+    let base_pen = accept.base_pen;
+    let pen_limit = (!accept.balancing).then_some(base_pen);
     let mut best: Option<Candidate> = None;
-    let accept = |delta: f64, secs: f64, pen_after: f64, gap: f64, best: &Option<Candidate>| {
-        pays(delta, gap, min_gain)
-            && (balancing || pen_after < base_pen - SLACK)
-            && beats(delta, secs, best.as_ref().map(Candidate::key), p.request.larger_guests_first)
-    };
-    if !swaps {
-        for &s in &sources {
-            for &t in &targets {
-                if t == s {
-                    continue;
-                }
-                let Some(pb) =
-                    pair_best(p, st, budget, movable, s, t, u[s], (!balancing).then_some(base_pen))
-                else {
-                    continue;
-                };
-                if accept(pb.delta, pb.secs, base_pen + pb.pen_delta, u[s] - u[t], &best) {
-                    best = Some(Candidate {
-                        moves: vec![(pb.guest, t)],
-                        delta: pb.delta,
-                        secs: pb.secs,
-                        pen_after: base_pen + pb.pen_delta,
-                        target_use: pb.target_use,
-                    });
-                }
+    for &s in sources {
+        for &t in targets.iter().filter(|&&t| t != s) {
+            let Some(pb) = pair_best(p, st, budget, movable, s, t, u[s], pen_limit) else { continue };
+            let pen_after = base_pen + pb.pen_delta;
+            if accept.takes(pb.delta, pb.secs, pen_after, u[s] - u[t], &best) {
+                let (moves, target_use) = (vec![(pb.guest, t)], pb.target_use);
+                best = Some(Candidate { moves, delta: pb.delta, secs: pb.secs, pen_after, target_use });
             }
-            // Bundles and guests in group rules: the full trial.
-            for &g in &movable.on[s] {
-                if movable.simple[g] {
-                    continue;
-                }
-                let b = p.guests[g].bundle;
-                if p.bundles[b].len() > 1 && p.bundles[b].iter().any(|&m| st.pos[m] != s) {
-                    continue;
-                }
-                for &t in &targets {
-                    if t == s || !budget.fits_bundle(p, b, s, t) {
-                        continue;
-                    }
-                    let Some((c, _)) = try_bundle(p, st, b, t, true) else { continue };
-                    // The target must not end above where the source was (ProxLB's overshoot).
-                    if c.target_use > u[s] + SLACK {
-                        continue;
-                    }
-                    if accept(c.delta, c.secs, c.pen_after, u[s] - u[t], &best) {
-                        best = Some(c);
-                    }
+        }
+        // Bundles and guests in group rules: the full trial.
+        for &g in movable.on[s].iter().filter(|&&g| !movable.simple[g]) {
+            let b = p.guests[g].bundle;
+            if p.bundles[b].len() > 1 && p.bundles[b].iter().any(|&m| st.pos[m] != s) {
+                continue;
+            }
+            for &t in targets.iter().filter(|&&t| t != s && budget.fits_bundle(p, b, s, t)) {
+                let Some((c, _)) = try_bundle(p, st, b, t, true) else { continue };
+                // The target must not end above where the source was (ProxLB's overshoot).
+                if c.target_use <= u[s] + SLACK
+                    && accept.takes(c.delta, c.secs, c.pen_after, u[s] - u[t], &best)
+                {
+                    best = Some(c);
                 }
             }
         }
-        return best;
     }
-    let guests_on = &movable.on;
-    // Swaps: a guest from a hot node for a smaller one from a cool node.
-    for &a in &sources {
-        let mut xs: Vec<usize> = guests_on[a].iter().copied().filter(|&g| single(p, g)).collect();
-        xs.sort_by(|&x, &y| weight_of(p, y).total_cmp(&weight_of(p, x)).then(x.cmp(&y)));
-        xs.truncate(SWAP_GUESTS);
-        for &bn in &targets {
-            if bn == a || u[bn] >= u[a] {
-                continue;
-            }
-            let mut ys: Vec<usize> = guests_on[bn].iter().copied().filter(|&g| single(p, g)).collect();
-            ys.sort_by(|&x, &y| weight_of(p, y).total_cmp(&weight_of(p, x)).then(x.cmp(&y)));
-            ys.truncate(SWAP_GUESTS);
+    best
+}
+
+/// The best swap: a guest from a hot node for a smaller one from a cooler node (their largest
+/// `SWAP_GUESTS` each), in an order valid at every step.
+fn best_swap(
+    p: &Problem,
+    st: &mut State,
+    budget: &Budget,
+    movable: &Movable,
+    (sources, targets, u): &ScanNodes,
+    accept: &Accept,
+) -> Option<Candidate> {
+    let largest = |n: usize| {
+        let mut gs: Vec<usize> = movable.on[n].iter().copied().filter(|&g| single(p, g)).collect();
+        gs.sort_by(|&x, &y| weight_of(p, y).total_cmp(&weight_of(p, x)).then(x.cmp(&y)));
+        gs.truncate(SWAP_GUESTS);
+        gs
+    };
+    let mut best: Option<Candidate> = None;
+    for &a in sources {
+        let xs = largest(a);
+        for &bn in targets.iter().filter(|&&bn| bn != a && u[bn] < u[a]) {
+            let ys = largest(bn);
             for &x in &xs {
-                for &y in &ys {
-                    if weight_of(p, y) >= weight_of(p, x) {
-                        continue;
-                    }
-                    if let Some(c) = try_swap(p, st, budget, x, y) {
-                        if c.target_use <= u[a] + SLACK
-                            && accept(c.delta, c.secs, c.pen_after, u[a] - u[bn], &best)
-                        {
-                            best = Some(c);
-                        }
+                for &y in ys.iter().filter(|&&y| weight_of(p, y) < weight_of(p, x)) {
+                    let Some(c) = try_swap(p, st, budget, x, y) else { continue };
+                    if c.target_use <= u[a] + SLACK
+                        && accept.takes(c.delta, c.secs, c.pen_after, u[a] - u[bn], &best)
+                    {
+                        best = Some(c);
                     }
                 }
             }
@@ -1156,7 +1184,7 @@ fn best_pair(
         }
     }
     let base = st.objective(p);
-    let base_pen = st.penalties();
+    let accept = Accept::new(p, st, balancing, min_gain);
     let mut best: Option<Candidate> = None;
     for (i, &(g1, t1)) in singles.iter().enumerate() {
         let s1 = st.pos[g1];
@@ -1183,10 +1211,9 @@ fn best_pair(
             let touched = [s1, t1, s2, t2];
             let gap = touched.iter().map(|&n| u[n]).fold(f64::NEG_INFINITY, f64::max)
                 - touched.iter().map(|&n| u[n]).fold(f64::INFINITY, f64::min);
-            let better = pays(delta, gap, min_gain)
-                && (balancing || pen_after < base_pen - SLACK)
-                && beats(delta, secs, best.as_ref().map(Candidate::key), p.request.larger_guests_first);
-            if !better || !budget.fits(p, &[g1, g2], &[s1, t1, s2, t2]) {
+            if !accept.takes(delta, secs, pen_after, gap, &best)
+                || !budget.fits(p, &[g1, g2], &[s1, t1, s2, t2])
+            {
                 continue;
             }
             // No overshoot: the touched nodes' peak must not rise.
