@@ -69,6 +69,9 @@ const PAIR_GUESTS: usize = 16;
 const TIE: f64 = 1e-12;
 /// Slack for percentages, penalties, GiB and vCPUs summed in floating point.
 const SLACK: f64 = 1e-9;
+/// A closed-form objective change used to skip a trial is lowered by this much first, so
+/// rounding (against the trial's difference of two objectives) never skips one that would win.
+const QUICK_MARGIN: f64 = 1e-6;
 
 /// The caps a request sets (`None` = uncapped).
 #[derive(Clone, Copy, Debug)]
@@ -894,6 +897,27 @@ fn best_single(
     best
 }
 
+/// Can swapping `x` and `y` (simple guests, while balancing) pay and beat the best so far? Their
+/// end state in closed form (`State::quick_swap`) and their fewest seconds (no park) bound what
+/// the step-by-step trial (`try_swap`) can find, so a swap that fails here is not tried. Other
+/// guests, and penalty-only rounds, always go to the trial.
+fn swap_may_win(
+    p: &Problem,
+    st: &State,
+    movable: &Movable,
+    accept: &Accept,
+    (x, y): (usize, usize),
+    gap: f64,
+    best: &Option<Candidate>,
+) -> bool {
+    if !accept.balancing || !movable.simple[x] || !movable.simple[y] {
+        return true;
+    }
+    let secs = p.guests[x].rank_secs + p.guests[y].rank_secs;
+    let delta = st.quick_swap(p, x, y) - QUICK_MARGIN;
+    accept.takes(delta, secs, accept.base_pen, gap, best)
+}
+
 /// The best swap: a guest from a hot node for a smaller one from a cooler node (their largest
 /// `SWAP_GUESTS` each), in an order valid at every step.
 fn best_swap(
@@ -917,6 +941,9 @@ fn best_swap(
             let ys = largest(bn);
             for &x in &xs {
                 for &y in ys.iter().filter(|&&y| weight_of(p, y) < weight_of(p, x)) {
+                    if !swap_may_win(p, st, movable, accept, (x, y), u[a] - u[bn], &best) {
+                        continue;
+                    }
                     let Some(c) = try_swap(p, st, budget, x, y) else { continue };
                     if c.target_use <= u[a] + SLACK
                         && accept.takes(c.delta, c.secs, c.pen_after, u[a] - u[bn], &best)
