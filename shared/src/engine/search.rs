@@ -33,7 +33,8 @@ pub struct Outcome {
     pub stuck: Vec<(usize, String)>,
     /// What the rest would take when a cap stopped the search.
     pub remaining: Option<crate::plan::Remaining>,
-    /// When the price stopped the search above its stop band: the move that came closest.
+    /// When the price stopped the search above its stop band: the move that would pay at the
+    /// lowest price per point.
     pub priced_out: Option<Unpaid>,
 }
 
@@ -361,8 +362,8 @@ pub fn run(p: &Problem) -> Outcome {
     Outcome { state: st, actions, notes, stuck, remaining, priced_out }
 }
 
-/// Why a plan stopped above its stop band: no allowed move pays, and what the closest would
-/// take and gain (the admin's cue to raise `seconds_per_point`, or to accept the spread).
+/// Why a plan stopped above its stop band: no allowed move pays, and what the next would take
+/// and gain (the admin's cue to raise `seconds_per_point`, or to accept the spread).
 fn priced_out_note(p: &Problem, spread: f64, next: Option<&Unpaid>) -> String {
     let price = p.request.seconds_per_point;
     let head = format!("stopped at spread {spread:.1} points: no allowed move pays");
