@@ -122,6 +122,7 @@ mod tests {
             why_not: vec![],
             diagnostics: vec![],
             remaining: None,
+            priced_out: None,
             migration_secs: 0.0,
             n_plus_one: None,
         }

@@ -36,6 +36,12 @@ fn main() {
             plan.migration_secs,
             took
         );
+        if let Some(n) = &plan.priced_out {
+            println!(
+                "{:<14} priced out: vm {} {} -> {} would take {:.0} s for {:.2} points (needs {:.2}, pays from {:.0} s/point)",
+                "", n.vmid, n.from, n.to, n.secs, n.gain, n.needed, n.pays_at
+            );
+        }
     }
     println!("total: {moves} moves, {gib:.0} GiB");
 }

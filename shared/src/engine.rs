@@ -120,6 +120,16 @@ pub fn run(snapshot: &ClusterSnapshot, request: &PlanRequest, task: Task) -> Pla
         why_not,
         diagnostics,
         remaining: outcome.remaining.clone(),
+        priced_out: outcome.priced_out.as_ref().map(|n| crate::plan::PricedOut {
+            spread: n.spread,
+            vmid: p.guests[n.guest].vmid,
+            from: p.nodes[n.from].name.clone(),
+            to: p.nodes[n.to].name.clone(),
+            secs: p.guests[n.guest].secs,
+            gain: n.gain,
+            needed: n.needed,
+            pays_at: n.pays_at,
+        }),
         migration_secs: outcome.actions.iter().map(|a| p.guests[a.guest].secs).sum(),
         n_plus_one: None,
     }

@@ -208,8 +208,10 @@ impl Default for PlanRequest {
     }
 }
 
-/// Default price of balance (`PlanRequest::seconds_per_point`).
-pub const SECONDS_PER_POINT: f64 = 60.0;
+/// Default price of balance (`PlanRequest::seconds_per_point`): measured on the compare
+/// scenarios (docs/BENCHMARKS.md, issue 18), 40–48 s reach ProxLB's spread on every one with
+/// the fewest GiB; 45 sits inside that window.
+pub const SECONDS_PER_POINT: f64 = 45.0;
 
 /// How PVE will move the guest.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -327,6 +329,11 @@ pub struct Plan {
     /// would take, found by going on without the cap. `None` = no cap stopped it.
     #[serde(default)]
     pub remaining: Option<Remaining>,
+    /// When the price stopped the plan above its stop band (no allowed move paid): the move
+    /// that came closest, what it would take and gain. `None` = the plan reached its stop band,
+    /// a cap stopped it, or no allowed move would gain at all.
+    #[serde(default)]
+    pub priced_out: Option<PricedOut>,
     /// Estimated migration time of the steps, in seconds, one after the other (copy at the
     /// bandwidth, set-up, container downtime); see docs/ENGINE.md.
     #[serde(default)]
@@ -335,6 +342,26 @@ pub struct Plan {
     /// two balanced nodes.
     #[serde(default)]
     pub n_plus_one: Option<NPlusOne>,
+}
+
+/// The best move a plan did not take because it did not pay (docs/ENGINE.md, "When a move
+/// pays"): raising `seconds_per_point` above `secs / gain` would let it pay.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PricedOut {
+    /// The spread the plan stopped at (points), above the stop band.
+    pub spread: f64,
+    pub vmid: u32,
+    pub from: String,
+    pub to: String,
+    /// Its estimated migration seconds.
+    pub secs: f64,
+    /// Its gain in objective points (before its price).
+    pub gain: f64,
+    /// The gain it needed: its price (`secs / seconds_per_point`) plus `min_gain` of the gap.
+    pub needed: f64,
+    /// The `seconds_per_point` from which it would pay (the plan would go on at least this move).
+    pub pays_at: f64,
 }
 
 /// What a capped plan left undone.

@@ -199,18 +199,56 @@ impl State {
                 load_to = new;
             }
         }
-        let mut cost = 0.0;
-        if from == info.home {
-            cost += info.cost;
-        } else if to == info.home {
-            cost -= info.cost;
-        }
+        let cost = self.quick_move_cost(p, g, to);
         let pref = |n: usize| info.preferred.as_ref().is_some_and(|pr| pr.binary_search(&n).is_err()) as i64;
         let pen = SOFT_PENALTY * (pref(to) - pref(from)) as f64 + over;
         QuickMove {
             delta: 100.0 * self.scale * self.scale * var + pen + cost,
             pen_delta: pen,
             target_use: combined(p, to, &load_to),
+        }
+    }
+
+    /// The objective change of swapping two *simple* guests on two *balanced* nodes (`x` to
+    /// `y`'s node and `y` to `x`'s), in closed form like `quick_move`. It is the change to the end
+    /// state, so it holds whatever the order of the two moves or a park on a third node.
+    pub fn quick_swap(&self, p: &Problem, x: usize, y: usize) -> f64 {
+        let (a, b) = (self.pos[x], self.pos[y]);
+        let (lx, ly) = (&p.guests[x].load, &p.guests[y].load);
+        let (mut var, mut over) = (0.0, 0.0);
+        for (n, sign) in [(a, -1.0), (b, 1.0)] {
+            let node = &p.nodes[n];
+            let old = &self.load[n];
+            let mut new = *old;
+            for d in 0..DIMS {
+                new[d] += sign * (lx[d] - ly[d]);
+                let c = node.capacity[d];
+                if p.weights[d] > 0.0 && c > 0.0 && self.ctot[d] > 0.0 {
+                    var += p.weights[d] * (new[d] * new[d] - old[d] * old[d]) / c / self.ctot[d];
+                }
+            }
+            if node.may_be_over {
+                over += node_over(p, n, &new) - node_over(p, n, old);
+            }
+        }
+        let pref = |g: usize, n: usize| {
+            p.guests[g].preferred.as_ref().is_some_and(|pr| pr.binary_search(&n).is_err()) as i64
+        };
+        let soft = (pref(x, b) - pref(x, a) + pref(y, a) - pref(y, b)) as f64;
+        let cost = self.quick_move_cost(p, x, b) + self.quick_move_cost(p, y, a);
+        100.0 * self.scale * self.scale * var + SOFT_PENALTY * soft + over + cost
+    }
+
+    /// The migration-cost part of `quick_move`'s delta: a guest leaving home adds its price, one
+    /// coming back home takes it off, a guest already away moves at no further cost.
+    pub fn quick_move_cost(&self, p: &Problem, g: usize, to: usize) -> f64 {
+        let info = &p.guests[g];
+        if self.pos[g] == info.home {
+            info.cost
+        } else if to == info.home {
+            -info.cost
+        } else {
+            0.0
         }
     }
 

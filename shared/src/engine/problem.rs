@@ -67,11 +67,16 @@ pub struct GuestInfo {
     pub mem: f64,
     pub vcpus: f64,
     /// Estimated migration seconds (set-up, RAM and local disk at the bandwidth, container
-    /// downtime times its weight): what ranks moves of similar gain.
+    /// downtime times its weight): the plan's `migration_secs`.
     pub secs: f64,
     /// The same in objective points (`secs / seconds_per_point`, plus the legacy λ term): what a
     /// move's gain must beat.
     pub cost: f64,
+    /// The seconds that grow with the guest (copy and downtime, `secs` without the set-up):
+    /// what ranks paying moves. The set-up is in the price (`cost`), so dust never pays, but
+    /// ranking by it would favour mid-sized guests over the small ones that close a gap with
+    /// fewer GiB.
+    pub rank_secs: f64,
     /// GiB that actually cross the network.
     pub gib: f64,
     /// Why balancing must not move it (`None` = it may).
@@ -446,6 +451,7 @@ impl GuestContext<'_> {
             vcpus: if running { g.cpus.max(0.0) } else { 0.0 },
             secs: price.secs,
             cost: price.points,
+            rank_secs: price.secs - request.migration_setup_secs,
             gib: mem / GIB + g.local_disk_bytes as f64 / GIB,
             frozen,
             pinned_down,

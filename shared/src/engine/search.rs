@@ -33,6 +33,23 @@ pub struct Outcome {
     pub stuck: Vec<(usize, String)>,
     /// What the rest would take when a cap stopped the search.
     pub remaining: Option<crate::plan::Remaining>,
+    /// When the price stopped the search above its stop band: the move that would pay at the
+    /// lowest price per point.
+    pub priced_out: Option<Unpaid>,
+}
+
+/// A simple balancing move that gains but does not pay.
+pub struct Unpaid {
+    pub spread: f64,
+    pub guest: usize,
+    pub from: usize,
+    pub to: usize,
+    /// Objective points it gains before its price.
+    pub gain: f64,
+    /// Points it needed to gain: its price plus `required_gain`.
+    pub needed: f64,
+    /// The `seconds_per_point` from which it would pay.
+    pub pays_at: f64,
 }
 
 /// Above this many balanced nodes, balancing looks only at the hottest and coolest few.
@@ -53,6 +70,9 @@ const PAIR_GUESTS: usize = 16;
 const TIE: f64 = 1e-12;
 /// Slack for percentages, penalties, GiB and vCPUs summed in floating point.
 const SLACK: f64 = 1e-9;
+/// A closed-form objective change used to skip a trial is lowered by this much first, so
+/// rounding (against the trial's difference of two objectives) never skips one that would win.
+const QUICK_MARGIN: f64 = 1e-6;
 
 /// The caps a request sets (`None` = uncapped).
 #[derive(Clone, Copy, Debug)]
@@ -227,7 +247,7 @@ impl PairCache {
 struct Candidate {
     moves: Vec<(usize, usize)>,
     delta: f64,
-    /// Estimated migration seconds of the moves (what ranks candidates of similar gain).
+    /// The moves' growing seconds (`GuestInfo::rank_secs`): what ranks paying candidates.
     secs: f64,
     /// Soft and overload penalties after the moves.
     pen_after: f64,
@@ -236,16 +256,40 @@ struct Candidate {
 }
 
 /// The one comparison of candidates: `delta` is the objective change including the moves' cost
-/// in points, so only moves that pay are below 0. Of two paying moves the one with the larger
-/// net gain per migration second wins (many small moves beat one huge one that gains little
-/// more); equal rates (within `TIE`) go to the cheaper, or with `larger_first` (ProxLB's
+/// in points, so only moves that pay are below 0; `secs` are the moves' growing seconds
+/// (`GuestInfo::rank_secs`). Of two paying moves the one with the larger net gain per growing
+/// second wins (many small moves beat one huge one that gains little more); equal rates (within
+/// `TIE`, relative) go to the cheaper, or with `larger_first` (ProxLB's
 /// `balance_larger_guests_first`) to the larger move.
 fn beats(delta: f64, secs: f64, best: Option<(f64, f64)>, larger_first: bool) -> bool {
     let Some((best_delta, best_secs)) = best else { return true };
     let rate = |d: f64, s: f64| -d / s.max(SLACK);
     let (a, b) = (rate(delta, secs), rate(best_delta, best_secs));
+    let tie = TIE * b.abs().max(1.0);
     let tie_goes_here = if larger_first { secs > best_secs + TIE } else { secs < best_secs - TIE };
-    a > b + TIE * b.abs().max(1.0) || (a >= b - TIE * b.abs().max(1.0) && tie_goes_here)
+    a > b + tie || (a >= b - tie && tie_goes_here)
+}
+
+/// What a balancing candidate must do to replace the best so far: pay across its gap, lower the
+/// penalties when only penalties are being fixed, and beat the best (`beats`).
+#[derive(Clone, Copy)]
+struct Accept {
+    balancing: bool,
+    min_gain: f64,
+    base_pen: f64,
+    larger_first: bool,
+}
+
+impl Accept {
+    fn new(p: &Problem, st: &State, balancing: bool, min_gain: f64) -> Accept {
+        Accept { balancing, min_gain, base_pen: st.penalties(), larger_first: p.request.larger_guests_first }
+    }
+
+    fn takes(&self, delta: f64, secs: f64, pen_after: f64, gap: f64, best: &Option<Candidate>) -> bool {
+        pays(delta, gap, self.min_gain)
+            && (self.balancing || pen_after < self.base_pen - SLACK)
+            && beats(delta, secs, best.as_ref().map(Candidate::key), self.larger_first)
+    }
 }
 
 impl Candidate {
@@ -285,6 +329,7 @@ pub fn run(p: &Problem) -> Outcome {
     let stop = search.go();
     let spread = search.st.spread(p);
     let mut notes = Vec::new();
+    let mut priced_out = None;
     // When a cap may have stopped the plan, go on without it (on a copy) to say what the rest
     // would take.
     let remaining = match stop {
@@ -294,21 +339,54 @@ pub fn run(p: &Problem) -> Outcome {
     match (&stop, &remaining) {
         (Stop::Cap, _) | (Stop::NoMove, Some(_)) => {
             let rest = remaining.as_ref().map(|r| {
-                format!("; the rest would take {} more moves, {:.0} GiB, to reach {:.1} points", r.moves, r.gib, r.spread_after)
+                format!(
+                    "; the rest would take {} more moves, {:.0} GiB, to reach {:.1} points",
+                    r.moves, r.gib, r.spread_after
+                )
             });
-            notes.push(format!("stopped at spread {spread:.1} points by the plan's cap{}", rest.unwrap_or_default()));
+            notes.push(format!(
+                "stopped at spread {spread:.1} points by the plan's cap{}",
+                rest.unwrap_or_default()
+            ));
         }
-        (Stop::NoMove, None) if search.balancing => notes.push(format!(
-            "stopped at spread {spread:.1} points: no allowed move pays (gains {:.2} points of gap closed and more than its migration time at {} s per point)",
-            p.request.min_gain, p.request.seconds_per_point
-        )),
+        (Stop::NoMove, None) if search.balancing => {
+            priced_out = search.closest_unpaid();
+            notes.push(priced_out_note(p, spread, priced_out.as_ref()));
+        }
         _ => {}
     }
     let Search { mut st, mut actions, mut pending, .. } = search;
     pending.retain(|&b| bundle_violates(p, &st, b));
     merge_repeats(p, &mut actions);
     let stuck = pending.iter().map(|&b| (b, why_stuck(p, &mut st, b))).collect();
-    Outcome { state: st, actions, notes, stuck, remaining }
+    Outcome { state: st, actions, notes, stuck, remaining, priced_out }
+}
+
+/// Why a plan stopped above its stop band: no allowed move pays, and what the next would take
+/// and gain (the admin's cue to raise `seconds_per_point`, or to accept the spread).
+fn priced_out_note(p: &Problem, spread: f64, next: Option<&Unpaid>) -> String {
+    let price = p.request.seconds_per_point;
+    let head = format!("stopped at spread {spread:.1} points: no allowed move pays");
+    match next {
+        Some(u) => {
+            let info = &p.guests[u.guest];
+            format!(
+                "{head}: the next move (guest {} {} → {}) would cost {:.0} s for {:.2} points, worth \
+                 {:.0} s at {price} s per point; it needs {:.2} (its price and {:.2} points of gap \
+                 closed) and pays from {:.0} s per point",
+                info.vmid,
+                p.nodes[u.from].name,
+                p.nodes[u.to].name,
+                info.secs,
+                u.gain,
+                u.gain * price,
+                u.needed,
+                p.request.min_gain,
+                u.pays_at.ceil(),
+            )
+        }
+        None => format!("{head}: no allowed move would lower the imbalance"),
+    }
 }
 
 impl<'p, 'a> Search<'p, 'a> {
@@ -352,6 +430,13 @@ impl<'p, 'a> Search<'p, 'a> {
                 self.balancing = false;
             }
             if !self.balancing && self.st.penalties() <= SLACK {
+                // `pending` is the list found at the start: look at every bundle again before
+                // stopping (with the smallest-first repair order a re-plan of the result found a
+                // conflict this pass repairs; the property test keeps it honest).
+                self.pending = violating_bundles(p, &self.st);
+                if self.repair() {
+                    continue;
+                }
                 return Stop::Done;
             }
             if self.budget.moves_used() {
@@ -408,6 +493,51 @@ impl<'p, 'a> Search<'p, 'a> {
         let beat = self.st.objective(p) - self.min_gain;
         let moves = exact(p, self.st.clone(), beat, self.st.violations, &self.budget.limits)?;
         Some(Candidate { moves, delta: 0.0, secs: 0.0, pen_after: 0.0, target_use: 0.0 })
+    }
+
+    /// The simple move between the hottest and coolest nodes (those balancing scans) that would
+    /// pay at the lowest price per point, among those that gain more than `required_gain` and
+    /// pass every other check; found once, when the price stopped the plan.
+    fn closest_unpaid(&self) -> Option<Unpaid> {
+        let (p, st) = (self.p, &self.st);
+        let (sources, targets, u) = scan_nodes(p, st, false)?;
+        let mut best: Option<(f64, Unpaid)> = None;
+        for &s in &sources {
+            for &g in self.movable.on[s].iter().filter(|&&g| self.movable.simple[g]) {
+                let info = &p.guests[g];
+                for &t in targets.iter().filter(|&&t| t != s) {
+                    if !p.allows(g, t)
+                        || info.no_return.binary_search(&t).is_ok()
+                        || !st.has_room(p, g, t)
+                        || !st.under_target_max(p, g, t)
+                        || !self.budget.fits_bundle(p, info.bundle, s, t)
+                    {
+                        continue;
+                    }
+                    let q = st.quick_move(p, g, t);
+                    let price = st.quick_move_cost(p, g, t);
+                    let gain = price - q.delta;
+                    if q.target_use > u[s] + SLACK || gain <= SLACK {
+                        continue;
+                    }
+                    // Break-even: the price per point from which it pays (gain − price >
+                    // required, the price scaling with 1 / seconds_per_point).
+                    let required = required_gain(self.min_gain, u[s] - u[t]);
+                    if gain <= required + SLACK {
+                        continue;
+                    }
+                    let pays_at = p.request.seconds_per_point * price / (gain - required);
+                    if best.as_ref().is_none_or(|(b, _)| pays_at < *b - TIE) {
+                        let (spread, needed) = (st.spread(p), price + required);
+                        best = Some((
+                            pays_at,
+                            Unpaid { spread, guest: g, from: s, to: t, gain, needed, pays_at },
+                        ));
+                    }
+                }
+            }
+        }
+        best.map(|(_, u)| u)
     }
 
     fn commit(&mut self, c: &Candidate, purpose: Option<StepPurpose>) {
@@ -546,9 +676,17 @@ fn violating_bundles(p: &Problem, st: &State) -> Vec<usize> {
     };
     let mut list: Vec<usize> =
         (0..p.bundles.len()).filter(|&b| in_scope(b) && bundle_violates(p, st, b)).collect();
-    // Largest first (first-fit decreasing keeps big guests from being stranded).
+    // Bundles that must leave their node (drained, pinned elsewhere) first, largest first
+    // (first-fit decreasing keeps big guests from being stranded); then those that only share a
+    // node with an anti-affinity mate or are split, smallest first: moving any one of them repairs
+    // the rule, and the smallest does it with the fewest GiB.
     let size = |b: usize| p.bundles[b].iter().map(|&g| p.guests[g].mem + p.guests[g].load[1]).sum::<f64>();
-    list.sort_by(|&a, &b| size(b).total_cmp(&size(a)).then(a.cmp(&b)));
+    let must_leave =
+        |b: usize| p.bundles[b].iter().any(|&g| super::objective::place_violates(p, g, st.pos[g]));
+    list.sort_by(|&a, &b| {
+        let by_size = if must_leave(a) { size(b).total_cmp(&size(a)) } else { size(a).total_cmp(&size(b)) };
+        must_leave(b).cmp(&must_leave(a)).then(by_size).then(a.cmp(&b))
+    });
     list
 }
 
@@ -604,7 +742,7 @@ fn try_bundle(p: &Problem, st: &mut State, b: usize, t: usize, balance: bool) ->
     let result = ok.then(|| {
         let removed = st.removed;
         let delta = st.objective(p) - before;
-        let secs = moves.iter().map(|&(g, _)| p.guests[g].secs).sum();
+        let secs = moves.iter().map(|&(g, _)| p.guests[g].rank_secs).sum();
         let (pen_after, target_use) = (st.penalties(), st.use_pct(p, t));
         (Candidate { moves, delta, secs, pen_after, target_use }, removed)
     });
@@ -678,15 +816,9 @@ fn why_stuck(p: &Problem, st: &mut State, b: usize) -> String {
     }
 }
 
-fn best_balance(
-    p: &Problem,
-    st: &mut State,
-    budget: &Budget,
-    movable: &mut Movable,
-    balancing: bool,
-    min_gain: f64,
-    swaps: bool,
-) -> Option<Candidate> {
+/// The nodes balancing scans, hottest first and coolest first (every balanced node on small
+/// clusters, else the hottest and coolest few), with every node's use; `None` below two nodes.
+fn scan_nodes(p: &Problem, st: &State, swaps: bool) -> Option<ScanNodes> {
     let mut order: Vec<usize> = (0..p.nodes.len()).filter(|&n| p.nodes[n].balanced).collect();
     if order.len() < 2 {
         return None;
@@ -699,84 +831,125 @@ fn best_balance(
         if full && !swaps { order.clone() } else { order.iter().copied().take(k).collect() };
     let targets: Vec<usize> =
         if full && !swaps { order.clone() } else { order.iter().rev().copied().take(k).collect() };
-    let base_pen = st.penalties();
+    Some((sources, targets, u))
+}
+
+/// The best balancing move of one guest or bundle, or with `swaps` the best swap, among the nodes
+/// `scan_nodes` picks.
+fn best_balance(
+    p: &Problem,
+    st: &mut State,
+    budget: &Budget,
+    movable: &mut Movable,
+    balancing: bool,
+    min_gain: f64,
+    swaps: bool,
+) -> Option<Candidate> {
+    let nodes = scan_nodes(p, st, swaps)?;
+    let accept = Accept::new(p, st, balancing, min_gain);
+    if swaps {
+        best_swap(p, st, budget, movable, &nodes, &accept)
+    } else {
+        best_single(p, st, budget, movable, &nodes, &accept)
+    }
+}
+
+type ScanNodes = (Vec<usize>, Vec<usize>, Vec<f64>);
+
+/// The best move of one simple guest (closed form, cached per pair) or one bundle or guest in a
+/// group rule (full trial), from a source to a target of `nodes`.
+fn best_single(
+    p: &Problem,
+    st: &mut State,
+    budget: &Budget,
+    movable: &mut Movable,
+    (sources, targets, u): &ScanNodes,
+    accept: &Accept,
+) -> Option<Candidate> {
+    let base_pen = accept.base_pen;
+    let pen_limit = (!accept.balancing).then_some(base_pen);
     let mut best: Option<Candidate> = None;
-    let accept = |delta: f64, secs: f64, pen_after: f64, gap: f64, best: &Option<Candidate>| {
-        pays(delta, gap, min_gain)
-            && (balancing || pen_after < base_pen - SLACK)
-            && beats(delta, secs, best.as_ref().map(Candidate::key), p.request.larger_guests_first)
-    };
-    if !swaps {
-        for &s in &sources {
-            for &t in &targets {
-                if t == s {
-                    continue;
-                }
-                let Some(pb) =
-                    pair_best(p, st, budget, movable, s, t, u[s], (!balancing).then_some(base_pen))
-                else {
-                    continue;
-                };
-                if accept(pb.delta, pb.secs, base_pen + pb.pen_delta, u[s] - u[t], &best) {
-                    best = Some(Candidate {
-                        moves: vec![(pb.guest, t)],
-                        delta: pb.delta,
-                        secs: pb.secs,
-                        pen_after: base_pen + pb.pen_delta,
-                        target_use: pb.target_use,
-                    });
-                }
+    for &s in sources {
+        for &t in targets.iter().filter(|&&t| t != s) {
+            let Some(pb) = pair_best(p, st, budget, movable, s, t, u[s], pen_limit) else { continue };
+            let pen_after = base_pen + pb.pen_delta;
+            if accept.takes(pb.delta, pb.secs, pen_after, u[s] - u[t], &best) {
+                let (moves, target_use) = (vec![(pb.guest, t)], pb.target_use);
+                best = Some(Candidate { moves, delta: pb.delta, secs: pb.secs, pen_after, target_use });
             }
-            // Bundles and guests in group rules: the full trial.
-            for &g in &movable.on[s] {
-                if movable.simple[g] {
-                    continue;
-                }
-                let b = p.guests[g].bundle;
-                if p.bundles[b].len() > 1 && p.bundles[b].iter().any(|&m| st.pos[m] != s) {
-                    continue;
-                }
-                for &t in &targets {
-                    if t == s || !budget.fits_bundle(p, b, s, t) {
-                        continue;
-                    }
-                    let Some((c, _)) = try_bundle(p, st, b, t, true) else { continue };
-                    // The target must not end above where the source was (ProxLB's overshoot).
-                    if c.target_use > u[s] + SLACK {
-                        continue;
-                    }
-                    if accept(c.delta, c.secs, c.pen_after, u[s] - u[t], &best) {
-                        best = Some(c);
-                    }
+        }
+        // Bundles and guests in group rules: the full trial.
+        for &g in movable.on[s].iter().filter(|&&g| !movable.simple[g]) {
+            let b = p.guests[g].bundle;
+            if p.bundles[b].len() > 1 && p.bundles[b].iter().any(|&m| st.pos[m] != s) {
+                continue;
+            }
+            for &t in targets.iter().filter(|&&t| t != s && budget.fits_bundle(p, b, s, t)) {
+                let Some((c, _)) = try_bundle(p, st, b, t, true) else { continue };
+                // The target must not end above where the source was (ProxLB's overshoot).
+                if c.target_use <= u[s] + SLACK
+                    && accept.takes(c.delta, c.secs, c.pen_after, u[s] - u[t], &best)
+                {
+                    best = Some(c);
                 }
             }
         }
-        return best;
     }
-    let guests_on = &movable.on;
-    // Swaps: a guest from a hot node for a smaller one from a cool node.
-    for &a in &sources {
-        let mut xs: Vec<usize> = guests_on[a].iter().copied().filter(|&g| single(p, g)).collect();
-        xs.sort_by(|&x, &y| weight_of(p, y).total_cmp(&weight_of(p, x)).then(x.cmp(&y)));
-        xs.truncate(SWAP_GUESTS);
-        for &bn in &targets {
-            if bn == a || u[bn] >= u[a] {
-                continue;
-            }
-            let mut ys: Vec<usize> = guests_on[bn].iter().copied().filter(|&g| single(p, g)).collect();
-            ys.sort_by(|&x, &y| weight_of(p, y).total_cmp(&weight_of(p, x)).then(x.cmp(&y)));
-            ys.truncate(SWAP_GUESTS);
+    best
+}
+
+/// Can swapping `x` and `y` (simple guests, while balancing) pay and beat the best so far? Their
+/// end state in closed form (`State::quick_swap`) and their fewest seconds (no park) bound what
+/// the step-by-step trial (`try_swap`) can find, so a swap that fails here is not tried. Other
+/// guests, and penalty-only rounds, always go to the trial.
+fn swap_may_win(
+    p: &Problem,
+    st: &State,
+    movable: &Movable,
+    accept: &Accept,
+    (x, y): (usize, usize),
+    gap: f64,
+    best: &Option<Candidate>,
+) -> bool {
+    if !accept.balancing || !movable.simple[x] || !movable.simple[y] {
+        return true;
+    }
+    let secs = p.guests[x].rank_secs + p.guests[y].rank_secs;
+    let delta = st.quick_swap(p, x, y) - QUICK_MARGIN;
+    accept.takes(delta, secs, accept.base_pen, gap, best)
+}
+
+/// The best swap: a guest from a hot node for a smaller one from a cooler node (their largest
+/// `SWAP_GUESTS` each), in an order valid at every step.
+fn best_swap(
+    p: &Problem,
+    st: &mut State,
+    budget: &Budget,
+    movable: &Movable,
+    (sources, targets, u): &ScanNodes,
+    accept: &Accept,
+) -> Option<Candidate> {
+    let largest = |n: usize| {
+        let mut gs: Vec<usize> = movable.on[n].iter().copied().filter(|&g| single(p, g)).collect();
+        gs.sort_by(|&x, &y| weight_of(p, y).total_cmp(&weight_of(p, x)).then(x.cmp(&y)));
+        gs.truncate(SWAP_GUESTS);
+        gs
+    };
+    let mut best: Option<Candidate> = None;
+    for &a in sources {
+        let xs = largest(a);
+        for &bn in targets.iter().filter(|&&bn| bn != a && u[bn] < u[a]) {
+            let ys = largest(bn);
             for &x in &xs {
-                for &y in &ys {
-                    if weight_of(p, y) >= weight_of(p, x) {
+                for &y in ys.iter().filter(|&&y| weight_of(p, y) < weight_of(p, x)) {
+                    if !swap_may_win(p, st, movable, accept, (x, y), u[a] - u[bn], &best) {
                         continue;
                     }
-                    if let Some(c) = try_swap(p, st, budget, x, y) {
-                        if c.target_use <= u[a] + SLACK
-                            && accept(c.delta, c.secs, c.pen_after, u[a] - u[bn], &best)
-                        {
-                            best = Some(c);
-                        }
+                    let Some(c) = try_swap(p, st, budget, x, y) else { continue };
+                    if c.target_use <= u[a] + SLACK
+                        && accept.takes(c.delta, c.secs, c.pen_after, u[a] - u[bn], &best)
+                    {
+                        best = Some(c);
                     }
                 }
             }
@@ -832,11 +1005,11 @@ fn pair_best(
         {
             continue;
         }
-        if beats(q.delta, info.secs, best.map(|b| (b.delta, b.secs)), p.request.larger_guests_first) {
+        if beats(q.delta, info.rank_secs, best.map(|b| (b.delta, b.secs)), p.request.larger_guests_first) {
             best = Some(PairBest {
                 guest: g,
                 delta: q.delta,
-                secs: info.secs,
+                secs: info.rank_secs,
                 pen_delta: q.pen_delta,
                 target_use: q.target_use,
             });
@@ -1039,7 +1212,7 @@ fn best_pair(
         }
     }
     let base = st.objective(p);
-    let base_pen = st.penalties();
+    let accept = Accept::new(p, st, balancing, min_gain);
     let mut best: Option<Candidate> = None;
     for (i, &(g1, t1)) in singles.iter().enumerate() {
         let s1 = st.pos[g1];
@@ -1061,15 +1234,14 @@ fn best_pair(
             }
             let q = st.quick_move(p, g2, t2);
             let delta = after1 + q.delta;
-            let secs = p.guests[g1].secs + p.guests[g2].secs;
+            let secs = p.guests[g1].rank_secs + p.guests[g2].rank_secs;
             let pen_after = pen1 + q.pen_delta;
             let touched = [s1, t1, s2, t2];
             let gap = touched.iter().map(|&n| u[n]).fold(f64::NEG_INFINITY, f64::max)
                 - touched.iter().map(|&n| u[n]).fold(f64::INFINITY, f64::min);
-            let better = pays(delta, gap, min_gain)
-                && (balancing || pen_after < base_pen - SLACK)
-                && beats(delta, secs, best.as_ref().map(Candidate::key), p.request.larger_guests_first);
-            if !better || !budget.fits(p, &[g1, g2], &[s1, t1, s2, t2]) {
+            if !accept.takes(delta, secs, pen_after, gap, &best)
+                || !budget.fits(p, &[g1, g2], &[s1, t1, s2, t2])
+            {
                 continue;
             }
             // No overshoot: the touched nodes' peak must not rise.
@@ -1182,7 +1354,7 @@ fn try_sequence(
     let result = ok.then(|| Candidate {
         moves: seq.to_vec(),
         delta: st.objective(p) - before,
-        secs: seq.iter().map(|&(g, _)| p.guests[g].secs).sum(),
+        secs: seq.iter().map(|&(g, _)| p.guests[g].rank_secs).sum(),
         pen_after: st.penalties(),
         target_use: st.use_pct(p, watch),
     });

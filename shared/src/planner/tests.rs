@@ -211,7 +211,7 @@ fn a_cap_that_does_not_bind_leaves_nothing_remaining() {
 #[test]
 fn a_move_that_does_not_pay_is_not_taken() {
     // At the end the last 4 GiB move (18 s at the defaults) would close a 6.25-point gap between
-    // two of three nodes: a gain of 2·3.125·3.125/100 ≈ 0.2 points, worth 12 s at 60 s per point.
+    // two of three nodes: a gain of 2·3.125·3.125/100 ≈ 0.2 points, worth 9 s at 45 s per point.
     let s = many_small_on_one();
     let p = plan(&s, &PlanRequest { balanciness: 5.0, ..Default::default() });
     assert!(p.spread_after > 5.0 && p.spread_after < 10.0, "{}", p.spread_after);
@@ -220,6 +220,30 @@ fn a_move_that_does_not_pay_is_not_taken() {
     let dearer = plan(&s, &PlanRequest { balanciness: 5.0, seconds_per_point: 200.0, ..Default::default() });
     assert!(dearer.spread_after <= 5.0, "{}", dearer.spread_after);
     assert!(dearer.steps.len() > p.steps.len());
+    assert_eq!(dearer.priced_out, None, "it reached its stop band");
+}
+
+#[test]
+fn a_plan_the_price_stopped_says_what_the_next_move_would_cost_and_from_which_price_it_pays() {
+    let s = many_small_on_one();
+    let req = PlanRequest { balanciness: 5.0, ..Default::default() };
+    let p = plan(&s, &req);
+    let next = p.priced_out.clone().expect("stopped by the price above the stop band");
+    assert!((next.spread - p.spread_after).abs() < 1e-9, "{next:?} vs {}", p.spread_after);
+    assert!(next.gain > 0.0 && next.gain < next.needed, "{next:?}");
+    assert!(next.pays_at > req.seconds_per_point, "{next:?}");
+    // The move it names is one the plan could make: from a node at the top to one below it.
+    let use_of = |n: &str| p.after.iter().find(|l| l.node == n).map(|l| l.percent).expect("a node");
+    assert!(use_of(&next.from) > use_of(&next.to), "{next:?} {:?}", p.after);
+    let note = p.notes.iter().find(|n| n.contains("no allowed move pays")).expect("a note");
+    assert!(note.contains(&format!("guest {}", next.vmid)) && note.contains("pays from"), "{note}");
+    // At the price it names, the plan goes on past where it stopped.
+    let at = plan(&s, &PlanRequest { seconds_per_point: next.pays_at.ceil() + 1.0, ..req.clone() });
+    assert!(at.steps.len() > p.steps.len(), "{} vs {}", at.steps.len(), p.steps.len());
+    assert!(at.spread_after < p.spread_after, "{} vs {}", at.spread_after, p.spread_after);
+    // A cap that stops the plan is a different story: the plan says so, not the price.
+    let capped = plan(&s, &PlanRequest { max_moves: 2, ..req });
+    assert_eq!(capped.priced_out, None);
 }
 
 #[test]
