@@ -26,8 +26,14 @@ pub fn Backtest() -> impl IntoView {
     let max_moves = RwSignal::new(String::new());
     let status = RwSignal::new(None::<Result<BacktestStatus, Failure>>);
     let stored = RwSignal::new(None::<Result<(), Failure>>);
-    let overrides =
-        move || PolicyLayer { balanciness: balanciness.get().trim().parse().ok(), ..Default::default() };
+    // The edited policy: each field typed in, over the effective policy; an empty field keeps
+    // the effective value.
+    let overrides = move || PolicyLayer {
+        balanciness: balanciness.get().trim().parse().ok(),
+        min_gain: min_gain.get().trim().parse().ok(),
+        max_moves: max_moves.get().trim().parse().ok(),
+        ..Default::default()
+    };
     let start = move |_| {
         let o = ctx.opts.get_value();
         let body = BacktestStart {
