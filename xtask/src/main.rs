@@ -2,7 +2,8 @@
 //!
 //! - `setup`     install what is not a crate (Debian packages, trunk, wasm-bindgen-cli, venv)
 //! - `frontend`  build the panel with trunk into `frontend/dist` (`--optimize`: immediate-abort
-//!   panics and wasm-opt -Oz, the shipped build, which fails over the 350 KB gzip budget)
+//!   panics and wasm-opt -Oz, the shipped build, which fails over the 350 KB gzip budget;
+//!   `deb` builds it too and only warns over the budget)
 //! - `test`      set up, build the panel, run every test (cargo, the lone-clone guard, the PVE UI
 //!   tests, the package), fmt, clippy; prints each stage's wall time and the total
 //! - `self-contained`  the lone-clone guard alone: no tracked file points outside the repository,
@@ -35,7 +36,10 @@ fn main() -> Result<()> {
     let flag = |f: &str| args.iter().any(|a| a == f);
     match args.first().map(String::as_str) {
         Some("setup") => setup(flag("--with-wasm-opt")),
-        Some("frontend") => frontend(flag("--optimize")),
+        Some("frontend") => frontend(flag("--optimize")).and_then(|()| match flag("--optimize") {
+            true => check_panel_budget(&panel_wasm()),
+            false => Ok(()),
+        }),
         Some("test") => test(),
         Some("self-contained") => selfcontained::check(&root()),
         Some("deb") => deb(!flag("--no-optimize")),
@@ -137,18 +141,23 @@ fn frontend(optimize: bool) -> Result<()> {
     }
     run(&mut cmd)?;
     if optimize {
-        let wasm = root().join("frontend/dist/frontend_bg.wasm");
+        let wasm = panel_wasm();
         run(Command::new(home().join(".cargo/bin/wasm-opt")).arg("-Oz").arg(&wasm).arg("-o").arg(&wasm))?;
-        check_panel_budget(&wasm)?;
     }
     Ok(())
+}
+
+fn panel_wasm() -> PathBuf {
+    root().join("frontend/dist/frontend_bg.wasm")
 }
 
 /// The panel issue's budget for the shipped module, measured as docs/BENCHMARKS.md does
 /// (`gzip -9 -c frontend_bg.wasm | wc -c`).
 const PANEL_BUDGET_GZIP: u64 = 350_000;
 
-/// Fails the shipped build (and so `cargo xtask deb`) when the module is over its budget.
+/// Prints the shipped module's size; fails over the budget. `cargo xtask frontend --optimize`
+/// fails with it; `cargo xtask deb` only warns, so an admin can still build the package while
+/// the panel is over (issue 20 tracks it).
 fn check_panel_budget(wasm: &Path) -> Result<()> {
     let raw = std::fs::metadata(wasm).with_context(|| format!("{}", wasm.display()))?.len();
     let gz = gzip_size(wasm)?;
@@ -283,6 +292,11 @@ fn deb(optimize: bool) -> Result<()> {
         setup(true)?;
     }
     frontend(optimize)?;
+    if optimize {
+        if let Err(e) = check_panel_budget(&panel_wasm()) {
+            eprintln!("[xtask] warning: {e}");
+        }
+    }
     run(Command::new("bash").arg(root().join("debian/build.sh")))
 }
 
