@@ -41,6 +41,14 @@ async fn run(args: &[&str]) -> Output {
     tokio::time::timeout(Duration::from_secs(120), child).await.expect("finishes in time").expect("runs")
 }
 
+/// `run` that must exit 0; its stdout and stderr.
+async fn run_ok(args: &[&str]) -> (String, String) {
+    let out = run(args).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    (stdout, stderr)
+}
+
 fn text(o: &Output) -> (String, String) {
     (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
@@ -59,9 +67,7 @@ async fn dry_run_json_prints_a_plan_that_parses() {
         "",
         "balancing:\n  balanciness: 5\n  enable: true\n  balance_types: [vm, ct]\n",
     );
-    let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (stdout, stderr) = run_ok(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
     let plan = parse_plan(&stdout);
     assert_eq!(plan.before.len(), 4);
     assert!(!plan.steps.is_empty(), "the demo cluster is imbalanced");
@@ -87,16 +93,12 @@ async fn best_node_is_the_last_stdout_line() {
     let sim = start_sim(1000.0).await;
     let dir = temp_dir("best");
     let cfg = write_config(&sim, &dir, "", "");
-    let out = run(&["-c", cfg.to_str().unwrap(), "-b"]).await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (stdout, stderr) = run_ok(&["-c", cfg.to_str().unwrap(), "-b"]).await;
     let last = stdout.lines().last().unwrap_or_default();
     assert!(["pve1", "pve2", "pve3", "pve4"].contains(&last), "stdout: {stdout}");
     assert!(stderr.contains("FITS"), "ranking on stderr: {stderr}");
     // The subcommand, with a guest too big for the small nodes.
-    let out = run(&["best-node", "-c", cfg.to_str().unwrap(), "--memory-gib", "100"]).await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (stdout, stderr) = run_ok(&["best-node", "-c", cfg.to_str().unwrap(), "--memory-gib", "100"]).await;
     assert_eq!(stdout.lines().last(), Some("pve3"), "{stderr}");
     sim.shutdown().await;
 }
@@ -160,9 +162,7 @@ async fn each_host_is_tried_retries_times_wait_time_apart() {
         .unwrap()
         .replace(&format!("['{}']", sim.addr), &format!("['127.0.0.1:1', '{}']", sim.addr));
     std::fs::write(&cfg, t).unwrap();
-    let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (stdout, stderr) = run_ok(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
     for attempt in 1..=3 {
         assert!(stderr.contains(&format!("(attempt {attempt}/3)")), "attempt {attempt} logged: {stderr}");
     }
@@ -189,9 +189,7 @@ async fn hosts_are_tried_in_order() {
         .unwrap()
         .replace(&format!("['{}']", sim.addr), &format!("['127.0.0.1:1', '{}']", sim.addr));
     std::fs::write(&cfg, t).unwrap();
-    let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (stdout, stderr) = run_ok(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
     assert!(stderr.contains("127.0.0.1:1"), "the failed host is named: {stderr}");
     parse_plan(&stdout);
     sim.shutdown().await;
@@ -207,9 +205,7 @@ async fn enabled_balancing_executes_through_the_executor() {
         "",
         "  step_timeout_secs: 60\nbalancing:\n  enable: true\n  balance_types: ['vm', 'ct']\n  parallel: true\n  parallel_jobs: 2\n",
     );
-    let out = run(&["-c", cfg.to_str().unwrap(), "-j"]).await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (stdout, stderr) = run_ok(&["-c", cfg.to_str().unwrap(), "-j"]).await;
     let plan = parse_plan(&stdout);
     assert!(!plan.steps.is_empty(), "{:?}", plan.notes);
     assert!(stderr.contains("job 1"), "{stderr}");
@@ -220,9 +216,7 @@ async fn enabled_balancing_executes_through_the_executor() {
 
     // balance_types empty (ProxLB's default): planned, not executed.
     let cfg = write_config(&sim, &dir, "", "balancing:\n  enable: true\n");
-    let out = run(&["-c", cfg.to_str().unwrap()]).await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (stdout, stderr) = run_ok(&["-c", cfg.to_str().unwrap()]).await;
     // Either the cluster is balanced now, or the plan is not executed for want of types.
     assert!(
         stderr.contains("balance_types is empty") || stdout.contains("Plan: 0 migrations"),
@@ -241,9 +235,7 @@ async fn daemon_loop_is_bounded_by_runs() {
         .unwrap()
         .replace("daemon: false", "daemon: true\n  schedule:\n    interval: 0.002\n    format: minutes");
     std::fs::write(&cfg, t).unwrap();
-    let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j", "--runs", "2"]).await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (stdout, _) = run_ok(&["-c", cfg.to_str().unwrap(), "-d", "-j", "--runs", "2"]).await;
     assert_eq!(stdout.lines().filter(|l| *l == "{").count(), 2, "two plans: {stdout}");
     sim.shutdown().await;
 }
@@ -253,9 +245,7 @@ async fn maintenance_nodes_are_evacuated() {
     let sim = start_sim(1000.0).await;
     let dir = temp_dir("maint");
     let cfg = write_config(&sim, &dir, "", "proxmox_cluster:\n  maintenance_nodes: ['pve4*']\n");
-    let out = run(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (stdout, stderr) = run_ok(&["-c", cfg.to_str().unwrap(), "-d", "-j"]).await;
     let plan = parse_plan(&stdout);
     assert!(!plan.steps.is_empty(), "{stderr}");
     // Everything movable leaves pve4 and nothing goes there; hard-rule repairs may come along.
@@ -347,9 +337,7 @@ async fn outside_the_balancing_windows_only_evacuations_execute() {
 
     // Balancing only: planned and printed, nothing moves.
     let cfg = write_config(&sim, &dir, "", &base);
-    let out = run(&["-c", cfg.to_str().unwrap(), "-j"]).await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (stdout, stderr) = run_ok(&["-c", cfg.to_str().unwrap(), "-j"]).await;
     assert!(stderr.contains("outside the balancing windows"), "{stderr}");
     let plan = parse_plan(&stdout);
     assert!(!plan.steps.is_empty() && !plan.steps.iter().any(&evacuate), "{:?}", plan.steps);
@@ -360,9 +348,7 @@ async fn outside_the_balancing_windows_only_evacuations_execute() {
     // A node to drain: the evacuation runs at once.
     let cfg =
         write_config(&sim, &dir, "", &format!("{base}proxmox_cluster:\n  maintenance_nodes: ['pve4']\n"));
-    let out = run(&["-c", cfg.to_str().unwrap(), "-j"]).await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (stdout, stderr) = run_ok(&["-c", cfg.to_str().unwrap(), "-j"]).await;
     let plan = parse_plan(&stdout);
     assert!(plan.steps.iter().any(&evacuate), "{:?}", plan.steps);
     for s in plan.steps.iter().filter(|s| evacuate(s)) {
