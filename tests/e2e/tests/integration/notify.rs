@@ -70,16 +70,7 @@ async fn a_finished_job_sends_one_well_formed_message_per_target_kind() {
 
     // One small VM onto another node, planned as any move (capacity and rules hold).
     let snap = backend::collect::snapshot(&pve, 0).await.unwrap();
-    let guest = snap
-        .guests
-        .iter()
-        .filter(|g| g.kind == shared::GuestKind::Qemu && !g.template && g.tags.is_empty() && !g.ha_managed)
-        .min_by_key(|g| g.mem_max)
-        .unwrap();
-    let to =
-        snap.nodes.iter().find(|n| n.name != guest.node && n.status == shared::NodeStatus::Online).unwrap();
-    let home = shared::evacuate::GuestHome { vmid: guest.vmid, node: to.name.clone() };
-    let plan = shared::evacuate::return_home(&snap, &[home], &shared::PlanRequest::default());
+    let plan = smallest_vm_moved(&snap);
     assert!(!plan.steps.is_empty(), "no move planned: {:?}", plan.notes);
     let id = executor.start(&plan, None, "root@pam").unwrap();
     let job = executor.wait_finished(id, Duration::from_secs(60)).await.expect("job ended");
@@ -188,19 +179,11 @@ async fn a_failed_migration_sends_migration_failed_with_pves_words_and_the_job_e
     let follower = Arc::new(Notifier::new(&config)).follow(&executor, None);
 
     let snap = backend::collect::snapshot(&pve, 0).await.unwrap();
-    let guest = snap
-        .guests
-        .iter()
-        .filter(|g| g.kind == shared::GuestKind::Qemu && !g.template && g.tags.is_empty() && !g.ha_managed)
-        .min_by_key(|g| g.mem_max)
-        .unwrap();
-    let to =
-        snap.nodes.iter().find(|n| n.name != guest.node && n.status == shared::NodeStatus::Online).unwrap();
-    let home = shared::evacuate::GuestHome { vmid: guest.vmid, node: to.name.clone() };
-    let plan = shared::evacuate::return_home(&snap, &[home], &shared::PlanRequest::default());
+    let plan = smallest_vm_moved(&snap);
     assert_eq!(plan.steps.len(), 1, "{:?}", plan.notes);
+    let vmid = plan.steps[0].vmid;
     let fault = pve_sim::FaultSpec::TaskError {
-        vmid: Some(guest.vmid),
+        vmid: Some(vmid),
         count: 1,
         message: "copy failed: broken pipe".into(),
     };
@@ -216,10 +199,22 @@ async fn a_failed_migration_sends_migration_failed_with_pves_words_and_the_job_e
     assert_eq!(events, ["job_ended", "migration_failed"]);
     assert_eq!(bodies[0]["title"], format!("pve-rebalancer: job {id} failed"));
     let text = bodies[1]["message"].as_str().unwrap();
-    assert!(
-        text.contains(&format!("{} ", guest.vmid)) && text.contains("copy failed: broken pipe"),
-        "{text}"
-    );
+    assert!(text.contains(&format!("{vmid} ")) && text.contains("copy failed: broken pipe"), "{text}");
     follower.abort();
     stack.stop().await;
+}
+
+/// A plan moving the smallest plain VM (no tags, not HA) to another online node, planned as
+/// any move (capacity and rules hold).
+fn smallest_vm_moved(snap: &shared::ClusterSnapshot) -> shared::Plan {
+    let guest = snap
+        .guests
+        .iter()
+        .filter(|g| g.kind == shared::GuestKind::Qemu && !g.template && g.tags.is_empty() && !g.ha_managed)
+        .min_by_key(|g| g.mem_max)
+        .unwrap();
+    let to =
+        snap.nodes.iter().find(|n| n.name != guest.node && n.status == shared::NodeStatus::Online).unwrap();
+    let home = shared::evacuate::GuestHome { vmid: guest.vmid, node: to.name.clone() };
+    shared::evacuate::return_home(snap, &[home], &shared::PlanRequest::default())
 }
