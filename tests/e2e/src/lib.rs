@@ -55,6 +55,18 @@ pub fn service_binary() -> PathBuf {
 }
 
 /// The built panel. Tests that need it fail (never skip) when it is missing.
+/// The online node with the least memory in use: its guests fit elsewhere, and it takes one
+/// more guest most easily.
+pub fn least_used_online_node(view: &shared::api::ClusterView) -> String {
+    view.memory
+        .iter()
+        .filter(|l| view.snapshot.node(&l.node).is_some_and(|n| n.status == shared::NodeStatus::Online))
+        .min_by(|x, y| x.percent.total_cmp(&y.percent))
+        .expect("an online node")
+        .node
+        .clone()
+}
+
 pub fn panel_dir() -> PathBuf {
     let dir = workspace_root().join("frontend/dist");
     assert!(

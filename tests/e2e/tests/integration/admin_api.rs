@@ -294,14 +294,7 @@ async fn proxbalance_aliases_answer_and_migrate_moves_the_guest_and_is_audited()
     assert_eq!(refresh["nodes"].as_u64(), Some(view.snapshot.nodes.len() as u64));
 
     // The smallest running VM onto the emptiest other online node.
-    let target = view
-        .memory
-        .iter()
-        .filter(|l| view.snapshot.node(&l.node).is_some_and(|n| n.status == shared::NodeStatus::Online))
-        .min_by(|x, y| x.percent.total_cmp(&y.percent))
-        .unwrap()
-        .node
-        .clone();
+    let target = e2e::least_used_online_node(&view);
     let guest = view
         .snapshot
         .guests
@@ -352,14 +345,7 @@ async fn maintenance_enter_and_exit_are_in_the_history() {
     let root = e2e::login(&a.backend_url, "root@pam", "demo").await.unwrap();
     let view: ClusterView = root.get("/api/v1/cluster").send().await.unwrap().json().await.unwrap();
     // The least loaded online node: its guests fit elsewhere.
-    let node = view
-        .memory
-        .iter()
-        .filter(|l| view.snapshot.node(&l.node).is_some_and(|n| n.status == shared::NodeStatus::Online))
-        .min_by(|x, y| x.percent.total_cmp(&y.percent))
-        .unwrap()
-        .node
-        .clone();
+    let node = e2e::least_used_online_node(&view);
     let preview = root.post(&format!("/api/v1/maintenance/{node}/enter")).json(&json!({"preview": true}));
     assert!(preview.send().await.unwrap().status().is_success());
     let resp = root.post(&format!("/api/v1/maintenance/{node}/enter")).json(&json!({})).send().await.unwrap();

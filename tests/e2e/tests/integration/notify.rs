@@ -126,14 +126,7 @@ async fn a_maintenance_evacuation_also_sends_maintenance_done_naming_the_node() 
     // The least loaded online node, so its guests fit elsewhere.
     let snap = backend::collect::snapshot(&pve, 0).await.unwrap();
     let view = shared::api::ClusterView::of(snap);
-    let node = view
-        .memory
-        .iter()
-        .filter(|l| view.snapshot.node(&l.node).is_some_and(|n| n.status == shared::NodeStatus::Online))
-        .min_by(|x, y| x.percent.total_cmp(&y.percent))
-        .unwrap()
-        .node
-        .clone();
+    let node = e2e::least_used_online_node(&view);
     let allow = |_: &shared::Plan| Ok(());
     let caller = backend::maintenance::Caller { userid: "root@pam", authorize: &allow };
     let req = shared::api::MaintenanceRequest::default();
