@@ -213,14 +213,11 @@ impl Maintenance {
         set.unwrap_or_else(|| Arc::new(crate::policy::Policy::new(&self.dir, None)))
     }
 
-    /// The marks; no file yet means no node is marked. Blocking: for sync callers (the
-    /// executor's closed-targets check, the CLI's snapshot); async code uses `marks_async`.
+    /// The marks; no file yet means no node is marked. Blocking, one small read: the
+    /// executor's closed-targets check and the job notifier; planning goes through
+    /// `apply_marks` and `reconcile`, which read on the blocking pool.
     pub fn marks(&self) -> Result<BTreeMap<String, NodeMaintenance>, MaintError> {
         Ok(self.load()?.nodes)
-    }
-
-    pub async fn marks_async(&self) -> Result<BTreeMap<String, NodeMaintenance>, MaintError> {
-        Ok(self.store.load_async().await?.nodes)
     }
 
     fn load(&self) -> Result<StateFile, MaintError> {
@@ -280,13 +277,14 @@ impl Maintenance {
     /// Makes every mark follow what is on its node: exiting marks whose job ended are cleared;
     /// a marked node whose job is not running is `in_maintenance` only when no running guest
     /// that could move is left on it (judged on `snapshot`, or a fresh one, with PVE's migrate
-    /// precondition for local devices), else `entering` or `failed` with the reason.
+    /// precondition for local devices), else `entering` or `failed` with the reason. Returns the
+    /// marks as they are afterwards (no second read of the file).
     pub async fn reconcile(
         &self,
         pve: &PveClient,
         executor: Option<&Executor>,
         snapshot: Option<&ClusterSnapshot>,
-    ) -> Result<(), MaintError> {
+    ) -> Result<BTreeMap<String, NodeMaintenance>, MaintError> {
         let file = self.store.load_async().await?;
         let stands: BTreeMap<String, JobStand> =
             file.nodes.iter().map(|(n, m)| (n.clone(), self.job_stand(&file, m, executor))).collect();
@@ -308,7 +306,7 @@ impl Maintenance {
             })
             .collect();
         if to_judge.is_empty() && exits_ended.is_empty() {
-            return Ok(());
+            return Ok(file.nodes.clone());
         }
         let fresh;
         let snapshot = match snapshot {
@@ -338,7 +336,7 @@ impl Maintenance {
             }
         }
         if judged.is_empty() && exits_ended.is_empty() {
-            return Ok(());
+            return Ok(file.nodes);
         }
         self.update_async(move |nodes| {
             nodes.retain(|n, m| {
@@ -352,7 +350,7 @@ impl Maintenance {
                     }
                 }
             }
-            Ok(())
+            Ok(nodes.clone())
         })
         .await
     }
@@ -365,14 +363,14 @@ impl Maintenance {
         snapshot: &ClusterSnapshot,
         executor: Option<&Executor>,
     ) -> Result<Vec<NodeMaintenance>, MaintError> {
-        self.reconcile(pve, executor, Some(snapshot)).await?;
-        Ok(status_of(snapshot, &self.marks_async().await?))
+        let marks = self.reconcile(pve, executor, Some(snapshot)).await?;
+        Ok(status_of(snapshot, &marks))
     }
 
     /// Marks the snapshot's nodes that are in our maintenance (entering or in it), so no plan
     /// places a guest there. Nodes in PVE HA maintenance are marked by `collect` already.
-    pub fn apply_marks(&self, snapshot: &mut ClusterSnapshot) -> Result<(), MaintError> {
-        apply_marks(snapshot, &self.marks()?);
+    pub async fn apply_marks(&self, snapshot: &mut ClusterSnapshot) -> Result<(), MaintError> {
+        apply_marks(snapshot, &self.store.load_async().await?.nodes);
         Ok(())
     }
 
@@ -410,8 +408,7 @@ impl Maintenance {
             return Err(MaintError::BadNode(node.to_owned()));
         }
         let snapshot = crate::collect::snapshot(pve, unix_now()).await?;
-        self.reconcile(pve, executor.map(|e| &**e), Some(&snapshot)).await?;
-        let marks = self.marks_async().await?;
+        let marks = self.reconcile(pve, executor.map(|e| &**e), Some(&snapshot)).await?;
         let current = status_of(&snapshot, &marks).into_iter().find(|m| m.node == node);
         let current = current.ok_or_else(|| MaintError::UnknownNode(node.to_owned()))?;
         Ok((snapshot, marks, current))

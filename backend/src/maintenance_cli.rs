@@ -211,7 +211,7 @@ pub async fn apply(pve: PveClient, a: ApplyArgs) -> i32 {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    if let Err(e) = a.maint.store().apply_marks(&mut snapshot) {
+    if let Err(e) = a.maint.store().apply_marks(&mut snapshot).await {
         return fail(e);
     }
     let overrides = shared::policy::PolicyLayer { balanciness: a.balanciness, ..Default::default() };

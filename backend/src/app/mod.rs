@@ -127,7 +127,7 @@ impl AppState {
         if let Some(sampler) = &self.sampler {
             sampler.fill_percentiles(&mut snapshot);
         }
-        self.maintenance.apply_marks(&mut snapshot)?;
+        self.maintenance.apply_marks(&mut snapshot).await?;
         Ok(crate::preflight::plan(&self.pve, &mut snapshot, |s| shared::planner::plan(s, request)).await)
     }
 

@@ -190,7 +190,7 @@ async fn best_node(
         }
     }
     let mut snapshot = crate::collect::snapshot(&state.pve, unix_now()).await?;
-    state.maintenance.apply_marks(&mut snapshot)?;
+    state.maintenance.apply_marks(&mut snapshot).await?;
     let request = state.plan_request().await?;
     let ranks = crate::maintenance::best_node(&mut snapshot, &req, &request).map_err(|vmid| {
         HttpError::not_found("no such guest", format!("no guest {vmid} in the cluster"), "vmid")

@@ -159,7 +159,7 @@ async fn cluster(
     user.require("/", "Sys.Audit")?;
     let mut snapshot = ClusterSnapshot::clone(&*state.snapshots.get(&state.pve, unix_now()).await?);
     // Nodes in our maintenance show as such (PVE HA maintenance is in the snapshot already).
-    state.maintenance.apply_marks(&mut snapshot)?;
+    state.maintenance.apply_marks(&mut snapshot).await?;
     let request = state.plan_request().await?;
     Ok(Json(ClusterView::of(snapshot).with_memory_reserve(&request)))
 }
