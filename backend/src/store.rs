@@ -104,6 +104,9 @@ impl<T> JsonStore<T> {
     /// only, not a directory, ...): say that now instead of waiting and blaming another node.
     fn lock_takeable(&self) -> Result<(), StoreError> {
         let lock_dir = self.dir.join("lock");
+        if lock_dir.join(self.name).exists() {
+            return Ok(()); // held: wait for it, without writes of our own on pmxcfs
+        }
         let probe = lock_dir.join(format!(".probe-{}", std::process::id()));
         let refused = match std::fs::create_dir_all(&lock_dir).and_then(|_| std::fs::create_dir(&probe)) {
             Ok(()) => {
