@@ -66,6 +66,11 @@ if [ -n "$WASM_BINDGEN_VERSION" ]; then
   has wasm-bindgen "wasm-bindgen $WASM_BINDGEN_VERSION" \
     || install_crate wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
 fi
+# The test runner (`cargo xtask test`). Machines of this kind ship it in /usr/local/bin; anywhere
+# else it comes from crates.io once.
+if ! "$RUSTUP_BIN/cargo" nextest --version >/dev/null 2>&1; then
+  install_crate cargo-nextest --locked
+fi
 if [ "${WITH_WASM_OPT:-0}" = 1 ]; then
   has wasm-opt "version_116" || install_crate wasm-opt --version "$WASM_OPT_VERSION" --locked
 fi

@@ -22,6 +22,7 @@ mod fuzz;
 mod load;
 mod screenshots;
 mod selfcontained;
+mod testrun;
 
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader};
@@ -29,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -40,7 +41,7 @@ fn main() -> Result<()> {
             true => check_panel_budget(&panel_wasm()),
             false => Ok(()),
         }),
-        Some("test") => test(),
+        Some("test") => testrun::test(),
         Some("self-contained") => selfcontained::check(&root()),
         Some("deb") => deb(!flag("--no-optimize")),
         Some("bench") => bench(),
@@ -79,7 +80,8 @@ fn home() -> PathBuf {
 /// Runs a command in the workspace root, failing with its command line if it fails.
 fn run(cmd: &mut Command) -> Result<()> {
     let shown = format!("{cmd:?}");
-    eprintln!("[xtask] {shown}");
+    testrun::say(&format!("[xtask] {shown}"));
+    testrun::to_lane_log(cmd)?;
     let status = cmd.current_dir_if_unset(&root()).status().with_context(|| format!("starting {shown}"))?;
     if !status.success() {
         bail!("{shown} failed with {status}");
@@ -176,100 +178,6 @@ fn gzip_size(path: &Path) -> Result<u64> {
         bail!("gzip -9 -c {} failed: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     }
     Ok(out.stdout.len() as u64)
-}
-
-fn test() -> Result<()> {
-    // A test run builds each crate once: incremental caches (3 GB here) only cost disk.
-    // Set for the process so that the cargo builds the tests start themselves inherit it.
-    std::env::set_var("CARGO_INCREMENTAL", "0");
-    report_disk();
-    let mut stages = Stages::new();
-    stages.run("setup", || setup(false))?;
-    stages.run("fmt", || run(Command::new("cargo").args(["fmt", "--all", "--", "--check"])))?;
-    stages.run("panel build", || frontend(false))?;
-    stages
-        .run("cargo tests", || run(Command::new("cargo").args(["test", "--workspace", "--no-fail-fast"])))?;
-    stages.run("self-contained", || selfcontained::check(&root()))?;
-    stages.run("node tests", || run(Command::new("bash").arg(root().join("pve-integration/test/run.sh"))))?;
-    stages.run("package", || {
-        // The package test checks the packaging (files, unit, trigger, install and removal);
-        // the program in it is the debug build the cargo tests just tested, so no second
-        // (release) build of the whole dependency tree here. `cargo xtask deb` builds the
-        // release package users install.
-        // (`cargo test` builds the binary for the backend's integration tests; a separate
-        // `cargo build -p` would resolve features apart and rebuild dependencies.)
-        let binary = root().join("target/debug/pve-rebalancer");
-        if !binary.exists() {
-            bail!("{} is missing: the cargo tests stage builds it", binary.display());
-        }
-        run(Command::new("bash").arg(root().join("debian/build.sh")).env("DEB_PREBUILT_BINARY", binary))?;
-        // The service must really start under its unit's sandbox here (a booted systemd in a
-        // throwaway container); where that cannot run, the package test fails instead of
-        // noting it.
-        run(Command::new("bash")
-            .arg(root().join("tests/deb/run.sh"))
-            .env("PVE_REBALANCER_DEB_BOOT", "require"))
-    })?;
-    stages.run("clippy", || {
-        run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
-    })?;
-    report_disk();
-    stages.summary();
-    eprintln!("[xtask] all tests passed");
-    Ok(())
-}
-
-/// The wall time of each stage of a task, one line as each ends and a table with the total at
-/// the end (also when a stage fails), so that a slow stage stands out in a CI log.
-struct Stages {
-    started: Instant,
-    done: Vec<(&'static str, Duration, bool)>,
-}
-
-impl Stages {
-    fn new() -> Self {
-        Stages { started: Instant::now(), done: Vec::new() }
-    }
-
-    fn run(&mut self, name: &'static str, stage: impl FnOnce() -> Result<()>) -> Result<()> {
-        let started = Instant::now();
-        let result = stage();
-        let took = started.elapsed();
-        eprintln!("[xtask] stage {}", stage_line(name, took, result.is_ok()));
-        self.done.push((name, took, result.is_ok()));
-        if result.is_err() {
-            self.summary();
-        }
-        result
-    }
-
-    fn summary(&self) {
-        eprintln!("[xtask] stage times:");
-        for (name, took, ok) in &self.done {
-            eprintln!("[xtask]   {}", stage_line(name, *took, *ok));
-        }
-        eprintln!("[xtask]   {:<15} {:>7.1} s", "total", self.started.elapsed().as_secs_f64());
-    }
-}
-
-fn stage_line(name: &str, took: Duration, ok: bool) -> String {
-    format!("{name:<15} {:>7.1} s  {}", took.as_secs_f64(), if ok { "ok" } else { "FAILED" })
-}
-
-/// Prints the free space and the size of `target/`, so that a CI log shows how close a run came
-/// to filling its disk. Informational: never fails the task.
-fn report_disk() {
-    let out = |cmd: &mut Command| {
-        cmd.current_dir(root())
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or_default().to_owned())
-            .unwrap_or_default()
-    };
-    let free = out(Command::new("df").args(["-h", "--output=avail", "."]));
-    let target = out(Command::new("du").args(["-sh", "target"]));
-    let target = target.split_whitespace().next().unwrap_or("nothing");
-    eprintln!("[xtask] disk: {} free, {target} in target/", free.trim());
 }
 
 /// Side by side with ProxLB 2.3 (needs the venv); rewrites that section of docs/BENCHMARKS.md.

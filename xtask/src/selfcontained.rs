@@ -105,6 +105,32 @@ pub fn unbuilt_test_files(root: &Path, files: &[String]) -> Vec<String> {
     found
 }
 
+/// The e2e modules whose tests need the built panel (`browser*`, `panel*`): `cargo xtask test`
+/// runs them once the panel is built and every other test while it builds.
+pub const PANEL_MODULE_PREFIXES: [&str; 2] = ["browser", "panel"];
+
+/// e2e test files that use the built panel or a browser but whose module name does not say so:
+/// `cargo xtask test` would run them before the panel exists.
+pub fn misplaced_panel_tests(root: &Path, files: &[String]) -> Vec<String> {
+    let folder = Path::new("tests/e2e/tests/integration");
+    let mut found = Vec::new();
+    for f in files.iter().filter(|f| f.ends_with(".rs")) {
+        let Ok(rest) = Path::new(f).strip_prefix(folder) else { continue };
+        let module = rest.to_string_lossy();
+        if PANEL_MODULE_PREFIXES.iter().any(|p| module.starts_with(p)) || module == "main.rs" {
+            continue;
+        }
+        let text = std::fs::read_to_string(root.join(f)).unwrap_or_default();
+        if text.contains("panel_dir()") || text.contains("webdriver::Browser") {
+            found.push(format!(
+                "{f}: uses the built panel or a browser; move those tests to a module named {}*",
+                PANEL_MODULE_PREFIXES.join("* or ")
+            ));
+        }
+    }
+    found
+}
+
 /// The tracked files, as `git ls-files` lists them.
 pub fn tracked_files(root: &Path) -> Result<Vec<String>> {
     let out =
@@ -125,9 +151,9 @@ pub fn copy_tree(root: &Path, files: &[String], dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Runs the guard: the scan, then pve-sim's schema tests in a lone copy of the tree (built into
-/// the workspace's `target/`, so only pve-sim itself is compiled again).
-pub fn check(root: &Path) -> Result<()> {
+/// The tree's checks that need no build: no tracked path leads outside the repository, every
+/// test file is built, and browser tests are where `cargo xtask test` expects them.
+pub fn scan(root: &Path) -> Result<()> {
     let files = tracked_files(root)?;
     let outside = outside_references(root, &files);
     if !outside.is_empty() {
@@ -141,6 +167,22 @@ pub fn check(root: &Path) -> Result<()> {
     if !unbuilt.is_empty() {
         bail!("{} test file(s) are built by no test target:\n{}", unbuilt.len(), unbuilt.join("\n"));
     }
+    let misplaced = misplaced_panel_tests(root, &files);
+    if !misplaced.is_empty() {
+        bail!(
+            "{} test file(s) need the panel outside the panel modules:\n{}",
+            misplaced.len(),
+            misplaced.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// Runs the guard: [`scan`], then pve-sim's schema tests in a lone copy of the tree (built into
+/// the workspace's `target/`, so only pve-sim itself is compiled again).
+pub fn check(root: &Path) -> Result<()> {
+    scan(root)?;
+    let files = tracked_files(root)?;
     let lone = tempfile::Builder::new().prefix("pvrb-lone-clone-").tempdir()?;
     let copy: PathBuf = lone.path().join("repo");
     copy_tree(root, &files, &copy)?;
@@ -190,6 +232,25 @@ mod tests {
             found[0].starts_with("c/tests/integration/b.rs") && found[1].starts_with("c/tests/new.rs"),
             "{found:?}"
         );
+    }
+
+    #[test]
+    fn finds_browser_tests_outside_the_panel_modules() {
+        let root = tempfile::tempdir().unwrap();
+        let it = root.path().join("tests/e2e/tests/integration");
+        std::fs::create_dir_all(&it).unwrap();
+        let body = "let s = Stack::start(Some(e2e::panel_dir()));";
+        for (name, text) in
+            [("panel_x.rs", body), ("browser_y.rs", body), ("api.rs", "get()"), ("late.rs", body)]
+        {
+            std::fs::write(it.join(name), text).unwrap();
+        }
+        let files: Vec<String> = ["panel_x.rs", "browser_y.rs", "api.rs", "late.rs"]
+            .map(|n| format!("tests/e2e/tests/integration/{n}"))
+            .to_vec();
+        let found = misplaced_panel_tests(root.path(), &files);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("tests/e2e/tests/integration/late.rs"), "{found:?}");
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct WeekSpec {
 impl WeekSpec {
     pub fn new(quick: bool) -> WeekSpec {
         if quick {
-            WeekSpec { seed: 71, nodes: 4, guests: 40, hours: 12, proxlb_every_h: 1, ours_every_h: 1 }
+            WeekSpec { seed: 71, nodes: 4, guests: 40, hours: 6, proxlb_every_h: 1, ours_every_h: 1 }
         } else {
             WeekSpec { seed: 71, nodes: 6, guests: 100, hours: 7 * 24, proxlb_every_h: 1, ours_every_h: 1 }
         }

@@ -6,9 +6,21 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-/// The binary with the `demo` feature. Other tests (the comparison harness) build the plain
-/// `pve-rebalancer` into the same place, so it is built here, as the test needs it (incremental).
+/// The binary with the `demo` feature. `cargo test --workspace` (and `cargo xtask test`) builds
+/// it so: this crate's dependency on the backend turns the feature on for the whole build. A
+/// plain `cargo build -p pve-rebalancer` leaves it out; only then is it built again here
+/// (incremental), never while another test may be running the binary.
 fn demo_binary() -> PathBuf {
+    let bin = e2e::service_binary();
+    let has_demo = std::process::Command::new(&bin)
+        .args(["demo", "--help"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if has_demo {
+        return bin;
+    }
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = std::process::Command::new(cargo)
         .current_dir(e2e::workspace_root())

@@ -1,6 +1,9 @@
 //! The end-to-end tests, one binary (one link) for all: each module was once its own
 //! `tests/*.rs` target. A new test file goes here as a module (`mod x;`), never beside this
 //! folder: `autotests = false` would leave it unbuilt (`cargo xtask self-contained` checks).
+//! Tests that need the built panel (Chromium, `e2e::panel_dir()`) live in modules named
+//! `browser*` or `panel*`: `cargo xtask test` runs them once the panel is built, the others
+//! while it builds (`cargo xtask self-contained` checks this too).
 
 mod panel;
 
@@ -16,6 +19,7 @@ mod maintenance_truth;
 mod migration_truth;
 mod notify;
 mod openapi;
+mod panel_backtest;
 mod panel_policy;
 mod panel_screens;
 mod panel_style;

@@ -11,7 +11,7 @@ use shared::api::{
 };
 use shared::Plan;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 struct Backend {
@@ -449,17 +449,9 @@ async fn ha_maintenance_goes_through_ha_manager_and_the_crm_moves_the_ha_guests(
     b.stop().await;
 }
 
-/// The `pve-rebalancer` binary cargo built next to this test.
-fn service_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe.parent().and_then(Path::parent).unwrap().join("pve-rebalancer");
-    assert!(bin.exists(), "{} is missing: build it first (`cargo build -p pve-rebalancer`)", bin.display());
-    bin
-}
-
 async fn cli(b: &Backend, args: &[&str]) -> (i32, String, String) {
     let ca = b.dir.join("sim-ca.pem");
-    let out = tokio::process::Command::new(service_binary())
+    let out = tokio::process::Command::new(e2e::service_binary())
         .args(args)
         .args(["--pve-url", &b.stack.sim.base_url, "--pve-ca", ca.to_str().unwrap()])
         .args(["--state-dir", b.state_dir.to_str().unwrap()])

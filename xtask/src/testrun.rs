@@ -1,0 +1,227 @@
+//! `cargo xtask test`: every test, in stages that print their wall time.
+//!
+//! After set-up, the checks that need no build and the test build, three lanes run side by side:
+//! the tests mostly wait (on loopback servers, ProxLB's Python, Chromium) while the panel build
+//! and clippy mostly compute, so together they keep both cores of a small CI machine busy.
+//!
+//! ```text
+//! lane 1: panel build → browser tests (e2e modules browser*, panel*) → package
+//! lane 2: every other test → self-contained (lone copy) → node tests (PVE UI integration)
+//! lane 3: clippy (its own target dir: no lock shared with the lanes' cargo runs)
+//! ```
+//!
+//! A lane stops at its first failed stage; the others go on, and the task fails at the end. Each
+//! lane's commands write to `target/xtask/lane-N.log`, shown whole when the lane ends, so that the
+//! lanes' output does not interleave in a CI log.
+
+use crate::{frontend, root, run, selfcontained, setup};
+use anyhow::{bail, Context, Result};
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::Write;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub fn test() -> Result<()> {
+    // A test run builds each crate once: incremental caches (3 GB here) only cost disk.
+    // Set for the process so that the cargo builds the tests start themselves inherit it.
+    std::env::set_var("CARGO_INCREMENTAL", "0");
+    report_disk();
+    let stages = Stages::new();
+    stages.run("setup", || setup(false))?;
+    stages.run("fmt", || run(Command::new("cargo").args(["fmt", "--all", "--", "--check"])))?;
+    stages.run("layout", || selfcontained::scan(&root()))?;
+    stages.run("test build", || nextest(&["--no-run"]))?;
+    let result = stages.lanes(&[
+        &[("panel build", &|| frontend(false)), ("browser tests", &browser_tests), ("package", &package)],
+        &[("other tests", &other_tests), ("self-contained", &lone_copy), ("node tests", &node_tests)],
+        &[("clippy", &clippy)],
+    ]);
+    report_disk();
+    stages.summary();
+    result?;
+    eprintln!("[xtask] all tests passed");
+    Ok(())
+}
+
+/// The nextest filter of the tests that need the built panel (see
+/// [`selfcontained::PANEL_MODULE_PREFIXES`], which the layout stage enforces).
+fn panel_tests() -> String {
+    let modules: Vec<String> =
+        selfcontained::PANEL_MODULE_PREFIXES.iter().map(|p| format!("test(/^{p}/)")).collect();
+    format!("package(e2e) & ({})", modules.join(" | "))
+}
+
+fn browser_tests() -> Result<()> {
+    nextest(&["-E", &panel_tests()])
+}
+
+fn other_tests() -> Result<()> {
+    nextest(&["-E", &format!("not ({})", panel_tests())])
+}
+
+/// cargo-nextest over the workspace (.config/nextest.toml: one process per test, one pool). The
+/// harness and the e2e tests run the service binary this build made (`cargo test --workspace`
+/// builds it with the `demo` feature e2e turns on): told so, the harness does not build it again
+/// with other features, which rebuilt the backend mid-run and replaced the binary under running
+/// tests.
+fn nextest(args: &[&str]) -> Result<()> {
+    let binary = root().join("target/debug/pve-rebalancer");
+    run(Command::new("cargo").args(["nextest", "run", "--workspace"]).args(args).env("COMPARE_CLI", binary))
+}
+
+/// The package test checks the packaging (files, unit, trigger, install and removal, the service
+/// under its sandbox); the program in it is the debug build the tests just ran, so there is no
+/// second (release) build of the dependency tree here. `cargo xtask deb` builds the release
+/// package users install (without the test build's `demo` subcommand).
+fn package() -> Result<()> {
+    let binary = root().join("target/debug/pve-rebalancer");
+    if !binary.exists() {
+        bail!("{} is missing: the test build makes it", binary.display());
+    }
+    run(Command::new("bash").arg(root().join("debian/build.sh")).env("DEB_PREBUILT_BINARY", binary))?;
+    // The service must really start under its unit's sandbox here (a booted systemd in a
+    // throwaway container); where that cannot run, the package test fails instead of noting it.
+    run(Command::new("bash").arg(root().join("tests/deb/run.sh")).env("PVE_REBALANCER_DEB_BOOT", "require"))
+}
+
+fn lone_copy() -> Result<()> {
+    selfcontained::check(&root())
+}
+
+fn node_tests() -> Result<()> {
+    run(Command::new("bash").arg(root().join("pve-integration/test/run.sh")))
+}
+
+fn clippy() -> Result<()> {
+    let dir = root().join("target/clippy");
+    run(Command::new("cargo")
+        .args(["clippy", "--workspace", "--all-targets", "--target-dir"])
+        .arg(dir)
+        .args(["--", "-D", "warnings"]))
+}
+
+type Stage<'a> = (&'static str, &'a (dyn Fn() -> Result<()> + Sync));
+
+/// The wall time of each stage of a task, one line as each ends and a table with the total at
+/// the end (also when a stage fails), so that a slow stage stands out in a CI log.
+struct Stages {
+    started: Instant,
+    done: Mutex<Vec<(&'static str, Duration, bool)>>,
+    /// One lane's whole log at a time on stderr.
+    show: Mutex<()>,
+}
+
+impl Stages {
+    fn new() -> Self {
+        Stages { started: Instant::now(), done: Mutex::new(Vec::new()), show: Mutex::new(()) }
+    }
+
+    fn run(&self, name: &'static str, stage: impl FnOnce() -> Result<()>) -> Result<()> {
+        let started = Instant::now();
+        let result = stage();
+        let took = started.elapsed();
+        eprintln!("[xtask] stage {}", stage_line(name, took, result.is_ok()));
+        self.done.lock().unwrap().push((name, took, result.is_ok()));
+        if let Err(e) = &result {
+            eprintln!("[xtask] {name}: {e:#}");
+            self.summary();
+        }
+        result
+    }
+
+    /// Runs each lane's stages in order, the lanes side by side; fails if any stage failed.
+    fn lanes(&self, lanes: &[&[Stage]]) -> Result<()> {
+        let failed = std::thread::scope(|scope| {
+            let handles: Vec<_> = lanes
+                .iter()
+                .enumerate()
+                .map(|(i, lane)| scope.spawn(move || self.lane(i + 1, lane)))
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().expect("a lane panicked").err()).collect::<Vec<_>>()
+        });
+        if failed.is_empty() {
+            return Ok(());
+        }
+        let what: Vec<String> = failed.iter().map(|e| format!("{e:#}")).collect();
+        bail!("{} lane(s) failed:\n{}", failed.len(), what.join("\n"))
+    }
+
+    fn lane(&self, number: usize, stages: &[Stage]) -> Result<()> {
+        let path = root().join(format!("target/xtask/lane-{number}.log"));
+        std::fs::create_dir_all(path.parent().expect("a folder")).context("target/xtask")?;
+        let log = File::create(&path).with_context(|| format!("{}", path.display()))?;
+        LANE_LOG.with(|l| *l.borrow_mut() = Some(log));
+        let mut result = Ok(());
+        for (name, stage) in stages {
+            let started = Instant::now();
+            result = stage().with_context(|| format!("lane {number}, {name}"));
+            let took = started.elapsed();
+            eprintln!("[xtask] stage {} (lane {number})", stage_line(name, took, result.is_ok()));
+            self.done.lock().unwrap().push((name, took, result.is_ok()));
+            if result.is_err() {
+                break;
+            }
+        }
+        LANE_LOG.with(|l| *l.borrow_mut() = None);
+        let _shown = self.show.lock().unwrap();
+        eprintln!("[xtask] ---- lane {number} log ({}) ----", path.display());
+        eprint!("{}", std::fs::read_to_string(&path).unwrap_or_default());
+        eprintln!("[xtask] ---- end of lane {number} log ----");
+        result
+    }
+
+    fn summary(&self) {
+        eprintln!("[xtask] stage times (lanes overlap: their stages add up to more than the total):");
+        for (name, took, ok) in self.done.lock().unwrap().iter() {
+            eprintln!("[xtask]   {}", stage_line(name, *took, *ok));
+        }
+        eprintln!("[xtask]   {:<15} {:>7.1} s", "total", self.started.elapsed().as_secs_f64());
+    }
+}
+
+fn stage_line(name: &str, took: Duration, ok: bool) -> String {
+    format!("{name:<15} {:>7.1} s  {}", took.as_secs_f64(), if ok { "ok" } else { "FAILED" })
+}
+
+thread_local! {
+    /// The log of the lane this thread runs, if any: commands started from it write there.
+    static LANE_LOG: RefCell<Option<File>> = const { RefCell::new(None) };
+}
+
+/// A line for the user: into the current lane's log, else on stderr.
+pub fn say(line: &str) {
+    LANE_LOG.with(|l| match l.borrow_mut().as_mut() {
+        Some(log) => {
+            let _ = writeln!(log, "{line}");
+        }
+        None => eprintln!("{line}"),
+    })
+}
+
+/// Points `cmd`'s output at the current lane's log (nothing outside a lane).
+pub fn to_lane_log(cmd: &mut Command) -> Result<()> {
+    LANE_LOG.with(|l| {
+        if let Some(log) = l.borrow().as_ref() {
+            cmd.stdout(log.try_clone()?).stderr(log.try_clone()?);
+        }
+        Ok(())
+    })
+}
+
+/// Prints the free space and the size of `target/`, so that a CI log shows how close a run came
+/// to filling its disk. Informational: never fails the task.
+fn report_disk() {
+    let out = |cmd: &mut Command| {
+        cmd.current_dir(root())
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or_default().to_owned())
+            .unwrap_or_default()
+    };
+    let free = out(Command::new("df").args(["-h", "--output=avail", "."]));
+    let target = out(Command::new("du").args(["-sh", "target"]));
+    let target = target.split_whitespace().next().unwrap_or("nothing");
+    eprintln!("[xtask] disk: {} free, {target} in target/", free.trim());
+}
