@@ -7,7 +7,8 @@
 //! ```text
 //! lane 1: panel build → browser tests (e2e modules browser*, panel*) → package
 //! lane 2: every other test → self-contained (lone copy) → node tests (PVE UI integration)
-//! lane 3: clippy (its own target dir: no lock shared with the lanes' cargo runs)
+//! lane 3: clippy (the only cargo build left: the lanes' test runs start the binaries the test
+//!         build listed, without cargo, so none of them waits for clippy's lock on target/)
 //! ```
 //!
 //! A lane stops at its first failed stage; the others go on, and the task fails at the end. Each
@@ -32,7 +33,7 @@ pub fn test() -> Result<()> {
     stages.run("setup", || setup(false))?;
     stages.run("fmt", || run(Command::new("cargo").args(["fmt", "--all", "--", "--check"])))?;
     stages.run("layout", || selfcontained::scan(&root()))?;
-    stages.run("test build", || nextest(&["--no-run"]))?;
+    stages.run("test build", test_build)?;
     let result = stages.lanes(&[
         &[("panel build", &|| frontend(false)), ("browser tests", &browser_tests), ("package", &package)],
         &[("other tests", &other_tests), ("self-contained", &lone_copy), ("node tests", &node_tests)],
@@ -61,14 +62,53 @@ fn other_tests() -> Result<()> {
     nextest(&["-E", &format!("not ({})", panel_tests())])
 }
 
-/// cargo-nextest over the workspace (.config/nextest.toml: one process per test, one pool). The
-/// harness and the e2e tests run the service binary this build made (`cargo test --workspace`
-/// builds it with the `demo` feature e2e turns on): told so, the harness does not build it again
-/// with other features, which rebuilt the backend mid-run and replaced the binary under running
-/// tests.
+/// Builds every test binary (`cargo nextest list`, which builds what it lists) and keeps the
+/// list and the workspace metadata, so that the lanes run the tests without starting cargo.
+fn test_build() -> Result<()> {
+    let listed = Command::new("cargo")
+        .args(["nextest", "list", "--workspace", "--list-type", "binaries-only", "--message-format", "json"])
+        .current_dir(root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("starting cargo nextest list")?;
+    if !listed.status.success() {
+        bail!("building the tests failed ({})", listed.status);
+    }
+    let metadata = Command::new("cargo")
+        .args(["metadata", "--format-version", "1"])
+        .current_dir(root())
+        .output()
+        .context("starting cargo metadata")?;
+    if !metadata.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&metadata.stderr));
+    }
+    std::fs::create_dir_all(build_list(BINARIES).parent().expect("a folder"))?;
+    std::fs::write(build_list(BINARIES), listed.stdout)?;
+    std::fs::write(build_list(METADATA), metadata.stdout)?;
+    Ok(())
+}
+
+const BINARIES: &str = "binaries.json";
+const METADATA: &str = "cargo-metadata.json";
+
+fn build_list(name: &str) -> std::path::PathBuf {
+    root().join("target/xtask").join(name)
+}
+
+/// cargo-nextest over the test build's binaries (.config/nextest.toml: one process per test, one
+/// pool). The harness and the e2e tests run the service binary this build made (`cargo test
+/// --workspace` builds it with the `demo` feature e2e turns on): told so, the harness does not
+/// build it again with other features, which rebuilt the backend mid-run and replaced the binary
+/// under running tests.
 fn nextest(args: &[&str]) -> Result<()> {
     let binary = root().join("target/debug/pve-rebalancer");
-    run(Command::new("cargo").args(["nextest", "run", "--workspace"]).args(args).env("COMPARE_CLI", binary))
+    run(Command::new("cargo")
+        .args(["nextest", "run", "--binaries-metadata"])
+        .arg(build_list(BINARIES))
+        .arg("--cargo-metadata")
+        .arg(build_list(METADATA))
+        .args(args)
+        .env("COMPARE_CLI", binary))
 }
 
 /// The package test checks the packaging (files, unit, trigger, install and removal, the service
@@ -95,11 +135,7 @@ fn node_tests() -> Result<()> {
 }
 
 fn clippy() -> Result<()> {
-    let dir = root().join("target/clippy");
-    run(Command::new("cargo")
-        .args(["clippy", "--workspace", "--all-targets", "--target-dir"])
-        .arg(dir)
-        .args(["--", "-D", "warnings"]))
+    run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
 }
 
 type Stage<'a> = (&'static str, &'a (dyn Fn() -> Result<()> + Sync));

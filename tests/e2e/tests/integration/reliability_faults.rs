@@ -266,13 +266,17 @@ async fn manual_migration(sim: &RunningSim, vmid: u32, from: &str, to: &str) {
     let pve = pve_client(sim, &sim.base_url, Duration::from_secs(10));
     let form = [("target", to.to_string()), ("online", "1".to_string())];
     pve.post(&format!("/nodes/{from}/qemu/{vmid}/migrate"), &form).await.expect("manual migration");
-    for _ in 0..500 {
-        if sim.guest_node(vmid).as_deref() == Some(to) {
+    // Until its task has ended: PVE moves the guest's config to the target before it drops the
+    // migration lock, and a step that came in between would (rightly) be refused as locked.
+    let landed =
+        || sim.with_cluster(|c| c.guests.get(&vmid).is_some_and(|g| g.node == to && g.lock.is_none()));
+    for _ in 0..3000 {
+        if landed() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("manual migration of {vmid} did not land on {to}");
+    panic!("manual migration of {vmid} did not land on {to} and end within 30 s");
 }
 
 // ------------------------------------------------------------------------------- the matrix

@@ -19,7 +19,9 @@ pub fn client(sim: &RunningSim) -> reqwest::Client {
     let ca = reqwest::Certificate::from_pem(sim.ca_pem.as_bytes()).expect("CA PEM");
     reqwest::Client::builder()
         .add_root_certificate(ca)
-        .timeout(std::time::Duration::from_secs(20))
+        // A bound against a hung server, not a speed check (the 100 × 20,000 cluster's
+        // validated /cluster/resources takes seconds in a debug build on a busy machine).
+        .timeout(std::time::Duration::from_secs(120))
         .build()
         .expect("client")
 }
