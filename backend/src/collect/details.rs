@@ -88,8 +88,8 @@ pub fn volume_bytes(rows: &[Value]) -> BTreeMap<u32, u64> {
             None => {
                 let format = wire::text(row, "format").unwrap_or("");
                 let volid = wire::text(row, "volid").unwrap_or("");
-                !(format.starts_with("vma") || format.starts_with("tar") || format.starts_with("pbs"))
-                    && !volid.contains(":backup/")
+                let backup = ["vma", "tar", "pbs"].iter().any(|b| format.starts_with(b));
+                !(backup || volid.contains(":backup/"))
             }
         };
         let vmid = wire::number(row, "vmid").filter(|v| *v >= 1.0 && *v <= f64::from(u32::MAX));

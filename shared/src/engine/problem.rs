@@ -194,7 +194,7 @@ pub fn measured_bandwidth(snapshot: &ClusterSnapshot, setup_secs: f64) -> Option
     }
     rates.sort_by(f64::total_cmp);
     let mid = rates.len() / 2;
-    let median = if rates.len() % 2 == 0 { (rates[mid - 1] + rates[mid]) / 2.0 } else { rates[mid] };
+    let median = if rates.len().is_multiple_of(2) { (rates[mid - 1] + rates[mid]) / 2.0 } else { rates[mid] };
     Some((median.clamp(MEASURED_RANGE.0, MEASURED_RANGE.1), rates.len() as u32))
 }
 
