@@ -176,14 +176,16 @@ pub fn migration_mib(g: &Guest) -> f64 {
 /// The bandwidth the snapshot's past migrations show: the median of each one's MiB (as
 /// [`migration_mib`] counts them now; the guest must still exist) over its seconds beyond the
 /// set-up, over the newest [`MAX_MEASURED`]; `None` below [`MIN_MEASURED`] usable ones.
-/// Migrations that copied nothing or ended within the set-up say nothing about the link.
+/// Migrations that copied nothing or ended within the set-up say nothing about the link, nor do
+/// containers': a restart migration copies no memory and its time is mostly the restart.
 pub fn measured_bandwidth(snapshot: &ClusterSnapshot, setup_secs: f64) -> Option<(f64, u32)> {
     let guests: HashMap<u32, &Guest> = snapshot.guests.iter().map(|g| (g.vmid, g)).collect();
     let mut rates: Vec<f64> = snapshot
         .migration_timings
         .iter()
         .filter_map(|t| {
-            let mib = migration_mib(guests.get(&t.vmid)?);
+            let g = guests.get(&t.vmid).filter(|g| g.kind == GuestKind::Qemu)?;
+            let mib = migration_mib(g);
             let copy = t.secs as f64 - setup_secs.max(0.0);
             (mib > 0.0 && copy >= 1.0).then(|| mib / copy)
         })

@@ -474,9 +474,16 @@ fn bandwidth_is_configured_else_measured_from_past_migrations_else_the_default()
     let bw = |s: &ClusterSnapshot, req: &PlanRequest| crate::engine::problem::bandwidth(s, req);
     assert_eq!(bw(&s, &req).source, BandwidthSource::Default);
     // 4 GiB each: 4096 MiB over (secs − 10 s set-up): 100, 200, 400 MiB/s, median 200; an
-    // unknown guest and one within the set-up say nothing.
-    s.migration_timings =
-        vec![timing(1, 10 + 41), timing(2, 10 + 20), timing(3, 10 + 10), timing(99, 30), timing(4, 5)];
+    // unknown guest, one within the set-up and a container (restart, no copy) say nothing.
+    s.guests.push(crate::model::Guest { kind: crate::model::GuestKind::Lxc, ..vm(5, "a", 4, &[]) });
+    s.migration_timings = vec![
+        timing(1, 10 + 41),
+        timing(2, 10 + 20),
+        timing(5, 10 + 1),
+        timing(3, 10 + 10),
+        timing(99, 30),
+        timing(4, 5),
+    ];
     let got = bw(&s, &req);
     assert_eq!((got.source, got.migrations), (BandwidthSource::Measured, 3));
     assert!((got.mib_s - 204.8).abs() < 0.1, "{got:?}");
