@@ -142,8 +142,8 @@ pub fn run(snapshot: &ClusterSnapshot, request: &PlanRequest, task: Task) -> Pla
 }
 
 /// `mode: psi` on a cluster where no online node reports pressure (PVE before 9.0 has none):
-/// said, not silently planned as `mode: used`.
-fn psi_note(snapshot: &ClusterSnapshot, request: &PlanRequest) -> Option<String> {
+/// said, not silently planned as `mode: used` (the plan's notes; the CLI warns on stderr too).
+pub fn psi_note(snapshot: &ClusterSnapshot, request: &PlanRequest) -> Option<String> {
     let online = || snapshot.nodes.iter().filter(|n| n.status == crate::model::NodeStatus::Online);
     (request.mode == crate::plan::Mode::Psi && online().all(|n| n.pressure.is_none())).then(|| {
         "mode psi: no node reports pressure (PVE exposes it from 9.0 on), so no pressure trigger \

@@ -100,9 +100,18 @@ async fn mode_psi_on_pve_9_moves_off_the_node_under_pressure_where_mode_used_mov
     stack.stop().await;
 }
 
+/// A ProxLB-style file with `mode: psi` for the stack's simulator (`{SIM}`, `{CA}`: see `config`).
+const PSI_FILE: &str = r#"
+proxmox_api: {hosts: ['{SIM}'], user: root@pam, pass: demo, timeout: 30}
+balancing: {enable: true, mode: psi, balanciness: 10}
+service: {daemon: false}
+rebalancer:
+  ca_file: '{CA}'
+"#;
+
 #[tokio::test]
 async fn mode_psi_on_pve_8_says_there_is_no_pressure_and_plans_as_mode_used() {
-    let stack = Stack::builder().scenario(busy_a("8.4.1")).start().await.unwrap();
+    let stack = Stack::builder().scenario(busy_a("8.4.1")).config(PSI_FILE).start().await.unwrap();
     let s = stack.login("root@pam", "demo").await.unwrap();
     let snap = cluster(&s).await;
     assert!(snap.nodes.iter().all(|n| n.pressure.is_none()), "PVE 8 reports none");
@@ -111,6 +120,20 @@ async fn mode_psi_on_pve_8_says_there_is_no_pressure_and_plans_as_mode_used() {
     assert_eq!(moved(&psi), moved(&used));
     let note = psi.notes.iter().find(|n| n.contains("no node reports pressure")).cloned();
     assert!(note.as_deref().is_some_and(|n| n.contains("9.0") && n.contains("mode used")), "{:?}", psi.notes);
+    // The ProxLB-style CLI with `-j` prints no notes: it warns on stderr, and the file loads
+    // without a "not supported" warning for `mode: psi`.
+    let config = stack.work.join("proxlb.yaml");
+    let out = tokio::process::Command::new(e2e::service_binary())
+        .args(["-c", &config.display().to_string(), "-d", "-j"])
+        .current_dir(&stack.work)
+        .env_remove("RUST_LOG")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), out).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("no node reports pressure"), "{stderr}");
+    assert!(!stderr.contains("not supported"), "{stderr}");
     stack.stop().await;
 }
 
