@@ -19,6 +19,12 @@ fn arg(i: usize, default: u64) -> u64 {
 async fn main() {
     let (nodes, guests, latency, runs) = (arg(0, 32), arg(1, 3000), arg(2, 5), arg(3, 20));
     let mut sc = pve_sim::generate(1, nodes as usize, guests as usize);
+    // Local storages holding guest volumes: listed once per node (the local disk sizes).
+    let local = sc
+        .effective_storages()
+        .iter()
+        .filter(|s| !s.shared && s.content.split(',').any(|c| c == "images" || c == "rootdir"))
+        .count() as u64;
     let demo = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).expect("demo scenario");
     sc.users = demo.users;
     sc.acls = demo.acls;
@@ -51,14 +57,15 @@ async fn main() {
     let pct = |p: f64| times[((p / 100.0 * times.len() as f64).ceil() as usize).clamp(1, times.len()) - 1];
     println!(
         "collect {nodes} nodes x {guests} guests, {latency} ms/call, {runs} runs: median {:.1} ms, \
-         p95 {:.1} ms, min {:.1} ms, max {:.1} ms; calls per run {}..={} (bound 4 + nodes = {})",
+         p95 {:.1} ms, min {:.1} ms, max {:.1} ms; calls per run {}..={} (bound 5 + nodes × (1 + \
+         {local} local storages + 3 on PVE 9) = {})",
         pct(50.0),
         pct(95.0),
         times[0],
         times[times.len() - 1],
         calls.iter().min().unwrap(),
         calls.iter().max().unwrap(),
-        4 + nodes
+        5 + nodes * (1 + local + 3)
     );
     sim.shutdown().await;
 }

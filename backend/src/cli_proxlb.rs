@@ -148,6 +148,10 @@ async fn run_once(loaded: &LoadedConfig, args: &ProxlbArgs, signals: &Signals) -
         return Ok(());
     }
     crate::recent::fill(&client, &mut snapshot, request.cooldown_secs.max(request.no_return_secs)).await;
+    if let Some(why) = shared::engine::psi_note(&snapshot, request) {
+        // With `-j` the plan's notes are not printed: say it where an admin reads warnings.
+        tracing::warn!("{why}");
+    }
     let plan = crate::preflight::plan(&client, &mut snapshot, |s| plan_for(loaded, s, request)).await;
     let format = args.output.unwrap_or(cfg.rebalancer.output);
     if args.json || args.output.is_some() {

@@ -1,17 +1,22 @@
 //! Collection: PVE answers → `shared::ClusterSnapshot`.
 //!
-//! Cost is O(nodes), never O(guests): four cluster-wide calls (`/cluster/resources` for nodes,
-//! guests, tags, pools, locks and HA state; `/cluster/status`; `/cluster/options` for PVE's own
-//! balancer; `/cluster/ha/rules`, or on PVE 7/8 `/cluster/ha/groups` and `/cluster/ha/resources`
-//! after it) in parallel, then one `GET /nodes/{node}/apt/versions` per
-//! online node (bounded concurrency) for the installed QEMU and PVE versions. Node `status` and
-//! `rrddata` are not read: `/cluster/resources` already carries what the planner uses, and usage
-//! history comes from the service's own sampler (`crate::sampler`). `/version` is asked only
-//! when no node told its version.
+//! Cost is O(nodes), never O(guests): five cluster-wide calls (`/cluster/resources` for nodes,
+//! guests, storages, tags, pools, locks and HA state; `/cluster/status`; `/cluster/options` for
+//! PVE's own balancer; `/cluster/ha/rules`, or on PVE 7/8 `/cluster/ha/groups` and
+//! `/cluster/ha/resources` after it; `/cluster/tasks` for how long past migrations took) in
+//! parallel, then one `GET /nodes/{node}/apt/versions` per online node (bounded concurrency) for
+//! the installed QEMU and PVE versions, then per online node the content of each local storage
+//! holding guest volumes and, on PVE 9, the guest lists and the node RRD for pressure
+//! ([`details`]). Node `status` is not read: `/cluster/resources` already carries what the
+//! planner uses, and usage history comes from the service's own sampler (`crate::sampler`).
+//! `/version` is asked only when no node told its version; `/storage` only when the storage
+//! rows do not say which storages are shared (PVE before 9.1).
+
+pub mod details;
 
 use crate::pve::{wire, PveClient, PveError};
 use serde_json::Value;
-use shared::model::{DynamicBalancer, HaRule};
+use shared::model::{DynamicBalancer, HaRule, MigrationTiming};
 use shared::{ClusterSnapshot, Guest, GuestKind, GuestStatus, Node, NodeStatus};
 
 /// Node calls in flight at once: enough to hide latency on a 32-node cluster, few enough not to
@@ -19,11 +24,12 @@ use shared::{ClusterSnapshot, Guest, GuestKind, GuestStatus, Node, NodeStatus};
 pub const NODE_CONCURRENCY: usize = 8;
 
 pub async fn snapshot(pve: &PveClient, now: u64) -> Result<ClusterSnapshot, PveError> {
-    let (resources, status, options, ha_rules) = tokio::try_join!(
+    let (resources, status, options, ha_rules, tasks) = tokio::try_join!(
         pve.get::<Vec<Value>>("/cluster/resources"),
         pve.get::<Vec<Value>>("/cluster/status"),
         options(pve),
         ha_rules(pve),
+        optional_rows(pve, "/cluster/tasks", "no measured migration bandwidth"),
     )?;
     let mut snapshot = from_answers(&resources, &status, &Value::Null, now);
     snapshot.ha_rules = ha_rules;
@@ -36,7 +42,55 @@ pub async fn snapshot(pve: &PveClient, now: u64) -> Result<ClusterSnapshot, PveE
         let version = pve.get::<Value>("/version").await?;
         snapshot.pve_version = wire::text(&version, "version").unwrap_or("").to_owned();
     }
+    let config = if details::needs_storage_config(&resources) {
+        optional_rows(pve, "/storage", "shared storages judged by type").await?
+    } else {
+        Vec::new()
+    };
+    let local = details::local_storages(&resources, &config);
+    let calls = details::calls(&pve9_nodes(&online, &versions, &snapshot.pve_version), &local);
+    let answers = details::fetch(pve, calls, NODE_CONCURRENCY).await;
+    details::apply(&mut snapshot, &answers);
+    snapshot.migration_timings = migration_timings(&tasks, &snapshot);
     Ok(snapshot)
+}
+
+/// A list whose loss only costs one figure: an API error (403 without the privilege, 501) is
+/// logged and read as empty; a transport error still fails the snapshot (PVE is not there).
+async fn optional_rows(pve: &PveClient, path: &str, loses: &str) -> Result<Vec<Value>, PveError> {
+    match pve.get::<Vec<Value>>(path).await {
+        Ok(rows) => Ok(rows),
+        Err(PveError::Api { status, message, .. }) => {
+            tracing::warn!("GET {path}: HTTP {status}: {message}; {loses}");
+            Ok(Vec::new())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Each online node with whether it runs PVE 9 or later (its own `pve-manager`, else the
+/// cluster's version): only those report pressure.
+fn pve9_nodes(online: &[String], versions: &[NodeVersions], cluster: &str) -> Vec<(String, bool)> {
+    let major = |v: &str| v.split('.').next().and_then(|m| m.trim().parse::<u32>().ok()).unwrap_or(0);
+    online
+        .iter()
+        .map(|node| {
+            let own = versions.iter().find(|v| &v.node == node).and_then(|v| v.pve.as_deref());
+            (node.clone(), major(own.unwrap_or(cluster)) >= 9)
+        })
+        .collect()
+}
+
+/// How long recent successful migrations of guests still in the cluster took, newest first
+/// (the task rows read by the back-test's own parser, `history::migrations_from_tasks`).
+pub fn migration_timings(tasks: &[Value], snapshot: &ClusterSnapshot) -> Vec<MigrationTiming> {
+    let known: std::collections::BTreeSet<u32> = snapshot.guests.iter().map(|g| g.vmid).collect();
+    crate::history::migrations_from_tasks(tasks)
+        .into_iter()
+        .rev()
+        .filter(|m| known.contains(&m.vmid) && m.started > 0 && m.at >= m.started)
+        .map(|m| MigrationTiming { vmid: m.vmid, secs: m.at - m.started })
+        .collect()
 }
 
 /// `/cluster/options` (datacenter.cfg). Without `Sys.Audit` PVE shows only a few keys; an
@@ -341,6 +395,36 @@ mod tests {
         ] {
             assert_eq!(dynamic_balancer(&off), None, "{off}");
         }
+    }
+
+    #[test]
+    fn migration_timings_are_newest_first_for_known_guests_with_both_times() {
+        let rows = vec![
+            json!({"type":"qmigrate","id":"100","node":"a","status":"OK","starttime":100,"endtime":160}),
+            json!({"type":"vzmigrate","id":"101","node":"a","status":"OK","starttime":200,"endtime":230}),
+            json!({"type":"qmigrate","id":"999","node":"a","status":"OK","starttime":300,"endtime":310}),
+            json!({"type":"qmigrate","id":"100","node":"b","status":"OK","endtime":400}),
+            json!({"type":"qmigrate","id":"100","node":"b","status":"error","starttime":1,"endtime":500}),
+        ];
+        let s = ClusterSnapshot {
+            guests: [100, 101].map(|vmid| Guest { vmid, ..Default::default() }).to_vec(),
+            ..Default::default()
+        };
+        let got: Vec<(u32, u64)> = migration_timings(&rows, &s).iter().map(|t| (t.vmid, t.secs)).collect();
+        assert_eq!(got, [(101, 30), (100, 60)], "unknown guest, no start time and failures are left out");
+    }
+
+    #[test]
+    fn only_pve_9_nodes_are_asked_for_pressure() {
+        let v = |node: &str, pve: Option<&str>| NodeVersions {
+            node: node.into(),
+            pve: pve.map(str::to_owned),
+            ..Default::default()
+        };
+        let online = ["a", "b", "c"].map(str::to_owned);
+        let got = pve9_nodes(&online, &[v("a", Some("9.1.2")), v("b", Some("8.4.1")), v("c", None)], "9.0.3");
+        assert_eq!(got.iter().map(|(_, is9)| *is9).collect::<Vec<_>>(), [true, false, true]);
+        assert!(!pve9_nodes(&online[2..], &[], "")[0].1, "unknown version: not asked");
     }
 
     #[test]

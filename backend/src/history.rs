@@ -255,6 +255,7 @@ pub fn migrations_from_tasks(rows: &[Value]) -> Vec<PastMigration> {
                 vmid: wire::text(r, "id")?.parse().ok()?,
                 from: wire::text(r, "node")?.to_owned(),
                 at: wire::number(r, "endtime")? as u64,
+                started: wire::number(r, "starttime").filter(|s| *s > 0.0).map_or(0, |s| s as u64),
             })
         })
         .collect();
@@ -366,16 +367,16 @@ mod tests {
     #[test]
     fn tasks_give_successful_migrations_oldest_first() {
         let rows: Vec<Value> = serde_json::from_str(
-            r#"[{"type":"qmigrate","id":"101","node":"b","status":"OK","endtime":20},
+            r#"[{"type":"qmigrate","id":"101","node":"b","status":"OK","endtime":20,"starttime":14},
                 {"type":"vzmigrate","id":"102","node":"a","status":"OK","endtime":10},
                 {"type":"qmigrate","id":"103","node":"a","status":"migration aborted","endtime":5},
                 {"type":"vzdump","id":"104","node":"a","status":"OK","endtime":1},
                 {"type":"qmigrate","id":"105","node":"a"}]"#,
         )
         .unwrap();
-        let got: Vec<(u32, String, u64)> =
-            migrations_from_tasks(&rows).into_iter().map(|m| (m.vmid, m.from, m.at)).collect();
-        assert_eq!(got, vec![(102, "a".into(), 10), (101, "b".into(), 20)]);
+        let got: Vec<(u32, String, u64, u64)> =
+            migrations_from_tasks(&rows).into_iter().map(|m| (m.vmid, m.from, m.at, m.started)).collect();
+        assert_eq!(got, vec![(102, "a".into(), 10, 0), (101, "b".into(), 20, 14)], "no starttime: 0");
     }
 
     #[test]

@@ -58,7 +58,7 @@ impl Policy {
         settings.check().map_err(SettingsFailure::Invalid)?;
         let mut request = self.file.as_ref().map_or_else(PlanRequest::default, |f| f.base.clone());
         settings.apply_to(&mut request);
-        let view = PolicyView { settings, sources, request }
+        let view = PolicyView { settings, sources, request, bandwidth: None }
             .with_overrides(overrides)
             .map_err(SettingsFailure::Invalid)?;
         if let Err((i, e)) = crate::windows::parse_all(&view.settings.windows) {

@@ -8,7 +8,7 @@
 //! no target, so the target is where the guest is now. Planning without this list still works
 //! (the rules just have nothing to go on), so a failed call is logged, not fatal.
 
-use crate::pve::{wire, PveClient};
+use crate::pve::PveClient;
 use serde_json::Value;
 use shared::model::RecentMigration;
 use shared::ClusterSnapshot;
@@ -41,22 +41,18 @@ pub fn from_tasks(
     horizon_secs: u64,
 ) -> Vec<RecentMigration> {
     let now = snapshot.collected_at;
-    let mut out: Vec<RecentMigration> = rows
-        .iter()
-        .filter(|r| matches!(wire::text(r, "type"), Some("qmigrate" | "vzmigrate")))
-        .filter(|r| wire::text(r, "status") == Some("OK"))
-        .filter_map(|r| {
-            let vmid: u32 = wire::text(r, "id")?.parse().ok()?;
-            let at = wire::number(r, "endtime")? as u64;
-            let from = wire::text(r, "node")?;
-            let age = pve_now.saturating_sub(at);
-            if at > pve_now + MAX_SKEW_SECS || age > horizon_secs {
+    // The task rows are read by the one parser of PVE's task list (the back-test's).
+    let mut out: Vec<RecentMigration> = crate::history::migrations_from_tasks(rows)
+        .into_iter()
+        .filter_map(|m| {
+            let age = pve_now.saturating_sub(m.at);
+            if m.at > pve_now + MAX_SKEW_SECS || age > horizon_secs {
                 return None;
             }
-            let to = &snapshot.guests.iter().find(|g| g.vmid == vmid)?.node;
-            (to != from).then(|| RecentMigration {
-                vmid,
-                from: from.to_owned(),
+            let to = &snapshot.guests.iter().find(|g| g.vmid == m.vmid)?.node;
+            (*to != m.from).then(|| RecentMigration {
+                vmid: m.vmid,
+                from: m.from,
                 to: to.clone(),
                 at: now.saturating_sub(age),
             })

@@ -125,6 +125,7 @@ mod tests {
             priced_out: None,
             migration_secs: 0.0,
             n_plus_one: None,
+            bandwidth: None,
         }
     }
 

@@ -54,6 +54,9 @@ pub struct PastMigration {
     pub vmid: u32,
     pub from: String,
     pub at: u64,
+    /// Task start (0 when unknown): `at − started` is how long the migration took.
+    #[serde(default)]
+    pub started: u64,
 }
 
 /// The imported history: the cluster as it is now plus series on one uniform time grid.

@@ -76,6 +76,11 @@ pub fn run(snapshot: &ClusterSnapshot, request: &PlanRequest, task: Task) -> Pla
         ));
     }
     notes.extend(outcome.notes.iter().cloned());
+    notes.extend(psi_note(snapshot, request));
+    let bandwidth = problem::bandwidth(snapshot, request);
+    if !steps.is_empty() || outcome.priced_out.is_some() {
+        notes.push(format!("moves priced at {}", bandwidth.describe()));
+    }
     let mut why_not = Vec::new();
     for (b, why) in &outcome.stuck {
         for &g in &p.bundles[*b] {
@@ -132,7 +137,19 @@ pub fn run(snapshot: &ClusterSnapshot, request: &PlanRequest, task: Task) -> Pla
         }),
         migration_secs: outcome.actions.iter().map(|a| p.guests[a.guest].secs).sum(),
         n_plus_one: None,
+        bandwidth: Some(bandwidth),
     }
+}
+
+/// `mode: psi` on a cluster where no online node reports pressure (PVE before 9.0 has none):
+/// said, not silently planned as `mode: used` (the plan's notes; the CLI warns on stderr too).
+pub fn psi_note(snapshot: &ClusterSnapshot, request: &PlanRequest) -> Option<String> {
+    let online = || snapshot.nodes.iter().filter(|n| n.status == crate::model::NodeStatus::Online);
+    (request.mode == crate::plan::Mode::Psi && online().all(|n| n.pressure.is_none())).then(|| {
+        "mode psi: no node reports pressure (PVE exposes it from 9.0 on), so no pressure trigger \
+         fires and the plan balances on current use, as mode used"
+            .to_owned()
+    })
 }
 
 fn rule_reason(p: &Problem, g: usize, from: usize) -> String {

@@ -26,6 +26,20 @@ pub struct ClusterSnapshot {
     /// itself, so balancing leaves those guests to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dynamic_balancer: Option<DynamicBalancer>,
+    /// How long recent successful migrations of guests still in the cluster took (PVE's task
+    /// list, newest first): the measured migration bandwidth when the admin set none
+    /// (`engine::problem::measured_bandwidth`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migration_timings: Vec<MigrationTiming>,
+}
+
+/// One finished migration's duration (`qmigrate`/`vzmigrate` task, status OK).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MigrationTiming {
+    pub vmid: u32,
+    /// Task end − task start, seconds.
+    pub secs: u64,
 }
 
 /// PVE's automatic HA rebalancing as `datacenter.cfg` configures it (`crs` property string).

@@ -342,6 +342,48 @@ pub struct Plan {
     /// two balanced nodes.
     #[serde(default)]
     pub n_plus_one: Option<NPlusOne>,
+    /// The migration bandwidth the moves were priced at, and where it came from.
+    #[serde(default)]
+    pub bandwidth: Option<Bandwidth>,
+}
+
+/// The migration bandwidth a plan prices moves at (`PlanRequest::migration_bandwidth_mib_s`,
+/// else measured from past migrations, else the default) and where the figure came from.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Bandwidth {
+    pub mib_s: f64,
+    pub source: BandwidthSource,
+    /// Successful past migrations it was measured from (`measured` only; else 0).
+    #[serde(default)]
+    pub migrations: u32,
+}
+
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BandwidthSource {
+    /// Set by the admin (file, stored settings or this request).
+    Configured,
+    /// The median of recent successful migrations in PVE's task list.
+    Measured,
+    /// [`PlanRequest::DEFAULT_BANDWIDTH_MIB_S`]: neither set nor measurable.
+    Default,
+}
+
+impl Bandwidth {
+    /// In words, for plan notes and the CLI: "500 MiB/s (default: no past migrations to measure)".
+    pub fn describe(&self) -> String {
+        match self.source {
+            BandwidthSource::Configured => format!("{:.0} MiB/s (configured)", self.mib_s),
+            BandwidthSource::Measured => {
+                format!("{:.0} MiB/s (measured from {} past migrations)", self.mib_s, self.migrations)
+            }
+            BandwidthSource::Default => {
+                format!("{:.0} MiB/s (default: no past migrations to measure)", self.mib_s)
+            }
+        }
+    }
 }
 
 /// The best move a plan did not take because it did not pay (docs/ENGINE.md, "When a move

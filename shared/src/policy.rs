@@ -159,6 +159,9 @@ policy! {
     max_gib: Option<f64> = None,
     /// Migrations into or out of one node per plan; null = no limit.
     max_moves_per_node: Option<u32> = None,
+    /// MiB/s a migration copies at (prices moves in seconds, docs/ENGINE.md); null = measured
+    /// from recent successful migrations in PVE's task list, else 500.
+    migration_bandwidth_mib_s: Option<f64> = None,
     /// Seconds a migrated guest is left alone by balancing.
     cooldown_secs: u64 = 3600,
     /// Seconds a guest does not return to a node it left.
@@ -267,6 +270,12 @@ impl Settings {
                 format!("{} must be 0 or more GiB", self.memory_reserve_gib),
             );
         }
+        if let Some(b) = self.migration_bandwidth_mib_s.filter(|b| !(b.is_finite() && *b >= 1.0)) {
+            return out_of(
+                "migration_bandwidth_mib_s",
+                format!("{b} must be at least 1 MiB/s (null: measured from past migrations)"),
+            );
+        }
         if let Some(o) = self.cpu_overcommit.filter(|o| !(o.is_finite() && *o > 0.0)) {
             return out_of("cpu_overcommit", format!("{o} must be more than 0 (1.0 = no overcommit)"));
         }
@@ -318,6 +327,7 @@ impl Settings {
         request.max_moves = self.max_moves;
         request.max_gib = self.max_gib;
         request.max_moves_per_node = self.max_moves_per_node;
+        request.migration_bandwidth_mib_s = self.migration_bandwidth_mib_s;
         request.cooldown_secs = self.cooldown_secs;
         request.no_return_secs = self.no_return_secs;
         request.overload = ResourcePercents {
@@ -391,6 +401,10 @@ pub struct PolicyView {
     /// Field → `default`, `file`, `stored` or `request`; absent = default.
     pub sources: Sources,
     pub request: PlanRequest,
+    /// The migration bandwidth plans price at now and where it comes from (configured, measured
+    /// from N past migrations, or the default); filled by `GET /api/v1/policy` from the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bandwidth: Option<crate::plan::Bandwidth>,
 }
 
 impl PolicyView {
@@ -413,7 +427,7 @@ impl PolicyView {
         settings.check()?;
         let mut request = self.request.clone();
         settings.apply_to(&mut request);
-        Ok(PolicyView { settings, sources, request })
+        Ok(PolicyView { settings, sources, request, bandwidth: self.bandwidth.clone() })
     }
 }
 

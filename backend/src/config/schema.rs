@@ -119,6 +119,7 @@ pub(super) const ROOT: Shape = Keys(&[
             ("level", Leaf),
             ("max_moves", Leaf),
             ("max_gib", Leaf),
+            ("migration_bandwidth_mib_s", Leaf),
             ("max_moves_per_node", Leaf),
             ("cooldown_secs", Leaf),
             ("no_return_secs", Leaf),

@@ -407,6 +407,8 @@ pub struct Rebalancer {
     pub max_gib: Option<f64>,
     /// At most this many migrations into or out of one node per plan.
     pub max_moves_per_node: Option<u32>,
+    /// MiB/s a migration copies at; unset = measured from PVE's task list, else 500.
+    pub migration_bandwidth_mib_s: Option<f64>,
     /// Seconds a migrated guest is left alone by balancing.
     pub cooldown_secs: u64,
     /// Seconds a guest does not return to a node it left.
@@ -458,6 +460,7 @@ impl Default for Rebalancer {
             level: None,
             max_moves: 20,
             max_gib: None,
+            migration_bandwidth_mib_s: None,
             max_moves_per_node: None,
             cooldown_secs: 3600,
             no_return_secs: 24 * 3600,

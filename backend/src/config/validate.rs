@@ -117,6 +117,12 @@ pub(super) fn check(c: &ProxlbConfig) -> Vec<Issue> {
     if r.max_per_node == 0 {
         bad("rebalancer.max_per_node", "must be at least 1".into());
     }
+    if r.migration_bandwidth_mib_s.is_some_and(|b| !(b >= 1.0 && b.is_finite())) {
+        bad(
+            "rebalancer.migration_bandwidth_mib_s",
+            "must be at least 1 MiB/s (leave it out to measure it from past migrations)".into(),
+        );
+    }
     if r.max_gib.is_some_and(|g| !positive(g)) {
         bad("rebalancer.max_gib", "must be more than 0 GiB (leave it out for no limit)".into());
     }
@@ -157,14 +163,6 @@ pub(super) fn not_applied(c: &ProxlbConfig, present: &std::collections::BTreeSet
                     .into(),
             ));
         }
-    }
-    if c.balancing.mode == shared::Mode::Psi {
-        out.push((
-            "balancing.mode".into(),
-            "psi: accepted by ProxLB, not supported here yet: node pressure is not collected, so \
-             plans balance on current use (as `mode: used`) and no pressure trigger fires"
-                .into(),
-        ));
     }
     if c.service.enable_ha {
         out.push((

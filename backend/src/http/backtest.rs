@@ -108,7 +108,7 @@ mod tests {
         let settings = shared::policy::Settings::default();
         let mut request = shared::PlanRequest::default();
         settings.apply_to(&mut request);
-        PolicyView { settings, sources: Default::default(), request }
+        PolicyView { settings, sources: Default::default(), request, bandwidth: None }
     }
 
     fn with(policies: Vec<BacktestPolicy>) -> BacktestStart {

@@ -192,7 +192,14 @@ async fn policy(
     Extension(user): Extension<User>,
 ) -> Result<Json<PolicyView>, HttpError> {
     user.require("/", "Sys.Audit")?;
-    Ok(Json(state.policy_with(PolicyLayer::default()).await?))
+    let mut view = state.policy_with(PolicyLayer::default()).await?;
+    // The bandwidth may be measured from the cluster's past migrations: say which figure plans
+    // use now. Without the cluster the rest of the policy still answers.
+    match state.snapshots.get(&state.pve, unix_now()).await {
+        Ok(snapshot) => view.bandwidth = Some(shared::engine::problem::bandwidth(&snapshot, &view.request)),
+        Err(e) => tracing::warn!(error = %e, "GET /api/v1/policy: no cluster, bandwidth source not shown"),
+    }
+    Ok(Json(view))
 }
 
 #[cfg(test)]

@@ -46,9 +46,17 @@ async fn counted<T>(sim: &RunningSim, f: impl std::future::Future<Output = T>) -
 }
 
 #[tokio::test]
-async fn collection_costs_four_cluster_calls_plus_one_per_online_node_whatever_the_guest_count() {
+async fn collection_costs_five_cluster_calls_plus_a_few_per_online_node_whatever_the_guest_count() {
     let mut sc = generated(12, 900);
     sc.nodes[11].status = pve_sim::scenario::NodeStatus::Offline;
+    assert!(sc.version.starts_with('9'), "PVE 9: the pressure calls are counted too");
+    // Local storages holding guest volumes: each is listed once per online node.
+    let local = sc
+        .effective_storages()
+        .iter()
+        .filter(|s| !s.shared && s.content.split(',').any(|c| c == "images" || c == "rootdir"))
+        .count() as u64;
+    assert!(local >= 1, "the count covers a content listing");
     let sim = start(sc).await;
     let pve = client(&sim);
     pve.get::<serde_json::Value>("/version").await.unwrap(); // log in outside the count
@@ -57,14 +65,26 @@ async fn collection_costs_four_cluster_calls_plus_one_per_online_node_whatever_t
     assert_eq!(snap.nodes.len(), 12);
     assert_eq!(snap.guests.len(), 900);
     let total: u64 = calls.iter().map(|(_, n)| n).sum();
-    assert!(total <= 4 + 12, "{total} calls: {calls:?}");
+    // Per online node: apt/versions, each local storage's content, PVE 9's qemu, lxc, rrddata.
+    assert_eq!(total, 5 + 11 * (1 + local + 3), "{total} calls: {calls:?}");
     let per = |k: &str| calls.iter().find(|(e, _)| e == k).map_or(0, |(_, n)| *n);
-    for k in
-        ["GET /cluster/resources", "GET /cluster/status", "GET /cluster/options", "GET /cluster/ha/rules"]
-    {
+    for k in [
+        "GET /cluster/resources",
+        "GET /cluster/status",
+        "GET /cluster/options",
+        "GET /cluster/ha/rules",
+        "GET /cluster/tasks",
+    ] {
         assert_eq!(per(k), 1, "{k}: {calls:?}");
     }
     assert_eq!(per("GET /nodes/{node}/apt/versions"), 11, "online nodes only: {calls:?}");
+    assert_eq!(per("GET /nodes/{node}/storage/{storage}/content"), 11 * local, "{calls:?}");
+    for k in ["GET /nodes/{node}/qemu", "GET /nodes/{node}/lxc", "GET /nodes/{node}/rrddata"] {
+        assert_eq!(per(k), 11, "{k}: once per online node: {calls:?}");
+    }
+    assert_eq!(per("GET /storage"), 0, "the storage rows say which are shared: {calls:?}");
+    let online = |n: &&shared::Node| n.status == NodeStatus::Online;
+    assert!(snap.nodes.iter().filter(online).all(|n| n.pressure.is_some()), "node pressure on PVE 9");
     assert!(calls.iter().all(|(k, _)| !k.contains("{vmid}")), "no per-guest call: {calls:?}");
     assert_eq!(per("GET /version"), 0, "the nodes told the version: {calls:?}");
     sim.shutdown().await;
@@ -92,6 +112,19 @@ async fn every_supported_pve_version_collects_with_its_own_shape() {
         assert!(snap.guests.iter().any(|g| g.ha_managed), "{version}: HA state from /cluster/resources");
         assert!(snap.dynamic_balancer.is_none(), "{version}");
         let stats = sim.request_stats();
+        // Pressure exists from PVE 9 on: asked and found there, neither asked nor invented before.
+        let nine = version.starts_with('9');
+        assert_eq!(snap.nodes.iter().all(|n| n.pressure.is_some()), nine, "{version}");
+        let running = snap.guests.iter().filter(|g| g.status == GuestStatus::Running);
+        assert_eq!(running.clone().all(|g| g.pressure.is_some()), nine, "{version}");
+        assert!(nine || running.clone().all(|g| g.pressure.is_none()), "{version}");
+        for k in ["GET /nodes/{node}/qemu", "GET /nodes/{node}/lxc", "GET /nodes/{node}/rrddata"] {
+            assert_eq!(stats.get(k).copied().unwrap_or(0), if nine { 4 } else { 0 }, "{version} {k}");
+        }
+        // Storage rows say `shared` from 9.1 on; before, the storage configuration is read once.
+        assert_eq!(stats.get("GET /storage").copied().unwrap_or(0), u64::from(!nine), "{version}");
+        // The demo's one local storage with guest volumes (`local`) is listed on every node.
+        assert_eq!(stats.get("GET /nodes/{node}/storage/{storage}/content"), Some(&4), "{version}");
         if !version.starts_with('9') {
             // The 7.4/8.4 simulator answers /cluster/ha/rules like those releases: no such path.
             assert_eq!(stats.get("GET /cluster/ha/rules"), Some(&1), "{version}: asked once, {stats:?}");

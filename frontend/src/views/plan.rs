@@ -137,6 +137,7 @@ pub fn PlanView() -> impl IntoView {
             settings: Default::default(),
             sources: Default::default(),
             request: Default::default(),
+            bandwidth: None,
         });
         overrides.with(|o| effective(&base, o)).map(|v| v.settings).unwrap_or(base.settings)
     });

@@ -107,6 +107,12 @@ const FIELDS: &[Field] = &[
         kind: num(1.0, false, true),
     },
     Field {
+        key: "migration_bandwidth_mib_s",
+        label: "Migration bandwidth (MiB/s)",
+        help: "Prices a move in seconds; empty = measured from recent migrations, else 500",
+        kind: num(1.0, false, true),
+    },
+    Field {
         key: "memory_threshold",
         label: "Memory threshold (%)",
         help: "A node at or above this memory use triggers balancing whatever the spread; empty = off",

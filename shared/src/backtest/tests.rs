@@ -59,7 +59,7 @@ fn history() -> History {
         },
         NodeHistory { node: "c".into(), cpu: flat(0.5), mem: flat(2.0 * GIB) },
     ];
-    let migrations = vec![PastMigration { vmid: 1, from: "a".into(), at: times[moved] - 60 }];
+    let migrations = vec![PastMigration { vmid: 1, from: "a".into(), at: times[moved] - 60, started: 0 }];
     History { now, times, nodes, guests, migrations }
 }
 

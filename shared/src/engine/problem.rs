@@ -158,6 +158,64 @@ pub fn effective_request(request: &PlanRequest) -> PlanRequest {
     r
 }
 
+/// Fewest past migrations a measured bandwidth is taken from; fewer: the default.
+pub const MIN_MEASURED: usize = 3;
+/// Newest past migrations a measurement looks at.
+pub const MAX_MEASURED: usize = 20;
+/// A measured bandwidth is bounded to this range (MiB/s): from a throttled 1 GbE link to
+/// 100 GbE, so one odd task cannot make moves free or unaffordable.
+pub const MEASURED_RANGE: (f64, f64) = (50.0, 10_000.0);
+
+/// MiB a migration of `g` copies, as the cost model counts them: memory of a running guest and
+/// its local disks.
+pub fn migration_mib(g: &Guest) -> f64 {
+    let mem = if g.status == GuestStatus::Running { g.mem_used as f64 } else { 0.0 };
+    (mem + g.local_disk_bytes as f64) / (1024.0 * 1024.0)
+}
+
+/// The bandwidth the snapshot's past migrations show: the median of each one's MiB (as
+/// [`migration_mib`] counts them now; the guest must still exist) over its seconds beyond the
+/// set-up, over the newest [`MAX_MEASURED`]; `None` below [`MIN_MEASURED`] usable ones.
+/// Migrations that copied nothing or ended within the set-up say nothing about the link, nor do
+/// containers': a restart migration copies no memory and its time is mostly the restart.
+pub fn measured_bandwidth(snapshot: &ClusterSnapshot, setup_secs: f64) -> Option<(f64, u32)> {
+    let guests: HashMap<u32, &Guest> = snapshot.guests.iter().map(|g| (g.vmid, g)).collect();
+    let mut rates: Vec<f64> = snapshot
+        .migration_timings
+        .iter()
+        .filter_map(|t| {
+            let g = guests.get(&t.vmid).filter(|g| g.kind == GuestKind::Qemu)?;
+            let mib = migration_mib(g);
+            let copy = t.secs as f64 - setup_secs.max(0.0);
+            (mib > 0.0 && copy >= 1.0).then(|| mib / copy)
+        })
+        .take(MAX_MEASURED)
+        .collect();
+    if rates.len() < MIN_MEASURED {
+        return None;
+    }
+    rates.sort_by(f64::total_cmp);
+    let mid = rates.len() / 2;
+    let median = if rates.len().is_multiple_of(2) { (rates[mid - 1] + rates[mid]) / 2.0 } else { rates[mid] };
+    Some((median.clamp(MEASURED_RANGE.0, MEASURED_RANGE.1), rates.len() as u32))
+}
+
+/// The bandwidth a plan for `request` prices at: the request's, else measured, else the default.
+pub fn bandwidth(snapshot: &ClusterSnapshot, request: &PlanRequest) -> crate::plan::Bandwidth {
+    use crate::plan::{Bandwidth, BandwidthSource};
+    if let Some(mib_s) = request.migration_bandwidth_mib_s.filter(|b| b.is_finite() && *b > 0.0) {
+        return Bandwidth { mib_s, source: BandwidthSource::Configured, migrations: 0 };
+    }
+    match measured_bandwidth(snapshot, request.migration_setup_secs) {
+        Some((mib_s, migrations)) => Bandwidth { mib_s, source: BandwidthSource::Measured, migrations },
+        None => Bandwidth {
+            mib_s: PlanRequest::DEFAULT_BANDWIDTH_MIB_S,
+            source: BandwidthSource::Default,
+            migrations: 0,
+        },
+    }
+}
+
 /// What moving one guest costs, in seconds and in objective points.
 pub struct MoveCost {
     pub secs: f64,
@@ -228,7 +286,9 @@ fn interned(names: &mut Vec<String>, index: &mut HashMap<String, u32>, name: &st
 
 /// The dense problem for `task`: nodes, their loads, rule groups, guests, affinity bundles.
 pub fn build<'a>(snapshot: &'a ClusterSnapshot, request: &PlanRequest, task: Task) -> Problem<'a> {
-    let request = effective_request(request);
+    let mut request = effective_request(request);
+    // Unset: the measured figure, so every move is priced at what this cluster's links did.
+    request.migration_bandwidth_mib_s = Some(bandwidth(snapshot, &request).mib_s);
     let policies = crate::rules::policies(snapshot, &request.rules);
     let method = request.method;
     let weights = method_weights(method, &request);

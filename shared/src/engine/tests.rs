@@ -447,3 +447,71 @@ fn levels_budgets_and_weighted_mode() {
         assert!(st.reason.contains('%') && st.reason.contains('→'), "{}", st.reason);
     }
 }
+
+#[test]
+fn local_disks_raise_the_price_and_the_cheaper_twin_moves() {
+    // Two equal VMs on a hot node; one has 200 GiB on local storage. Balancing takes the other.
+    let mut heavy = vm(101, "a", 8, &[]);
+    heavy.local_disk_bytes = 200 * GIB;
+    let s =
+        cluster(vec![node("a", 64), node("b", 64)], vec![heavy, vm(102, "a", 8, &[]), vm(103, "a", 8, &[])]);
+    let req = PlanRequest { balanciness: 5.0, ..Default::default() };
+    let p = crate::engine::problem::build(&s, &req, Default::default());
+    let secs = |vmid| p.guests.iter().find(|g| g.vmid == vmid).unwrap().secs;
+    assert!(secs(101) > secs(102) + 200.0 * 1024.0 / PlanRequest::DEFAULT_BANDWIDTH_MIB_S - 1.0);
+    let out = plan(&s, &req);
+    assert!(!out.steps.is_empty(), "{:?}", out.notes);
+    assert!(out.steps.iter().all(|st| st.vmid != 101), "{:?}", out.steps);
+}
+
+#[test]
+fn bandwidth_is_configured_else_measured_from_past_migrations_else_the_default() {
+    use crate::model::MigrationTiming;
+    use crate::plan::BandwidthSource;
+    let mut s = cluster(vec![node("a", 64), node("b", 64)], (1..=4).map(|i| vm(i, "a", 4, &[])).collect());
+    let timing = |vmid, secs| MigrationTiming { vmid, secs };
+    let req = PlanRequest::default();
+    let bw = |s: &ClusterSnapshot, req: &PlanRequest| crate::engine::problem::bandwidth(s, req);
+    assert_eq!(bw(&s, &req).source, BandwidthSource::Default);
+    // 4 GiB each: 4096 MiB over (secs − 10 s set-up): 100, 200, 400 MiB/s, median 200; an
+    // unknown guest, one within the set-up and a container (restart, no copy) say nothing.
+    s.guests.push(crate::model::Guest { kind: crate::model::GuestKind::Lxc, ..vm(5, "a", 4, &[]) });
+    s.migration_timings = vec![
+        timing(1, 10 + 41),
+        timing(2, 10 + 20),
+        timing(5, 10 + 1),
+        timing(3, 10 + 10),
+        timing(99, 30),
+        timing(4, 5),
+    ];
+    let got = bw(&s, &req);
+    assert_eq!((got.source, got.migrations), (BandwidthSource::Measured, 3));
+    assert!((got.mib_s - 204.8).abs() < 0.1, "{got:?}");
+    assert!(got.describe().contains("measured from 3 past migrations"), "{}", got.describe());
+    let p = plan(&s, &req);
+    assert_eq!(p.bandwidth.as_ref().map(|b| b.source), Some(BandwidthSource::Measured));
+    let set = PlanRequest { migration_bandwidth_mib_s: Some(900.0), ..req.clone() };
+    assert_eq!((bw(&s, &set).source, bw(&s, &set).mib_s), (BandwidthSource::Configured, 900.0));
+    // One absurd task cannot make moves free: bounded.
+    s.migration_timings = vec![timing(1, 100_000), timing(2, 100_000), timing(3, 100_000)];
+    assert_eq!(bw(&s, &req).mib_s, crate::engine::problem::MEASURED_RANGE.0);
+    s.migration_timings.truncate(2);
+    assert_eq!(bw(&s, &req).source, BandwidthSource::Default, "fewer than three: not measured");
+}
+
+#[test]
+fn psi_without_pressure_says_so_and_psi_with_pressure_moves_off_the_hot_node() {
+    let guests = (1..=6).map(|i| vm(i, if i <= 3 { "a" } else { "b" }, 8, &[])).collect();
+    let mut s = cluster(vec![node("a", 64), node("b", 64), node("c", 64)], guests);
+    s.guests.push(vm(7, "c", 16, &[]));
+    let psi = PlanRequest { mode: crate::plan::Mode::Psi, balanciness: 50.0, ..Default::default() };
+    let used = PlanRequest { mode: crate::plan::Mode::Used, ..psi.clone() };
+    let p = plan(&s, &psi);
+    assert!(p.notes.iter().any(|n| n.contains("no node reports pressure")), "{:?}", p.notes);
+    assert!(p.steps.is_empty() && plan(&s, &used).steps.is_empty());
+    s.nodes[0].pressure = Some(crate::model::Pressure { memory_some: 40.0, ..Default::default() });
+    let p = plan(&s, &psi);
+    assert!(!p.notes.iter().any(|n| n.contains("no node reports pressure")));
+    assert!(p.steps.iter().any(|st| st.from == "a"), "{:?} {:?}", p.steps, p.notes);
+    assert!(plan(&s, &used).steps.is_empty(), "mode used ignores pressure");
+}

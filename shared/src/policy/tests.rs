@@ -9,6 +9,7 @@ fn samples(field: &str) -> [Value; 3] {
         "balanciness" | "min_gain" | "memory_reserve_gib" => [json!(3.0), json!(4.0), json!(5.0)],
         "level" => [json!(2), json!(3), json!(4)],
         "stop_spread" | "max_gib" | "cpu_overcommit" => [json!(1.5), json!(2.5), json!(3.5)],
+        "migration_bandwidth_mib_s" => [json!(100.0), json!(250.0), json!(1200.0)],
         "memory_threshold" | "cpu_threshold" | "disk_threshold" => [json!(70.0), json!(80.0), json!(90.0)],
         "max_moves" | "max_moves_per_node" | "max_parallel" | "max_per_node" => {
             [json!(2), json!(3), json!(4)]
@@ -115,7 +116,8 @@ fn a_misspelt_or_ill_typed_field_is_refused_by_name() {
 #[test]
 fn overrides_are_checked_and_keep_the_base_request_s_own_fields() {
     let base = PlanRequest { memory_reserve: 1, psi_threshold: 33.0, ..PlanRequest::default() };
-    let view = PolicyView { settings: Settings::default(), sources: Sources::new(), request: base };
+    let view =
+        PolicyView { settings: Settings::default(), sources: Sources::new(), request: base, bandwidth: None };
     let got = view.with_overrides(&layer("balanciness", &json!(2.0))).unwrap();
     assert_eq!((got.request.balanciness, got.request.psi_threshold), (2.0, 33.0));
     assert_eq!(got.sources["balanciness"], Source::Request);
@@ -127,7 +129,8 @@ fn overrides_are_checked_and_keep_the_base_request_s_own_fields() {
 fn each_limit_names_its_field() {
     assert_eq!(Settings::default().check(), Ok(()));
     type Spoil = fn(&mut Settings);
-    let cases: [(&str, Spoil); 12] = [
+    let cases: [(&str, Spoil); 13] = [
+        ("migration_bandwidth_mib_s", |s| s.migration_bandwidth_mib_s = Some(0.0)),
         ("balanciness", |s| s.balanciness = 101.0),
         ("min_gain", |s| s.min_gain = f64::NAN),
         ("level", |s| s.level = Some(9)),
@@ -199,6 +202,7 @@ fn one_shot_plans_run_until_balanced_unless_the_request_caps_them() {
         settings: Settings::default(),
         sources: Sources::new(),
         request: PlanRequest::default(),
+        bandwidth: None,
     };
     let stored = view.with_overrides(&layer("max_moves", &json!(7))).unwrap();
     assert_eq!(stored.request.max_moves, 7, "the scheduled run keeps the per-cycle cap");

@@ -159,6 +159,7 @@ pub fn endpoint_template(path: &str) -> String {
             "qemu" | "lxc" if !prev2.is_empty() && segs.first() == Some(&"nodes") && i >= 3 => "{vmid}",
             "tasks" if prev2 != "cluster" => "{upid}",
             "pools" if i == 1 => "{poolid}",
+            "storage" if i == 3 && segs.first() == Some(&"nodes") => "{storage}",
             "resources" if prev2 == "ha" => "{sid}",
             "rules" if prev2 == "ha" => "{rule}",
             _ => s,

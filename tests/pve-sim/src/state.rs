@@ -248,13 +248,7 @@ impl Cluster {
                 "keyboard": "en-us",
             })
         });
-        let mut tasks = TaskTable::default();
-        for (m, to) in sc.past_migrations_with_targets() {
-            let kind = if guests[&m.vmid].spec.kind == GuestType::Lxc { "vzmigrate" } else { "qmigrate" };
-            let start = now - (m.hours_ago * 3600.0).round() as i64;
-            tasks.record_past_migration(m.vmid, kind, &m.from, &to, start, start + 60);
-        }
-        Ok(Cluster {
+        let mut cluster = Cluster {
             name: sc.cluster.clone(),
             version,
             nodes,
@@ -268,13 +262,24 @@ impl Cluster {
             migration: sc.migration.clone(),
             auth: sc.auth.clone(),
             seed: sc.seed,
-            tasks,
+            tasks: TaskTable::default(),
             started_at: now,
             tickets_valid_after: 0,
             dynamics: sc.dynamics.clone(),
             load_updated_at: f64::NEG_INFINITY,
             auth_now: now,
-        })
+        };
+        // Each past migration took what a migration of that guest takes here (set-up, memory,
+        // local disk at the scenario's bandwidth), so its task shows a measurable duration; it
+        // ended a minute after `hours_ago`, as before durations were modelled.
+        for (m, to) in sc.past_migrations_with_targets() {
+            let lxc = cluster.guests[&m.vmid].spec.kind == GuestType::Lxc;
+            let kind = if lxc { "vzmigrate" } else { "qmigrate" };
+            let end = now - (m.hours_ago * 3600.0).round() as i64 + 60;
+            let secs = cluster.migration_seconds(m.vmid, !lxc, lxc).ceil() as i64;
+            cluster.tasks.record_past_migration(m.vmid, kind, &m.from, &to, end - secs.max(1), end);
+        }
+        Ok(cluster)
     }
 
     pub fn storage(&self, id: &str) -> Option<&StorageSpec> {

@@ -11,6 +11,7 @@ mod admin_api;
 mod backtest;
 mod browser;
 mod browser_more;
+mod collect_cost;
 mod demo;
 mod execute_http;
 mod lock_restart;

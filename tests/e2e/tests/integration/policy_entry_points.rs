@@ -33,6 +33,7 @@ rebalancer:
   cooldown_secs: 1800
   no_return_secs: 7200
   max_moves_per_node: 4
+  migration_bandwidth_mib_s: 321
 "#;
 
 const GIB: u64 = 1 << 30;
@@ -52,6 +53,7 @@ fn expected(balanciness: f64, max_moves: u32) -> Vec<(&'static str, Value)> {
         ("/no_return_secs", json!(7200)), // file
         ("/overload/cpu", json!(95.0)),   // file
         ("/max_moves_per_node", json!(4)), // file
+        ("/migration_bandwidth_mib_s", json!(321.0)), // file
         ("/cpu_overcommit", json!(3.0)),  // file
         ("/rules/ignore_nodes", json!(["file-node*"])), // file
         ("/rules/pools/0/pool", json!("prod")), // file

@@ -102,6 +102,27 @@ pub fn guest_row(w: &World, cx: &Ctx, g: &Guest) -> Value {
     row
 }
 
+/// `GET /storage`: the storage configuration (`storage.cfg`) of the storages the caller may audit.
+/// `shared` appears only where the configuration sets it: on types that may be either (a `dir`
+/// on a mounted share); network types are shared by their nature and do not say so.
+pub fn storage_config(w: &World, cx: &Ctx) -> ApiResult {
+    let mut out = Vec::new();
+    for st in &w.cluster.storages {
+        if !cx.has(w, &format!("/storage/{}", st.id), "Datastore.Audit") {
+            continue;
+        }
+        let mut row = json!({"storage": st.id, "type": st.kind, "content": st.content, "digest": "0"});
+        if !st.nodes.is_empty() {
+            row["nodes"] = st.nodes.join(",").into();
+        }
+        if st.shared && matches!(st.kind.as_str(), "dir" | "lvm" | "btrfs" | "lvmthin" | "zfspool") {
+            row["shared"] = 1.into();
+        }
+        out.push(row);
+    }
+    ok(Value::Array(out))
+}
+
 fn storage_rows(w: &World, cx: &Ctx) -> Vec<Value> {
     let c = &w.cluster;
     let mut out = Vec::new();
@@ -114,8 +135,12 @@ fn storage_rows(w: &World, cx: &Ctx) -> Vec<Value> {
             let mut row = json!({
                 "id": format!("storage/{name}/{}", st.id), "type": "storage", "storage": st.id, "node": name,
                 "plugintype": st.kind, "status": if n.online { "available" } else { "unknown" },
-                "shared": st.shared as u8, "content": st.content,
+                "content": st.content,
             });
+            // Declared in the schema from 9.1 on; older releases leave it to `/storage`.
+            if (c.version.major, c.version.minor) >= (9, 1) {
+                row["shared"] = (st.shared as u8).into();
+            }
             if n.online {
                 row["disk"] = used.into();
                 row["maxdisk"] = total.into();

@@ -112,7 +112,7 @@ fn mac(vmid: u32, i: u32) -> String {
     format!("BC:24:11:{:02X}:{:02X}:{:02X}", (h >> 16) & 0xFF, (h >> 8) & 0xFF, h & 0xFF)
 }
 
-fn volid(w: &World, g: &Guest) -> String {
+pub(super) fn volid(w: &World, g: &Guest) -> String {
     let vmid = g.spec.vmid;
     let kind = w.cluster.storage(&g.storage).map(|s| s.kind.as_str()).unwrap_or("dir");
     match (g.spec.kind, kind) {

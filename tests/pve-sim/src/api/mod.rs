@@ -314,6 +314,7 @@ pub fn dispatch(sim: &Sim, w: &mut World, cx: &Ctx) -> ApiResult {
             {"realm": "pve", "type": "pve", "comment": "Proxmox VE authentication server"}
         ])),
         ("GET", ["cluster", rest @ ..]) => cluster::get(w, cx, rest),
+        ("GET", ["storage"]) => cluster::storage_config(w, cx),
         ("GET", ["pools"]) => cluster::pools(w, cx),
         ("GET", ["pools", id]) => cluster::pool(w, cx, id),
         ("GET", ["nodes"]) => nodes::list(sim, w, cx),

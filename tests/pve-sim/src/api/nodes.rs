@@ -59,6 +59,7 @@ pub fn dispatch(sim: &Sim, w: &mut World, cx: &Ctx, node: &str, rest: &[&str]) -
             let (tf, cf) = rrd::params(cx, w.cluster.version.is9())?;
             ok(rrd::node_rows(&w.cluster, node, tf, cf, cx.now))
         }
+        ("GET", ["storage", storage, "content"]) => storage_content(w, cx, node, storage),
         ("GET", ["qemu"]) => guest_list(w, cx, node, GuestType::Qemu),
         ("GET", ["lxc"]) => guest_list(w, cx, node, GuestType::Lxc),
         (_, ["qemu", vmid, tail @ ..]) => {
@@ -120,6 +121,39 @@ fn guest_list(w: &World, cx: &Ctx, node: &str, kind: GuestType) -> ApiResult {
             continue;
         }
         out.push(super::guests::status_row(w, cx, g, false, pressure));
+    }
+    ok(Value::Array(out))
+}
+
+/// `GET /nodes/{node}/storage/{storage}/content`: each guest's boot disk on that storage (a
+/// local storage lists the guests of `node` only, a shared one every guest on it), as PVE lists
+/// volumes: `volid`, `vmid`, `size`, `format`, `content`. Needs `Datastore.Audit` (or
+/// `Datastore.AllocateSpace`) on the storage; volumes of guests without `VM.Audit` are hidden.
+fn storage_content(w: &World, cx: &Ctx, node: &str, storage: &str) -> ApiResult {
+    let c = &w.cluster;
+    let path = format!("/storage/{storage}");
+    if !cx.has(w, &path, "Datastore.Audit") && !cx.has(w, &path, "Datastore.AllocateSpace") {
+        return Err(ApiError::forbidden(&path, "Datastore.Audit|Datastore.AllocateSpace"));
+    }
+    let Some(st) = c.node_storages(node).find(|s| s.id == storage) else {
+        return Err(ApiError::die(format!("storage '{storage}' does not exist on node '{node}'")));
+    };
+    let mut out = Vec::new();
+    for g in c.guests.values().filter(|g| g.storage == st.id && (st.shared || g.node == node)) {
+        if !cx.has(w, &format!("/vms/{}", g.spec.vmid), "VM.Audit") {
+            continue;
+        }
+        let volid = super::guests::volid(w, g);
+        let (content, format) = match g.spec.kind {
+            GuestType::Qemu if volid.ends_with(".qcow2") => ("images", "qcow2"),
+            GuestType::Qemu => ("images", "raw"),
+            GuestType::Lxc if volid.contains("subvol-") => ("rootdir", "subvol"),
+            GuestType::Lxc => ("rootdir", "raw"),
+        };
+        out.push(json!({
+            "volid": volid, "vmid": g.spec.vmid, "size": g.maxdisk(), "used": g.disk_used(), "format": format,
+            "content": content, "ctime": 1_700_000_000,
+        }));
     }
     ok(Value::Array(out))
 }
