@@ -152,14 +152,6 @@ async fn post<B: serde::Serialize, T: DeserializeOwned>(
     parse(call(opts, Request::post, path, json_body(body)?).await?)
 }
 
-async fn put<B: serde::Serialize, T: DeserializeOwned>(
-    opts: &PanelOptions,
-    path: &str,
-    body: &B,
-) -> Result<T, Failure> {
-    parse(call(opts, Request::put, path, json_body(body)?).await?)
-}
-
 /// Node names travel in the path; PVE node names are `[a-zA-Z0-9-]`, but encode anyway so a
 /// stray character cannot change the route.
 fn node_path(node: &str) -> String {
@@ -191,7 +183,19 @@ pub async fn settings(opts: &PanelOptions) -> Result<SettingsView, Failure> {
 /// Stores the fields `changed` sets (only those: a field another admin changed meanwhile and
 /// this one did not touch keeps their value).
 pub async fn save_settings(opts: &PanelOptions, changed: &PolicyLayer) -> Result<SettingsView, Failure> {
-    put(opts, "/api/v1/settings", changed).await
+    store_settings(opts, json_body(changed)?).await
+}
+
+/// [`save_settings`] with the layer as the JSON object the settings view edits field by field.
+pub async fn save_settings_object(
+    opts: &PanelOptions,
+    changed: &serde_json::Map<String, serde_json::Value>,
+) -> Result<SettingsView, Failure> {
+    store_settings(opts, Some(serde_json::Value::Object(changed.clone()).to_string())).await
+}
+
+async fn store_settings(opts: &PanelOptions, body: Option<String>) -> Result<SettingsView, Failure> {
+    parse(call(opts, Request::put, "/api/v1/settings", body).await?)
 }
 
 /// Forgets the stored value of `field`: the configuration file's value or the default applies.
