@@ -8,6 +8,7 @@
 //! is sent. Users without `Sys.Modify` on `/` see it read-only, with a tooltip naming the
 //! privilege they lack (the service says which, in `SettingsView::missing_privilege`).
 
+use super::common::ErrorLine;
 use super::{clock, Ctx};
 use crate::api;
 use leptos::prelude::*;
@@ -499,11 +500,11 @@ pub fn SettingsForm() -> impl IntoView {
         })
     };
     view! {
-        {move || load_error.get().map(|e| view! { <p class="pvrb-error" role="alert">{e}</p> })}
+        <ErrorLine error=load_error />
         {move || (draft.with(Option::is_none) && load_error.with(Option::is_none))
             .then(|| view! { <p class="pvrb-muted">"Loading settings…"</p> })}
         {form}
-        {move || error.get().map(|e| view! { <p class="pvrb-error" role="alert" id="settings-error">{e}</p> })}
+        <ErrorLine error=error id="settings-error" />
         {move || saved.get().map(|m| view! { <p class="pvrb-ok" id="settings-saved">{m}</p> })}
     }
 }
