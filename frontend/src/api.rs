@@ -4,11 +4,14 @@
 use crate::PanelOptions;
 use gloo_net::http::{Request, RequestBuilder};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use shared::api::BacktestState;
 use shared::api::{
     ApiError, AuditEntry, BestNodeAnswer, BestNodeRequest, ClusterView, ExecuteRequest, ExecuteResponse,
     ExitRequest, HistoryView, JobSummary, JobView, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance,
     SettingsView,
 };
+use shared::backtest::RunKind;
 use shared::policy::{PolicyLayer, PolicyView};
 use shared::Plan;
 use std::cell::RefCell;
@@ -152,14 +155,6 @@ async fn post<B: serde::Serialize, T: DeserializeOwned>(
     parse(call(opts, Request::post, path, json_body(body)?).await?)
 }
 
-async fn put<B: serde::Serialize, T: DeserializeOwned>(
-    opts: &PanelOptions,
-    path: &str,
-    body: &B,
-) -> Result<T, Failure> {
-    parse(call(opts, Request::put, path, json_body(body)?).await?)
-}
-
 /// Node names travel in the path; PVE node names are `[a-zA-Z0-9-]`, but encode anyway so a
 /// stray character cannot change the route.
 fn node_path(node: &str) -> String {
@@ -191,7 +186,19 @@ pub async fn settings(opts: &PanelOptions) -> Result<SettingsView, Failure> {
 /// Stores the fields `changed` sets (only those: a field another admin changed meanwhile and
 /// this one did not touch keeps their value).
 pub async fn save_settings(opts: &PanelOptions, changed: &PolicyLayer) -> Result<SettingsView, Failure> {
-    put(opts, "/api/v1/settings", changed).await
+    store_settings(opts, json_body(changed)?).await
+}
+
+/// [`save_settings`] with the layer as the JSON object the settings view edits field by field.
+pub async fn save_settings_object(
+    opts: &PanelOptions,
+    changed: &serde_json::Map<String, serde_json::Value>,
+) -> Result<SettingsView, Failure> {
+    store_settings(opts, Some(serde_json::Value::Object(changed.clone()).to_string())).await
+}
+
+async fn store_settings(opts: &PanelOptions, body: Option<String>) -> Result<SettingsView, Failure> {
+    parse(call(opts, Request::put, "/api/v1/settings", body).await?)
 }
 
 /// Forgets the stored value of `field`: the configuration file's value or the default applies.
@@ -210,16 +217,60 @@ pub async fn cluster_history(opts: &PanelOptions, minutes: u32) -> Result<Histor
     get(opts, &format!("/api/v1/cluster/history?minutes={minutes}")).await
 }
 
+/// What the back-test view reads of `shared::api::BacktestStatus` (`POST`/`GET /api/v1/backtest`): the
+/// same JSON, decoded without the fields the view does not show (each run's moves, the time grid),
+/// whose decoders would cost the size-budgeted module (docs/BENCHMARKS.md, Panel).
+#[derive(Clone, Deserialize)]
+pub struct BacktestStatus {
+    pub state: BacktestState,
+    pub done: usize,
+    pub total: usize,
+    pub from_cache: usize,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub report: Option<BacktestReport>,
+}
+
+impl BacktestStatus {
+    pub fn running(&self) -> bool {
+        matches!(self.state, BacktestState::Importing | BacktestState::Replaying)
+    }
+}
+
+/// `shared::backtest::BacktestReport` as shown: the runs.
+#[derive(Clone, Deserialize)]
+pub struct BacktestReport {
+    pub runs: Vec<RunReport>,
+}
+
+/// `shared::backtest::RunReport` as shown: the figures and the spread series.
+#[derive(Clone, Deserialize)]
+pub struct RunReport {
+    pub name: String,
+    pub kind: RunKind,
+    pub migrations_per_day: f64,
+    pub gib_moved: f64,
+    pub node_hours_over_memory: f64,
+    pub node_hours_over_cpu: f64,
+    pub spread_mean: f64,
+    pub spread_worst: f64,
+    pub reversals_24h: usize,
+    pub ct_restarts: usize,
+    pub hard_violations: usize,
+    pub spread: Vec<f64>,
+}
+
 /// Starts the back-test (`POST /api/v1/backtest`).
 pub async fn backtest_start(
     opts: &PanelOptions,
     start: &shared::api::BacktestStart,
-) -> Result<shared::api::BacktestStatus, Failure> {
+) -> Result<BacktestStatus, Failure> {
     post(opts, "/api/v1/backtest", start).await
 }
 
 /// The back-test's progress, then its report.
-pub async fn backtest_status(opts: &PanelOptions) -> Result<shared::api::BacktestStatus, Failure> {
+pub async fn backtest_status(opts: &PanelOptions) -> Result<BacktestStatus, Failure> {
     get(opts, "/api/v1/backtest").await
 }
 
@@ -296,4 +347,67 @@ pub async fn migrate(opts: &PanelOptions, vmid: u32, from: &str, to: &str) -> Re
     let body = serde_json::json!({ "vmid": vmid, "source_node": from, "target_node": to });
     let answer: MigrateAnswer = post(opts, "/api/migrate", &body).await?;
     Ok(answer.job_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::backtest::{Move, Resource};
+
+    #[test]
+    fn the_backtest_view_reads_the_service_answer() {
+        let run = shared::backtest::RunReport {
+            name: "edited".into(),
+            kind: RunKind::Policy,
+            migrations: 14,
+            migrations_per_day: 2.0,
+            gib_moved: 30.5,
+            node_hours_over_memory: 1.5,
+            node_hours_over_cpu: 0.5,
+            spread_mean: 12.25,
+            spread_worst: 40.0,
+            reversals_24h: 1,
+            ct_restarts: 2,
+            hard_violations: 3,
+            spread: vec![40.0, 12.0, 9.5],
+            moves: vec![Move {
+                at: 60,
+                vmid: 101,
+                from: "pve1".into(),
+                to: "pve2".into(),
+                bytes: 1 << 30,
+                restart: false,
+            }],
+        };
+        let answer = shared::api::BacktestStatus {
+            state: BacktestState::Done,
+            done: 9,
+            total: 9,
+            from_cache: 4,
+            error: None,
+            report: Some(shared::backtest::BacktestReport {
+                times: vec![0, 3600, 7200],
+                interval_secs: 3600,
+                days: 7.0,
+                spread_on: Resource::Memory,
+                runs: vec![run],
+            }),
+        };
+        let read: BacktestStatus = parse((200, serde_json::to_string(&answer).unwrap())).unwrap();
+        assert!(!read.running());
+        assert_eq!((read.done, read.total, read.from_cache), (9, 9, 4));
+        let run = &read.report.expect("the report").runs[0];
+        assert_eq!(
+            (run.name.as_str(), run.kind, run.reversals_24h, run.ct_restarts),
+            ("edited", RunKind::Policy, 1, 2)
+        );
+        assert_eq!((run.gib_moved, run.spread_mean, run.hard_violations), (30.5, 12.25, 3));
+        assert_eq!(run.spread, vec![40.0, 12.0, 9.5]);
+        let failed = r#"{"state":"failed","done":1,"total":9,"from_cache":0,"error":"PVE said no"}"#;
+        let read: BacktestStatus = parse((200, failed.into())).unwrap();
+        assert_eq!(
+            (read.state, read.error.as_deref(), read.report.is_none()),
+            (BacktestState::Failed, Some("PVE said no"), true)
+        );
+    }
 }

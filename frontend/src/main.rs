@@ -39,7 +39,13 @@ pub fn mount_panel(element: web_sys::HtmlElement, options: JsValue) -> Result<Pa
     let mut opts: PanelOptions = if options.is_undefined() || options.is_null() {
         PanelOptions::default()
     } else {
-        serde_wasm_bindgen::from_value(options)
+        // Through JSON text, like every answer of the API: one decoder in the size-budgeted
+        // module instead of serde-wasm-bindgen's second one (docs/BENCHMARKS.md, Panel).
+        js_sys::JSON::stringify(&options)
+            .ok()
+            .and_then(|text| text.as_string())
+            .ok_or_else(|| "not JSON".to_owned())
+            .and_then(|text| serde_json::from_str(&text).map_err(|e| e.to_string()))
             .map_err(|e| JsValue::from_str(&format!("mount_panel options: {e}")))?
     };
     opts.embedded = true;

@@ -80,7 +80,7 @@ pub enum Strength {
 /// Where a rule or diagnostic comes from.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(tag = "kind", rename_all = "kebab-case", try_from = "RuleSourceWire")]
 pub enum RuleSource {
     Tag {
         vmid: u32,
@@ -101,6 +101,54 @@ pub enum RuleSource {
     PveDynamicBalancer,
     /// Found by combining rules (a conflict between sources).
     Engine,
+}
+
+/// [`RuleSource`] as read: the same JSON (`kind` beside the variant's fields), decoded as one flat
+/// object. serde's decoder for an internally tagged enum buffers the whole object first (its
+/// `Content` type), 12 KB of the panel's size-budgeted module for this enum alone
+/// (docs/BENCHMARKS.md, Panel); written out as before.
+#[derive(Deserialize)]
+struct RuleSourceWire {
+    kind: RuleSourceKind,
+    vmid: Option<u32>,
+    tag: Option<String>,
+    pool: Option<String>,
+    key: Option<String>,
+    value: Option<String>,
+    rule: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum RuleSourceKind {
+    Tag,
+    Pool,
+    Config,
+    HaRule,
+    PveDynamicBalancer,
+    Engine,
+}
+
+impl TryFrom<RuleSourceWire> for RuleSource {
+    type Error = String;
+
+    fn try_from(w: RuleSourceWire) -> Result<Self, String> {
+        fn field<T>(value: Option<T>, name: &str) -> Result<T, String> {
+            value.ok_or_else(|| format!("missing field `{name}`"))
+        }
+        Ok(match w.kind {
+            RuleSourceKind::Tag => {
+                RuleSource::Tag { vmid: field(w.vmid, "vmid")?, tag: field(w.tag, "tag")? }
+            }
+            RuleSourceKind::Pool => RuleSource::Pool { pool: field(w.pool, "pool")? },
+            RuleSourceKind::Config => {
+                RuleSource::Config { key: field(w.key, "key")?, value: field(w.value, "value")? }
+            }
+            RuleSourceKind::HaRule => RuleSource::HaRule { rule: field(w.rule, "rule")? },
+            RuleSourceKind::PveDynamicBalancer => RuleSource::PveDynamicBalancer,
+            RuleSourceKind::Engine => RuleSource::Engine,
+        })
+    }
 }
 
 impl std::fmt::Display for RuleSource {

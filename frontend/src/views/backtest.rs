@@ -5,11 +5,12 @@
 
 use super::Ctx;
 use crate::api::{self, Failure};
+use crate::api::{BacktestReport, BacktestStatus};
 use crate::live::sleep_ms;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
-use shared::api::{BacktestPolicy, BacktestStart, BacktestState, BacktestStatus};
-use shared::backtest::{BacktestReport, RunKind};
+use shared::api::{BacktestPolicy, BacktestStart, BacktestState};
+use shared::backtest::RunKind;
 use shared::policy::PolicyLayer;
 
 /// Polls of the progress before the view stops asking (10 minutes at one a second).

@@ -116,7 +116,18 @@ pub fn Login(reason: String) -> impl IntoView {
             <label>"Password" <input id="login-password" type="password" autocomplete="current-password"
                 on:input=move |ev| set_password.set(event_target_value(&ev)) /></label>
             <button id="login-submit" type="submit" disabled=move || busy.get()>"Log in"</button>
-            {move || error.get().map(|e| view! { <p class="pvrb-error" role="alert">{e}</p> })}
+            <ErrorLine error=error />
         </form>
     }
+}
+
+/// The error line under a form or action, shown while `error` is set (screen readers announce
+/// it). One component for every such line: an inline `move || error.get().map(…)` at each place
+/// would be its own copy of Leptos' rendering code in the size-budgeted module.
+#[component]
+pub fn ErrorLine(
+    #[prop(into)] error: Signal<Option<String>>,
+    #[prop(optional)] id: Option<&'static str>,
+) -> impl IntoView {
+    move || error.get().map(|e| view! { <p class="pvrb-error" role="alert" id=id>{e}</p> })
 }

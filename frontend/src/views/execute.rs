@@ -1,7 +1,7 @@
 //! Running a plan: the confirmation that lists exactly what will happen, and the live progress of
 //! the job (every step's state, PVE's message when one fails, Cancel).
 
-use super::common::StateBadge;
+use super::common::{ErrorLine, StateBadge};
 use super::plan::{step_gib, Run, Shown};
 use super::Ctx;
 use crate::caps::MIGRATE;
@@ -123,7 +123,7 @@ pub fn ConfirmExecute(shown: RwSignal<Option<Shown>>, open: RwSignal<bool>) -> i
                         <tbody>{rows}</tbody>
                     </table>
                 </div>
-                {move || error.get().map(|e| view! { <p class="pvrb-error" role="alert" id="confirm-error">{e}</p> })}
+                <ErrorLine error=error id="confirm-error" />
                 <div class="pvrb-toolbar pvrb-dialog-buttons">
                     <button id="confirm-cancel" disabled=move || busy.get() on:click=move |_| close()>"Back"</button>
                     <button id="confirm-execute" class="pvrb-primary" autofocus disabled=move || busy.get() on:click=go>
@@ -221,7 +221,7 @@ pub fn JobProgress() -> impl IntoView {
                     <button id="job-dismiss" on:click=move |_| ctx.dismiss_job()>"Close"</button>
                 })}
             </div>
-            {move || cancel_error.get().map(|e| view! { <p class="pvrb-error" role="alert">{e}</p> })}
+            <ErrorLine error=cancel_error />
             {move || ctx.job.with(|j| j.as_ref().and_then(|p| p.end.as_ref()).and_then(|e| e.message.clone()))
                 .map(|m| view! { <p class="pvrb-muted">{m}</p> })}
             <div class="pvrb-scroll">

@@ -3,7 +3,7 @@
 //! home), then confirm → the service marks the node and runs the plan as a job, followed live
 //! like any other. The node toolbar button in PVE opens this view (`view: "maintenance"`).
 
-use super::common::Bar;
+use super::common::{Bar, ErrorLine};
 use super::plan::{Origin, PlanResult, Run, Shown};
 use super::{clock, now_secs, Ctx};
 use crate::api::{self, Failure};
@@ -290,10 +290,10 @@ pub fn Maintenance() -> impl IntoView {
             None => view! { <p class="pvrb-muted">"Choose the node to put into maintenance."</p> }.into_any(),
             Some(n) => view! { <NodeGuests node=n /> }.into_any(),
         }}
-        {move || preview_error.get().map(|e| view! { <p class="pvrb-error" role="alert" id="evac-error">{e}</p> })}
+        <ErrorLine error=preview_error id="evac-error" />
         {move || view! { <PlanResult shown=shown scope="evac" action=action() /> }}
         {empty_action}
-        {move || action_error.get().map(|e| view! { <p class="pvrb-error" role="alert">{e}</p> })}
+        <ErrorLine error=action_error />
         {move || shown.with(|s| s.as_ref().is_some_and(|s| s.plan.steps.is_empty() && !s.plan.why_not.is_empty()))
             .then(|| view! { <p class="pvrb-warn">"Some guests cannot leave this node; see why below."</p> })}
     }

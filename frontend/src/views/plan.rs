@@ -2,7 +2,7 @@
 //! same engine computes in the browser from the loaded snapshot as the parameters change. Both
 //! show in [`PlanResult`], which the maintenance view reuses for its evacuation preview.
 
-use super::common::Bar;
+use super::common::{Bar, ErrorLine};
 use super::execute::ConfirmExecute;
 use super::{clock, now_secs, Ctx};
 use crate::caps::{AUDIT, MIGRATE};
@@ -262,7 +262,7 @@ pub fn PlanView() -> impl IntoView {
                 {move || busy.get().map(|b| view! { <span class="pvrb-muted" id="plan-busy">{b}</span> })}
             </div>
             <p class="pvrb-muted" id="plan-overrides">{move || overrides.with(override_words)}</p>
-            {move || error.get().map(|e| view! { <p class="pvrb-error" role="alert" id="plan-error">{e}</p> })}
+            <ErrorLine error=error id="plan-error" />
             <PlanResult shown=shown scope="plan" action="Execute" />
         </div>
     }

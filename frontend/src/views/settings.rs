@@ -8,6 +8,7 @@
 //! is sent. Users without `Sys.Modify` on `/` see it read-only, with a tooltip naming the
 //! privilege they lack (the service says which, in `SettingsView::missing_privilege`).
 
+use super::common::ErrorLine;
 use super::{clock, Ctx};
 use crate::api;
 use leptos::prelude::*;
@@ -273,15 +274,18 @@ fn checked(draft: &Map<String, Value>) -> Result<Settings, String> {
     Ok(s)
 }
 
-/// The fields the draft changes from `saved`, as the layer `PUT /api/v1/settings` takes.
-fn changes(saved: &Settings, draft: &Map<String, Value>) -> Result<PolicyLayer, String> {
+/// The fields the draft changes from `saved`: the JSON of the `PolicyLayer` that
+/// `PUT /api/v1/settings` takes. Sent as this object, not decoded into a `PolicyLayer` first:
+/// `checked` has checked the values, the service checks the body, and the panel's size-budgeted
+/// module needs no `PolicyLayer` decoder (21 KB of code, docs/BENCHMARKS.md, Panel).
+fn changes(saved: &Settings, draft: &Map<String, Value>) -> Map<String, Value> {
     let before = as_json(saved);
-    let changed: Map<String, Value> = draft
-        .iter()
-        .filter(|(k, v)| before.get(*k) != Some(*v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    from_object(changed)
+    draft.iter().filter(|(k, v)| before.get(*k) != Some(*v)).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// The names of the fields `changes` sets, in the settings' order.
+fn changed_fields(changes: &Map<String, Value>) -> Vec<&'static str> {
+    PolicyLayer::FIELDS.iter().copied().filter(|f| changes.contains_key(*f)).collect()
 }
 
 /// PVE's way of marking a value: where it comes from, in a word.
@@ -349,14 +353,14 @@ pub fn SettingsForm() -> impl IntoView {
     let save = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         let (Some(d), Some(before)) = (draft.get_untracked(), ctx.settings.get_untracked()) else { return };
-        let layer = match checked(&d).and_then(|_| changes(&before.settings, &d)) {
+        let layer = match checked(&d).map(|_| changes(&before.settings, &d)) {
             Ok(l) => l,
             Err(e) => {
                 error.set(Some(format!("{e}. Nothing was saved.")));
                 return;
             }
         };
-        if layer.set_fields().is_empty() {
+        if layer.is_empty() {
             saved.set(Some("Nothing changed; nothing to save.".into()));
             return;
         }
@@ -364,9 +368,9 @@ pub fn SettingsForm() -> impl IntoView {
         busy.set(true);
         error.set(None);
         spawn_local(async move {
-            match api::save_settings(&o, &layer).await {
+            match api::save_settings_object(&o, &layer).await {
                 Ok(v) => {
-                    let n = layer.set_fields().join(", ");
+                    let n = changed_fields(&layer).join(", ");
                     load(v);
                     saved.try_set(Some(format!("Saved {n}; the next plan uses these settings.")));
                 }
@@ -502,11 +506,11 @@ pub fn SettingsForm() -> impl IntoView {
         })
     };
     view! {
-        {move || load_error.get().map(|e| view! { <p class="pvrb-error" role="alert">{e}</p> })}
+        <ErrorLine error=load_error />
         {move || (draft.with(Option::is_none) && load_error.with(Option::is_none))
             .then(|| view! { <p class="pvrb-muted">"Loading settings…"</p> })}
         {form}
-        {move || error.get().map(|e| view! { <p class="pvrb-error" role="alert" id="settings-error">{e}</p> })}
+        <ErrorLine error=error id="settings-error" />
         {move || saved.get().map(|m| view! { <p class="pvrb-ok" id="settings-saved">{m}</p> })}
     }
 }
@@ -547,7 +551,10 @@ mod tests {
         let mut draft = as_json(&saved);
         draft.insert("balanciness".into(), serde_json::json!(7.0));
         draft.insert("max_gib".into(), serde_json::json!(64.0));
-        let layer = changes(&saved, &draft).unwrap();
+        let body = changes(&saved, &draft);
+        assert_eq!(changed_fields(&body), vec!["balanciness", "max_gib"]);
+        // The body is the layer the service takes, with only those fields.
+        let layer: PolicyLayer = from_object(body).unwrap();
         assert_eq!(layer.set_fields(), vec!["balanciness", "max_gib"]);
         assert_eq!(layer.max_gib, Some(Some(64.0)));
         // An out-of-range draft is refused by the engine's own check, naming the field.

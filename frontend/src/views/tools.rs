@@ -3,6 +3,7 @@
 //! the service (`POST /api/v1/best-node`), which ranks the nodes with the policy in force, the
 //! rules and the capacity, and says why a node does not fit.
 
+use super::common::ErrorLine;
 use super::Ctx;
 use crate::api;
 use crate::format::gib;
@@ -138,7 +139,7 @@ pub fn MigrateDialog(moving: RwSignal<Option<Moving>>) -> impl IntoView {
                 <h3 id="migrate-head">{format!("Migrate {} ({}) from {}", m.vmid, m.name, m.node)}</h3>
                 <p class="pvrb-muted">"Ranked by the engine with the policy in force, the rules and the capacity; the suggestion is preselected. The service checks the move again as a plan step (rules, capacity, your VM.Migrate, preflight) and runs it as a one-step job."</p>
                 <div class="pvrb-scroll pvrb-dialog-list">{ranks}</div>
-                {move || error.get().map(|e| view! { <p class="pvrb-error" role="alert" id="migrate-error">{e}</p> })}
+                <ErrorLine error=error id="migrate-error" />
                 <div class="pvrb-toolbar pvrb-dialog-buttons">
                     <button id="migrate-cancel" on:click=move |_| close()>"Cancel"</button>
                     <button id="migrate-go" class="pvrb-primary" disabled=move || blocked().is_some()
@@ -228,7 +229,7 @@ pub fn BestNodeForm() -> impl IntoView {
                 <button id="best-rank" class="pvrb-primary" type="submit" disabled=move || busy.get()>"Rank nodes"</button>
                 <span class="pvrb-muted">{move || format!("{} of memory asked", gib(gib_bytes(mem_gib.get())))}</span>
             </form>
-            {move || error.get().map(|e| view! { <p class="pvrb-error" role="alert" id="best-node-error">{e}</p> })}
+            <ErrorLine error=error id="best-node-error" />
             {verdict}
         </details>
     }

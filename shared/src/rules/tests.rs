@@ -427,3 +427,26 @@ mod conflicts {
         }
     }
 }
+
+#[test]
+fn rule_source_reads_what_it_writes_and_names_a_missing_field() {
+    let sources = [
+        RuleSource::Tag { vmid: 101, tag: "plb_pin_pve1".into() },
+        RuleSource::Pool { pool: "db".into() },
+        RuleSource::Config { key: "ignore_nodes".into(), value: "pve3".into() },
+        RuleSource::HaRule { rule: "keep-apart".into() },
+        RuleSource::PveDynamicBalancer,
+        RuleSource::Engine,
+    ];
+    for source in sources {
+        let json = serde_json::to_string(&source).unwrap();
+        assert_eq!(serde_json::from_str::<RuleSource>(&json).unwrap(), source, "{json}");
+    }
+    assert_eq!(
+        serde_json::to_string(&RuleSource::HaRule { rule: "r".into() }).unwrap(),
+        r#"{"kind":"ha-rule","rule":"r"}"#
+    );
+    let err = serde_json::from_str::<RuleSource>(r#"{"kind":"tag","vmid":7}"#).unwrap_err();
+    assert!(err.to_string().contains("missing field `tag`"), "{err}");
+    assert!(serde_json::from_str::<RuleSource>(r#"{"kind":"rumour"}"#).is_err());
+}
