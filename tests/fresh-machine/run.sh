@@ -38,7 +38,10 @@ set -euo pipefail
 # The others on its list (python3-venv, openssl, dpkg-dev, fakeroot, curl) and Node.js with
 # npm are in the machine image (their first install in /var/log/dpkg.log predates the
 # project's first setup run).
-ABSENT_DEBS=(rustc-web cargo-web rust-web-src chromium chromium-driver debhelper lintian wrk)
+ABSENT_DEBS=(rustc-web cargo-web rust-web-src chromium chromium-driver debhelper lintian wrk
+    # Chromium's, which `apt-get autoremove` keeps after it: libgtk-3-0 also satisfies an
+    # alternative dependency of the image's openjdk-17-jre ("libgtk2.0-0 | libgtk-3-0").
+    libgtk-3-0 libgtk-3-common libcolord2 libepoxy0 libwayland-cursor0 libwayland-egl1)
 # What setup.sh and the tests leave in $HOME, and /opt/rust-web.
 ABSENT_PATHS=(.cargo/bin/trunk .cargo/bin/wasm-bindgen .cargo/bin/wasm-bindgen-test-runner
     .cargo/bin/wasm2es6js .cargo/bin/wasm-opt .cargo/.crates.toml .cargo/.crates2.json
@@ -119,6 +122,7 @@ take_away_installs() {
 results=()
 failed=0
 t_all=
+readme_secs=0 # the README's commands alone: test and demo
 # step NAME TIMEOUT CMD...: runs CMD in the clone, output to the terminal and NAME.log, timed.
 step() {
     local name=$1 limit=$2 t0 rc
@@ -136,6 +140,7 @@ record() { # NAME SECONDS RC
     local verdict=ok
     [ "$3" = 0 ] || { verdict="FAIL (exit $3)"; failed=$((failed + 1)); }
     results+=("$(printf '%-22s %6d s  %s' "$1" "$2" "$verdict")")
+    case $1 in test | demo) readme_secs=$((readme_secs + $2)) ;; esac
     say "step $1: $verdict after $2 s"
 }
 
@@ -198,7 +203,10 @@ summary() {
             echo "[fresh]   cargo xtask test's stages:"
             sed -n '/\[xtask\] stage times:/,$p' /mnt/fresh-log/test.log | grep '^\[xtask\]   ' | sed 's/^\[xtask\]/[fresh]  /'
         fi
-        printf '[fresh]   %-22s %6d s  (%d min %d s)\n' "total" "$total" $((total / 60)) $((total % 60))
+        printf '[fresh]   %-22s %6d s  (%d min %d s)\n' "README commands" "$readme_secs" \
+            $((readme_secs / 60)) $((readme_secs % 60))
+        printf '[fresh]   %-22s %6d s  (%d min %d s, with purge and clone)\n' "rehearsal" "$total" \
+            $((total / 60)) $((total % 60))
         [ ! -d /work/pve-rebalancer/target ] ||
             echo "[fresh]   target/ at the end: $(du -sh /work/pve-rebalancer/target 2>/dev/null | cut -f1)"
         echo "fresh-machine: $((${#results[@]} - failed)) passed, $failed failed"
@@ -286,7 +294,7 @@ main() {
     export FRESH_SCRATCH_DIR
     FRESH_SCRATCH_DIR=$(mktemp -d "$scratch_parent/pvrb-fresh.XXXXXX")
 
-    local cpid=
+    cpid=
     cleanup() {
         [ -z "$cpid" ] || { kill -TERM "$cpid" 2>/dev/null; wait "$cpid" 2>/dev/null; }
         case $FRESH_SCRATCH_DIR in
