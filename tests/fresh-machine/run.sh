@@ -207,6 +207,7 @@ summary() {
             $((readme_secs / 60)) $((readme_secs % 60))
         printf '[fresh]   %-22s %6d s  (%d min %d s, with purge and clone)\n' "rehearsal" "$total" \
             $((total / 60)) $((total % 60))
+        echo "[fresh]   load average at the end: $(cut -d' ' -f1-3 /proc/loadavg) (2 cores, shared)"
         [ ! -d /work/pve-rebalancer/target ] ||
             echo "[fresh]   target/ at the end: $(du -sh /work/pve-rebalancer/target 2>/dev/null | cut -f1)"
         echo "fresh-machine: $((${#results[@]} - failed)) passed, $failed failed"
@@ -244,6 +245,7 @@ inside() {
         ;;
     esac
     # The README's two commands.
+    say "load average before them: $(cut -d' ' -f1-3 /proc/loadavg) (2 cores, shared)"
     step test "$FRESH_TEST_TIMEOUT" cargo xtask test || true
     [ "$FRESH_STOP_AFTER" != test ] || return 0
     demo
