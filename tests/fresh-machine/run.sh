@@ -24,11 +24,11 @@
 #   FRESH_STOP_AFTER=STEP   stop early: purge | clone | setup | panel | test (default: run all)
 #   FRESH_SCRATCH=DIR       parent of the scratch folder (default /var/tmp)
 #   FRESH_LOG_DIR=DIR       logs and summary (default target/fresh-machine/<UTC time>)
-#   FRESH_TEST_TIMEOUT=S    bound on `cargo xtask test` (default 3000)
+#   FRESH_TEST_TIMEOUT=S    bound on `cargo xtask test` (default 4800)
 #   FRESH_DEMO_TIMEOUT=S    bound on `cargo xtask demo` printing its URL (default 1200)
 #   FRESH_DEMO_PORT=N       the demo's port (default 8017, or a free one near 18017 when taken:
 #                           the container shares this machine's network)
-#   FRESH_TIMEOUT=S         bound on everything (default 5400)
+#   FRESH_TIMEOUT=S         bound on everything (default 7200)
 #   FRESH_KEEP=1            keep the scratch folder (the overlay's upper layer, the clone)
 #
 # Exits 0 when every step that ran passed. Not part of `cargo xtask test`.
@@ -200,8 +200,12 @@ summary() {
         echo "[fresh] ==== summary (commit $FRESH_COMMIT) ===="
         printf '[fresh]   %s\n' "${results[@]}"
         if [ -f /mnt/fresh-log/test.log ]; then
-            echo "[fresh]   cargo xtask test's stages:"
-            sed -n '/\[xtask\] stage times:/,$p' /mnt/fresh-log/test.log | grep '^\[xtask\]   ' | sed 's/^\[xtask\]/[fresh]  /'
+            # Each stage's line as it ended; on a timeout, the command it was in.
+            echo "[fresh]   cargo xtask test's stages that ended:"
+            grep -E '^\[xtask\] stage .*[0-9] s ' /mnt/fresh-log/test.log | sed 's/^\[xtask\] stage/[fresh]    /' || true
+            grep -q '^\[xtask\] stage times:' /mnt/fresh-log/test.log ||
+                echo "[fresh]   cut short in: $(grep '^\[xtask\] ' /mnt/fresh-log/test.log |
+                    grep -Ev '^\[xtask\] (stage|disk)' | tail -n 1 | grep -o '"[^"]*" .*' | cut -c1-160)"
         fi
         printf '[fresh]   %-22s %6d s  (%d min %d s)\n' "README commands" "$readme_secs" \
             $((readme_secs / 60)) $((readme_secs % 60))
@@ -284,7 +288,7 @@ main() {
     FRESH_ORIGIN=$(git -C "$root" rev-parse --path-format=absolute --git-common-dir)
     [ -z "$(git -C "$root" status --porcelain --untracked-files=no)" ] ||
         say "note: the work tree has uncommitted changes; the rehearsal clones commit $FRESH_COMMIT"
-    export FRESH_TEST_TIMEOUT=${FRESH_TEST_TIMEOUT:-3000} FRESH_DEMO_TIMEOUT=${FRESH_DEMO_TIMEOUT:-1200}
+    export FRESH_TEST_TIMEOUT=${FRESH_TEST_TIMEOUT:-4800} FRESH_DEMO_TIMEOUT=${FRESH_DEMO_TIMEOUT:-1200}
     export FRESH_DEMO_PORT=${FRESH_DEMO_PORT:-$(free_port)}
     export FRESH_LOG_DIR=${FRESH_LOG_DIR:-$root/target/fresh-machine/$(date -u +%Y%m%dT%H%M%SZ)}
     mkdir -p "$FRESH_LOG_DIR"
@@ -316,7 +320,7 @@ main() {
         "logs $FRESH_LOG_DIR; demo port $FRESH_DEMO_PORT${FRESH_STOP_AFTER:+; stop after $FRESH_STOP_AFTER}"
     # --kill-child: if unshare goes, the container's PID 1 and with it everything in it goes.
     set +e
-    timeout --kill-after=30 "${FRESH_TIMEOUT:-5400}" \
+    timeout --kill-after=30 "${FRESH_TIMEOUT:-7200}" \
         unshare --fork --kill-child --pid --mount --uts --ipc --propagation private \
         bash "$here/run.sh" --inside > >(tee "$FRESH_LOG_DIR/run.log") 2>&1 &
     cpid=$!
