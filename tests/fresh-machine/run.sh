@@ -205,7 +205,7 @@ summary() {
             grep -E '^\[xtask\] stage .*[0-9] s ' /mnt/fresh-log/test.log | sed 's/^\[xtask\] stage/[fresh]    /' || true
             grep -q '^\[xtask\] stage times:' /mnt/fresh-log/test.log ||
                 echo "[fresh]   cut short in: $(grep '^\[xtask\] ' /mnt/fresh-log/test.log |
-                    grep -Ev '^\[xtask\] (stage|disk)' | tail -n 1 | grep -o '"[^"]*" .*' | cut -c1-160)"
+                    grep -Ev '^\[xtask\] (stage|disk)' | tail -n 1 | sed 's/^\[xtask\] //; s/.*PATH="[^"]*" *//' | cut -c1-160)"
         fi
         printf '[fresh]   %-22s %6d s  (%d min %d s)\n' "README commands" "$readme_secs" \
             $((readme_secs / 60)) $((readme_secs % 60))
