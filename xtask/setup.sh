@@ -60,16 +60,24 @@ install_crate() {
   ( cd /tmp && env -u RUSTC -u CARGO -u RUSTC_BOOTSTRAP -u CARGO_TARGET_DIR PATH="$RUSTUP_BIN:$PATH" \
       "$RUSTUP_BIN/cargo" install --quiet "$@" )
 }
-has trunk "trunk $TRUNK_VERSION" || install_crate trunk --version "$TRUNK_VERSION" --locked
+# trunk and wasm-bindgen-cli do little work per build (trunk drives cargo; wasm-bindgen rewrites a
+# 2 MB module), but their release profiles ask for fat LTO and one codegen unit: on 2 cores that
+# made their one-time install 37 min of a fresh machine's first test run. A plainer optimized
+# build of them is enough (the profile variables override the crates' own, only for these two).
+install_tool() {
+  CARGO_PROFILE_RELEASE_LTO=off CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+    CARGO_PROFILE_RELEASE_DEBUG=false install_crate "$@"
+}
+has trunk "trunk $TRUNK_VERSION" || install_tool trunk --version "$TRUNK_VERSION" --locked
 if [ -n "$WASM_BINDGEN_VERSION" ]; then
   # --locked fails: the crate's lockfile pins a webpki-roots the registry no longer has.
   has wasm-bindgen "wasm-bindgen $WASM_BINDGEN_VERSION" \
-    || install_crate wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+    || install_tool wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
 fi
 # The test runner (`cargo xtask test`). Machines of this kind ship it in /usr/local/bin; anywhere
 # else it comes from crates.io once.
 if ! "$RUSTUP_BIN/cargo" nextest --version >/dev/null 2>&1; then
-  install_crate cargo-nextest --locked
+  install_tool cargo-nextest --locked
 fi
 if [ "${WITH_WASM_OPT:-0}" = 1 ]; then
   has wasm-opt "version_116" || install_crate wasm-opt --version "$WASM_OPT_VERSION" --locked
