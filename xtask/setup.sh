@@ -22,6 +22,27 @@ export DEBIAN_FRONTEND=noninteractive
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
+# Python venv for the peer (ProxLB) and the independent fake (fakepve): the last step, below. A
+# function, so that `ONLY_PYTHON=1` runs it alone (`cargo xtask test` does, beside the builds,
+# since it mostly waits on PyPI) and `WITH_PYTHON=0` leaves it out.
+python_venv() {
+  venv="$ROOT/target/venv"
+  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import proxlb' 2>/dev/null; then
+    say "python venv with proxlb==2.3.0 fakepve"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check proxlb==2.3.0 fakepve
+  fi
+  # The API fuzzer of tests/e2e/tests/integration/schemathesis.rs (≈ 15 s to install from PyPI).
+  if ! "$venv/bin/st" --version 2>/dev/null | grep -q "4.32.5"; then
+    say "schemathesis==4.32.5 into target/venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check schemathesis==4.32.5
+  fi
+}
+if [ "${ONLY_PYTHON:-0}" = 1 ]; then
+  python_venv
+  exit 0
+fi
+
 # 1. Debian packages --------------------------------------------------------------------------
 want=(rustc-web cargo-web rust-web-src chromium chromium-driver python3-venv openssl
       debhelper dpkg-dev fakeroot lintian wrk
@@ -83,18 +104,8 @@ if [ "${WITH_WASM_OPT:-0}" = 1 ]; then
   has wasm-opt "version_116" || install_crate wasm-opt --version "$WASM_OPT_VERSION" --locked
 fi
 
-# 4. Python venv for the peer (ProxLB) and the independent fake (fakepve) -------------------------
+# 4. Python venv ------------------------------------------------------------------------------
 if [ "${WITH_PYTHON:-1}" = 1 ]; then
-  venv="$ROOT/target/venv"
-  if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import proxlb' 2>/dev/null; then
-    say "python venv with proxlb==2.3.0 fakepve"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check proxlb==2.3.0 fakepve
-  fi
-  # The API fuzzer of tests/e2e/tests/integration/schemathesis.rs (≈ 15 s to install from PyPI).
-  if ! "$venv/bin/st" --version 2>/dev/null | grep -q "4.32.5"; then
-    say "schemathesis==4.32.5 into target/venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check schemathesis==4.32.5
-  fi
+  python_venv
 fi
 say "ready"

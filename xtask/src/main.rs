@@ -103,12 +103,18 @@ impl CurrentDir for Command {
 }
 
 fn setup(with_wasm_opt: bool) -> Result<()> {
-    let mut cmd = Command::new("bash");
-    cmd.arg(root().join("xtask/setup.sh"));
+    let mut cmd = setup_script();
     if with_wasm_opt {
         cmd.env("WITH_WASM_OPT", "1");
     }
     run(&mut cmd)
+}
+
+/// `bash xtask/setup.sh` (its variables select what it does).
+fn setup_script() -> Command {
+    let mut cmd = Command::new("bash");
+    cmd.arg(root().join("xtask/setup.sh"));
+    cmd
 }
 
 /// Builds the panel with trunk, through Debian's cargo (build-std for wasm32).

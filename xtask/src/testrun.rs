@@ -1,21 +1,24 @@
 //! `cargo xtask test`: every test, in stages that print their wall time.
 //!
-//! After set-up, the checks that need no build and the test build, three lanes run side by side:
-//! the tests mostly wait (on loopback servers, ProxLB's Python, Chromium) while the panel build
-//! and clippy mostly compute, so together they keep both cores of a small CI machine busy.
+//! After set-up and the checks that need no build, three lanes run side by side: the tests mostly
+//! wait (on loopback servers, ProxLB's Python, Chromium) while the builds and clippy compute, so
+//! together they keep both cores of a small CI machine busy. The panel (wasm, its own target dir)
+//! builds while the tests do; lanes 1 and 3 wait for the test build where they need it.
 //!
 //! ```text
-//! lane 1: panel build → browser tests (e2e modules browser*, panel*) → package
-//! lane 2: every other test → self-contained (lone copy) → node tests (PVE UI integration)
-//! lane 3: clippy (the only cargo build left: the lanes' test runs start the binaries the test
-//!         build listed, without cargo, so none of them waits for clippy's lock on target/)
+//! lane 1: panel build → (tests built) → browser tests (e2e modules browser*, panel*) → package
+//! lane 2: test build → (python venv) → every other test → self-contained (lone copy) → node
+//!         tests (PVE UI)
+//! lane 3: python venv (setup's last step, mostly waiting on PyPI) → (tests built) → clippy
+//!         (the only cargo build then: the lanes' test runs start the binaries the test build
+//!         listed, without cargo, so none waits for clippy's lock)
 //! ```
 //!
 //! A lane stops at its first failed stage; the others go on, and the task fails at the end. Each
 //! lane's commands write to `target/xtask/lane-N.log`, shown whole when the lane ends, so that the
 //! lanes' output does not interleave in a CI log.
 
-use crate::{frontend, root, run, selfcontained, setup};
+use crate::{frontend, root, run, selfcontained, setup_script};
 use anyhow::{bail, Context, Result};
 use std::cell::RefCell;
 use std::fs::File;
@@ -30,14 +33,29 @@ pub fn test() -> Result<()> {
     std::env::set_var("CARGO_INCREMENTAL", "0");
     report_disk();
     let stages = Stages::new();
-    stages.run("setup", || setup(false))?;
+    stages.run("setup", || run(setup_script().env("WITH_PYTHON", "0")))?;
     stages.run("fmt", || run(Command::new("cargo").args(["fmt", "--all", "--", "--check"])))?;
     stages.run("layout", || selfcontained::scan(&root()))?;
-    stages.run("test build", test_build)?;
+    let (built, venv) = (Gate::default(), Gate::default());
+    let build_tests = || built.open(test_build());
+    let make_venv = || venv.open(run(setup_script().env("ONLY_PYTHON", "1")));
+    let tests_built = || built.wait();
+    let venv_made = || venv.wait();
     let result = stages.lanes(&[
-        &[("panel build", &|| frontend(false)), ("browser tests", &browser_tests), ("package", &package)],
-        &[("other tests", &other_tests), ("self-contained", &lone_copy), ("node tests", &node_tests)],
-        &[("clippy", &clippy)],
+        &[
+            ("panel build", &|| frontend(false)),
+            ("(tests built)", &tests_built),
+            ("browser tests", &browser_tests),
+            ("package", &package),
+        ],
+        &[
+            ("test build", &build_tests),
+            ("(python venv)", &venv_made),
+            ("other tests", &other_tests),
+            ("self-contained", &lone_copy),
+            ("node tests", &node_tests),
+        ],
+        &[("python venv", &make_venv), ("(tests built)", &tests_built), ("clippy", &clippy)],
     ]);
     report_disk();
     stages.summary();
@@ -65,12 +83,12 @@ fn other_tests() -> Result<()> {
 /// Builds every test binary (`cargo nextest list`, which builds what it lists) and keeps the
 /// list and the workspace metadata, so that the lanes run the tests without starting cargo.
 fn test_build() -> Result<()> {
-    let listed = Command::new("cargo")
-        .args(["nextest", "list", "--workspace", "--list-type", "binaries-only", "--message-format", "json"])
+    let mut list = Command::new("cargo");
+    list.args(["nextest", "list", "--workspace", "--list-type", "binaries-only", "--message-format", "json"])
         .current_dir(root())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("starting cargo nextest list")?;
+        .stderr(std::process::Stdio::inherit());
+    to_lane_log(&mut list)?;
+    let listed = list.stdout(std::process::Stdio::piped()).output().context("starting cargo nextest list")?;
     if !listed.status.success() {
         bail!("building the tests failed ({})", listed.status);
     }
@@ -136,6 +154,29 @@ fn node_tests() -> Result<()> {
 
 fn clippy() -> Result<()> {
     run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
+}
+
+/// Opened once by the stage others wait for, with its outcome.
+#[derive(Default)]
+struct Gate {
+    outcome: Mutex<Option<bool>>,
+    opened: std::sync::Condvar,
+}
+
+impl Gate {
+    fn open(&self, result: Result<()>) -> Result<()> {
+        *self.outcome.lock().unwrap() = Some(result.is_ok());
+        self.opened.notify_all();
+        result
+    }
+
+    fn wait(&self) -> Result<()> {
+        let outcome = self.opened.wait_while(self.outcome.lock().unwrap(), |o| o.is_none()).unwrap();
+        match *outcome {
+            Some(true) => Ok(()),
+            _ => bail!("the stage this one waits for failed"),
+        }
+    }
 }
 
 type Stage<'a> = (&'static str, &'a (dyn Fn() -> Result<()> + Sync));

@@ -246,10 +246,14 @@ async fn task_faults_stop_and_offline_target() {
     assert_eq!(sim.guest_node(105).as_deref(), Some("pve1"));
     sim.check_invariants().unwrap();
 
-    // offline target: the task fails; proxied calls to the node answer 595
+    // offline target: the task fails; proxied calls to the node answer 595. The clock stands
+    // still until the node is down: at 1000× the copy would otherwise finish first on a busy
+    // machine.
+    sim.set_clock_rate(0.0);
     let (_, v) = s.post("/nodes/pve1/qemu/107/migrate", &[("target", "pve4"), ("online", "1")]).await;
     let u = v["data"].as_str().unwrap().to_string();
     sim.arm_fault(&FaultSpec::NodeOffline { node: "pve4".into(), online: false }).unwrap();
+    sim.set_clock_rate(1000.0);
     let st = s.wait_task("pve1", &u).await;
     assert!(st["exitstatus"].as_str().unwrap().contains("Can't connect to destination"));
     assert_eq!(sim.guest_node(107).as_deref(), Some("pve1"));
