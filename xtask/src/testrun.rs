@@ -7,11 +7,10 @@
 //!
 //! ```text
 //! lane 1: panel build → (tests built) → browser tests (e2e modules browser*, panel*) → package
-//! lane 2: test build → (python venv) → every other test → self-contained (lone copy) → node
-//!         tests (PVE UI)
-//! lane 3: python venv (setup's last step, mostly waiting on PyPI) → (tests built) → clippy
-//!         (the only cargo build then: the lanes' test runs start the binaries the test build
-//!         listed, without cargo, so none waits for clippy's lock)
+//! lane 2: test build → (python venv) → every other test → node tests (PVE UI)
+//! lane 3: python venv (setup's last step, mostly waiting on PyPI) → (tests built) →
+//!         self-contained (a lone copy's build) → clippy (the only cargo builds then: the test
+//!         runs start the binaries the test build listed, without cargo, so none waits for a lock)
 //! ```
 //!
 //! A lane stops at its first failed stage; the others go on, and the task fails at the end. Each
@@ -52,10 +51,16 @@ pub fn test() -> Result<()> {
             ("test build", &build_tests),
             ("(python venv)", &venv_made),
             ("other tests", &other_tests),
-            ("self-contained", &lone_copy),
             ("node tests", &node_tests),
         ],
-        &[("python venv", &make_venv), ("(tests built)", &tests_built), ("clippy", &clippy)],
+        // The lone copy builds into target/ like clippy: one after the other, so neither waits
+        // for the other's lock (on the lane 2 it waited 3 min for clippy's).
+        &[
+            ("python venv", &make_venv),
+            ("(tests built)", &tests_built),
+            ("self-contained", &lone_copy),
+            ("clippy", &clippy),
+        ],
     ]);
     report_disk();
     stages.summary();
