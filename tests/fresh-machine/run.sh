@@ -203,7 +203,7 @@ summary() {
             # Each stage's line as it ended; on a timeout, the command it was in.
             echo "[fresh]   cargo xtask test's stages that ended:"
             grep -E '^\[xtask\] stage .*[0-9] s ' /mnt/fresh-log/test.log | sed 's/^\[xtask\] stage/[fresh]    /' || true
-            grep -q '^\[xtask\] stage times:' /mnt/fresh-log/test.log ||
+            grep -q '^\[xtask\] stage times' /mnt/fresh-log/test.log ||
                 echo "[fresh]   cut short in: $(grep '^\[xtask\] ' /mnt/fresh-log/test.log |
                     grep -Ev '^\[xtask\] (stage|disk)' | tail -n 1 | sed 's/^\[xtask\] //; s/.*PATH="[^"]*" *//' | cut -c1-160)"
         fi
