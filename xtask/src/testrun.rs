@@ -54,7 +54,7 @@ pub fn test() -> Result<()> {
             ("node tests", &node_tests),
         ],
         // The lone copy builds into target/ like clippy: one after the other, so neither waits
-        // for the other's lock (on the lane 2 it waited 3 min for clippy's).
+        // for the other's lock.
         &[
             ("python venv", &make_venv),
             ("(tests built)", &tests_built),
