@@ -141,13 +141,13 @@ async fn run_once(loaded: &LoadedConfig, args: &ProxlbArgs, signals: &Signals) -
     let policy = policy(loaded).await?;
     let request = &policy.request;
     let client = Arc::new(connect(cfg).await?);
-    let mut snapshot = collect(&client).await?;
+    let collected = collect(&client).await?;
     if args.best_node {
-        let ranks = best_node(&snapshot, &NewGuest::default(), request);
+        let ranks = best_node(&collected.snapshot, &NewGuest::default(), request);
         print_best_node(&ranks);
         return Ok(());
     }
-    crate::recent::fill(&client, &mut snapshot, request.cooldown_secs.max(request.no_return_secs)).await;
+    let mut snapshot = crate::recent::for_plan(collected, &client, request);
     if let Some(why) = shared::engine::psi_note(&snapshot, request) {
         // With `-j` the plan's notes are not printed: say it where an admin reads warnings.
         tracing::warn!("{why}");
@@ -190,9 +190,9 @@ fn plan_json(
     }
 }
 
-async fn collect(client: &crate::pve::PveClient) -> Result<ClusterSnapshot, Failure> {
+async fn collect(client: &crate::pve::PveClient) -> Result<crate::collect::Collected, Failure> {
     let now = crate::unix_now();
-    crate::collect::snapshot(client, now).await.map_err(Failure::from_pve)
+    crate::collect::collect(client, now).await.map_err(Failure::from_pve)
 }
 
 /// Maintenance nodes present → evacuate them (ProxLB: ignored guests stay); else balance.
@@ -221,7 +221,7 @@ pub async fn plan_with_config(
 ) -> Result<Plan, Failure> {
     let request = policy_with(loaded, overrides.clone()).await?.request;
     let client = connect(&loaded.config).await?;
-    let mut snapshot = collect(&client).await?;
+    let mut snapshot = crate::recent::for_plan(collect(&client).await?, &client, &request);
     Ok(crate::preflight::plan(&client, &mut snapshot, |s| plan_for(loaded, s, &request)).await)
 }
 
@@ -232,7 +232,7 @@ pub async fn best_node_with_config(
 ) -> Result<Vec<NodeRank>, Failure> {
     let request = policy(loaded).await?.request;
     let client = connect(&loaded.config).await?;
-    Ok(best_node(&collect(&client).await?, guest, &request))
+    Ok(best_node(&collect(&client).await?.snapshot, guest, &request))
 }
 
 /// Ranking on stderr; the best node's name as the last stdout line (ProxLB's `-b` contract).

@@ -23,13 +23,25 @@ use shared::{ClusterSnapshot, Guest, GuestKind, GuestStatus, Node, NodeStatus};
 /// load pveproxy (each call is proxied to its node).
 pub const NODE_CONCURRENCY: usize = 8;
 
+/// A snapshot and the task list it was collected with: the planning paths read their recent
+/// migrations (cooldown rules, [`crate::recent::for_plan`]) from the same rows, not a second call.
+pub struct Collected {
+    pub snapshot: ClusterSnapshot,
+    /// `/cluster/tasks` (empty when PVE refused it).
+    pub tasks: Vec<Value>,
+}
+
 pub async fn snapshot(pve: &PveClient, now: u64) -> Result<ClusterSnapshot, PveError> {
+    Ok(collect(pve, now).await?.snapshot)
+}
+
+pub async fn collect(pve: &PveClient, now: u64) -> Result<Collected, PveError> {
     let (resources, status, options, ha_rules, tasks) = tokio::try_join!(
         pve.get::<Vec<Value>>("/cluster/resources"),
         pve.get::<Vec<Value>>("/cluster/status"),
         options(pve),
         ha_rules(pve),
-        optional_rows(pve, "/cluster/tasks", "no measured migration bandwidth"),
+        optional_rows(pve, "/cluster/tasks", "no measured migration bandwidth, no cooldown data"),
     )?;
     let mut snapshot = from_answers(&resources, &status, &Value::Null, now);
     snapshot.ha_rules = ha_rules;
@@ -52,7 +64,7 @@ pub async fn snapshot(pve: &PveClient, now: u64) -> Result<ClusterSnapshot, PveE
     let answers = details::fetch(pve, calls, NODE_CONCURRENCY).await;
     details::apply(&mut snapshot, &answers);
     snapshot.migration_timings = migration_timings(&tasks, &snapshot);
-    Ok(snapshot)
+    Ok(Collected { snapshot, tasks })
 }
 
 /// A list whose loss only costs one figure: an API error (403 without the privilege, 501) is

@@ -6,30 +6,37 @@
 //! (us, ProxLB, the HA manager, an admin), so a guest someone else just moved also cools down.
 //! A finished `qmigrate`/`vzmigrate` with status `OK` ran on the source node; the task list has
 //! no target, so the target is where the guest is now. Planning without this list still works
-//! (the rules just have nothing to go on), so a failed call is logged, not fatal.
+//! (the rules just have nothing to go on), so a refused call is logged, not fatal; the list is the
+//! one [`crate::collect::collect`] read.
 
+use crate::collect::Collected;
 use crate::pve::PveClient;
 use serde_json::Value;
 use shared::model::RecentMigration;
+use shared::plan::PlanRequest;
 use shared::ClusterSnapshot;
 
 /// Tasks stamped this far past PVE's own clock are from a node with a skewed clock: not "recent".
 const MAX_SKEW_SECS: u64 = 300;
 
-/// Fills `snapshot.recent_migrations` with the migrations that ended within `horizon_secs`.
+/// Fills `snapshot.recent_migrations` with the migrations in `tasks` (the `/cluster/tasks` rows
+/// the snapshot was collected with) that ended within `horizon_secs`.
 ///
 /// Task end times are stamped by PVE's clock, so their age is measured on it (the `Date` of PVE's
-/// answer): a node whose clock differs from PVE's (or a simulated cluster) still sees a migration
+/// answer, `pve_now`): a node whose clock differs from PVE's (or a simulated cluster) still sees a migration
 /// a minute old as a minute old. Ages are then put on our clock (`collected_at − age`), where the
 /// engine compares them.
-pub async fn fill(pve: &PveClient, snapshot: &mut ClusterSnapshot, horizon_secs: u64) {
-    match pve.get::<Vec<Value>>("/cluster/tasks").await {
-        Ok(rows) => {
-            let pve_now = pve.server_now().unwrap_or(snapshot.collected_at);
-            snapshot.recent_migrations = from_tasks(&rows, snapshot, pve_now, horizon_secs);
-        }
-        Err(e) => tracing::warn!(error = %e, "cluster task list unavailable: no cooldown data"),
-    }
+fn fill(snapshot: &mut ClusterSnapshot, tasks: &[Value], pve_now: u64, horizon_secs: u64) {
+    snapshot.recent_migrations = from_tasks(tasks, snapshot, pve_now, horizon_secs);
+}
+
+/// The collected snapshot for a balance plan: its recent migrations filled over the horizon of
+/// `request`'s cooldown and no-return rules, from the task list collected with it.
+pub fn for_plan(collected: Collected, pve: &PveClient, request: &PlanRequest) -> ClusterSnapshot {
+    let Collected { mut snapshot, tasks } = collected;
+    let pve_now = pve.server_now().unwrap_or(snapshot.collected_at);
+    fill(&mut snapshot, &tasks, pve_now, request.cooldown_secs.max(request.no_return_secs));
+    snapshot
 }
 
 /// Pure: the task rows → recent migrations, newest first. `pve_now` is PVE's clock when it

@@ -121,9 +121,8 @@ impl AppState {
     /// usage samples for the percentile mode, our maintenance marks (PVE HA maintenance is in the
     /// snapshot already), and PVE's migrate check.
     pub async fn plan_now(&self, request: &PlanRequest, now: u64) -> Result<Plan, PlanNowError> {
-        let mut snapshot = crate::collect::snapshot(&self.pve, now).await?;
-        crate::recent::fill(&self.pve, &mut snapshot, request.cooldown_secs.max(request.no_return_secs))
-            .await;
+        let collected = crate::collect::collect(&self.pve, now).await?;
+        let mut snapshot = crate::recent::for_plan(collected, &self.pve, request);
         if let Some(sampler) = &self.sampler {
             sampler.fill_percentiles(&mut snapshot);
         }

@@ -177,8 +177,9 @@ async fn task_ages_are_read_on_pves_clock_even_when_it_differs_from_ours() {
     }
     assert_eq!(sim.guest_node(101).as_deref(), Some("pve3"));
     let ours = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-    let mut snapshot = backend::collect::snapshot(&client, ours).await.unwrap();
-    backend::recent::fill(&client, &mut snapshot, 3600).await;
+    let collected = backend::collect::collect(&client, ours).await.unwrap();
+    let request = shared::plan::PlanRequest { cooldown_secs: 3600, ..Default::default() };
+    let snapshot = backend::recent::for_plan(collected, &client, &request);
     let recent: Vec<_> =
         snapshot.recent_migrations.iter().map(|m| (m.vmid, m.from.as_str(), m.to.as_str())).collect();
     assert_eq!(recent, vec![(101, "pve1", "pve3")], "a migration a moment old on PVE's clock is recent");
