@@ -19,6 +19,7 @@
 //! Every task is idempotent and quick when already done.
 
 mod fuzz;
+mod isolation;
 mod load;
 mod screenshots;
 mod selfcontained;

@@ -1,22 +1,27 @@
 //! `cargo xtask test`: every test, in stages that print their wall time.
 //!
 //! After set-up and the checks that need no build, three lanes run side by side: the tests mostly
-//! wait (on loopback servers, ProxLB's Python, Chromium) while the builds and clippy compute, so
-//! together they keep both cores of a small CI machine busy. The panel (wasm, its own target dir)
-//! builds while the tests do; lanes 1 and 3 wait for the test build where they need it.
+//! wait (on loopback servers, ProxLB's Python, Chromium) while the builds compute, so together
+//! they keep both cores of a small CI machine busy. The panel (wasm, its own target dir) builds
+//! while the tests do; lane 1 waits for the test build where it needs it.
 //!
 //! ```text
 //! lane 1: panel build → (tests built) → browser tests (e2e modules browser*, panel*) → package
-//! lane 2: test build → (python venv) → every other test → node tests (PVE UI)
-//! lane 3: python venv (setup's last step, mostly waiting on PyPI) → (tests built) →
-//!         self-contained (a lone copy's build) → clippy (the only cargo builds then: the test
-//!         runs start the binaries the test build listed, without cargo, so none waits for a lock)
+//! lane 2: test build+lint → (python venv) → every other test → node tests (PVE UI)
+//! lane 3: python venv (setup's last step, mostly waiting on PyPI)
 //! ```
+//!
+//! The test build compiles the workspace through clippy's driver (the lint pass), and it and the
+//! other tests run with nothing beside the repository ([`Isolation`], the self-contained guard).
+//! Where that isolation cannot be made, lane 3 builds the schema tests in a lone copy instead.
+//! The test runs start the binaries the test build listed (`nextest --binaries-metadata`),
+//! without cargo, so none waits for a lock on `target/`.
 //!
 //! A lane stops at its first failed stage; the others go on, and the task fails at the end. Each
 //! lane's commands write to `target/xtask/lane-N.log`, shown whole when the lane ends, so that the
 //! lanes' output does not interleave in a CI log.
 
+use crate::isolation::Isolation;
 use crate::{frontend, root, run, selfcontained, setup_script};
 use anyhow::{bail, Context, Result};
 use std::cell::RefCell;
@@ -35,11 +40,24 @@ pub fn test() -> Result<()> {
     stages.run("setup", || run(setup_script().env("WITH_PYTHON", "0")))?;
     stages.run("fmt", || run(Command::new("cargo").args(["fmt", "--all", "--", "--check"])))?;
     stages.run("layout", || selfcontained::scan(&root()))?;
+    let mut alone = None;
+    stages.run("self-contained", || {
+        alone = nothing_beside(&root());
+        Ok(())
+    })?;
+    let alone = alone.as_ref();
     let (built, venv) = (Gate::default(), Gate::default());
-    let build_tests = || built.open(test_build());
+    let build_tests = || built.open(test_build(alone));
     let make_venv = || venv.open(run(setup_script().env("ONLY_PYTHON", "1")));
     let tests_built = || built.wait();
     let venv_made = || venv.wait();
+    let other_tests = || nextest(alone, &["-E", &format!("not ({})", panel_tests())]);
+    // Without the isolation, the guard builds the schema tests in a lone copy of the tree.
+    let lone_copy = || selfcontained::check(&root());
+    let lane_3: &[Stage] = match alone {
+        Some(_) => &[("python venv", &make_venv)],
+        None => &[("python venv", &make_venv), ("(tests built)", &tests_built), ("lone copy", &lone_copy)],
+    };
     let result = stages.lanes(&[
         &[
             ("panel build", &|| frontend(false)),
@@ -48,19 +66,12 @@ pub fn test() -> Result<()> {
             ("package", &package),
         ],
         &[
-            ("test build", &build_tests),
+            ("test build+lint", &build_tests),
             ("(python venv)", &venv_made),
             ("other tests", &other_tests),
             ("node tests", &node_tests),
         ],
-        // The lone copy builds into target/ like clippy: one after the other, so neither waits
-        // for the other's lock.
-        &[
-            ("python venv", &make_venv),
-            ("(tests built)", &tests_built),
-            ("self-contained", &lone_copy),
-            ("clippy", &clippy),
-        ],
+        lane_3,
     ]);
     report_disk();
     stages.summary();
@@ -77,26 +88,48 @@ fn panel_tests() -> String {
     format!("package(e2e) & ({})", modules.join(" | "))
 }
 
+/// The isolation the test build and the other tests run in ([`Isolation`]), or `None` with the
+/// reason on stderr: then the lone-copy stage guards instead.
+fn nothing_beside(root: &std::path::Path) -> Option<Isolation> {
+    match Isolation::for_repo(root) {
+        Ok(alone) => {
+            eprintln!(
+                "[xtask] the test build and the tests run with nothing beside the repository: {}",
+                alone.describe()
+            );
+            Some(alone)
+        }
+        Err(why) => {
+            eprintln!(
+                "[xtask] cannot hide what lies beside the repository ({why}); a lone copy guards instead"
+            );
+            None
+        }
+    }
+}
+
+/// The browser tests run outside the isolation: Chromium and its profile need the machine.
 fn browser_tests() -> Result<()> {
-    nextest(&["-E", &panel_tests()])
+    nextest(None, &["-E", &panel_tests()])
 }
 
-fn other_tests() -> Result<()> {
-    nextest(&["-E", &format!("not ({})", panel_tests())])
-}
-
-/// Builds every test binary (`cargo nextest list`, which builds what it lists) and keeps the
-/// list and the workspace metadata, so that the lanes run the tests without starting cargo.
-fn test_build() -> Result<()> {
-    let mut list = Command::new("cargo");
-    list.args(["nextest", "list", "--workspace", "--list-type", "binaries-only", "--message-format", "json"])
-        .current_dir(root())
-        .stderr(std::process::Stdio::inherit());
+/// Builds every test binary (`cargo nextest list`, which builds what it lists) and the benches,
+/// linted as they compile (see [`linted`]), and keeps the list and the workspace metadata, so
+/// that the lanes run the tests without starting cargo.
+fn test_build(alone: Option<&Isolation>) -> Result<()> {
+    let mut list = linted();
+    list.args(["nextest", "list", "--workspace", "--list-type", "binaries-only", "--message-format", "json"]);
+    let mut list = isolated(alone, list);
+    list.stderr(std::process::Stdio::inherit());
     to_lane_log(&mut list)?;
     let listed = list.stdout(std::process::Stdio::piped()).output().context("starting cargo nextest list")?;
     if !listed.status.success() {
         bail!("building the tests failed ({})", listed.status);
     }
+    // Benches are no test target; built (dev profile, like the tests' dependencies) to be linted.
+    let mut benches = linted();
+    benches.args(["build", "--workspace", "--benches"]);
+    run(&mut isolated(alone, benches))?;
     let metadata = Command::new("cargo")
         .args(["metadata", "--format-version", "1"])
         .current_dir(root())
@@ -111,6 +144,33 @@ fn test_build() -> Result<()> {
     Ok(())
 }
 
+/// A cargo command whose workspace crates compile through clippy's driver with `-D warnings`:
+/// what `cargo clippy --workspace --all-targets -- -D warnings` checks, found while building
+/// the tests instead of in a second pass that checks every dependency again (292 s of a cold
+/// run and its own artifacts in target/).
+fn linted() -> Command {
+    let driver = Command::new("rustup")
+        .args(["which", "clippy-driver"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "clippy-driver".into());
+    let mut cmd = Command::new("cargo");
+    cmd.current_dir(root())
+        .env("RUSTC_WORKSPACE_WRAPPER", driver)
+        .env("CLIPPY_ARGS", "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__");
+    cmd
+}
+
+/// `cmd`, inside the isolation when there is one.
+fn isolated(alone: Option<&Isolation>, cmd: Command) -> Command {
+    match alone {
+        Some(alone) => alone.wrap(&cmd),
+        None => cmd,
+    }
+}
+
 const BINARIES: &str = "binaries.json";
 const METADATA: &str = "cargo-metadata.json";
 
@@ -123,15 +183,17 @@ fn build_list(name: &str) -> std::path::PathBuf {
 /// --workspace` builds it with the `demo` feature e2e turns on): told so, the harness does not
 /// build it again with other features, which rebuilt the backend mid-run and replaced the binary
 /// under running tests.
-fn nextest(args: &[&str]) -> Result<()> {
+fn nextest(alone: Option<&Isolation>, args: &[&str]) -> Result<()> {
     let binary = root().join("target/debug/pve-rebalancer");
-    run(Command::new("cargo")
-        .args(["nextest", "run", "--binaries-metadata"])
+    let mut cmd = Command::new("cargo");
+    cmd.args(["nextest", "run", "--binaries-metadata"])
         .arg(build_list(BINARIES))
         .arg("--cargo-metadata")
         .arg(build_list(METADATA))
         .args(args)
-        .env("COMPARE_CLI", binary))
+        .env("COMPARE_CLI", binary)
+        .current_dir(root());
+    run(&mut isolated(alone, cmd))
 }
 
 /// The package test checks the packaging (files, unit, trigger, install and removal, the service
@@ -149,16 +211,8 @@ fn package() -> Result<()> {
     run(Command::new("bash").arg(root().join("tests/deb/run.sh")).env("PVE_REBALANCER_DEB_BOOT", "require"))
 }
 
-fn lone_copy() -> Result<()> {
-    selfcontained::check(&root())
-}
-
 fn node_tests() -> Result<()> {
     run(Command::new("bash").arg(root().join("pve-integration/test/run.sh")))
-}
-
-fn clippy() -> Result<()> {
-    run(Command::new("cargo").args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))
 }
 
 /// Opened once by the stage others wait for, with its outcome.
