@@ -2,13 +2,13 @@
 //! simulator per endpoint), PVE 7.4 / 8.4 / 9.1 answers, per-node QEMU versions, PVE's own
 //! balancer detected from `/cluster/options` and respected by the plan.
 
-use crate::common::{demo, options};
 use backend::collect;
 use backend::pve::PveClient;
 use pve_sim::{RunningSim, Scenario};
 use serde_json::json;
 use shared::{GuestKind, GuestStatus, NodeStatus};
 use std::time::Duration;
+use test_support::{demo, options};
 
 /// A generated cluster with the demo's users (the generator makes none).
 fn generated(nodes: usize, guests: usize) -> Scenario {

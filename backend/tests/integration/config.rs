@@ -346,7 +346,7 @@ fn secrets_never_show_in_debug() {
 #[test]
 fn world_readable_secrets_are_warned() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = crate::common::temp_dir("config");
+    let dir = test_support::temp_dir("config");
     let path = dir.join("proxlb.yaml");
     std::fs::write(&path, "proxmox_api:\n  hosts: [a]\n  user: root@pam\n  pass: x\n").unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();

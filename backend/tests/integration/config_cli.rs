@@ -2,11 +2,11 @@
 //! parse, `-b`, ProxLB's exit codes (1 config, 2 auth/connection), host failover, execution,
 //! the bounded daemon loop, and maintenance evacuation.
 
-use crate::common::{start_sim, temp_dir};
 use pve_sim::RunningSim;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
+use test_support::{start_sim, temp_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_pve-rebalancer");
 

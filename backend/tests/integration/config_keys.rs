@@ -2,9 +2,9 @@
 //! real binary: `service.log_level`, `rebalancer.listen`, `balancing.balance_types` and
 //! `balancing.live` in the plan, `proxmox_cluster.overprovisioning`.
 
-use crate::common::{start_sim, temp_dir};
 use std::process::Stdio;
 use std::time::Duration;
+use test_support::{start_sim, temp_dir};
 use tokio::io::AsyncBufReadExt;
 
 const BIN: &str = env!("CARGO_BIN_EXE_pve-rebalancer");

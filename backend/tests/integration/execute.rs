@@ -2,50 +2,20 @@
 //! plans, PVE task errors, hangs and timeouts, guests moved by someone else, HA guests, user
 //! cancel, a restart mid-plan, and two executors racing for the cluster lock.
 
-use crate::common::{client, executor_in, fast_exec_config, start_sim, temp_dir};
 use backend::execute::{ClusterLock, DirLock, ExecConfig, Executor, Journal, StartError};
-use pve_sim::{FaultSpec, RunningSim};
-use serde_json::json;
+use pve_sim::FaultSpec;
 use shared::api::{JobState, JobView, StepState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-/// A plan of explicit steps: (vmid, kind, from, to, depends_on).
-fn plan(steps: &[(u32, &str, &str, &str, &[usize])]) -> shared::Plan {
-    let steps: Vec<_> = steps
-        .iter()
-        .map(|(vmid, kind, from, to, deps)| {
-            json!({"vmid": vmid, "name": format!("g{vmid}"), "kind": kind, "from": from, "to": to,
-                   "migration": "live", "mem_bytes": 0, "reason": "test", "depends_on": deps})
-        })
-        .collect();
-    serde_json::from_value(json!({
-        "request": shared::PlanRequest::default(), "steps": steps, "before": [], "after": [],
-        "spread_before": 0.0, "spread_after": 0.0, "notes": [],
-    }))
-    .expect("plan")
-}
+use test_support::{
+    client, executor_in, fast_exec_config, migrate_posts, plan_of as plan, start_sim, step,
+    step_message as msg, temp_dir,
+};
 
 async fn run(ex: &Arc<Executor>, plan: &shared::Plan) -> JobView {
     let id = ex.start(plan, None, "test@pve").expect("job starts");
     ex.wait_finished(id, Duration::from_secs(60)).await.expect("job ends within a minute")
-}
-
-fn step(v: &JobView, vmid: u32) -> &shared::api::StepView {
-    v.steps.iter().find(|s| s.vmid == vmid).expect("step of vmid")
-}
-
-fn msg(v: &JobView, vmid: u32) -> String {
-    step(v, vmid).message.clone().unwrap_or_default()
-}
-
-fn migrate_posts(sim: &RunningSim) -> u64 {
-    sim.request_stats()
-        .iter()
-        .filter(|(k, _)| k.starts_with("POST") && k.ends_with("/migrate"))
-        .map(|(_, n)| *n)
-        .sum()
 }
 
 #[tokio::test]

@@ -9,8 +9,7 @@
 //! on stdin; it exits when stdin closes, so it never outlives the test. Where fakepve and real PVE
 //! (or our simulator) differ, docs/RELIABILITY.md says so.
 
-use crate::common::{temp_dir, workspace_root, Scratch};
-use backend::execute::{DirLock, ExecConfig, Executor, Journal};
+use backend::execute::{ExecConfig, Executor, Journal};
 use backend::pve::{Credentials, PveClient, PveError, PveOptions};
 use serde_json::{json, Value};
 use shared::api::{JobState, StepState};
@@ -20,6 +19,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::Duration;
+use test_support::{executor_with, moves as plan, temp_dir, workspace_root, Scratch};
 
 const PASSWORD: &str = "fake-pve-S3cret";
 
@@ -217,24 +217,7 @@ fn fast_config() -> ExecConfig {
 }
 
 fn executor(pve: Arc<PveClient>, dir: &Path) -> Arc<Executor> {
-    let journal = Journal::open(&dir.join("journal.sqlite")).expect("journal");
-    Executor::new(pve, Arc::new(journal), Arc::new(DirLock::new(dir.join("lock"))), fast_config())
-}
-
-/// A plan of explicit steps: (vmid, from, to).
-fn plan(steps: &[(u32, &str, &str)]) -> shared::Plan {
-    let steps: Vec<_> = steps
-        .iter()
-        .map(|(vmid, from, to)| {
-            json!({"vmid": vmid, "name": format!("g{vmid}"), "kind": "qemu", "from": from, "to": to,
-                   "migration": "live", "mem_bytes": 0, "reason": "test", "depends_on": []})
-        })
-        .collect();
-    serde_json::from_value(json!({
-        "request": shared::PlanRequest::default(), "steps": steps, "before": [], "after": [],
-        "spread_before": 0.0, "spread_after": 0.0, "notes": [],
-    }))
-    .expect("plan")
+    executor_with(pve, dir, &dir.join("lock"), fast_config())
 }
 
 async fn run(ex: &Arc<Executor>, p: &shared::Plan) -> shared::api::JobView {

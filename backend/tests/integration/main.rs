@@ -2,8 +2,6 @@
 //! `tests/*.rs` target. A new test file goes here as a module (`mod x;`), never beside this
 //! folder: `autotests = false` would leave it unbuilt (`cargo xtask self-contained` checks).
 
-mod common;
-
 mod alerts_once;
 mod collect;
 mod collect_ha_groups;

@@ -1,12 +1,12 @@
 //! `PveClient` against the real simulator (HTTPS on loopback): TLS trust (CA file, pinned
 //! fingerprint, neither), API tokens, retries of GETs only, host failover, PVE's words in errors.
 
-use crate::common::start_sim;
 use backend::pve::{Connection, Credentials, PveClient, PveError, PveOptions};
 use pve_sim::{FaultSpec, RunningSim};
 use serde_json::Value;
 use std::error::Error as _;
 use std::time::Duration;
+use test_support::start_sim;
 
 fn opts(url: &str, ca_pem: Option<String>) -> PveOptions {
     PveOptions {

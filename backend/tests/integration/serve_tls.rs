@@ -1,8 +1,8 @@
 //! The service over TLS with a node certificate, as on a PVE node.
 
-use crate::common::temp_dir;
 use backend::http::serve::{serve, TlsFiles};
 use std::time::Duration;
+use test_support::temp_dir;
 
 #[test]
 fn the_custom_pveproxy_certificate_wins_over_the_cluster_one() {

@@ -9,7 +9,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_pve-rebalancer");
 async fn status_once_prints_every_node_and_the_spread() {
     let scenario = pve_sim::Scenario::from_file(&pve_sim::demo_scenario_path()).expect("demo scenario");
     let sim = pve_sim::start(pve_sim::SimConfig::new(scenario)).await.expect("simulator starts");
-    let dir = crate::common::temp_dir("status");
+    let dir = test_support::temp_dir("status");
     let ca = dir.join("ca.pem");
     std::fs::write(&ca, &sim.ca_pem).unwrap();
     let child = tokio::process::Command::new(BIN)

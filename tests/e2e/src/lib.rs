@@ -12,16 +12,13 @@ use backend::config::map::FileLayer;
 use backend::execute::{DirLock, ExecConfig, Executor, Journal};
 use backend::http::router;
 use backend::maintenance::Maintenance;
-use backend::pve::{Credentials, PveClient, PveOptions};
+use backend::pve::PveClient;
 use backend::sampler::{Sampler, SamplerConfig};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
-}
+pub use test_support::{pve_client, temp_dir, workspace_root, Scratch};
 
 /// The built `pve-rebalancer` binary (target/debug), for tests that run the real process. Fails
 /// (never skips) when it is missing or older than `backend/src`.
@@ -172,7 +169,8 @@ impl StackBuilder {
         cfg.time_scale = self.time_scale;
         let sim = pve_sim::start(cfg).await?;
         let (user, password) = self.service_user;
-        let pve = pve_client_as(&sim, &sim.base_url, (&user, &password), self.pve_timeout);
+        let options = test_support::options_as(&sim, &sim.base_url, (&user, &password), self.pve_timeout);
+        let pve = Arc::new(PveClient::new(options).expect("a PVE client for the simulator"));
         let scratch = temp_dir("stack");
         let work = scratch.to_path_buf();
         let exec_limits = (self.exec.max_parallel as u32, self.exec.max_per_node as u32);
@@ -304,51 +302,6 @@ exec curl -sS --fail-with-body --max-time 10 --cacert "{ca}" -H 'Content-Type: a
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     script
-}
-
-/// A PVE client for `sim` reached at `base_url` (the simulator, or a proxy in front of it),
-/// trusting its CA, logged in as root@pam.
-pub fn pve_client(sim: &pve_sim::RunningSim, base_url: &str, timeout: Duration) -> Arc<PveClient> {
-    pve_client_as(sim, base_url, ("root@pam", "demo"), timeout)
-}
-
-fn pve_client_as(
-    sim: &pve_sim::RunningSim,
-    base_url: &str,
-    (user, password): (&str, &str),
-    timeout: Duration,
-) -> Arc<PveClient> {
-    Arc::new(
-        PveClient::new(PveOptions {
-            base_url: base_url.to_owned(),
-            credentials: Credentials::Password { user: user.to_owned(), password: password.to_owned() },
-            ca_pem: Some(sim.ca_pem.clone()),
-            insecure: false,
-            timeout,
-        })
-        .expect("a PVE client for the simulator"),
-    )
-}
-
-/// A fresh private directory under the system temp dir, removed when dropped; reads as a `Path`.
-pub fn temp_dir(tag: &str) -> Scratch {
-    Scratch(tempfile::Builder::new().prefix(&format!("pvrb-e2e-{tag}-")).tempdir().expect("temp dir"))
-}
-
-/// A directory from [`temp_dir`].
-pub struct Scratch(tempfile::TempDir);
-
-impl std::ops::Deref for Scratch {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        self.0.path()
-    }
-}
-
-impl AsRef<Path> for Scratch {
-    fn as_ref(&self) -> &Path {
-        self.0.path()
-    }
 }
 
 impl Stack {

@@ -25,6 +25,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use test_support::{migrate_posts, plan_of as plan, step, step_message as msg};
 
 // ------------------------------------------------------------------------------------ harness
 
@@ -187,38 +188,6 @@ impl User {
             .unwrap()
             .status()
     }
-}
-
-/// A plan of explicit steps: (vmid, kind, from, to, depends_on).
-fn plan(steps: &[(u32, &str, &str, &str, &[usize])]) -> shared::Plan {
-    let steps: Vec<_> = steps
-        .iter()
-        .map(|(vmid, kind, from, to, deps)| {
-            json!({"vmid": vmid, "name": format!("g{vmid}"), "kind": kind, "from": from, "to": to,
-                   "migration": "live", "mem_bytes": 0, "reason": "test", "depends_on": deps})
-        })
-        .collect();
-    serde_json::from_value(json!({
-        "request": shared::PlanRequest::default(), "steps": steps, "before": [], "after": [],
-        "spread_before": 0.0, "spread_after": 0.0, "notes": [],
-    }))
-    .expect("plan")
-}
-
-fn step(v: &JobView, vmid: u32) -> &shared::api::StepView {
-    v.steps.iter().find(|s| s.vmid == vmid).expect("step of vmid")
-}
-
-fn msg(v: &JobView, vmid: u32) -> String {
-    step(v, vmid).message.clone().unwrap_or_default()
-}
-
-fn migrate_posts(sim: &RunningSim) -> u64 {
-    sim.request_stats()
-        .iter()
-        .filter(|(k, _)| k.starts_with("POST") && k.ends_with("/migrate"))
-        .map(|(_, n)| *n)
-        .sum()
 }
 
 /// The two checks every scenario ends with: the simulator's invariants, and the journal (as the

@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use shared::api::{JobState, JobView};
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
+use test_support::{migrate_posts, moves as plan};
 
 const ROOT_PW: &str = "Root-pw-4b1e9f7c";
 const OPS_PW: &str = "Ops-pw-d2a8e610";
@@ -67,29 +68,6 @@ async fn stack() -> Stack {
 
 async fn login(base: &str, user: &str, pw: &str) -> User {
     e2e::login(base, user, pw).await.expect("login")
-}
-
-fn plan(steps: &[(u32, &str, &str)]) -> shared::Plan {
-    let steps: Vec<_> = steps
-        .iter()
-        .map(|(vmid, from, to)| {
-            json!({"vmid": vmid, "name": format!("g{vmid}"), "kind": "qemu", "from": from, "to": to,
-                   "migration": "live", "mem_bytes": 0, "reason": "test", "depends_on": []})
-        })
-        .collect();
-    serde_json::from_value(json!({
-        "request": shared::PlanRequest::default(), "steps": steps, "before": [], "after": [],
-        "spread_before": 0.0, "spread_after": 0.0, "notes": [],
-    }))
-    .unwrap()
-}
-
-fn migrate_posts(sim: &pve_sim::RunningSim) -> u64 {
-    sim.request_stats()
-        .iter()
-        .filter(|(k, _)| k.starts_with("POST") && k.ends_with("/migrate"))
-        .map(|(_, n)| *n)
-        .sum()
 }
 
 async fn wait_job(u: &User, id: u64) -> JobView {

@@ -3,6 +3,7 @@
 //! 400 — and nothing starts: no migration is posted to PVE, no job, no mark, no stored setting.
 
 use serde_json::{json, Value};
+use test_support::migrate_posts;
 
 /// `(method, path, a body with one misspelt field, the misspelt field, the field it meant)`.
 fn typos(plan: &Value) -> Vec<(&'static str, &'static str, Value, &'static str, &'static str)> {
@@ -15,11 +16,6 @@ fn typos(plan: &Value) -> Vec<(&'static str, &'static str, Value, &'static str, 
         ("POST", "/api/v1/best-node", json!({"vmidd": 100}), "vmidd", "vmid"),
         ("POST", "/api/migrate", json!({"vmid": 100, "target_nod": "pve3"}), "target_nod", "target_node"),
     ]
-}
-
-fn migrate_posts(sim: &pve_sim::RunningSim) -> u64 {
-    let stats = sim.request_stats();
-    stats.iter().filter(|(k, _)| k.starts_with("POST") && k.ends_with("/migrate")).map(|(_, n)| *n).sum()
 }
 
 #[tokio::test]
