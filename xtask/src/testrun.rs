@@ -6,14 +6,16 @@
 //! while the tests do; lane 1 waits for the test build where it needs it.
 //!
 //! ```text
-//! lane 1: panel build → (tests built) → browser tests (e2e modules browser*, panel*) → package
-//! lane 2: test build+lint → (python venv) → every other test → node tests (PVE UI)
-//! lane 3: python venv (setup's last step, mostly waiting on PyPI)
+//! lane 1: panel build → (tests built) → browser tests (e2e modules browser*, panel*)
+//! lane 2: test build+lint → (python venv) → every other test
+//! lane 3: python venv (setup's last step, mostly waiting on PyPI) → node tests (PVE UI, a
+//!         stand-in panel: no build needed) → (tests built) → (panel built) → package
 //! ```
 //!
 //! The test build compiles the workspace through clippy's driver (the lint pass), and it and the
 //! other tests run with nothing beside the repository ([`Isolation`], the self-contained guard).
-//! Where that isolation cannot be made, lane 3 builds the schema tests in a lone copy instead.
+//! Where that isolation cannot be made, lane 3 builds the schema tests in a lone copy instead,
+//! once the tests are built.
 //! The test runs start the binaries the test build listed (`nextest --binaries-metadata`),
 //! without cargo, so none waits for a lock on `target/`.
 //!
@@ -46,32 +48,27 @@ pub fn test() -> Result<()> {
         Ok(())
     })?;
     let alone = alone.as_ref();
-    let (built, venv) = (Gate::default(), Gate::default());
+    let (built, venv, panel) = (Gate::default(), Gate::default(), Gate::default());
     let build_tests = || built.open(test_build(alone));
     let make_venv = || venv.open(run(setup_script().env("ONLY_PYTHON", "1")));
+    let build_panel = || panel.open(frontend(false));
     let tests_built = || built.wait();
     let venv_made = || venv.wait();
+    let panel_built = || panel.wait();
     let other_tests = || nextest(alone, &["-E", &format!("not ({})", panel_tests())]);
     // Without the isolation, the guard builds the schema tests in a lone copy of the tree.
     let lone_copy = || selfcontained::check(&root());
-    let lane_3: &[Stage] = match alone {
-        Some(_) => &[("python venv", &make_venv)],
-        None => &[("python venv", &make_venv), ("(tests built)", &tests_built), ("lone copy", &lone_copy)],
-    };
+    let mut lane_3: Vec<Stage> = vec![("python venv", &make_venv), ("node tests", &node_tests)];
+    lane_3.push(("(tests built)", &tests_built));
+    if alone.is_none() {
+        lane_3.push(("lone copy", &lone_copy));
+    }
+    lane_3.push(("(panel built)", &panel_built));
+    lane_3.push(("package", &package));
     let result = stages.lanes(&[
-        &[
-            ("panel build", &|| frontend(false)),
-            ("(tests built)", &tests_built),
-            ("browser tests", &browser_tests),
-            ("package", &package),
-        ],
-        &[
-            ("test build+lint", &build_tests),
-            ("(python venv)", &venv_made),
-            ("other tests", &other_tests),
-            ("node tests", &node_tests),
-        ],
-        lane_3,
+        &[("panel build", &build_panel), ("(tests built)", &tests_built), ("browser tests", &browser_tests)],
+        &[("test build+lint", &build_tests), ("(python venv)", &venv_made), ("other tests", &other_tests)],
+        &lane_3,
     ]);
     report_disk();
     stages.summary();
