@@ -89,6 +89,14 @@ pub fn gib_moved(s: &ClusterSnapshot, moves: &[(u32, String, String)]) -> f64 {
         + 0.0 // an empty sum is -0.0
 }
 
+/// The part of [`gib_moved`] that is local disk (copied by every migration of such a guest,
+/// running or not).
+pub fn local_gib_moved(s: &ClusterSnapshot, moves: &[(u32, String, String)]) -> f64 {
+    let by_id: BTreeMap<u32, &shared::Guest> = s.guests.iter().map(|g| (g.vmid, g)).collect();
+    moves.iter().filter_map(|(v, _, _)| by_id.get(v)).map(|g| g.local_disk_bytes as f64 / GIB).sum::<f64>()
+        + 0.0
+}
+
 /// Hard-rule violations of a placement.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Violations {
@@ -203,7 +211,9 @@ pub fn violations(
 pub struct Outcome {
     pub after: Balance,
     pub migrations: usize,
+    /// Memory and local disk; of it local disk: `local_gib`.
     pub gib: f64,
+    pub local_gib: f64,
     pub violations: Violations,
 }
 
@@ -225,6 +235,7 @@ pub fn evaluate(
         after: balance(&after, rules),
         migrations: moves.len(),
         gib: gib_moved(s, moves),
+        local_gib: local_gib_moved(s, moves),
         violations: violations(s, &after, moves, rules),
     }
 }
@@ -300,6 +311,22 @@ mod tests {
         // Over capacity.
         let o = evaluate(&s, &template, &[(4, "b".into(), "a".into())], &rules);
         assert_eq!(o.violations.capacity, 1);
+    }
+
+    #[test]
+    fn gib_moved_counts_local_disk_running_or_not_and_memory_only_when_running() {
+        let mut s = snap();
+        s.guests[0].local_disk_bytes = 50 * G; // running, 30 GiB used
+        s.guests[3].local_disk_bytes = 100 * G;
+        s.guests[3].status = GuestStatus::Stopped; // 25 GiB of memory not copied
+        let mv = |id: u32, from: &str, to: &str| (id, from.to_string(), to.to_string());
+        let moves = [mv(1, "a", "b"), mv(4, "b", "a"), mv(2, "a", "b")];
+        assert!((gib_moved(&s, &moves) - (30.0 + 50.0 + 100.0 + 30.0)).abs() < 1e-9);
+        assert!((local_gib_moved(&s, &moves) - 150.0).abs() < 1e-9);
+        let template = shared::planner::plan(&s, &PlanRequest::default());
+        let o = evaluate(&s, &template, &moves, &RuleConfig::default());
+        assert_eq!((o.gib, o.local_gib), (210.0, 150.0));
+        assert_eq!(local_gib_moved(&s, &[]).to_string(), "0");
     }
 
     #[test]

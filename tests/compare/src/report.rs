@@ -136,19 +136,20 @@ pub fn render(res: &Results) -> String {
         res.opts.skip_sleeps_above,
         res.opts.proxlb_timeout.as_secs()
     );
-    let _ = writeln!(w, "- Scenarios: `pve_sim::generate(seed, nodes, guests)` (mixed node sizes 16–1024 GiB, skewed placement, ~55 % memory use, ~4 % stopped guests, a few anti-affinity and ignore tags), reshaped deterministically (`tests/compare/src/scenarios.rs`): *homogeneous* = every node the same size; *rule-heavy* = co-located anti-affinity groups, affinity groups, pins (some broken), ignored guests, a negative HA resource-affinity and a strict HA node-affinity; *maintenance* = `pve2` in HA maintenance and in `maintenance_nodes`; *balanced* = greedy pre-balanced placement; *long-tailed guest sizes* = Pareto (α 1.2) guest memory from 0.5 GiB, capped at 128 GiB, rescaled to ~55 % use; *mixed node sizes* = nodes of 64, 128, 256, 512 and 1024 GiB in turn, guests rescaled to ~55 % use.\n");
+    let _ = writeln!(w, "- Scenarios: `pve_sim::generate(seed, nodes, guests)` (mixed node sizes 16–1024 GiB, skewed placement, ~55 % memory use, ~4 % stopped guests, a few anti-affinity and ignore tags), reshaped deterministically (`tests/compare/src/scenarios.rs`): *homogeneous* = every node the same size; *rule-heavy* = co-located anti-affinity groups, affinity groups, pins (some broken), ignored guests, a negative HA resource-affinity and a strict HA node-affinity; *maintenance* = `pve2` in HA maintenance and in `maintenance_nodes`; *balanced* = greedy pre-balanced placement; *long-tailed guest sizes* = Pareto (α 1.2) guest memory from 0.5 GiB, capped at 128 GiB, rescaled to ~55 % use; *mixed node sizes* = nodes of 64, 128, 256, 512 and 1024 GiB in turn, guests rescaled to ~55 % use; *local disks* = the heterogeneous cluster with about a third of the guests' disks on their own node's `local-lvm` (lvmthin; 8–64 GiB, or for about a third of them 100–500 GiB, 50–100 % allocated) and the rest on the shared `ceph`, so that moving those guests copies their disks.\n");
 
     // Quality table.
     let _ = writeln!(w, "### Per scenario: quality (ours / ProxLB)\n");
-    let _ = writeln!(w, "| scenario | nodes × guests (running) | spread before (pts) | spread after | CV before → after | migrations | GiB moved | hard-rule violations: before → after |");
-    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(w, "| scenario | nodes × guests (running) | spread before (pts) | spread after | CV before → after | migrations | GiB moved | of it local disk | hard-rule violations: before → after |");
+    let _ = writeln!(w, "|---|---|---|---|---|---|---|---|---|");
     for r in &res.rows {
         let id = format!("{} ({})", r.case.id, r.case.shape.label());
         let size = format!("{}×{} ({})", r.case.nodes, r.case.guests, r.running);
         let ours = match &r.ours {
             Ok(o) => o,
             Err(err) => {
-                let _ = writeln!(w, "| {id} | {size} | – | ours FAILED: {} | | | | |", err.replace('|', "/"));
+                let _ =
+                    writeln!(w, "| {id} | {size} | – | ours FAILED: {} | | | | | |", err.replace('|', "/"));
                 continue;
             }
         };
@@ -157,22 +158,25 @@ pub fn render(res: &Results) -> String {
             Some(p) => {
                 let _ = writeln!(
                     w,
-                    "| {id} | {size} | {:.1} | **{:.1}** / {:.1} | {:.3} → **{:.3}** / {:.3} | {} / {} | {:.0} / {:.0} | {} → **{}** / {} |",
+                    "| {id} | {size} | {:.1} | **{:.1}** / {:.1} | {:.3} → **{:.3}** / {:.3} | {} / {} | {:.0} / {:.0} | {:.0} / {:.0} | {} → **{}** / {} |",
                     r.before.spread, oo.after.spread, p.after.spread, r.before.cv, oo.after.cv, p.after.cv,
-                    oo.migrations, p.migrations, oo.gib, p.gib, r.before_violations.describe(), oo.violations.describe(), p.violations.describe()
+                    oo.migrations, p.migrations, oo.gib, p.gib, oo.local_gib, p.local_gib, r.before_violations.describe(), oo.violations.describe(), p.violations.describe()
                 );
             }
             None => {
                 let _ = writeln!(
                     w,
-                    "| {id} | {size} | {:.1} | **{:.1}** / – | {:.3} → **{:.3}** / – | {} / – | {:.0} / – | {} → **{}** / {} |",
-                    r.before.spread, oo.after.spread, r.before.cv, oo.after.cv, oo.migrations, oo.gib,
+                    "| {id} | {size} | {:.1} | **{:.1}** / – | {:.3} → **{:.3}** / – | {} / – | {:.0} / – | {:.0} / – | {} → **{}** / {} |",
+                    r.before.spread, oo.after.spread, r.before.cv, oo.after.cv, oo.migrations, oo.gib, oo.local_gib,
                     r.before_violations.describe(), oo.violations.describe(), plb_failed(r)
                 );
             }
         }
     }
-    let _ = writeln!(w);
+    let _ = writeln!(
+        w,
+        "\nGiB moved = what the migrations copy: the used memory of each moved running guest plus the local disk of each moved guest (running or not; the volumes on its own node's local storages, as `backend::collect` sums them: allocated bytes where the storage reports them), per migration, for both tools alike (ProxLB's moves mapped by vmid onto our snapshot). \"of it local disk\" is that disk part alone (the other shapes keep every guest disk on shared storage).\n"
+    );
 
     // Cost table.
     let _ = writeln!(w, "### Per scenario: cost (same run, same machine)\n");
@@ -431,6 +435,12 @@ fn aggregate(w: &mut String, res: &Results) {
     );
     let _ =
         writeln!(w, "| GiB moved | {:.0} | {:.0} |", mean(&|x| x.gib, true) * n, mean(&|x| x.gib, false) * n);
+    let _ = writeln!(
+        w,
+        "| of it local disk | {:.0} | {:.0} |",
+        mean(&|x| x.local_gib, true) * n,
+        mean(&|x| x.local_gib, false) * n
+    );
     // Moving less by balancing less is easy; what one point of balance costs is the fair ratio.
     let removed = |pick_ours: bool| -> f64 {
         both.iter()
@@ -526,7 +536,7 @@ fn matching(w: &mut String, res: &Results) {
 }
 
 /// Our plan with ProxLB's migration count as its move budget: the spread target like for like
-/// where our default budget (20 moves per plan) is what stops us, not the engine.
+/// where a move budget is what stops us, not the engine (the default has none).
 fn same_moves(w: &mut String, res: &Results) {
     let _ = writeln!(w, "### With as many migrations as ProxLB made\n");
     let _ = writeln!(
@@ -612,9 +622,13 @@ fn scaling(w: &mut String, res: &Results) {
         return;
     }
     let _ = writeln!(w, "### Engine scaling (engine time only)\n");
+    // The request `run_scaling` plans with, so that the cap said is the one in force.
+    let cap = crate::ours::request(&Default::default())
+        .move_cap()
+        .map_or("no move cap".to_owned(), |m| format!("at most {m} moves"));
     let _ = writeln!(
         w,
-        "`shared::planner::plan` on `shared::testkit::cluster(42, nodes, guests)` with the request above (at most 20 moves), median of 3 runs (1 run from 25,000 guests). ProxLB has no separable engine time: its run is dominated by per-guest API calls (see the cost table).\n"
+        "`shared::planner::plan` on `shared::testkit::cluster(42, nodes, guests)` with the request above ({cap}), median of 3 runs (1 run from 25,000 guests). ProxLB has no separable engine time: its run is dominated by per-guest API calls (see the cost table).\n"
     );
     let _ = writeln!(w, "| nodes × guests | engine time | moves | spread before → after (pts) |");
     let _ = writeln!(w, "|---|---|---|---|");

@@ -1,7 +1,7 @@
 //! The fixed, seeded suite: every scenario is `pve_sim::generate(seed, nodes, guests)` plus a
 //! deterministic reshaping (node sizes, rules, maintenance, pre-balanced placement).
 
-use pve_sim::scenario::{GuestStatus, HaRuleSpec, HaSpec};
+use pve_sim::scenario::{GuestStatus, HaRuleSpec, HaSpec, StorageSpec};
 use pve_sim::Scenario;
 use shared::rules::RuleConfig;
 
@@ -26,6 +26,11 @@ pub enum Shape {
     /// Node sizes from 64 GiB to 1 TiB in one cluster (64, 128, 256, 512, 1024 GiB in turn),
     /// the guests rescaled to the same overall use.
     MixedSizes,
+    /// Heterogeneous, with about a third of the guests' disks on the node-local `local-lvm`
+    /// (lvmthin) of their own node, 8–64 GiB or (about a third of them) 100–500 GiB, 50–100 %
+    /// allocated; the other guests' disks on the shared `ceph`. Moving a local-disk guest copies
+    /// its disk too.
+    LocalDisk,
 }
 
 impl Shape {
@@ -38,6 +43,7 @@ impl Shape {
             Shape::Balanced => "already balanced",
             Shape::LongTail => "long-tailed guest sizes",
             Shape::MixedSizes => "mixed node sizes",
+            Shape::LocalDisk => "local disks",
         }
     }
 }
@@ -65,6 +71,7 @@ pub fn suite(quick: bool) -> Vec<Case> {
             c("rules-small", 41, 4, 40, Shape::RuleHeavy),
             c("maint-small", 51, 4, 40, Shape::Maintenance),
             c("balanced-small", 61, 4, 40, Shape::Balanced),
+            c("local-small", 91, 4, 40, Shape::LocalDisk),
         ];
     }
     vec![
@@ -79,6 +86,7 @@ pub fn suite(quick: bool) -> Vec<Case> {
         c("balanced", 61, 8, 200, Shape::Balanced),
         c("long-tail", 71, 24, 2500, Shape::LongTail),
         c("mixed-sizes", 81, 12, 500, Shape::MixedSizes),
+        c("local-disk", 91, 12, 400, Shape::LocalDisk),
     ]
 }
 
@@ -189,8 +197,44 @@ pub fn build(case: &Case) -> Built {
             rescale_guests(&mut sc, 0.55);
             fix_overflow(&mut sc);
         }
+        Shape::LocalDisk => local_disks(&mut sc, case.seed),
     }
     Built { scenario: sc, rules, proxlb_cluster_yaml }
+}
+
+/// The node-local storage of [`Shape::LocalDisk`] and the shared one beside it.
+pub const LOCAL_STORAGE: &str = "local-lvm";
+pub const SHARED_STORAGE: &str = "ceph";
+
+/// [`Shape::LocalDisk`]: PVE's usual storages (`local` for ISOs and backups, `local-lvm` for
+/// guest volumes on each node, plus a shared `ceph`) and a third of the guests on `local-lvm`.
+fn local_disks(sc: &mut Scenario, seed: u64) {
+    let storage = |id: &str, kind: &str, shared: bool, content: &str, size_gib: f64| StorageSpec {
+        id: id.into(),
+        kind: kind.into(),
+        shared,
+        content: content.into(),
+        size_gib,
+        nodes: vec![],
+    };
+    sc.storages = vec![
+        storage("local", "dir", false, "iso,vztmpl,backup", 500.0),
+        // Per node: room for every local disk the skewed placement may put there.
+        storage(LOCAL_STORAGE, "lvmthin", false, "images,rootdir", 16384.0),
+        storage(SHARED_STORAGE, "rbd", true, "images,rootdir", 65536.0),
+    ];
+    // One stream of draws per question (`unit(seed, j)` itself is the long tail's).
+    let draw = |stream: u64, j: usize| unit(seed ^ (stream << 40), j as u64);
+    for (j, g) in sc.guests.iter_mut().enumerate() {
+        if draw(1, j) >= 1.0 / 3.0 {
+            g.storage = Some(SHARED_STORAGE.into());
+            continue;
+        }
+        g.storage = Some(LOCAL_STORAGE.into());
+        let size = if draw(2, j) < 1.0 / 3.0 { 100.0 + 400.0 * draw(3, j) } else { 8.0 + 56.0 * draw(3, j) };
+        g.disk_gib = (size / 4.0).round() * 4.0;
+        g.disk_used = ((0.5 + 0.5 * draw(4, j)) * 100.0).round() / 100.0;
+    }
 }
 
 /// A deterministic number in [0, 1) for (seed, i) (splitmix64).
@@ -333,6 +377,76 @@ mod tests {
                 assert!(*x <= n.memory_gib, "{} over capacity", n.name);
             }
         }
+    }
+
+    #[test]
+    fn local_disk_shape_puts_a_third_of_the_disks_on_their_own_nodes_local_storage() {
+        let case = Case { id: "l".into(), seed: 91, nodes: 12, guests: 400, shape: Shape::LocalDisk };
+        let b = build(&case);
+        b.scenario.validate().unwrap();
+        let storages = b.scenario.effective_storages();
+        let st = |id: &str| storages.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("{id}"));
+        let (local, shared): (Vec<_>, Vec<_>) =
+            b.scenario.guests.iter().partition(|g| g.storage.as_deref() == Some(LOCAL_STORAGE));
+        let share = local.len() as f64 / b.scenario.guests.len() as f64;
+        assert!((0.25..0.42).contains(&share), "share of guests with local disks {share}");
+        assert!(!st(LOCAL_STORAGE).shared && st(SHARED_STORAGE).shared);
+        for g in &local {
+            let s = st(LOCAL_STORAGE);
+            assert!(
+                s.nodes.is_empty() || s.nodes.contains(&g.node),
+                "{}: no {LOCAL_STORAGE} on {}",
+                g.vmid,
+                g.node
+            );
+            assert!((8.0..=500.0).contains(&g.disk_gib) && (0.5..=1.0).contains(&g.disk_used), "{g:?}");
+        }
+        let large = local.iter().filter(|g| g.disk_gib >= 100.0).count();
+        assert!(
+            large * 5 >= local.len() && large * 2 <= local.len(),
+            "{large} of {} local disks ≥ 100 GiB",
+            local.len()
+        );
+        assert!(shared.iter().all(|g| g.storage.as_deref() == Some(SHARED_STORAGE)));
+        // Only the disks change: memory and placement are the heterogeneous cluster's.
+        let het = build(&Case { shape: Shape::Heterogeneous, ..case.clone() });
+        assert_eq!(loads(&b.scenario), loads(&het.scenario));
+        // The smoke suite's small instance has local disks too.
+        let small = suite(true).into_iter().find(|c| c.shape == Shape::LocalDisk).expect("in --quick");
+        let small = build(&small);
+        assert!(small.scenario.guests.iter().any(|g| g.storage.as_deref() == Some(LOCAL_STORAGE)));
+    }
+
+    /// What our collector reads from the simulator is what the shape put there: each local-disk
+    /// guest's allocated bytes on its own node, nothing for guests on shared storage; and the GiB
+    /// moved of a migration counts that disk beside the memory.
+    #[tokio::test]
+    async fn the_collector_sees_each_guests_local_disk_on_its_own_node_and_gib_moved_counts_it() {
+        let case = Case { id: "l".into(), seed: 91, nodes: 6, guests: 120, shape: Shape::LocalDisk };
+        let b = build(&case);
+        let sim = pve_sim::start(pve_sim::SimConfig::new(b.scenario.clone())).await.unwrap();
+        let collected = crate::ours::collect(&sim).await;
+        sim.shutdown().await;
+        let (snap, _) = collected.unwrap();
+        let gib = (1u64 << 30) as f64;
+        let mut local = 0;
+        for g in &b.scenario.guests {
+            let got = snap.guests.iter().find(|s| s.vmid == g.vmid).expect("collected").local_disk_bytes;
+            if g.storage.as_deref() == Some(LOCAL_STORAGE) {
+                local += 1;
+                let want = g.disk_gib * g.disk_used * gib;
+                assert!((got as f64 - want).abs() < 1.0 + want * 1e-9, "{}: {got} B, want {want}", g.vmid);
+            } else {
+                assert_eq!(got, 0, "{}: on {SHARED_STORAGE}", g.vmid);
+            }
+        }
+        assert!(local > 0);
+        let g = snap.guests.iter().filter(|g| g.is_running()).max_by_key(|g| g.local_disk_bytes).unwrap();
+        let mv = [(g.vmid, g.node.clone(), "elsewhere".to_string())];
+        let want = (g.mem_used + g.local_disk_bytes) as f64 / gib;
+        assert!((crate::metrics::gib_moved(&snap, &mv) - want).abs() < 1e-9);
+        assert!((crate::metrics::local_gib_moved(&snap, &mv) - g.local_disk_bytes as f64 / gib).abs() < 1e-9);
+        assert!(g.local_disk_bytes as f64 / gib >= 100.0, "the largest local disk");
     }
 
     #[test]
