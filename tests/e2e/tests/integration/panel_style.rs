@@ -245,8 +245,12 @@ async fn embedded_under_pves_asset_path_the_what_if_runs_in_its_worker() {
     let broken = dir.join("broken");
     copy_dir(&panel_dir(), &broken);
     std::fs::remove_file(broken.join("whatif_bg.wasm")).unwrap();
+    let no_loader = dir.join("no-loader");
+    copy_dir(&panel_dir(), &no_loader);
+    std::fs::remove_file(no_loader.join("whatif_loader.js")).unwrap();
     std::fs::write(dir.join("pve.html"), pve_page("/pve2/js/pve-rebalancer")).unwrap();
     std::fs::write(dir.join("broken.html"), pve_page("/broken")).unwrap();
+    std::fs::write(dir.join("no-loader.html"), pve_page("/no-loader")).unwrap();
     let stack = Stack::builder().panel(Some(dir)).start().await.expect("stack");
     let browser = Browser::start(1280, 800, false).await.expect("browser");
     login(&browser, &stack, "index.html").await;
@@ -274,6 +278,12 @@ async fn embedded_under_pves_asset_path_the_what_if_runs_in_its_worker() {
         .wait_until("return !document.querySelector('#simulate').disabled", "Simulate enabled again", WAIT)
         .await
         .unwrap();
+    // The worker's script itself missing: the worker's error event, said the same way.
+    browser.goto(&format!("{}/no-loader.html", stack.backend_url)).await.unwrap();
+    browser.wait_for("#host #nodes tbody tr", 1, WAIT).await.unwrap();
+    browser.click("#simulate").await.unwrap();
+    let error = browser.wait_text("#plan-error", "what-if", WAIT).await.unwrap();
+    assert!(error.contains("whatif_loader.js"), "{error}");
     browser.quit().await;
     stack.stop().await;
 }
