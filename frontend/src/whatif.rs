@@ -4,9 +4,10 @@
 //! for (`whatif_loader.js` beside `frontend.js`, found from `frontend.js`'s own URL, so it
 //! resolves standalone and under PVE's `/pve2/js/pve-rebalancer/` alike).
 //!
-//! The messages are JSON text: the page posts a [`Job`] (the service's cluster and policy answers
-//! as the page received them, and the plan form's overrides), the worker answers each job in order
-//! with an [`Answer`]. The answers travel as received, not re-encoded: the worker then decodes
+//! The page posts a [`Job`] as JSON text (the service's cluster and policy answers as the page
+//! received them, and the plan form's overrides); the worker answers each job in order with an
+//! [`Answer`] (a plain object, the plan as its JSON text). The answers travel as received, not
+//! re-encoded: the worker then decodes
 //! them with the same decoder as the page, so it plans on bit-identical numbers (serde_json's
 //! default float parser does not round-trip every `f64`), and the first-load module needs no
 //! encoder for the snapshot. The worker says [`Answer::Ready`] once it listens; its loader says

@@ -19,7 +19,7 @@ use std::collections::BTreeSet;
 pub enum Origin {
     /// `POST /api/v1/plan` (a fresh snapshot, taken by the service).
     Service { at: u64 },
-    /// What-if: `shared::planner::plan` in the browser on the loaded snapshot.
+    /// What-if: `shared::planner::plan` in the browser's what-if worker on the loaded snapshot.
     Simulation { at: u64, ms: f64 },
     /// Maintenance: the service's preview of entering (evacuation) or leaving (return home).
     Preview { at: u64 },
