@@ -7,9 +7,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use shared::api::BacktestState;
 use shared::api::{
-    ApiError, AuditEntry, BestNodeAnswer, BestNodeRequest, ClusterView, ExecuteRequest, ExecuteResponse,
-    ExitRequest, HistoryView, JobSummary, JobView, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance,
-    SettingsView,
+    ApiError, AuditEntry, BestNodeAnswer, BestNodeRequest, ClusterView, ExecuteResponse, ExitRequest,
+    HistoryView, JobSummary, JobView, MaintenanceAnswer, MaintenanceRequest, NodeMaintenance, SettingsView,
 };
 use shared::backtest::RunKind;
 use shared::policy::{PolicyLayer, PolicyView};
@@ -131,20 +130,25 @@ fn json_body<B: serde::Serialize>(body: &B) -> Result<Option<String>, Failure> {
     serde_json::to_string(body).map(Some).map_err(|e| Failure { status: None, message: e.to_string() })
 }
 
-pub async fn cluster(opts: &PanelOptions) -> Result<ClusterView, Failure> {
-    get(opts, "/api/v1/cluster").await
+/// The cluster, and its JSON text as received (for the what-if worker, `crate::whatif`).
+pub async fn cluster(opts: &PanelOptions) -> Result<(ClusterView, String), Failure> {
+    get_with_text(opts, "/api/v1/cluster").await
 }
 
 /// A plan by the service on a fresh snapshot, with the policy in force and `overrides` (only the
 /// fields the user changed in the plan form) on top.
-pub async fn plan(opts: &PanelOptions, overrides: &PolicyLayer) -> Result<Plan, Failure> {
-    post(opts, "/api/v1/plan", overrides).await
+///
+/// With the plan's JSON text as received: executing it sends that text back, not a re-encoding
+/// (the panel then needs no `Plan` encoder, and the service gets its own numbers bit for bit).
+pub async fn plan(opts: &PanelOptions, overrides: &PolicyLayer) -> Result<(Plan, String), Failure> {
+    parse_keeping_text(call(opts, Request::post, "/api/v1/plan", json_body(overrides)?).await?)
 }
 
 /// The policy in force (file < stored settings) and the engine request it makes; the what-if
 /// plans with exactly this, so the browser and the service plan alike.
-pub async fn policy(opts: &PanelOptions) -> Result<PolicyView, Failure> {
-    get(opts, "/api/v1/policy").await
+/// With its JSON text as received (for the what-if worker).
+pub async fn policy(opts: &PanelOptions) -> Result<(PolicyView, String), Failure> {
+    get_with_text(opts, "/api/v1/policy").await
 }
 
 async fn post<B: serde::Serialize, T: DeserializeOwned>(
@@ -278,11 +282,32 @@ async fn get<T: DeserializeOwned>(opts: &PanelOptions, path: &str) -> Result<T, 
     parse(call(opts, Request::get, path, None).await?)
 }
 
-/// Starts a job; `steps` = the vmids to run, `None` for all.
-pub async fn execute(opts: &PanelOptions, plan: &Plan, steps: Option<Vec<u32>>) -> Result<u64, Failure> {
-    let answer: ExecuteResponse =
-        post(opts, "/api/v1/plan/execute", &ExecuteRequest { plan: plan.clone(), steps }).await?;
+/// [`get`], and the answer's text as received.
+async fn get_with_text<T: DeserializeOwned>(opts: &PanelOptions, path: &str) -> Result<(T, String), Failure> {
+    parse_keeping_text(call(opts, Request::get, path, None).await?)
+}
+
+fn parse_keeping_text<T: DeserializeOwned>((status, text): (u16, String)) -> Result<(T, String), Failure> {
+    let value = serde_json::from_str(&text).map_err(|e| unexpected(status, e))?;
+    Ok((value, text))
+}
+
+/// Starts a job; `plan` = the shown plan's JSON text as received (from the service or the
+/// what-if worker), `steps` = the vmids to run, `None` for all. The body is `ExecuteRequest`.
+pub async fn execute(opts: &PanelOptions, plan: &str, steps: Option<Vec<u32>>) -> Result<u64, Failure> {
+    let answer: ExecuteResponse = parse(
+        call(opts, Request::post, "/api/v1/plan/execute", Some(execute_body(plan, steps.as_deref()))).await?,
+    )?;
     Ok(answer.job_id)
+}
+
+/// `ExecuteRequest`'s JSON with `plan` as it is.
+fn execute_body(plan: &str, steps: Option<&[u32]>) -> String {
+    let steps = steps.map(|v| {
+        let list: Vec<String> = v.iter().map(u32::to_string).collect();
+        format!(",\"steps\":[{}]", list.join(","))
+    });
+    format!("{{\"plan\":{plan}{}}}", steps.unwrap_or_default())
 }
 
 pub async fn jobs(opts: &PanelOptions, limit: usize) -> Result<Vec<JobSummary>, Failure> {
@@ -353,6 +378,19 @@ pub async fn migrate(opts: &PanelOptions, vmid: u32, from: &str, to: &str) -> Re
 mod tests {
     use super::*;
     use shared::backtest::{Move, Resource};
+
+    #[test]
+    fn the_execute_body_is_the_request_with_the_plan_as_received() {
+        let plan = shared::planner::plan(&shared::testkit::cluster(3, 4, 30), &Default::default());
+        let text = serde_json::to_string(&plan).unwrap();
+        for steps in [None, Some(vec![101, 7])] {
+            let body = execute_body(&text, steps.as_deref());
+            let read: shared::api::ExecuteRequest = serde_json::from_str(&body).unwrap();
+            assert_eq!((read.plan.steps.len(), read.steps), (plan.steps.len(), steps.clone()));
+            let expected = shared::api::ExecuteRequest { plan: plan.clone(), steps };
+            assert_eq!(body, serde_json::to_string(&expected).unwrap(), "what encoding the plan would send");
+        }
+    }
 
     #[test]
     fn the_backtest_view_reads_the_service_answer() {

@@ -9,6 +9,7 @@
 //!   (privileges per action), [`selection`] (which steps run), [`progress`] (a job's rows),
 //!   [`guests`] (filter, sort, page), [`rule_rows`] (rules merged per group).
 //! - [`views`]: the components, one module per view.
+//! - [`whatif`]: the what-if engine in a Web Worker (the `whatif` binary), loaded at first use.
 
 pub mod api;
 pub mod audit;
@@ -22,6 +23,7 @@ pub mod rule_rows;
 pub mod selection;
 pub mod theme;
 pub mod views;
+pub mod whatif;
 
 use serde::Deserialize;
 

@@ -187,6 +187,8 @@ check "package state is 'install ok installed'" expect_status pve-rebalancer "in
 check "binary installed and executable" test -x "$R/usr/bin/pve-rebalancer"
 check "panel assets installed" test -s "$ASSETS/index.html" -a -s "$ASSETS/frontend.js" \
     -a -s "$ASSETS/frontend_bg.wasm" -a -s "$ASSETS/pve-rebalancer.js"
+check "what-if worker installed beside the panel" test -s "$ASSETS/whatif_loader.js" \
+    -a -s "$ASSETS/whatif.js" -a -s "$ASSETS/whatif_bg.wasm"
 check "integration script installed and executable" \
     test -x "$R/usr/share/pve-rebalancer/pve-integration-install.sh"
 check "env file has mode 0600" bash -c "[ \"\$(stat -c %a '$R/etc/pve-rebalancer/pve-rebalancer.env')\" = 600 ]"

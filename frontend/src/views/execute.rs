@@ -72,7 +72,7 @@ pub fn ConfirmExecute(shown: RwSignal<Option<Shown>>, open: RwSignal<bool>) -> i
             // Maintenance answers the plan it ran (planned again at that moment) and maybe no job
             // (nothing to move: the node is marked at once).
             let started = match s.run.clone() {
-                Run::Steps => api::execute(&o, &s.plan, vmids).await.map(|id| (Some(id), s.plan.clone())),
+                Run::Steps => api::execute(&o, &s.json, vmids).await.map(|id| (Some(id), s.plan.clone())),
                 Run::Enter { node, mut request } => {
                     request.preview = false;
                     api::enter(&o, &node, &request).await.map(|a| (a.job_id, a.plan))

@@ -130,7 +130,8 @@ pub fn Maintenance() -> impl IntoView {
                     shown.try_update(|s| {
                         let same = s.as_ref().is_some_and(|s| s.plan == a.plan && s.run == run);
                         if !same {
-                            let mut next = Shown::new(a.plan, Origin::Preview { at: now_secs() });
+                            let mut next =
+                                Shown::new(a.plan, String::new(), Origin::Preview { at: now_secs() });
                             next.run = run;
                             *s = Some(next);
                         }

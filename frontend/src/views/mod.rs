@@ -71,6 +71,8 @@ impl Tab {
 pub struct Ctx {
     pub opts: StoredValue<PanelOptions>,
     pub cluster: RwSignal<Option<ClusterView>>,
+    /// `cluster` as the service sent it (JSON text), which the what-if worker decodes.
+    pub cluster_json: StoredValue<std::sync::Arc<str>>,
     /// Unix seconds of the last successful load.
     pub loaded_at: RwSignal<Option<u64>>,
     pub loading: RwSignal<bool>,
@@ -118,6 +120,7 @@ impl Ctx {
             tab: RwSignal::new(if maintenance { Tab::Maintenance } else { Tab::Balance }),
             opts: StoredValue::new(opts),
             cluster: RwSignal::new(None),
+            cluster_json: StoredValue::new(std::sync::Arc::from("")),
             loaded_at: RwSignal::new(None),
             loading: RwSignal::new(false),
             error: RwSignal::new(None),
@@ -143,7 +146,8 @@ impl Ctx {
             let answer = api::cluster(&o).await;
             // The panel may have been unmounted meanwhile: every write is a `try_`.
             match answer {
-                Ok(c) => {
+                Ok((c, json)) => {
+                    self.cluster_json.try_set_value(json.into());
                     let sample =
                         Sample { at: now_secs(), memory_spread: c.memory_spread, cpu_spread: c.cpu_spread };
                     self.samples.try_update(|v| {

@@ -7,20 +7,19 @@ use super::execute::ConfirmExecute;
 use super::{clock, now_secs, Ctx};
 use crate::caps::{AUDIT, MIGRATE};
 use crate::format::{self, count, duration, estimate_secs, gib};
-use crate::{api, selection};
+use crate::{api, selection, whatif};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use shared::policy::{PolicyLayer, PolicyView};
 use shared::{Method, Plan, PlanStep};
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 /// Where a shown plan comes from; simulations say so until executed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Origin {
     /// `POST /api/v1/plan` (a fresh snapshot, taken by the service).
     Service { at: u64 },
-    /// What-if: `shared::planner::plan` in the browser on the loaded snapshot.
+    /// What-if: `shared::planner::plan` in the browser's what-if worker on the loaded snapshot.
     Simulation { at: u64, ms: f64 },
     /// Maintenance: the service's preview of entering (evacuation) or leaving (return home).
     Preview { at: u64 },
@@ -41,6 +40,9 @@ pub enum Run {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Shown {
     pub plan: Plan,
+    /// `plan` as received (the service's answer or the what-if worker's): what executing it
+    /// sends. Empty for maintenance previews, which run through their own calls.
+    pub json: std::sync::Arc<str>,
     pub origin: Origin,
     pub selected: BTreeSet<usize>,
     /// The job it was handed to.
@@ -49,9 +51,9 @@ pub struct Shown {
 }
 
 impl Shown {
-    pub fn new(plan: Plan, origin: Origin) -> Shown {
+    pub fn new(plan: Plan, json: String, origin: Origin) -> Shown {
         let selected = selection::all(&plan.steps);
-        Shown { plan, origin, selected, executed: None, run: Run::Steps }
+        Shown { plan, json: json.into(), origin, selected, executed: None, run: Run::Steps }
     }
 
     /// All or nothing: maintenance runs the whole plan.
@@ -73,11 +75,6 @@ fn totals<'a>(steps: impl Iterator<Item = &'a PlanStep>) -> String {
         sizes.iter().sum::<f64>(),
         duration(estimate_secs(&sizes, format::ASSUMED_PARALLEL))
     )
-}
-
-/// Runs `f` a moment later, so the "Computing…" state paints before the engine blocks the page.
-fn soon(f: impl FnOnce() + 'static) {
-    set_timeout(f, Duration::from_millis(30));
 }
 
 /// The policy in force (`GET /api/v1/policy`) with the plan form's overrides on top: the
@@ -123,7 +120,7 @@ pub fn PlanView() -> impl IntoView {
     let o = ctx.opts.get_value();
     spawn_local(async move {
         match api::policy(&o).await {
-            Ok(p) => {
+            Ok((p, _)) => {
                 policy.try_set(Some(p));
             }
             Err(e) => {
@@ -147,39 +144,39 @@ pub fn PlanView() -> impl IntoView {
         shown.set(Some(s));
     };
     // What-if: the policy is fetched fresh (another admin may have stored settings meanwhile),
-    // the overrides put on it exactly as the service does, and `shared::planner` plans it here.
+    // the overrides put on it exactly as the service does, and `shared::planner` plans it here,
+    // in the browser's what-if worker (`crate::whatif`, loaded at the first what-if).
     let simulate = move || {
         busy.set(Some("Simulating…"));
         error.set(None);
         let o = ctx.opts.get_value();
         spawn_local(async move {
             let fresh = api::policy(&o).await;
-            soon(move || {
-                let request = fresh
-                    .map_err(|e| e.message)
-                    .and_then(|p| {
-                        policy.try_set(Some(p.clone()));
-                        overrides.with_untracked(|o| effective(&p, o))
-                    })
-                    .map(|v| v.request);
-                match request {
-                    Ok(req) => {
-                        let t0 = js_sys::Date::now();
-                        let result = ctx.cluster.with_untracked(|c| {
-                            c.as_ref()
-                                .map(|c| (shared::planner::plan(&c.snapshot, &req), c.snapshot.collected_at))
-                        });
-                        let ms = js_sys::Date::now() - t0;
-                        if let Some((plan, at)) = result {
-                            show(Shown::new(plan, Origin::Simulation { at, ms }));
+            let checked = fresh.map_err(|e| e.message).and_then(|(p, text)| {
+                policy.try_set(Some(p.clone()));
+                overrides.with_untracked(|o| effective(&p, o)).map(|_| text)
+            });
+            match checked {
+                Ok(policy_json) => {
+                    let at = ctx.cluster.with_untracked(|c| c.as_ref().map(|c| c.snapshot.collected_at));
+                    if let Some(at) = at {
+                        let job = overrides
+                            .with_untracked(|o| whatif::job(&ctx.cluster_json.get_value(), &policy_json, o));
+                        match whatif::plan(job).await {
+                            Ok((plan, json, ms)) => {
+                                show(Shown::new(plan, json, Origin::Simulation { at, ms }))
+                            }
+                            Err(e) => {
+                                error.try_set(Some(e));
+                            }
                         }
                     }
-                    Err(e) => {
-                        error.try_set(Some(e));
-                    }
                 }
-                busy.try_set(None);
-            });
+                Err(e) => {
+                    error.try_set(Some(e));
+                }
+            }
+            busy.try_set(None);
         });
     };
     // What-if: every parameter change recomputes in the browser (not the first run: the page
@@ -196,7 +193,7 @@ pub fn PlanView() -> impl IntoView {
         error.set(None);
         spawn_local(async move {
             match api::plan(&o, &layer).await {
-                Ok(plan) => show(Shown::new(plan, Origin::Service { at: now_secs() })),
+                Ok((plan, json)) => show(Shown::new(plan, json, Origin::Service { at: now_secs() })),
                 Err(e) => {
                     error.try_set(Some(e.message));
                 }

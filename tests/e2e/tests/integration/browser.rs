@@ -2,7 +2,9 @@
 //! with the executor running: log in, plan, simulate, execute and follow a job, preview a node's
 //! evacuation, privileges, and screenshots (light, dark, phone width) under `target/screenshots/`.
 
-use crate::panel::{open_logged_in, panel_as, shots, JOB_WAIT, WAIT};
+use crate::panel::{
+    file_contains, open_logged_in, panel_as, shots, watch_workers, workers, JOB_WAIT, PLANNER_TEXT, WAIT,
+};
 use e2e::webdriver::Browser;
 use e2e::{panel_dir, Stack};
 use std::time::Duration;
@@ -69,6 +71,18 @@ async fn panel_shows_the_nodes_a_plan_and_a_what_if() {
     let label = browser.text("#plan-execute").await.unwrap();
     assert!(label.contains(&format!("{} step", steps - 1)), "{label} after deselecting one of {steps}");
 
+    // The page's module has no engine: the what-if worker, started only now, has it.
+    watch_workers(&browser).await;
+    assert!(
+        !file_contains(&browser, "/frontend_bg.wasm", PLANNER_TEXT).await,
+        "the planner is in the first-load module"
+    );
+    assert!(
+        file_contains(&browser, "/whatif_bg.wasm", PLANNER_TEXT).await,
+        "the worker's module has the planner"
+    );
+    assert_eq!(workers(&browser).await, Vec::<String>::new(), "no what-if worker before the first what-if");
+
     // What-if: a parameter change recomputes in the browser, marked as a simulation.
     browser.fill("#balanciness", "30").await.unwrap();
     browser
@@ -77,8 +91,15 @@ async fn panel_shows_the_nodes_a_plan_and_a_what_if() {
         .unwrap();
     let origin = browser.wait_text("#plan-origin", "SIMULATION", WAIT).await.unwrap();
     assert!(origin.contains("in your browser"), "{origin}");
+    let started = workers(&browser).await;
+    assert_eq!(
+        started,
+        vec![format!("{}/whatif_loader.js", stack.backend_url)],
+        "one worker, beside frontend.js"
+    );
     browser.select("#level", "5").await.unwrap();
     browser.wait_for("#plan-steps tbody tr", 1, WAIT).await.unwrap();
+    assert_eq!(workers(&browser).await, started, "the next what-if reuses the worker");
     browser.screenshot(&shots().join("panel-whatif.png")).await.unwrap();
 
     // Guests: filter and sort.

@@ -44,3 +44,36 @@ pub async fn panel_and_api() -> (Stack, Browser, Session) {
     let api = stack.login("root@pam", "demo").await.unwrap();
     (stack, browser, api)
 }
+
+/// Records the URL of every Web Worker the page starts from now on (the what-if worker is
+/// started by the panel at its first what-if, so this can be put in after the page loaded).
+pub async fn watch_workers(browser: &Browser) {
+    browser
+        .eval(
+            "if (!window.__pvrbWorkers) { const W = window.Worker; window.__pvrbWorkers = []; \
+             window.Worker = function (url, opts) { window.__pvrbWorkers.push(String(url)); return new W(url, opts); }; } \
+             return true;",
+        )
+        .await
+        .unwrap();
+}
+
+/// The workers started since [`watch_workers`].
+pub async fn workers(browser: &Browser) -> Vec<String> {
+    let v = browser.eval("return window.__pvrbWorkers || null").await.unwrap();
+    serde_json::from_value(v).expect("watch_workers first")
+}
+
+/// A text only the engine (`shared::planner`) holds: the module that has it has the planner.
+pub const PLANNER_TEXT: &str = "unable to absorb the loss of its largest node (keep_n_plus_one)";
+
+/// Whether the file at `url` (fetched by the page) contains `needle`.
+pub async fn file_contains(browser: &Browser, url: &str, needle: &str) -> bool {
+    let script = format!(
+        "return fetch({}).then(r => r.ok ? r.arrayBuffer() : Promise.reject(r.status)) \
+         .then(b => new TextDecoder('latin1').decode(b).includes({}))",
+        serde_json::json!(url),
+        serde_json::json!(needle)
+    );
+    browser.eval(&script).await.unwrap().as_bool().unwrap_or_else(|| panic!("fetching {url}"))
+}

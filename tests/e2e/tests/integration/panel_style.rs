@@ -6,6 +6,7 @@
 //! The host pages are the built panel's own `index.html` with the host's parts added, served by
 //! the backend from a copy of `frontend/dist`, so the panel and its API share one origin.
 
+use crate::panel::{watch_workers, workers};
 use e2e::webdriver::Browser;
 use e2e::{panel_dir, Stack};
 use std::path::{Path, PathBuf};
@@ -220,6 +221,69 @@ async fn inside_pves_window_the_maintenance_view_does_not_repeat_its_title() {
     }
     assert_eq!(browser.count("#host .pvrb").await.unwrap(), 1, "mounted into the host element");
     assert_eq!(browser.count("#panel-title").await.unwrap(), 0, "the window title says it already");
+    browser.quit().await;
+    stack.stop().await;
+}
+
+/// As the package's loader does inside PVE: the panel's module imported from PVE's asset path
+/// (`/pve2/js/pve-rebalancer/`, not beside the page) and mounted into a host element.
+fn pve_page(base: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body>{PVE_GLOBALS}<div id=\"host\"></div>\
+         <script type=\"module\">window.__pveRebalancerEmbedded = true; \
+         const m = await import('{base}/frontend.js'); await m.default(); \
+         window.pvrbHandle = m.mount_panel(document.getElementById('host'), {{}});</script></body></html>"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_under_pves_asset_path_the_what_if_runs_in_its_worker() {
+    let dir = host_pages(&[("index-copy", "", "")]);
+    // The panel under PVE's path, and a copy whose worker module is missing.
+    let pve = dir.join("pve2/js/pve-rebalancer");
+    copy_dir(&panel_dir(), &pve);
+    let broken = dir.join("broken");
+    copy_dir(&panel_dir(), &broken);
+    std::fs::remove_file(broken.join("whatif_bg.wasm")).unwrap();
+    let no_loader = dir.join("no-loader");
+    copy_dir(&panel_dir(), &no_loader);
+    std::fs::remove_file(no_loader.join("whatif_loader.js")).unwrap();
+    std::fs::write(dir.join("pve.html"), pve_page("/pve2/js/pve-rebalancer")).unwrap();
+    std::fs::write(dir.join("broken.html"), pve_page("/broken")).unwrap();
+    std::fs::write(dir.join("no-loader.html"), pve_page("/no-loader")).unwrap();
+    let stack = Stack::builder().panel(Some(dir)).start().await.expect("stack");
+    let browser = Browser::start(1280, 800, false).await.expect("browser");
+    login(&browser, &stack, "index.html").await;
+    browser.wait_for("#nodes tbody tr", 1, WAIT).await.unwrap();
+
+    browser.goto(&format!("{}/pve.html", stack.backend_url)).await.unwrap();
+    browser.wait_for("#host #nodes tbody tr", 1, WAIT).await.unwrap();
+    watch_workers(&browser).await;
+    browser.click("#simulate").await.unwrap();
+    let origin = browser.wait_text("#plan-origin", "SIMULATION", WAIT).await.unwrap();
+    assert!(origin.contains("in your browser"), "{origin}");
+    assert_eq!(
+        workers(&browser).await,
+        vec![format!("{}/pve2/js/pve-rebalancer/whatif_loader.js", stack.backend_url)],
+        "the worker is found beside frontend.js, not beside the page"
+    );
+
+    // A worker that cannot load is said in the plan view, and the buttons come back.
+    browser.goto(&format!("{}/broken.html", stack.backend_url)).await.unwrap();
+    browser.wait_for("#host #nodes tbody tr", 1, WAIT).await.unwrap();
+    browser.click("#simulate").await.unwrap();
+    let error = browser.wait_text("#plan-error", "what-if", WAIT).await.unwrap();
+    assert!(error.contains("whatif_bg.wasm"), "{error}");
+    browser
+        .wait_until("return !document.querySelector('#simulate').disabled", "Simulate enabled again", WAIT)
+        .await
+        .unwrap();
+    // The worker's script itself missing: the worker's error event, said the same way.
+    browser.goto(&format!("{}/no-loader.html", stack.backend_url)).await.unwrap();
+    browser.wait_for("#host #nodes tbody tr", 1, WAIT).await.unwrap();
+    browser.click("#simulate").await.unwrap();
+    let error = browser.wait_text("#plan-error", "what-if", WAIT).await.unwrap();
+    assert!(error.contains("whatif_loader.js"), "{error}");
     browser.quit().await;
     stack.stop().await;
 }
