@@ -5,8 +5,9 @@
 //!   panics and wasm-opt -Oz on both modules, the shipped build, which fails when the module the
 //!   page loads first is over the 350 KB gzip budget; the what-if worker's module is reported;
 //!   `deb` builds it too and only warns over the budget)
-//! - `test`      set up, build the panel, run every test (cargo, the lone-clone guard, the PVE UI
-//!   tests, the package), fmt, clippy; prints each stage's wall time and the total
+//! - `test`      set up, fmt, build the panel and the tests (linted with clippy as they compile),
+//!   run every test (with nothing beside the repository, see `isolation.rs`), the PVE UI tests and
+//!   the package test; prints each stage's wall time and the total
 //! - `self-contained`  the lone-clone guard alone: no tracked file points outside the repository,
 //!   and pve-sim's schema tests pass in a copy of the tracked tree with nothing beside it
 //! - `demo`      set up, build, start the simulator and the backend, print the panel's URL
