@@ -96,7 +96,9 @@ async fn preconditions_and_die_texts() {
     let pre = s.data("/nodes/pve1/lxc/106/migrate").await;
     assert_eq!(pre["allowed-nodes"].as_array().unwrap().len(), 3);
 
-    // with-local-disks and conntrack state (9.x) are accepted
+    // with-local-disks and conntrack state (9.x) are accepted. The clock stands still until the
+    // second request is in: at 1000× a loaded machine can finish the copy before it arrives.
+    sim.set_clock_rate(0.0);
     let (st, v) = s
         .post(
             "/nodes/pve3/qemu/308/migrate",
@@ -110,6 +112,7 @@ async fn preconditions_and_die_texts() {
     // a second migration while the first runs: locked
     let (st, v) = s.post("/nodes/pve3/qemu/308/migrate", &[("target", "pve1"), ("online", "1")]).await;
     assert_eq!((st, v["message"].as_str().unwrap()), (500, "VM is locked (migrate)\n"));
+    sim.set_clock_rate(1000.0);
     let st = s.wait_task("pve3", u).await;
     assert_eq!(st["exitstatus"], "OK");
     assert_eq!(sim.guest_node(308).as_deref(), Some("pve2"));
