@@ -19,23 +19,19 @@ use shared::ClusterSnapshot;
 /// Tasks stamped this far past PVE's own clock are from a node with a skewed clock: not "recent".
 const MAX_SKEW_SECS: u64 = 300;
 
-/// Fills `snapshot.recent_migrations` with the migrations in `tasks` (the `/cluster/tasks` rows
-/// the snapshot was collected with) that ended within `horizon_secs`.
+/// The collected snapshot for a balance plan: `recent_migrations` filled with the migrations of
+/// the task list collected with it that ended within the horizon of `request`'s cooldown and
+/// no-return rules.
 ///
 /// Task end times are stamped by PVE's clock, so their age is measured on it (the `Date` of PVE's
-/// answer, `pve_now`): a node whose clock differs from PVE's (or a simulated cluster) still sees a migration
+/// answer): a node whose clock differs from PVE's (or a simulated cluster) still sees a migration
 /// a minute old as a minute old. Ages are then put on our clock (`collected_at − age`), where the
 /// engine compares them.
-fn fill(snapshot: &mut ClusterSnapshot, tasks: &[Value], pve_now: u64, horizon_secs: u64) {
-    snapshot.recent_migrations = from_tasks(tasks, snapshot, pve_now, horizon_secs);
-}
-
-/// The collected snapshot for a balance plan: its recent migrations filled over the horizon of
-/// `request`'s cooldown and no-return rules, from the task list collected with it.
 pub fn for_plan(collected: Collected, pve: &PveClient, request: &PlanRequest) -> ClusterSnapshot {
     let Collected { mut snapshot, tasks } = collected;
     let pve_now = pve.server_now().unwrap_or(snapshot.collected_at);
-    fill(&mut snapshot, &tasks, pve_now, request.cooldown_secs.max(request.no_return_secs));
+    let horizon = request.cooldown_secs.max(request.no_return_secs);
+    snapshot.recent_migrations = from_tasks(&tasks, &snapshot, pve_now, horizon);
     snapshot
 }
 

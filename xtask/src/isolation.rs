@@ -1,7 +1,7 @@
 //! Runs the test build and the tests with nothing beside the repository, as in a user's lone
 //! clone: in a private mount namespace the repository's parent folder is replaced by an empty
 //! one that holds only the repository (and cargo's and rustup's homes, when they live there).
-//! A path that leaves the repository (`../shared/…` beside the clone, the bug of issue 19) is
+//! A path that leaves the repository (a sibling folder of the clone, the bug of issue 19) is
 //! then missing at build time (`include_str!`) and at run time alike, while the build still
 //! uses the repository's own `target/`: the guard costs no second build.
 //!
